@@ -1,0 +1,35 @@
+//! Dataplane counters: relaxed atomics, bumped once per batch where possible.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct DataplaneCounters {
+    /// Packets read from TUN.
+    pub tun_rx_packets: AtomicU64,
+    /// Packets written to TUN.
+    pub tun_tx_packets: AtomicU64,
+    /// Downlink packets whose destination belongs to no connected session.
+    pub no_session_drops: AtomicU64,
+    /// Downlink packets dropped because a session's queue was full.
+    pub queue_full_drops: AtomicU64,
+    /// Downlink packets that were not IP.
+    pub malformed_drops: AtomicU64,
+    /// Uplink packets whose source was not the session's assigned address.
+    pub spoofed_source_drops: AtomicU64,
+    /// TUN reads that failed (and were skipped).
+    pub tun_rx_errors: AtomicU64,
+    /// Uplink packets that failed to write to TUN.
+    pub tun_tx_errors: AtomicU64,
+}
+
+impl DataplaneCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

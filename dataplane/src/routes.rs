@@ -1,0 +1,97 @@
+//! Which session owns which tunnel address. Read lock-free once per batch by the
+//! downlink task; written (copy and swap) only when a session connects or leaves.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use crate::batch::PacketBatch;
+
+/// The downlink end of one connected session.
+#[derive(Debug)]
+pub struct SessionPort {
+    /// Session index (for logs).
+    pub index: u64,
+    /// Identifies the connection, so a stale connection cannot remove its successor.
+    pub generation: u64,
+    pub tx: mpsc::Sender<PacketBatch>,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionRoutes {
+    table: ArcSwap<HashMap<IpAddr, Arc<SessionPort>>>,
+}
+
+impl SessionRoutes {
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<HashMap<IpAddr, Arc<SessionPort>>>> {
+        self.table.load()
+    }
+
+    /// Routes `addrs` to `port`, replacing any earlier connection of the session.
+    pub fn insert(&self, addrs: &[IpAddr], port: Arc<SessionPort>) {
+        self.table.rcu(|t| {
+            let mut t = HashMap::clone(t);
+            for a in addrs {
+                t.insert(*a, port.clone());
+            }
+            t
+        });
+    }
+
+    /// Removes the routes of `addrs` if they still belong to connection `generation`.
+    pub fn remove(&self, addrs: &[IpAddr], generation: u64) {
+        self.table.rcu(|t| {
+            let mut t = HashMap::clone(t);
+            for a in addrs {
+                if t.get(a).is_some_and(|p| p.generation == generation) {
+                    t.remove(a);
+                }
+            }
+            t
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_generation_does_not_remove_successor() {
+        let routes = SessionRoutes::default();
+        let a: IpAddr = "198.18.100.10".parse().unwrap();
+        let (tx1, _rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        routes.insert(
+            &[a],
+            Arc::new(SessionPort {
+                index: 1,
+                generation: 1,
+                tx: tx1,
+            }),
+        );
+        routes.insert(
+            &[a],
+            Arc::new(SessionPort {
+                index: 1,
+                generation: 2,
+                tx: tx2,
+            }),
+        );
+        routes.remove(&[a], 1);
+        assert_eq!(routes.snapshot().get(&a).map(|p| p.generation), Some(2));
+        routes.remove(&[a], 2);
+        assert!(routes.is_empty());
+    }
+}

@@ -1,0 +1,276 @@
+//! The TUN device and the two batch loops over it.
+//!
+//! With `offload` the device is opened with IFF_VNET_HDR and TSO/USO: the kernel
+//! hands us TCP/UDP super-packets of up to 64 KiB that tun-rs splits into MTU-sized
+//! packets (one syscall for dozens of packets), and on the way in tun-rs coalesces
+//! our packets (GRO) before writing. Without offload we still batch by draining
+//! the device with non-blocking reads up to a batch size.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc::error::TrySendError;
+use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+use crate::batch::{BATCH_PACKETS, BatchPool, PacketBatch};
+use crate::counters::DataplaneCounters;
+use crate::packet;
+use crate::routes::{SessionPort, SessionRoutes};
+
+/// Spare bytes in front of each uplink packet: tun-rs writes the virtio-net header there.
+pub const UPLINK_HEADROOM: usize = VIRTIO_NET_HDR_LEN + 6;
+
+#[derive(Debug, Clone)]
+pub struct TunConfig {
+    pub name: String,
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    pub mtu: u16,
+    pub offload: bool,
+}
+
+/// An open TUN device shared by the downlink task and every session's uplink.
+#[derive(Clone)]
+pub struct Tun {
+    dev: Arc<AsyncDevice>,
+    pub mtu: u16,
+    pub offload: bool,
+}
+
+impl Tun {
+    pub fn open(cfg: &TunConfig) -> io::Result<Self> {
+        let mut b = DeviceBuilder::new()
+            .name(cfg.name.clone())
+            .mtu(cfg.mtu)
+            .offload(cfg.offload);
+        if let Some((addr, prefix)) = cfg.ipv4 {
+            b = b.ipv4(addr, prefix, None);
+        }
+        let dev = b.build_async()?;
+        Ok(Self {
+            dev: Arc::new(dev),
+            mtu: cfg.mtu,
+            offload: cfg.offload,
+        })
+    }
+
+    pub fn tcp_gso(&self) -> bool {
+        self.offload && self.dev.tcp_gso()
+    }
+
+    /// Downlink loop: TUN -> sessions. Runs until the device fails.
+    pub async fn run_downlink(
+        &self,
+        routes: Arc<SessionRoutes>,
+        pool: BatchPool,
+        counters: Arc<DataplaneCounters>,
+    ) -> io::Result<()> {
+        let seg = usize::from(self.mtu) + 64;
+        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
+        let mut bufs: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE).map(|_| vec![0u8; seg]).collect();
+        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+        let mut sorter = BatchSorter::new(pool);
+        let mut consecutive_errors = 0u32;
+        loop {
+            let n = match self
+                .dev
+                .recv_multiple(&mut original, &mut bufs, &mut sizes, 0)
+                .await
+            {
+                Ok(n) => {
+                    consecutive_errors = 0;
+                    n
+                }
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    // One bad read (e.g. a super-packet tun-rs cannot split) must
+                    // not stop the dataplane; a persistent one must not spin.
+                    DataplaneCounters::add(&counters.tun_rx_errors, 1);
+                    consecutive_errors += 1;
+                    if consecutive_errors % 1000 == 1 {
+                        tracing::warn!(error = %e, "TUN read failed");
+                    }
+                    if consecutive_errors > 100 {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    continue;
+                }
+            };
+            let routes_now = routes.snapshot();
+            sorter.sort(&bufs, &sizes[..n], &routes_now, &counters);
+            // Drain what else is pending, up to one batch, before delivering.
+            let mut total = n;
+            while total < BATCH_PACKETS {
+                match self
+                    .dev
+                    .try_recv_multiple(&mut original, &mut bufs, &mut sizes, 0)
+                {
+                    Ok(m) => {
+                        sorter.sort(&bufs, &sizes[..m], &routes_now, &counters);
+                        total += m;
+                    }
+                    Err(_) => break,
+                }
+            }
+            DataplaneCounters::add(&counters.tun_rx_packets, total as u64);
+            sorter.deliver(&counters);
+        }
+    }
+
+    /// Writes a session's uplink packets to TUN. Each buffer holds one packet after
+    /// `UPLINK_HEADROOM` bytes. Returns the number of packets handed to the kernel.
+    pub async fn send_batch(
+        &self,
+        gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        counters: &DataplaneCounters,
+    ) -> usize {
+        if bufs.is_empty() {
+            return 0;
+        }
+        let n = bufs.len();
+        match self.dev.send_multiple(gro, bufs, UPLINK_HEADROOM).await {
+            Ok(_) => {
+                DataplaneCounters::add(&counters.tun_tx_packets, n as u64);
+                n
+            }
+            Err(e) => {
+                DataplaneCounters::add(&counters.tun_tx_errors, n as u64);
+                tracing::debug!(error = %e, packets = n, "TUN write failed");
+                0
+            }
+        }
+    }
+}
+
+/// Errors after which the device is gone (EBADF, ENODEV, ENXIO).
+fn is_fatal(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(9) | Some(19) | Some(6))
+}
+
+/// Groups one read's packets by destination session without allocating per packet.
+struct BatchSorter {
+    pool: BatchPool,
+    /// Sessions touched in this batch; a handful at most, so a linear scan wins.
+    pending: Vec<(Arc<SessionPort>, PacketBatch)>,
+}
+
+impl BatchSorter {
+    fn new(pool: BatchPool) -> Self {
+        Self {
+            pool,
+            pending: Vec::with_capacity(16),
+        }
+    }
+
+    fn sort(
+        &mut self,
+        bufs: &[Vec<u8>],
+        sizes: &[usize],
+        routes: &std::collections::HashMap<IpAddr, Arc<SessionPort>>,
+        counters: &DataplaneCounters,
+    ) {
+        let mut malformed = 0;
+        let mut no_session = 0;
+        for (buf, &len) in bufs.iter().zip(sizes) {
+            let Some(pkt) = buf.get(..len) else {
+                malformed += 1;
+                continue;
+            };
+            let Some(dst) = packet::destination(pkt) else {
+                malformed += 1;
+                continue;
+            };
+            let Some(port) = routes.get(&dst) else {
+                no_session += 1;
+                continue;
+            };
+            match self.pending.iter_mut().find(|(p, _)| Arc::ptr_eq(p, port)) {
+                Some((_, batch)) => batch.push(pkt),
+                None => {
+                    let mut batch = self.pool.get();
+                    batch.push(pkt);
+                    self.pending.push((port.clone(), batch));
+                }
+            }
+        }
+        DataplaneCounters::add(&counters.malformed_drops, malformed);
+        DataplaneCounters::add(&counters.no_session_drops, no_session);
+    }
+
+    fn deliver(&mut self, counters: &DataplaneCounters) {
+        for (port, batch) in self.pending.drain(..) {
+            match port.tx.try_send(batch) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) | Err(TrySendError::Closed(b)) => {
+                    DataplaneCounters::add(&counters.queue_full_drops, b.len() as u64);
+                    self.pool.put(b);
+                }
+            }
+        }
+    }
+}
+
+/// Per-session uplink state: reusable packet buffers and a GRO table, so a
+/// session's packets reach TUN in one batch without allocation per packet.
+pub struct Uplink {
+    tun: Tun,
+    gro: GROTable,
+    bufs: Vec<Vec<u8>>,
+    used: usize,
+    /// The only source address this session may use.
+    allowed_src: Vec<IpAddr>,
+    counters: Arc<DataplaneCounters>,
+    pub spoofed: AtomicU64,
+}
+
+impl Uplink {
+    pub fn new(tun: Tun, allowed_src: Vec<IpAddr>, counters: Arc<DataplaneCounters>) -> Self {
+        Self {
+            tun,
+            gro: GROTable::default(),
+            bufs: Vec::with_capacity(BATCH_PACKETS),
+            used: 0,
+            allowed_src,
+            counters,
+            spoofed: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues a packet from the client. Returns false (and counts it) if its source
+    /// is not the session's address or it is not IP.
+    pub fn push(&mut self, pkt: &[u8]) -> bool {
+        let ok = packet::source(pkt).is_some_and(|s| self.allowed_src.contains(&s));
+        if !ok {
+            self.spoofed.fetch_add(1, Ordering::Relaxed);
+            DataplaneCounters::add(&self.counters.spoofed_source_drops, 1);
+            return false;
+        }
+        if self.used == self.bufs.len() {
+            self.bufs.push(Vec::with_capacity(UPLINK_HEADROOM + 2048));
+        }
+        let b = &mut self.bufs[self.used];
+        b.clear();
+        b.resize(UPLINK_HEADROOM, 0);
+        b.extend_from_slice(pkt);
+        self.used += 1;
+        true
+    }
+
+    pub fn pending(&self) -> usize {
+        self.used
+    }
+
+    /// Writes everything queued to TUN.
+    pub async fn flush(&mut self) -> usize {
+        let n = self.used;
+        if n == 0 {
+            return 0;
+        }
+        self.used = 0;
+        self.tun
+            .send_batch(&mut self.gro, &mut self.bufs[..n], &self.counters)
+            .await
+    }
+}

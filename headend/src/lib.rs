@@ -1,0 +1,10 @@
+//! VPN headend library: configuration, protocol codecs and the server.
+pub mod admin;
+pub mod config;
+pub mod login;
+pub mod pool;
+pub mod proto;
+pub mod server;
+pub mod sessions;
+pub mod tls;
+pub mod tunnel;

@@ -1,0 +1,302 @@
+//! The aggregate-auth login exchange (protocol.md section 1): picks the tunnel
+//! group, shows the form, checks the password, creates the session and its cookie.
+//! Stateless between requests: the chosen tunnel group travels in `<opaque>` and
+//! `<group-select>`, so a reply may arrive on any TLS connection.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::config::{Config, TunnelAuthentication, TunnelGroup};
+use crate::proto::http::{Request, Response};
+use crate::proto::xmlauth::{self, ClientMessage, MessageKind};
+use crate::server::Headend;
+use crate::sessions::NewSession;
+
+/// What the login step decided, before it is rendered as XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStep {
+    /// Show the username/password form for `tunnel_group`, maybe with an error.
+    Form {
+        tunnel_group: String,
+        error: Option<String>,
+    },
+    /// Nothing can be done for this tunnel group: a form without inputs makes
+    /// openconnect stop, with this message.
+    Refuse {
+        tunnel_group: Option<String>,
+        message: String,
+    },
+    Success {
+        cookie: String,
+        tunnel_group: String,
+        username: String,
+    },
+}
+
+/// Resolves the tunnel group a message is about, in ASA's order: an explicit
+/// group-select (alias), the group carried in opaque, the group-url, then the
+/// default (DefaultWEBVPNGroup if configured, else the first alias in the list).
+pub fn select_tunnel_group<'c>(cfg: &'c Config, msg: &ClientMessage) -> Option<&'c TunnelGroup> {
+    if let Some(sel) = msg.group_select.as_deref().filter(|s| !s.is_empty()) {
+        return cfg
+            .tunnel_group_for_alias(sel)
+            .or_else(|| cfg.tunnel_groups.get(sel));
+    }
+    if let Some(tg) = msg.opaque_tunnel_group.as_deref()
+        && let Some(t) = cfg.tunnel_groups.get(tg)
+    {
+        return Some(t);
+    }
+    if let Some(url) = msg.group_access.as_deref()
+        && let Some(t) = cfg.tunnel_group_for_url(url)
+    {
+        return Some(t);
+    }
+    cfg.tunnel_groups.get("DefaultWEBVPNGroup").or_else(|| {
+        cfg.group_list()
+            .first()
+            .and_then(|(_, tg)| cfg.tunnel_groups.get(tg))
+    })
+}
+
+pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
+    let msg = match xmlauth::parse_client(&req.body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::info!(%client_ip, "rejected login request: {e}");
+            return Response::new(400, "Bad Request")
+                .header("Content-Type", "text/plain")
+                .body(format!("bad aggregate-auth request: {e}\n"));
+        }
+    };
+    let step = decide(&msg, client_ip, h).await;
+    render(&h.config, &step)
+}
+
+async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginStep {
+    let cfg = &h.config;
+    let Some(tg) = select_tunnel_group(cfg, msg) else {
+        return LoginStep::Refuse {
+            tunnel_group: None,
+            message: "No tunnel group is configured for remote access.".into(),
+        };
+    };
+    let name = tg.name.clone();
+    if tg.authentication == TunnelAuthentication::Saml {
+        tracing::info!(%client_ip, tunnel_group = %name, "login refused: SAML tunnel groups are not supported yet");
+        return LoginStep::Refuse {
+            tunnel_group: Some(name),
+            message: "This tunnel group uses SAML, which this headend does not support yet.".into(),
+        };
+    }
+    if tg.authentication == TunnelAuthentication::Certificate {
+        return LoginStep::Refuse {
+            tunnel_group: Some(name),
+            message: "Certificate authentication is not supported.".into(),
+        };
+    }
+    if msg.kind != MessageKind::AuthReply {
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: None,
+        };
+    }
+    let (Some(user), Some(password)) = (msg.username.as_deref(), msg.password.as_deref()) else {
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: None,
+        };
+    };
+    let server_group = tg.authentication_server_group.as_deref().unwrap_or("LOCAL");
+    if server_group != "LOCAL" {
+        tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: authentication-server-group {server_group} (RADIUS) is not supported yet");
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: Some("Login failed: the authentication server is not available.".into()),
+        };
+    }
+    // PBKDF2 is deliberately slow: keep it off the async workers.
+    let check = {
+        let (user, password) = (user.to_string(), password.to_string());
+        let users = h.users.clone();
+        tokio::task::spawn_blocking(move || users.check(&user, &password)).await
+    };
+    if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
+        tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: Some("Login failed.".into()),
+        };
+    }
+    let gp_name = tg
+        .default_group_policy
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_GROUP_POLICY.to_string());
+    let policy = cfg.effective_policy(&gp_name);
+    if !policy
+        .vpn_tunnel_protocols
+        .iter()
+        .any(|p| p == "ssl-client")
+    {
+        tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, "login refused: vpn-tunnel-protocol does not include ssl-client");
+        return LoginStep::Refuse {
+            tunnel_group: Some(name),
+            message: "Login denied: SSL VPN is not allowed by your group policy.".into(),
+        };
+    }
+    let pools = cfg
+        .address_pools_for(tg, &policy)
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let new = NewSession {
+        username: user,
+        tunnel_group: &name,
+        group_policy: &gp_name,
+        policy,
+        pools,
+        public_ip: client_ip,
+    };
+    match h.sessions.login(new, Instant::now()) {
+        Ok((index, cookie)) => {
+            tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded (LOCAL)");
+            LoginStep::Success {
+                cookie,
+                tunnel_group: name,
+                username: user.to_string(),
+            }
+        }
+        Err(e) => {
+            tracing::info!(%client_ip, user, tunnel_group = %name, "login refused: {e}");
+            LoginStep::Refuse {
+                tunnel_group: Some(name),
+                message: format!("Login denied: {e}."),
+            }
+        }
+    }
+}
+
+fn render(cfg: &Config, step: &LoginStep) -> Response {
+    let xml_response = |body: String| {
+        Response::new(200, "OK")
+            .header("Content-Type", "text/xml")
+            .header("Cache-Control", "no-store")
+            .header("X-Transcend-Version", "1")
+            .body(body.into_bytes())
+    };
+    // (alias, tunnel group) pairs; on the wire, as on ASA, both the option value
+    // and its label are the alias (`--authgroup` matches labels).
+    let aliases = if cfg.webvpn.tunnel_group_list_enable {
+        cfg.group_list()
+    } else {
+        Vec::new()
+    };
+    let alias_of = |tg: &str| {
+        aliases
+            .iter()
+            .find(|(_, t)| t == tg)
+            .map(|(a, _)| a.clone())
+    };
+    let group_list: Vec<(String, String)> = aliases
+        .iter()
+        .map(|(a, _)| (a.clone(), a.clone()))
+        .collect();
+    match step {
+        LoginStep::Form {
+            tunnel_group,
+            error,
+        } => xml_response(xmlauth::render_password_form(
+            tunnel_group,
+            &group_list,
+            alias_of(tunnel_group).as_deref(),
+            error.as_deref(),
+        )),
+        LoginStep::Refuse {
+            tunnel_group,
+            message,
+        } => xml_response(xmlauth::render_refusal(tunnel_group.as_deref(), message)),
+        LoginStep::Success { cookie, .. } => xml_response(xmlauth::render_success(cookie)).header(
+            "Set-Cookie",
+            &format!("webvpn={cookie}; Secure; HttpOnly; path=/"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "\
+webvpn
+ tunnel-group-list enable
+tunnel-group A type remote-access
+tunnel-group A webvpn-attributes
+ group-alias alpha enable
+ group-url https://vpn.example.com/alpha enable
+tunnel-group B type remote-access
+tunnel-group B webvpn-attributes
+ group-alias beta enable
+";
+
+    fn msg(
+        group_select: Option<&str>,
+        opaque: Option<&str>,
+        access: Option<&str>,
+    ) -> ClientMessage {
+        ClientMessage {
+            kind: MessageKind::Init,
+            group_access: access.map(str::to_owned),
+            group_select: group_select.map(str::to_owned),
+            opaque: None,
+            opaque_tunnel_group: opaque.map(str::to_owned),
+            opaque_context: None,
+            username: None,
+            password: None,
+            sso_token: None,
+            other_auth_fields: Vec::new(),
+            version: None,
+            device_id: None,
+            capabilities: Vec::new(),
+        }
+    }
+
+    fn pick(cfg: &Config, m: &ClientMessage) -> Option<String> {
+        select_tunnel_group(cfg, m).map(|t| t.name.clone())
+    }
+
+    #[test]
+    fn tunnel_group_selection_order() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        // Default: first alias of the list.
+        assert_eq!(pick(&cfg, &msg(None, None, None)).as_deref(), Some("A"));
+        // group-select by alias wins over everything.
+        assert_eq!(
+            pick(
+                &cfg,
+                &msg(
+                    Some("beta"),
+                    Some("A"),
+                    Some("https://vpn.example.com/alpha")
+                )
+            )
+            .as_deref(),
+            Some("B")
+        );
+        // opaque carries the group between requests.
+        assert_eq!(
+            pick(&cfg, &msg(None, Some("B"), None)).as_deref(),
+            Some("B")
+        );
+        // group-url.
+        assert_eq!(
+            pick(
+                &cfg,
+                &msg(None, None, Some("https://vpn.example.com/alpha"))
+            )
+            .as_deref(),
+            Some("A")
+        );
+        // An unknown alias selects nothing rather than silently another group.
+        assert_eq!(pick(&cfg, &msg(Some("gamma"), None, None)), None);
+    }
+}

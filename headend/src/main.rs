@@ -1,0 +1,106 @@
+//! `headend`: an AnyConnect-compatible VPN headend configured with ASA CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use headend::admin;
+
+#[derive(Parser)]
+#[command(
+    name = "headend",
+    version,
+    about = "AnyConnect-compatible VPN headend configured with Cisco ASA CLI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate an ASA config and print a summary.
+    CheckConfig { file: PathBuf },
+    /// Run the headend.
+    Run(headend::server::RunArgs),
+    /// `show ...` commands, answered by a running headend.
+    Show {
+        #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+        admin_socket: PathBuf,
+        /// e.g. `vpn-sessiondb`, `vpn-sessiondb anyconnect`, `counters`
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// `vpn-sessiondb logoff index N | name USER | all [noconfirm]`.
+    VpnSessiondb {
+        #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+        admin_socket: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("headend: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::CheckConfig { file } => match headend::config::load_file(&file) {
+            Ok(cfg) => {
+                print!("{}", cfg.summary());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Cmd::Run(args) => {
+            init_tracing();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(headend::server::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { admin_socket, what } => {
+            admin_command(&admin_socket, &format!("show {}", what.join(" ")))
+        }
+        Cmd::VpnSessiondb { admin_socket, args } => {
+            admin_command(&admin_socket, &format!("vpn-sessiondb {}", args.join(" ")))
+        }
+    }
+}
+
+fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply = rt.block_on(admin::request(socket, command))?;
+    print!("{reply}");
+    Ok(if reply.starts_with("ERROR") {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HEADEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,334 @@
+//! `headend run`: wires config, TLS listener, sessions, dataplane and admin socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, AdminContext};
+use crate::config::Config;
+use crate::pool::AddressPool;
+use crate::proto::http::{Request, RequestParser, Response};
+use crate::sessions::{EndReason, LogoffSelector, SessionTable};
+use crate::tls::Identity;
+use crate::{login, tunnel};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// ASA running-config to load.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// TLS certificate chain (PEM); default: the `ssl trust-point` of the config.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Address and port for TLS (and later DTLS).
+    #[arg(long, default_value = "0.0.0.0:443")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+    pub admin_socket: PathBuf,
+    /// Name of the TUN interface the headend creates.
+    #[arg(long, default_value = "vpn0")]
+    pub tun_name: String,
+    /// Use virtio-net offload (TSO/GRO) on the TUN device.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tun_offload: bool,
+}
+
+/// Everything a connection needs, shared read-only (plus the session table).
+pub struct Headend {
+    pub config: Arc<Config>,
+    pub users: Arc<auth::LocalUserDb>,
+    pub sessions: Arc<SessionTable>,
+    pub routes: Arc<dataplane::SessionRoutes>,
+    pub batch_pool: dataplane::BatchPool,
+    pub counters: Arc<dataplane::DataplaneCounters>,
+    pub tun: dataplane::tun::Tun,
+    pub listen: SocketAddr,
+}
+
+/// How long a TLS handshake or an incomplete request may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle keep-alive connection between requests.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let config = crate::config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
+    }
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
+        _ => Identity::from_config(&config)?,
+    };
+    let tls = identity.server_config()?;
+
+    let users = Arc::new(auth::LocalUserDb::new(
+        config
+            .usernames
+            .values()
+            .map(|u| (u.name.as_str(), u.password.as_str())),
+    ));
+
+    let (tun_addr, tun_prefix) = config
+        .ip_local_pools
+        .values()
+        .next()
+        .map(|p| AddressPool::new(p).gateway_address())
+        .context("no `ip local pool` configured: clients need addresses")?;
+    let mtu = config
+        .group_policies
+        .keys()
+        .map(|gp| config.effective_policy(gp).anyconnect_mtu)
+        .chain(std::iter::once(
+            config
+                .effective_policy(crate::config::DEFAULT_GROUP_POLICY)
+                .anyconnect_mtu,
+        ))
+        .max()
+        .unwrap_or(1406);
+    let tun = dataplane::tun::Tun::open(&dataplane::tun::TunConfig {
+        name: args.tun_name.clone(),
+        ipv4: Some((tun_addr, tun_prefix)),
+        mtu,
+        offload: args.tun_offload,
+    })
+    .with_context(|| format!("creating TUN device {}", args.tun_name))?;
+    tracing::info!(
+        "TUN {} up with {tun_addr}/{tun_prefix}, MTU {mtu}, offload {} (TSO {})",
+        args.tun_name,
+        args.tun_offload,
+        tun.tcp_gso()
+    );
+
+    let sessions = Arc::new(SessionTable::new(&config));
+    let counters = Arc::new(dataplane::DataplaneCounters::default());
+    let routes = Arc::new(dataplane::SessionRoutes::default());
+    let batch_pool = dataplane::BatchPool::default();
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let headend = Arc::new(Headend {
+        config: Arc::new(config),
+        users,
+        sessions: sessions.clone(),
+        routes: routes.clone(),
+        batch_pool: batch_pool.clone(),
+        counters: counters.clone(),
+        tun: tun.clone(),
+        listen: args.listen,
+    });
+
+    let admin_ctx = Arc::new(AdminContext {
+        sessions: sessions.clone(),
+        counters: counters.clone(),
+    });
+    let admin_path = args.admin_socket.clone();
+    let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
+
+    let mut downlink = {
+        let tun = tun.clone();
+        let (routes, pool, counters) = (routes.clone(), batch_pool.clone(), counters.clone());
+        tokio::spawn(async move { tun.run_downlink(routes, pool, counters).await })
+    };
+
+    let reaper = {
+        let sessions = sessions.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                sessions.reap(Instant::now());
+            }
+        })
+    };
+
+    tracing::info!(
+        "headend {} listening on {} (TLS)",
+        headend.config.hostname.as_deref().unwrap_or("headend"),
+        args.listen
+    );
+    let accept = accept_loop(listener, TlsAcceptor::from(tls), headend.clone());
+    let result = tokio::select! {
+        r = accept => r,
+        r = &mut downlink => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("dataplane stopped")),
+            Err(e) => Err(anyhow::Error::from(e).context("dataplane task")),
+        },
+        r = &mut admin_task => match r {
+            Ok(r) => r.context("admin socket"),
+            Err(e) => Err(anyhow::Error::from(e).context("admin task")),
+        },
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: logging off all sessions");
+            Ok(())
+        }
+    };
+    let n = sessions.logoff(LogoffSelector::All, EndReason::Shutdown);
+    if n > 0 {
+        // Let the connections tell their clients before the process exits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    reaper.abort();
+    let _ = std::fs::remove_file(&args.admin_socket);
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Concurrent TLS connections (tunnels and logins); more wait in the backlog.
+const MAX_CONNECTIONS: usize = 8192;
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headend>) -> Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            bail!("connection limiter closed");
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, h) = (acceptor.clone(), h.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(tcp, peer, acceptor, h).await {
+                tracing::debug!(%peer, "connection closed: {e:#}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+pub type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    h: Arc<Headend>,
+) -> Result<()> {
+    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .context("TLS handshake timed out")?
+        .context("TLS handshake")?;
+    let mut parser = RequestParser::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let req = match next_request(&mut tls, &mut parser, &mut buf).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(ReadError::Http(e)) => {
+                let resp = e.to_response();
+                tls.write_all(&resp.to_bytes()).await?;
+                tls.shutdown().await?;
+                bail!("bad request from {peer}: {e}");
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        };
+        if req.method == "CONNECT" {
+            if req.path == "/CSCOSSLC/tunnel" {
+                let leftover = parser.take_remaining();
+                return tunnel::run(tls, leftover, req, peer, h).await;
+            }
+            write_response(&mut tls, &Response::new(404, "Not Found")).await?;
+            return Ok(());
+        }
+        let resp = route(&req, peer.ip(), &h).await;
+        write_response(&mut tls, &resp).await?;
+        if req.wants_close() {
+            tls.shutdown().await?;
+            return Ok(());
+        }
+    }
+}
+
+async fn write_response(tls: &mut Tls, resp: &Response) -> Result<()> {
+    tls.write_all(&resp.to_bytes()).await?;
+    tls.flush().await?;
+    Ok(())
+}
+
+enum ReadError {
+    Http(crate::proto::http::HttpError),
+    Io(anyhow::Error),
+}
+
+async fn next_request(
+    tls: &mut Tls,
+    parser: &mut RequestParser,
+    buf: &mut [u8],
+) -> Result<Option<Request>, ReadError> {
+    loop {
+        if let Some(r) = parser.next_request().map_err(ReadError::Http)? {
+            return Ok(Some(r));
+        }
+        let limit = if parser.has_partial_request() {
+            REQUEST_TIMEOUT
+        } else {
+            KEEPALIVE_TIMEOUT
+        };
+        let n = match tokio::time::timeout(limit, tls.read(buf)).await {
+            Err(_) => return Err(ReadError::Io(anyhow::anyhow!("request timed out"))),
+            Ok(Err(e)) => return Err(ReadError::Io(e.into())),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => n,
+        };
+        parser
+            .feed(buf.get(..n).unwrap_or_default())
+            .map_err(ReadError::Http)?;
+    }
+}
+
+/// Plain HTTP requests on the control channel: the XML login and a small page.
+async fn route(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
+    match req.method.as_str() {
+        "POST" => login::handle(req, client_ip, h).await,
+        "GET" | "HEAD" => {
+            let title = h.config.hostname.as_deref().unwrap_or("headend");
+            let body = format!(
+                "<!DOCTYPE html><html><head><title>{t}</title></head><body><h1>{t}</h1>\
+                 <p>This is an AnyConnect-compatible VPN headend. Connect with an \
+                 AnyConnect or openconnect client.</p></body></html>\n",
+                t = crate::proto::xmlauth::escape(title)
+            );
+            Response::new(200, "OK")
+                .header("Content-Type", "text/html; charset=utf-8")
+                .header("Cache-Control", "no-store")
+                .body(if req.method == "HEAD" {
+                    Vec::new()
+                } else {
+                    body.into_bytes()
+                })
+        }
+        _ => Response::new(405, "Method Not Allowed").header("Allow", "GET, POST, CONNECT"),
+    }
+}

@@ -1,0 +1,703 @@
+//! The VPN session database: cookie -> session, addresses, simultaneous logins,
+//! disconnected grace period and timeouts. Control plane only: locked per event,
+//! never per packet (the dataplane reads `dataplane::SessionRoutes`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, EffectivePolicy};
+use crate::pool::AddressPool;
+
+/// How long a cookie from a finished login stays valid before its first CONNECT.
+pub const UNUSED_COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Traffic counters of one session, shared with its live connection.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub bytes_tx: AtomicU64,
+    pub bytes_rx: AtomicU64,
+    pub packets_tx: AtomicU64,
+    pub packets_rx: AtomicU64,
+    pub spoofed_drops: AtomicU64,
+}
+
+/// Why a session ended (logged, and shown to the client where it can be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    UserLogout(String),
+    AdminLogoff,
+    IdleTimeout,
+    SessionTimeout,
+    DisconnectedTimeout,
+    CookieUnused,
+    SimultaneousLogins,
+    Shutdown,
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::UserLogout(r) if r.is_empty() => f.write_str("User Requested"),
+            EndReason::UserLogout(r) => write!(f, "User Requested ({r})"),
+            EndReason::AdminLogoff => f.write_str("Administrator Reset"),
+            EndReason::IdleTimeout => f.write_str("Idle Timeout"),
+            EndReason::SessionTimeout => f.write_str("Max time exceeded"),
+            EndReason::DisconnectedTimeout => f.write_str("Disconnected timeout"),
+            EndReason::CookieUnused => f.write_str("Login cookie not used"),
+            EndReason::SimultaneousLogins => f.write_str("Simultaneous logins exceeded"),
+            EndReason::Shutdown => f.write_str("System shutdown"),
+        }
+    }
+}
+
+/// Commands from the control plane to a session's live connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    /// End the session: tell the client (server DISCONNECT) and close.
+    Logoff(EndReason),
+    /// A newer connection took over this session: close quietly.
+    Superseded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Logged in, no tunnel yet.
+    Authenticated {
+        since: Instant,
+    },
+    Connected {
+        generation: u64,
+    },
+    /// Tunnel lost without a logout; the address is kept for reconnection.
+    Disconnected {
+        since: Instant,
+    },
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub index: u64,
+    pub username: String,
+    pub tunnel_group: String,
+    pub group_policy: String,
+    pub policy: EffectivePolicy,
+    pub public_ip: IpAddr,
+    pub login_time: SystemTime,
+    pub login_instant: Instant,
+    /// (address, netmask, pool name)
+    pub assigned_v4: Option<(Ipv4Addr, Ipv4Addr, String)>,
+    /// Pools to allocate from, in order (group-policy's, else tunnel group's).
+    pub pools: Vec<String>,
+    pub stats: Arc<SessionStats>,
+    pub state: SessionState,
+    control: Option<mpsc::UnboundedSender<SessionCommand>>,
+    cookie_hash: [u8; 32],
+}
+
+/// What a successful login knows about the user.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub username: &'a str,
+    pub tunnel_group: &'a str,
+    pub group_policy: &'a str,
+    pub policy: EffectivePolicy,
+    /// Pools to allocate from, in order (group-policy's, else tunnel group's).
+    pub pools: Vec<String>,
+    pub public_ip: IpAddr,
+}
+
+/// A read-only copy for the admin view.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub index: u64,
+    pub username: String,
+    pub tunnel_group: String,
+    pub group_policy: String,
+    pub public_ip: IpAddr,
+    pub assigned_v4: Option<Ipv4Addr>,
+    pub bytes_tx: u64,
+    pub bytes_rx: u64,
+    pub login_time: SystemTime,
+    pub duration: Duration,
+    pub state: &'static str,
+    pub protocol: &'static str,
+}
+
+/// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
+#[derive(Debug)]
+pub struct Attached {
+    pub index: u64,
+    pub generation: u64,
+    pub username: String,
+    pub tunnel_group: String,
+    pub group_policy: String,
+    pub policy: EffectivePolicy,
+    pub address: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    pub stats: Arc<SessionStats>,
+    pub control: mpsc::UnboundedReceiver<SessionCommand>,
+    pub session_deadline: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttachError {
+    #[error("unknown or expired session cookie")]
+    BadCookie,
+    #[error("no free address in pool {0}")]
+    PoolExhausted(String),
+    #[error("no address pool configured for tunnel group {0}")]
+    NoPool(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    #[error("simultaneous logins are disabled for this user (vpn-simultaneous-logins 0)")]
+    LoginsDisabled,
+}
+
+/// How a live connection ended, reported by its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detach {
+    /// The session is over (logout, idle, admin...).
+    End(EndReason),
+    /// TCP/TLS lost or DPD dead: keep the session for reconnection.
+    Lost(String),
+}
+
+pub enum LogoffSelector<'a> {
+    Index(u64),
+    Name(&'a str),
+    All,
+}
+
+struct Inner {
+    sessions: BTreeMap<u64, Session>,
+    by_cookie: HashMap<[u8; 32], u64>,
+    pools: BTreeMap<String, AddressPool>,
+    next_index: u64,
+    next_generation: u64,
+}
+
+pub struct SessionTable {
+    inner: Mutex<Inner>,
+}
+
+fn cookie_hash(cookie: &str) -> [u8; 32] {
+    Sha256::digest(cookie.as_bytes()).into()
+}
+
+fn new_cookie() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    // Hex: alphanumeric, so openconnect's cookie splitting never cuts it.
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+impl SessionTable {
+    pub fn new(config: &Config) -> Self {
+        let pools = config
+            .ip_local_pools
+            .values()
+            .map(|p| (p.name.clone(), AddressPool::new(p)))
+            .collect();
+        Self {
+            inner: Mutex::new(Inner {
+                sessions: BTreeMap::new(),
+                by_cookie: HashMap::new(),
+                pools,
+                next_index: 1,
+                next_generation: 1,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the session table down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a successful login and returns (index, cookie). Enforces
+    /// `vpn-simultaneous-logins`: as on ASA, the oldest session of the user is
+    /// logged off to make room.
+    pub fn login(&self, new: NewSession<'_>, now: Instant) -> Result<(u64, String), LoginError> {
+        let NewSession {
+            username,
+            tunnel_group,
+            group_policy,
+            policy,
+            pools,
+            public_ip,
+        } = new;
+        let limit = policy.vpn_simultaneous_logins as usize;
+        if limit == 0 {
+            return Err(LoginError::LoginsDisabled);
+        }
+        let mut inner = self.lock();
+        let mut mine: Vec<u64> = inner
+            .sessions
+            .values()
+            .filter(|s| s.username == username)
+            .map(|s| s.index)
+            .collect();
+        mine.sort_unstable();
+        while mine.len() >= limit {
+            let oldest = mine.remove(0);
+            tracing::info!(
+                user = username,
+                index = oldest,
+                "logging off oldest session: vpn-simultaneous-logins {limit} reached"
+            );
+            inner.end(oldest, EndReason::SimultaneousLogins);
+        }
+        let index = inner.next_index;
+        inner.next_index += 1;
+        let cookie = new_cookie();
+        let hash = cookie_hash(&cookie);
+        inner.by_cookie.insert(hash, index);
+        inner.sessions.insert(
+            index,
+            Session {
+                index,
+                username: username.to_string(),
+                tunnel_group: tunnel_group.to_string(),
+                group_policy: group_policy.to_string(),
+                policy,
+                public_ip,
+                login_time: SystemTime::now(),
+                login_instant: now,
+                assigned_v4: None,
+                pools,
+                stats: Arc::default(),
+                state: SessionState::Authenticated { since: now },
+                control: None,
+                cookie_hash: hash,
+            },
+        );
+        Ok((index, cookie))
+    }
+
+    /// A CONNECT with `cookie`: binds a new connection to the session, keeping its
+    /// address if it had one (or honouring `previous` from X-CSTP-Address).
+    pub fn attach(
+        &self,
+        cookie: &str,
+        public_ip: IpAddr,
+        previous: Option<Ipv4Addr>,
+    ) -> Result<Attached, AttachError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let index = *inner
+            .by_cookie
+            .get(&cookie_hash(cookie))
+            .ok_or(AttachError::BadCookie)?;
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
+        let s = inner
+            .sessions
+            .get_mut(&index)
+            .ok_or(AttachError::BadCookie)?;
+        if s.assigned_v4.is_none() {
+            if s.pools.is_empty() {
+                return Err(AttachError::NoPool(s.tunnel_group.clone()));
+            }
+            // First pool with a free address, as ASA walks its pool list.
+            let mut got = None;
+            for name in &s.pools {
+                if let Some(pool) = inner.pools.get_mut(name)
+                    && let Some(addr) = pool.allocate(previous)
+                {
+                    got = Some((addr, pool.mask, name.clone()));
+                    break;
+                }
+            }
+            s.assigned_v4 = Some(got.ok_or_else(|| AttachError::PoolExhausted(s.pools.join(",")))?);
+        }
+        if let Some(old) = s.control.take() {
+            let _ = old.send(SessionCommand::Superseded);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        s.control = Some(tx);
+        s.state = SessionState::Connected { generation };
+        s.public_ip = public_ip;
+        let (address, netmask, _) = s.assigned_v4.clone().ok_or(AttachError::BadCookie)?;
+        let session_deadline = s.policy.vpn_session_timeout.map(|d| s.login_instant + d);
+        Ok(Attached {
+            index,
+            generation,
+            username: s.username.clone(),
+            tunnel_group: s.tunnel_group.clone(),
+            group_policy: s.group_policy.clone(),
+            policy: s.policy.clone(),
+            address,
+            netmask,
+            stats: s.stats.clone(),
+            control: rx,
+            session_deadline,
+        })
+    }
+
+    /// A connection's task ended. Stale generations (superseded) change nothing.
+    pub fn detach(&self, index: u64, generation: u64, how: Detach, now: Instant) {
+        let mut inner = self.lock();
+        let Some(s) = inner.sessions.get_mut(&index) else {
+            return;
+        };
+        if s.state != (SessionState::Connected { generation }) {
+            return;
+        }
+        match how {
+            Detach::End(reason) => inner.end(index, reason),
+            Detach::Lost(why) => {
+                tracing::info!(user = %s.username, index, "tunnel lost ({why}); session kept for reconnection");
+                s.control = None;
+                s.state = SessionState::Disconnected { since: now };
+            }
+        }
+    }
+
+    /// `vpn-sessiondb logoff ...`: returns how many sessions were logged off.
+    pub fn logoff(&self, sel: LogoffSelector<'_>, reason: EndReason) -> usize {
+        let mut inner = self.lock();
+        let victims: Vec<u64> = inner
+            .sessions
+            .values()
+            .filter(|s| match sel {
+                LogoffSelector::Index(i) => s.index == i,
+                LogoffSelector::Name(n) => s.username == n,
+                LogoffSelector::All => true,
+            })
+            .map(|s| s.index)
+            .collect();
+        for i in &victims {
+            inner.end(*i, reason.clone());
+        }
+        victims.len()
+    }
+
+    /// Ends sessions whose time is up. Call about once a second.
+    pub fn reap(&self, now: Instant) -> usize {
+        let mut inner = self.lock();
+        let mut ended = Vec::new();
+        for s in inner.sessions.values() {
+            // As on ASA, a session whose tunnel dropped waits for its client to
+            // come back for the idle timeout, then goes.
+            let idle_grace = s
+                .policy
+                .vpn_idle_timeout
+                .unwrap_or(Duration::from_secs(1800));
+            let reason = match s.state {
+                _ if s
+                    .policy
+                    .vpn_session_timeout
+                    .is_some_and(|t| now.saturating_duration_since(s.login_instant) >= t) =>
+                {
+                    Some(EndReason::SessionTimeout)
+                }
+                SessionState::Authenticated { since }
+                    if now.saturating_duration_since(since) >= UNUSED_COOKIE_LIFETIME =>
+                {
+                    Some(EndReason::CookieUnused)
+                }
+                SessionState::Disconnected { since }
+                    if now.saturating_duration_since(since) >= idle_grace =>
+                {
+                    Some(EndReason::DisconnectedTimeout)
+                }
+                _ => None,
+            };
+            if let Some(r) = reason {
+                ended.push((s.index, r));
+            }
+        }
+        let n = ended.len();
+        for (i, r) in ended {
+            inner.end(i, r);
+        }
+        n
+    }
+
+    pub fn list(&self, now: Instant) -> Vec<SessionView> {
+        let inner = self.lock();
+        inner
+            .sessions
+            .values()
+            .map(|s| SessionView {
+                index: s.index,
+                username: s.username.clone(),
+                tunnel_group: s.tunnel_group.clone(),
+                group_policy: s.group_policy.clone(),
+                public_ip: s.public_ip,
+                assigned_v4: s.assigned_v4.as_ref().map(|a| a.0),
+                bytes_tx: s.stats.bytes_tx.load(Ordering::Relaxed),
+                bytes_rx: s.stats.bytes_rx.load(Ordering::Relaxed),
+                login_time: s.login_time,
+                duration: now.saturating_duration_since(s.login_instant),
+                state: match s.state {
+                    SessionState::Authenticated { .. } => "Authenticated",
+                    SessionState::Connected { .. } => "Connected",
+                    SessionState::Disconnected { .. } => "Disconnected",
+                },
+                protocol: match s.state {
+                    SessionState::Connected { .. } => "AnyConnect-Parent SSL-Tunnel",
+                    _ => "AnyConnect-Parent",
+                },
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    /// Removes a session, frees its address and tells its connection.
+    fn end(&mut self, index: u64, reason: EndReason) {
+        let Some(s) = self.sessions.remove(&index) else {
+            return;
+        };
+        self.by_cookie.remove(&s.cookie_hash);
+        if let Some((addr, _, pool)) = &s.assigned_v4
+            && let Some(p) = self.pools.get_mut(pool)
+        {
+            p.release(*addr);
+        }
+        if let Some(c) = &s.control {
+            let _ = c.send(SessionCommand::Logoff(reason.clone()));
+        }
+        tracing::info!(
+            user = %s.username,
+            index,
+            tunnel_group = %s.tunnel_group,
+            address = ?s.assigned_v4.as_ref().map(|a| a.0),
+            bytes_tx = s.stats.bytes_tx.load(Ordering::Relaxed),
+            bytes_rx = s.stats.bytes_rx.load(Ordering::Relaxed),
+            "session ended: {reason}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "\
+ip local pool P 198.18.100.10-198.18.100.11 mask 255.255.255.0
+group-policy GP internal
+group-policy GP attributes
+ vpn-simultaneous-logins 2
+ vpn-idle-timeout 1
+ vpn-session-timeout 10
+";
+
+    fn table() -> (SessionTable, Config) {
+        let cfg = crate::config::parse_str(CFG, "test.cfg").expect("config");
+        (SessionTable::new(&cfg), cfg)
+    }
+
+    fn login(t: &SessionTable, cfg: &Config, user: &str, now: Instant) -> (u64, String) {
+        t.login(
+            NewSession {
+                username: user,
+                tunnel_group: "TG",
+                group_policy: "GP",
+                policy: cfg.effective_policy("GP"),
+                pools: vec!["P".into()],
+                public_ip: "198.18.0.2".parse().unwrap(),
+            },
+            now,
+        )
+        .expect("login")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn bad_cookie_is_refused() {
+        let (t, _) = table();
+        assert_eq!(
+            t.attach("nope", ip("198.18.0.2"), None).unwrap_err(),
+            AttachError::BadCookie
+        );
+    }
+
+    #[test]
+    fn reconnect_keeps_the_address_and_supersedes_the_old_connection() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        let (_, cookie) = login(&t, &cfg, "alice", now);
+        let mut a1 = t.attach(&cookie, ip("198.18.0.2"), None).unwrap();
+        assert_eq!(a1.address, "198.18.100.10".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(a1.netmask, "255.255.255.0".parse::<Ipv4Addr>().unwrap());
+        // TCP lost: the session waits.
+        t.detach(a1.index, a1.generation, Detach::Lost("tcp".into()), now);
+        assert_eq!(t.list(now)[0].state, "Disconnected");
+        let a2 = t.attach(&cookie, ip("198.18.0.3"), None).unwrap();
+        assert_eq!(a2.address, a1.address);
+        assert_eq!(t.list(now)[0].public_ip, ip("198.18.0.3"));
+        // A third connection supersedes the second, which is told so; the
+        // superseded connection's late detach changes nothing.
+        let a3 = t.attach(&cookie, ip("198.18.0.3"), None).unwrap();
+        assert_eq!(a3.address, a1.address);
+        t.detach(
+            a2.index,
+            a2.generation,
+            Detach::End(EndReason::IdleTimeout),
+            now,
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.list(now)[0].state, "Connected");
+        assert!(a1.control.try_recv().is_err());
+    }
+
+    #[test]
+    fn logout_frees_the_address_and_kills_the_cookie() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        let (_, c1) = login(&t, &cfg, "alice", now);
+        let a1 = t.attach(&c1, ip("198.18.0.2"), None).unwrap();
+        t.detach(
+            a1.index,
+            a1.generation,
+            Detach::End(EndReason::UserLogout("bye".into())),
+            now,
+        );
+        assert!(t.is_empty());
+        assert_eq!(
+            t.attach(&c1, ip("198.18.0.2"), None).unwrap_err(),
+            AttachError::BadCookie
+        );
+        // Both pool addresses are available again.
+        let (_, c2) = login(&t, &cfg, "bob", now);
+        let (_, c3) = login(&t, &cfg, "carol", now);
+        let b = t.attach(&c2, ip("198.18.0.2"), None).unwrap().address;
+        let c = t.attach(&c3, ip("198.18.0.2"), None).unwrap().address;
+        assert_ne!(b, c);
+    }
+
+    #[test]
+    fn pool_exhaustion_is_reported() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        for u in ["a", "b"] {
+            let (_, c) = login(&t, &cfg, u, now);
+            t.attach(&c, ip("198.18.0.2"), None).unwrap();
+        }
+        let (_, c) = login(&t, &cfg, "c", now);
+        assert_eq!(
+            t.attach(&c, ip("198.18.0.2"), None).unwrap_err(),
+            AttachError::PoolExhausted("P".into())
+        );
+    }
+
+    #[test]
+    fn simultaneous_logins_log_off_the_oldest() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        let (i1, c1) = login(&t, &cfg, "alice", now);
+        let mut a1 = t.attach(&c1, ip("198.18.0.2"), None).unwrap();
+        let (i2, _) = login(&t, &cfg, "alice", now);
+        let (i3, _) = login(&t, &cfg, "alice", now);
+        let left: Vec<u64> = t.list(now).iter().map(|s| s.index).collect();
+        assert_eq!(left, vec![i2, i3]);
+        assert!(!left.contains(&i1));
+        assert_eq!(
+            a1.control.try_recv().unwrap(),
+            SessionCommand::Logoff(EndReason::SimultaneousLogins)
+        );
+    }
+
+    #[test]
+    fn zero_simultaneous_logins_refuses() {
+        let cfg = crate::config::parse_str(
+            "ip local pool P 198.18.100.10-198.18.100.11 mask 255.255.255.0\n\
+             group-policy GP internal\ngroup-policy GP attributes\n vpn-simultaneous-logins 0\n",
+            "t.cfg",
+        )
+        .unwrap();
+        let t = SessionTable::new(&cfg);
+        let r = t.login(
+            NewSession {
+                username: "alice",
+                tunnel_group: "TG",
+                group_policy: "GP",
+                policy: cfg.effective_policy("GP"),
+                pools: vec!["P".into()],
+                public_ip: ip("198.18.0.2"),
+            },
+            Instant::now(),
+        );
+        assert_eq!(r.unwrap_err(), LoginError::LoginsDisabled);
+    }
+
+    #[test]
+    fn reaper_ends_disconnected_unused_and_expired_sessions() {
+        let (t, cfg) = table();
+        let t0 = Instant::now();
+        // Never connected: cookie expires.
+        login(&t, &cfg, "unused", t0);
+        // Disconnected: idle timeout (1 min) grace.
+        let (_, c) = login(&t, &cfg, "gone", t0);
+        let a = t.attach(&c, ip("198.18.0.2"), None).unwrap();
+        t.detach(a.index, a.generation, Detach::Lost("tcp".into()), t0);
+        // Connected: session timeout (10 min).
+        let (_, c) = login(&t, &cfg, "busy", t0);
+        let mut busy = t.attach(&c, ip("198.18.0.2"), None).unwrap();
+
+        assert_eq!(t.reap(t0 + Duration::from_secs(59)), 0);
+        assert_eq!(t.reap(t0 + Duration::from_secs(61)), 1); // gone
+        assert_eq!(t.reap(t0 + UNUSED_COOKIE_LIFETIME), 1); // unused
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.reap(t0 + Duration::from_secs(600)), 1); // busy
+        assert_eq!(
+            busy.control.try_recv().unwrap(),
+            SessionCommand::Logoff(EndReason::SessionTimeout)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn admin_logoff_by_name_and_index() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        let (i1, _) = login(&t, &cfg, "alice", now);
+        login(&t, &cfg, "bob", now);
+        assert_eq!(
+            t.logoff(LogoffSelector::Index(999), EndReason::AdminLogoff),
+            0
+        );
+        assert_eq!(
+            t.logoff(LogoffSelector::Index(i1), EndReason::AdminLogoff),
+            1
+        );
+        assert_eq!(
+            t.logoff(LogoffSelector::Name("bob"), EndReason::AdminLogoff),
+            1
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn cookies_are_distinct_and_alphanumeric() {
+        let (t, cfg) = table();
+        let now = Instant::now();
+        let (_, a) = login(&t, &cfg, "alice", now);
+        let (_, b) = login(&t, &cfg, "bob", now);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,550 @@
+//! A CSTP tunnel on one TLS connection: the hand-written CONNECT reply, then the
+//! loop that moves frames between the client and the dataplane.
+//!
+//! Frames are written straight into the rustls connection, one `write` per frame
+//! so each frame is its own TLS record (openconnect reads one frame per record),
+//! and a batch of frames is flushed to the socket at once.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, SplitTunnelPolicy};
+use crate::proto::cstp::{
+    self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
+};
+use crate::proto::http::Request;
+use crate::server::{Headend, Tls};
+use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
+
+/// Downlink batches queued per session before the dataplane drops.
+const DOWNLINK_QUEUE: usize = 256;
+
+pub async fn run(
+    mut tls: Tls,
+    leftover: Vec<u8>,
+    req: Request,
+    peer: SocketAddr,
+    h: Arc<Headend>,
+) -> Result<()> {
+    let Some(cookie) = req.cookie("webvpn").filter(|c| !c.is_empty()) else {
+        tracing::info!(%peer, "CONNECT without a webvpn cookie: 401");
+        refuse(&mut tls, 401, "Unauthorized", "missing session cookie").await;
+        return Ok(());
+    };
+    let previous = req
+        .header("X-CSTP-Address")
+        .and_then(|a| a.trim().parse::<Ipv4Addr>().ok());
+    let att = match h.sessions.attach(cookie, peer.ip(), previous) {
+        Ok(a) => a,
+        Err(e @ AttachError::BadCookie) => {
+            tracing::info!(%peer, "CONNECT refused: {e}");
+            refuse(&mut tls, 401, "Unauthorized", &e.to_string()).await;
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "CONNECT refused: {e}");
+            refuse(&mut tls, 503, "Service Unavailable", &e.to_string()).await;
+            return Ok(());
+        }
+    };
+    let span = tracing::info_span!("session", index = att.index, user = %att.username, tunnel_group = %att.tunnel_group, ip = %att.address);
+    let reply = connect_reply(&h.config, &att, &req);
+    let (index, generation) = (att.index, att.generation);
+    if let Err(e) = async {
+        tls.write_all(reply.as_bytes()).await?;
+        tls.flush().await
+    }
+    .await
+    {
+        h.sessions.detach(
+            index,
+            generation,
+            Detach::Lost(e.to_string()),
+            Instant::now(),
+        );
+        return Ok(());
+    }
+    tracing::info!(parent: &span, %peer, "tunnel up: CSTP, address {}", att.address);
+
+    let addrs = [IpAddr::V4(att.address)];
+    let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
+    h.routes.insert(
+        &addrs,
+        Arc::new(dataplane::SessionPort {
+            index,
+            generation,
+            tx,
+        }),
+    );
+    let outcome = pump(&mut tls, leftover, att, rx, &h).await;
+    h.routes.remove(&addrs, generation);
+    let detach = match outcome {
+        Outcome::Ended(r) => Detach::End(r),
+        Outcome::Lost(why) => Detach::Lost(why),
+        Outcome::Superseded => Detach::Lost("superseded by a newer connection".into()),
+        Outcome::LoggedOff => {
+            // The table already removed the session; tell the client and close.
+            let _ = tls.shutdown().await;
+            tracing::info!(parent: &span, "tunnel closed by logoff");
+            return Ok(());
+        }
+    };
+    tracing::info!(parent: &span, "tunnel down: {detach:?}");
+    h.sessions.detach(index, generation, detach, Instant::now());
+    let _ = tls.shutdown().await;
+    Ok(())
+}
+
+async fn refuse(tls: &mut Tls, status: u16, reason: &str, why: &str) {
+    let why: String = why.chars().filter(|c| !c.is_control()).collect();
+    let msg = format!(
+        "HTTP/1.1 {status} {reason}\r\nX-Reason: {why}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = tls.write_all(msg.as_bytes()).await;
+    let _ = tls.shutdown().await;
+}
+
+/// The CONNECT reply, header names exactly as openconnect matches them.
+pub fn connect_reply(cfg: &Config, att: &Attached, req: &Request) -> String {
+    let p = &att.policy;
+    let mtu = tunnel_mtu(p.anyconnect_mtu, req);
+    let mut r = String::with_capacity(1024);
+    r.push_str("HTTP/1.1 200 CONNECTED\r\n");
+    r.push_str("X-CSTP-Version: 1\r\n");
+    let host = cfg.hostname.as_deref().unwrap_or("headend");
+    let _ = write!(r, "X-CSTP-Server-Name: {}\r\n", header_safe(host));
+    let _ = write!(r, "X-CSTP-Address: {}\r\n", att.address);
+    let _ = write!(r, "X-CSTP-Netmask: {}\r\n", att.netmask);
+    for dns in p.dns_servers.iter().take(3) {
+        match dns {
+            IpAddr::V4(a) => {
+                let _ = write!(r, "X-CSTP-DNS: {a}\r\n");
+            }
+            IpAddr::V6(a) => {
+                let _ = write!(r, "X-CSTP-DNS-IP6: {a}\r\n");
+            }
+        }
+    }
+    if let Some(d) = &p.default_domain {
+        let _ = write!(r, "X-CSTP-Default-Domain: {}\r\n", header_safe(d));
+    }
+    let routes = cfg.split_include_routes(p);
+    let header = match p.split_tunnel_policy {
+        SplitTunnelPolicy::TunnelAll => None,
+        SplitTunnelPolicy::TunnelSpecified => Some("X-CSTP-Split-Include"),
+        SplitTunnelPolicy::ExcludeSpecified => Some("X-CSTP-Split-Exclude"),
+    };
+    if let Some(hname) = header {
+        for (net, mask) in routes {
+            let _ = write!(r, "{hname}: {net}/{mask}\r\n");
+        }
+    }
+    let _ = write!(r, "X-CSTP-MTU: {mtu}\r\n");
+    if let Some(base) = req
+        .header("X-CSTP-Base-MTU")
+        .and_then(|v| v.trim().parse::<u16>().ok())
+    {
+        let _ = write!(r, "X-CSTP-Base-MTU: {base}\r\n");
+    }
+    if let Some(k) = p.anyconnect_keepalive_secs {
+        let _ = write!(r, "X-CSTP-Keepalive: {k}\r\n");
+    }
+    if let Some(d) = p.anyconnect_dpd_client_secs {
+        let _ = write!(r, "X-CSTP-DPD: {d}\r\n");
+    }
+    match p.vpn_idle_timeout {
+        Some(t) => {
+            let _ = write!(r, "X-CSTP-Idle-Timeout: {}\r\n", t.as_secs());
+            let _ = write!(r, "X-CSTP-Disconnected-Timeout: {}\r\n", t.as_secs());
+        }
+        None => r.push_str("X-CSTP-Idle-Timeout: none\r\n"),
+    }
+    match att.session_deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+            let _ = write!(r, "X-CSTP-Session-Timeout: {left}\r\n");
+        }
+        None => r.push_str("X-CSTP-Session-Timeout: none\r\n"),
+    }
+    if let Some(b) = &p.banner {
+        let _ = write!(r, "X-CSTP-Banner: {}\r\n", url_encode(b));
+    }
+    r.push_str("\r\n");
+    r
+}
+
+/// The policy MTU, capped by what the client asked for (it computed the most
+/// its path can carry).
+fn tunnel_mtu(policy_mtu: u16, req: &Request) -> u16 {
+    let asked = req
+        .header("X-CSTP-MTU")
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .filter(|m| *m >= 576);
+    asked.map_or(policy_mtu, |a| a.min(policy_mtu))
+}
+
+fn header_safe(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+enum Outcome {
+    Ended(EndReason),
+    Lost(String),
+    Superseded,
+    LoggedOff,
+}
+
+fn end_reason(r: cstp::EndReason) -> Outcome {
+    match r {
+        cstp::EndReason::UserLogout { reason } => Outcome::Ended(EndReason::UserLogout(reason)),
+        cstp::EndReason::IdleTimeout => Outcome::Ended(EndReason::IdleTimeout),
+        cstp::EndReason::SessionTimeout => Outcome::Ended(EndReason::SessionTimeout),
+        cstp::EndReason::DeadPeer => Outcome::Lost("DPD: no answer from the client".into()),
+        other => Outcome::Lost(format!("{other:?}")),
+    }
+}
+
+/// Moves frames until the tunnel ends.
+async fn pump(
+    tls: &mut Tls,
+    leftover: Vec<u8>,
+    mut att: Attached,
+    mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    h: &Headend,
+) -> Outcome {
+    let p = &att.policy;
+    let secs = |s: Option<u32>| {
+        s.filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)))
+    };
+    let now = Instant::now();
+    let mut cstp = CstpSession::new(
+        CstpConfig {
+            dpd_interval: secs(p.anyconnect_dpd_gateway_secs),
+            keepalive: None,
+            idle_timeout: p.vpn_idle_timeout,
+            session_timeout: att
+                .session_deadline
+                .map(|d| d.saturating_duration_since(now)),
+        },
+        now,
+    );
+    // Big enough for a jumbo DATA frame; anything larger is a protocol error.
+    let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
+    decoder.feed(&leftover);
+    let mut uplink = dataplane::tun::Uplink::new(
+        h.tun.clone(),
+        vec![IpAddr::V4(att.address)],
+        h.counters.clone(),
+    );
+    let stats = att.stats.clone();
+    // Make sure rustls takes a whole frame per write (one frame = one record).
+    tls.get_mut().1.set_buffer_limit(None);
+    let mut rbuf = vec![0u8; 64 * 1024];
+
+    // Frames that arrived with the CONNECT request.
+    if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
+        return o;
+    }
+    uplink.flush().await;
+
+    loop {
+        let deadline = cstp
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = tls.read(&mut rbuf) => {
+                let n = match r {
+                    Ok(0) => return Outcome::Lost("client closed the TLS connection".into()),
+                    Ok(n) => n,
+                    Err(e) => return Outcome::Lost(format!("TLS read: {e}")),
+                };
+                decoder.feed(rbuf.get(..n).unwrap_or_default());
+                if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
+                    uplink.flush().await;
+                    return o;
+                }
+                uplink.flush().await;
+                if let Err(e) = tls.flush().await {
+                    return Outcome::Lost(format!("TLS write: {e}"));
+                }
+            }
+            batch = downlink.recv() => {
+                let Some(mut batch) = batch else {
+                    return Outcome::Lost("dataplane closed".into());
+                };
+                let now = Instant::now();
+                let mut result = write_batch(tls, &mut batch, &mut cstp, now, &stats);
+                h.batch_pool.put(batch);
+                // Drain what else is queued before one flush.
+                while result.is_ok() {
+                    match downlink.try_recv() {
+                        Ok(mut more) => {
+                            result = write_batch(tls, &mut more, &mut cstp, now, &stats);
+                            h.batch_pool.put(more);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = result {
+                    return Outcome::Lost(format!("TLS write: {e}"));
+                }
+                if let Err(e) = tls.flush().await {
+                    return Outcome::Lost(format!("TLS write: {e}"));
+                }
+            }
+            cmd = att.control.recv() => {
+                match cmd {
+                    Some(SessionCommand::Logoff(reason)) => {
+                        tracing::info!("logging off: {reason}");
+                        let frame = cstp::disconnect_frame(&reason.to_string());
+                        let _ = tls.write_all(&frame).await;
+                        let _ = tls.flush().await;
+                        return Outcome::LoggedOff;
+                    }
+                    Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                match cstp.on_timeout(Instant::now()) {
+                    TimerAction::Nothing => {}
+                    TimerAction::SendDpdReq => {
+                        if let Err(e) = send_empty(tls, FrameType::DpdReq).await {
+                            return Outcome::Lost(format!("TLS write: {e}"));
+                        }
+                    }
+                    TimerAction::SendKeepalive => {
+                        if let Err(e) = send_empty(tls, FrameType::Keepalive).await {
+                            return Outcome::Lost(format!("TLS write: {e}"));
+                        }
+                    }
+                    TimerAction::End(r) => {
+                        let outcome = end_reason(r);
+                        if let Outcome::Ended(reason) = &outcome {
+                            let frame = cstp::disconnect_frame(&reason.to_string());
+                            let _ = tls.write_all(&frame).await;
+                            let _ = tls.flush().await;
+                        }
+                        return outcome;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn send_empty(tls: &mut Tls, kind: FrameType) -> std::io::Result<()> {
+    tls.write_all(&cstp::empty_frame(kind)).await?;
+    tls.flush().await
+}
+
+/// Writes each packet of a downlink batch as one DATA frame (one TLS record),
+/// using the batch's headroom for the 8-byte header. Not flushed.
+fn write_batch(
+    tls: &mut Tls,
+    batch: &mut dataplane::PacketBatch,
+    cstp: &mut CstpSession,
+    now: Instant,
+    stats: &crate::sessions::SessionStats,
+) -> std::io::Result<()> {
+    let conn = tls.get_mut().1;
+    let mut res = Ok(());
+    let (mut bytes, mut packets) = (0u64, 0u64);
+    batch.for_each_with_headroom(|frame| {
+        if res.is_err() {
+            return;
+        }
+        let len = frame.len() - cstp::HEADER_LEN;
+        let Ok(len16) = u16::try_from(len) else {
+            return;
+        };
+        let mut hdr = [0u8; cstp::HEADER_LEN];
+        cstp::encode_header(FrameType::Data, len16, &mut hdr);
+        frame[..cstp::HEADER_LEN].copy_from_slice(&hdr);
+        res = conn.writer().write_all(frame);
+        cstp.on_data_sent(now, len, true);
+        bytes += len as u64;
+        packets += 1;
+    });
+    stats.bytes_tx.fetch_add(bytes, Ordering::Relaxed);
+    stats.packets_tx.fetch_add(packets, Ordering::Relaxed);
+    res
+}
+
+/// Handles every complete frame in the decoder. Returns Some when the tunnel ends.
+async fn process_input(
+    decoder: &mut FrameDecoder,
+    cstp: &mut CstpSession,
+    uplink: &mut dataplane::tun::Uplink,
+    tls: &mut Tls,
+    stats: &crate::sessions::SessionStats,
+) -> Option<Outcome> {
+    let now = Instant::now();
+    let (mut bytes, mut packets) = (0u64, 0u64);
+    let mut dpd_resps = 0usize;
+    let result = loop {
+        let frame = match decoder.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break None,
+            Err(e) => {
+                tracing::warn!("bad CSTP frame from client, ending tunnel: {e}");
+                break Some(Outcome::Lost(format!("bad CSTP frame: {e}")));
+            }
+        };
+        match cstp.on_frame(now, frame.kind, frame.payload) {
+            FrameAction::Deliver(pkt) => {
+                if uplink.push(pkt) {
+                    bytes += pkt.len() as u64;
+                    packets += 1;
+                } else {
+                    stats.spoofed_drops.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        "dropped packet with a source that is not the session's address"
+                    );
+                }
+                if uplink.pending() >= dataplane::batch::BATCH_PACKETS {
+                    uplink.flush().await;
+                }
+            }
+            FrameAction::SendDpdResp => dpd_resps += 1,
+            FrameAction::Nothing => {}
+            FrameAction::End(r) => {
+                tracing::info!("client ended the tunnel: {r:?}");
+                break Some(end_reason(r));
+            }
+        }
+    };
+    stats.bytes_rx.fetch_add(bytes, Ordering::Relaxed);
+    stats.packets_rx.fetch_add(packets, Ordering::Relaxed);
+    for _ in 0..dpd_resps {
+        let _ = tls
+            .get_mut()
+            .1
+            .writer()
+            .write_all(&cstp::empty_frame(FrameType::DpdResp));
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http::RequestParser;
+    use crate::sessions::SessionStats;
+
+    const CFG: &str = "\
+hostname vpn-gw
+ip local pool P 198.18.100.10-198.18.100.250 mask 255.255.255.0
+access-list SPLIT standard permit 198.18.1.0 255.255.255.0
+access-list SPLIT standard permit 198.18.2.0 255.255.254.0
+group-policy GP internal
+group-policy GP attributes
+ split-tunnel-policy tunnelspecified
+ split-tunnel-network-list value SPLIT
+ dns-server value 198.18.1.53 198.18.1.54
+ default-domain value corp.example
+ vpn-idle-timeout 30
+ anyconnect dpd-interval client 30 gateway 30
+group-policy FULL internal
+group-policy FULL attributes
+ split-tunnel-policy tunnelall
+ split-tunnel-network-list value SPLIT
+";
+
+    fn attached(cfg: &Config, gp: &str) -> Attached {
+        let (_tx, control) = mpsc::unbounded_channel();
+        Attached {
+            index: 1,
+            generation: 1,
+            username: "alice".into(),
+            tunnel_group: "TG".into(),
+            group_policy: gp.into(),
+            policy: cfg.effective_policy(gp),
+            address: "198.18.100.10".parse().unwrap(),
+            netmask: "255.255.255.0".parse().unwrap(),
+            stats: Arc::new(SessionStats::default()),
+            control,
+            session_deadline: None,
+        }
+    }
+
+    fn connect_request(mtu: &str) -> Request {
+        let raw = format!(
+            "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=AB\r\n\
+             X-CSTP-Version: 1\r\nX-CSTP-Base-MTU: 1500\r\nX-CSTP-MTU: {mtu}\r\n\r\n"
+        );
+        RequestParser::new()
+            .parse(raw.as_bytes())
+            .unwrap()
+            .expect("complete request")
+    }
+
+    fn lines(reply: &str) -> Vec<&str> {
+        reply.split("\r\n").collect()
+    }
+
+    #[test]
+    fn connect_reply_carries_the_policy_with_exact_header_case() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let reply = connect_reply(&cfg, &attached(&cfg, "GP"), &connect_request("1406"));
+        assert!(reply.starts_with("HTTP/1.1 200 CONNECTED\r\n"));
+        assert!(reply.ends_with("\r\n\r\n"));
+        let l = lines(&reply);
+        for want in [
+            "X-CSTP-Version: 1",
+            "X-CSTP-Address: 198.18.100.10",
+            "X-CSTP-Netmask: 255.255.255.0",
+            "X-CSTP-DNS: 198.18.1.53",
+            "X-CSTP-DNS: 198.18.1.54",
+            "X-CSTP-Default-Domain: corp.example",
+            "X-CSTP-Split-Include: 198.18.1.0/255.255.255.0",
+            "X-CSTP-Split-Include: 198.18.2.0/255.255.254.0",
+            "X-CSTP-MTU: 1406",
+            "X-CSTP-Base-MTU: 1500",
+            "X-CSTP-DPD: 30",
+            "X-CSTP-Idle-Timeout: 1800",
+            "X-CSTP-Session-Timeout: none",
+        ] {
+            assert!(l.contains(&want), "missing {want:?} in\n{reply}");
+        }
+        // No DTLS yet: without App-ID and Port the client does not try it.
+        assert!(!reply.contains("X-DTLS-"));
+        assert!(!reply.contains("Content-Length"));
+    }
+
+    #[test]
+    fn tunnelall_sends_no_split_routes_and_mtu_is_capped_by_the_client() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("1300"));
+        assert!(!reply.contains("Split-Include"), "{reply}");
+        assert!(lines(&reply).contains(&"X-CSTP-MTU: 1300"));
+        // Nonsense MTU from the client is ignored.
+        let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("12"));
+        assert!(lines(&reply).contains(&"X-CSTP-MTU: 1406"), "{reply}");
+    }
+
+    #[test]
+    fn banner_is_url_encoded() {
+        assert_eq!(url_encode("Hi there\r\n<b>"), "Hi%20there%0D%0A%3Cb%3E");
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the lab and the tests need.
+# Idempotent; safe to run on a fresh Debian 12 machine as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(
+  build-essential pkg-config libssl-dev libclang-dev
+  libxml2-dev libxmlsec1-dev xmlsec1
+  iproute2 iputils-ping iptables nftables procps psmisc curl openssl ca-certificates
+  openconnect ocserv iperf3
+  freeradius freeradius-utils
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# ocserv and freeradius start system services on install; the lab runs its own copies.
+for svc in ocserv freeradius; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+  pkill -x "$svc" >/dev/null 2>&1 || true
+done
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+echo "install-deps: ok"
