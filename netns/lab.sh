@@ -124,7 +124,7 @@ cmd_start() {
   # `ip netns exec` execs the program, so $! is the headend's own pid.
   ip netns exec "$g" "$bin" run --config "$dir/headend.cfg" \
     --tls-cert "$dir/server-cert.pem" --tls-key "$dir/server-key.pem" \
-    --listen "$OUTSIDE_IP:443" --admin-socket "$dir/admin.sock" --tun-name "$TUN_NAME" \
+    --listen "$OUTSIDE_IP:443" --admin-socket "$dir/admin.sock" --tun-name "$TUN_NAME" ${HEADEND_ARGS:-} \
     </dev/null >"$dir/headend.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/headend.pid"

@@ -20,6 +20,7 @@ pub const DEFAULT_SOCKET: &str = "/run/headend/admin.sock";
 pub struct AdminContext {
     pub sessions: Arc<SessionTable>,
     pub counters: Arc<dataplane::DataplaneCounters>,
+    pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -91,7 +92,13 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
-        ["show", "counters"] => render_counters(&ctx.counters),
+        ["show", "counters"] => {
+            let mut out = render_counters(&ctx.counters);
+            if let Some(hub) = &ctx.dtls {
+                out.push_str(&render_dtls_counters(&hub.counters));
+            }
+            out
+        }
         _ => format!("ERROR: % Invalid input detected: {line}\n"),
     }
 }
@@ -118,6 +125,21 @@ fn render_counters(c: &dataplane::DataplaneCounters) -> String {
         ("drop-spoofed-source", &c.spoofed_source_drops),
         ("tun-rx-errors", &c.tun_rx_errors),
         ("tun-tx-errors", &c.tun_tx_errors),
+    ];
+    let mut out = String::new();
+    for (name, v) in rows {
+        let _ = writeln!(out, "{name:<22}: {}", v.load(Ordering::Relaxed));
+    }
+    out
+}
+
+fn render_dtls_counters(c: &crate::dtls::DtlsCounters) -> String {
+    let rows = [
+        ("dtls-rx-datagrams", &c.rx_datagrams),
+        ("dtls-tx-datagrams", &c.tx_datagrams),
+        ("dtls-drop-unknown-peer", &c.unknown_peer_drops),
+        ("dtls-drop-queue-full", &c.queue_full_drops),
+        ("dtls-tx-errors", &c.tx_errors),
     ];
     let mut out = String::new();
     for (name, v) in rows {

@@ -1,6 +1,7 @@
 //! VPN headend library: configuration, protocol codecs and the server.
 pub mod admin;
 pub mod config;
+pub mod dtls;
 pub mod login;
 pub mod pool;
 pub mod proto;

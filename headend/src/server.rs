@@ -52,6 +52,8 @@ pub struct Headend {
     pub counters: Arc<dataplane::DataplaneCounters>,
     pub tun: dataplane::tun::Tun,
     pub listen: SocketAddr,
+    /// The DTLS/UDP side; None when no group-policy enables DTLS.
+    pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -117,6 +119,24 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let dtls_wanted = std::iter::once(crate::config::DEFAULT_GROUP_POLICY)
+        .chain(config.group_policies.keys().map(String::as_str))
+        .any(|gp| config.effective_policy(gp).anyconnect_dtls);
+    let dtls = if dtls_wanted {
+        let hub = crate::dtls::DtlsHub::bind(args.listen)?;
+        tracing::info!(
+            "DTLS on UDP {} (GSO segments {})",
+            args.listen,
+            hub.gso_segments()
+        );
+        Some(hub)
+    } else {
+        None
+    };
+    let mut dtls_rx = match &dtls {
+        Some(hub) => tokio::spawn(hub.clone().run_receiver(batch_pool.clone())),
+        None => tokio::spawn(std::future::pending()),
+    };
     let headend = Arc::new(Headend {
         config: Arc::new(config),
         users,
@@ -126,11 +146,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         counters: counters.clone(),
         tun: tun.clone(),
         listen: args.listen,
+        dtls,
     });
 
     let admin_ctx = Arc::new(AdminContext {
         sessions: sessions.clone(),
         counters: counters.clone(),
+        dtls: headend.dtls.clone(),
     });
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
@@ -164,6 +186,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("dataplane stopped")),
             Err(e) => Err(anyhow::Error::from(e).context("dataplane task")),
+        },
+        r = &mut dtls_rx => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("DTLS receiver stopped")),
+            Err(e) => Err(anyhow::Error::from(e).context("DTLS task")),
         },
         r = &mut admin_task => match r {
             Ok(r) => r.context("admin socket"),

@@ -26,6 +26,8 @@ pub struct SessionStats {
     pub packets_tx: AtomicU64,
     pub packets_rx: AtomicU64,
     pub spoofed_drops: AtomicU64,
+    /// The downlink currently goes over DTLS.
+    pub dtls_active: std::sync::atomic::AtomicBool,
 }
 
 /// Why a session ended (logged, and shown to the client where it can be).
@@ -445,6 +447,11 @@ impl SessionTable {
                     SessionState::Disconnected { .. } => "Disconnected",
                 },
                 protocol: match s.state {
+                    SessionState::Connected { .. }
+                        if s.stats.dtls_active.load(Ordering::Relaxed) =>
+                    {
+                        "AnyConnect-Parent SSL-Tunnel DTLS-Tunnel"
+                    }
                     SessionState::Connected { .. } => "AnyConnect-Parent SSL-Tunnel",
                     _ => "AnyConnect-Parent",
                 },

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, SplitTunnelPolicy};
+use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, DtlsHub};
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
 };
@@ -56,14 +57,30 @@ pub async fn run(
         }
     };
     let span = tracing::info_span!("session", index = att.index, user = %att.username, tunnel_group = %att.tunnel_group, ip = %att.address);
-    let reply = connect_reply(&h.config, &att, &req);
     let (index, generation) = (att.index, att.generation);
+    let dtls = match (&h.dtls, dtls_offered(&req)) {
+        (Some(hub), true) if att.policy.anyconnect_dtls => {
+            match DtlsPath::new(hub.clone(), &tls, generation, &req, &att.policy) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(parent: &span, "DTLS not offered: {e:#}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let dtls_offer = dtls.as_ref().map(|d| (d.app_id, d.hub.port));
+    let reply = connect_reply(&h.config, &att, &req, dtls_offer.as_ref());
     if let Err(e) = async {
         tls.write_all(reply.as_bytes()).await?;
         tls.flush().await
     }
     .await
     {
+        if let Some(d) = &dtls {
+            d.hub.unregister(&d.app_id, generation);
+        }
         h.sessions.detach(
             index,
             generation,
@@ -72,7 +89,8 @@ pub async fn run(
         );
         return Ok(());
     }
-    tracing::info!(parent: &span, %peer, "tunnel up: CSTP, address {}", att.address);
+    tracing::info!(parent: &span, %peer, "tunnel up: CSTP, address {}, DTLS {}", att.address,
+        if dtls.is_some() { "offered" } else { "not offered" });
 
     let addrs = [IpAddr::V4(att.address)];
     let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
@@ -84,8 +102,12 @@ pub async fn run(
             tx,
         }),
     );
-    let outcome = pump(&mut tls, leftover, att, rx, &h).await;
+    let dtls_ids = dtls.as_ref().map(|d| (d.hub.clone(), d.app_id));
+    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h).await;
     h.routes.remove(&addrs, generation);
+    if let Some((hub, app_id)) = dtls_ids {
+        hub.unregister(&app_id, generation);
+    }
     let detach = match outcome {
         Outcome::Ended(r) => Detach::End(r),
         Outcome::Lost(why) => Detach::Lost(why),
@@ -113,7 +135,12 @@ async fn refuse(tls: &mut Tls, status: u16, reason: &str, why: &str) {
 }
 
 /// The CONNECT reply, header names exactly as openconnect matches them.
-pub fn connect_reply(cfg: &Config, att: &Attached, req: &Request) -> String {
+pub fn connect_reply(
+    cfg: &Config,
+    att: &Attached,
+    req: &Request,
+    dtls: Option<&(AppId, u16)>,
+) -> String {
     let p = &att.policy;
     let mtu = tunnel_mtu(p.anyconnect_mtu, req);
     let mut r = String::with_capacity(1024);
@@ -177,8 +204,26 @@ pub fn connect_reply(cfg: &Config, att: &Attached, req: &Request) -> String {
     if let Some(b) = &p.banner {
         let _ = write!(r, "X-CSTP-Banner: {}\r\n", url_encode(b));
     }
+    if let Some((app_id, port)) = dtls {
+        let hex: String = app_id.iter().map(|b| format!("{b:02X}")).collect();
+        let _ = write!(r, "X-DTLS-App-ID: {hex}\r\n");
+        let _ = write!(r, "X-DTLS-Port: {port}\r\n");
+        if let Some(k) = p.anyconnect_keepalive_secs {
+            let _ = write!(r, "X-DTLS-Keepalive: {k}\r\n");
+        }
+        if let Some(d) = p.anyconnect_dpd_client_secs {
+            let _ = write!(r, "X-DTLS-DPD: {d}\r\n");
+        }
+        r.push_str("X-DTLS-CipherSuite: PSK-NEGOTIATE\r\n");
+    }
     r.push_str("\r\n");
     r
+}
+
+/// openconnect lists PSK-NEGOTIATE in X-DTLS-CipherSuite unless run with --no-dtls.
+fn dtls_offered(req: &Request) -> bool {
+    req.headers_named("X-DTLS-CipherSuite")
+        .any(|v| v.split(':').any(|c| c.trim() == "PSK-NEGOTIATE"))
 }
 
 /// The policy MTU, capped by what the client asked for (it computed the most
@@ -230,6 +275,7 @@ async fn pump(
     leftover: Vec<u8>,
     mut att: Attached,
     mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    mut dtls: Option<DtlsPath>,
     h: &Headend,
 ) -> Outcome {
     let p = &att.policy;
@@ -280,6 +326,7 @@ async fn pump(
                     Err(e) => return Outcome::Lost(format!("TLS read: {e}")),
                 };
                 decoder.feed(rbuf.get(..n).unwrap_or_default());
+                let data_before = cstp.counters().packets_in;
                 if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
                     uplink.flush().await;
                     return o;
@@ -288,12 +335,34 @@ async fn pump(
                 if let Err(e) = tls.flush().await {
                     return Outcome::Lost(format!("TLS write: {e}"));
                 }
+                // Data on CSTP means the client gave up on DTLS for now: answer
+                // on CSTP too until DTLS data flows again.
+                if cstp.counters().packets_in != data_before
+                    && let Some(d) = dtls.as_mut()
+                {
+                    d.set_active(false, &stats);
+                }
+            }
+            Some(msg) = recv_dtls(&mut dtls) => {
+                if let Some(d) = dtls.as_mut() {
+                    d.handle(msg, &mut cstp, &mut uplink, &stats, h).await;
+                }
             }
             batch = downlink.recv() => {
                 let Some(mut batch) = batch else {
                     return Outcome::Lost("dataplane closed".into());
                 };
                 let now = Instant::now();
+                if let Some(d) = dtls.as_mut().filter(|d| d.usable(now)) {
+                    d.send_batch(&mut batch, &mut cstp, now, &stats);
+                    h.batch_pool.put(batch);
+                    while let Ok(mut more) = downlink.try_recv() {
+                        d.send_batch(&mut more, &mut cstp, now, &stats);
+                        h.batch_pool.put(more);
+                    }
+                    d.flush().await;
+                    continue;
+                }
                 let mut result = write_batch(tls, &mut batch, &mut cstp, now, &stats);
                 h.batch_pool.put(batch);
                 // Drain what else is queued before one flush.
@@ -349,6 +418,251 @@ async fn pump(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
+async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
+    match dtls {
+        Some(d) => d.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The DTLS side of one tunnel: its App-ID, PSK and current association.
+struct DtlsPath {
+    hub: Arc<DtlsHub>,
+    app_id: AppId,
+    generation: u64,
+    psk: [u8; 32],
+    mtu: u32,
+    rx: mpsc::Receiver<DtlsDatagrams>,
+    channel: Option<DtlsChannel>,
+    /// Downlink goes over DTLS while this is set.
+    active: bool,
+    last_rx: Instant,
+    /// DTLS counts as dead after this long without an authenticated record.
+    dead_after: Duration,
+    rbuf: Vec<u8>,
+    /// DPD/MTU probes to echo (rare; copied out of the read path).
+    echoes: Vec<Vec<u8>>,
+}
+
+impl DtlsPath {
+    fn new(
+        hub: Arc<DtlsHub>,
+        tls: &Tls,
+        generation: u64,
+        req: &Request,
+        policy: &crate::config::EffectivePolicy,
+    ) -> Result<Self> {
+        let mut psk = [0u8; 32];
+        tls.get_ref()
+            .1
+            .export_keying_material(&mut psk, crate::dtls::PSK_EXPORTER_LABEL, None)
+            .map_err(|e| anyhow::anyhow!("TLS exporter: {e}"))?;
+        let mut app_id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut app_id);
+        let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
+        hub.register(app_id, generation, tx);
+        // Datagram size the path carries: base MTU minus IPv4 and UDP headers.
+        let base = req
+            .header("X-CSTP-Base-MTU")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|m| (576..=9000).contains(m))
+            .unwrap_or(1500);
+        Ok(Self {
+            hub,
+            app_id,
+            generation,
+            psk,
+            mtu: base - 28,
+            rx,
+            channel: None,
+            active: false,
+            last_rx: Instant::now(),
+            // The client sends a DPD or keepalive record at least this often
+            // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
+            // intervals mean it went away.
+            dead_after: Duration::from_secs(
+                2 * u64::from(
+                    policy
+                        .anyconnect_dpd_client_secs
+                        .into_iter()
+                        .chain(policy.anyconnect_keepalive_secs)
+                        .max()
+                        .unwrap_or(30),
+                ),
+            ),
+            rbuf: vec![0u8; 64 * 1024],
+            echoes: Vec::new(),
+        })
+    }
+
+    fn set_active(&mut self, on: bool, stats: &crate::sessions::SessionStats) {
+        if self.active != on {
+            tracing::info!(
+                "downlink now over {}",
+                if on {
+                    "DTLS"
+                } else {
+                    "CSTP (client sent data over CSTP)"
+                }
+            );
+        }
+        self.active = on;
+        stats.dtls_active.store(on, Ordering::Relaxed);
+    }
+
+    fn usable(&self, now: Instant) -> bool {
+        self.active
+            && self.channel.as_ref().is_some_and(|c| c.established)
+            && now.saturating_duration_since(self.last_rx) < self.dead_after
+    }
+
+    async fn handle(
+        &mut self,
+        msg: DtlsDatagrams,
+        cstp: &mut CstpSession,
+        uplink: &mut dataplane::tun::Uplink,
+        stats: &crate::sessions::SessionStats,
+        h: &Headend,
+    ) {
+        let DtlsDatagrams { peer, batch, kind } = msg;
+        if kind == DatagramKind::Hello {
+            match self.hub.new_channel(self.psk, peer, self.mtu) {
+                Ok(c) => {
+                    tracing::debug!(%peer, "DTLS ClientHello: new association");
+                    self.channel = Some(c);
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, "DTLS state: {e:#}");
+                    h.batch_pool.put(batch);
+                    return;
+                }
+            }
+        }
+        let Some(ch) = self.channel.as_mut() else {
+            h.batch_pool.put(batch);
+            return;
+        };
+        if kind == DatagramKind::Known && ch.peer != peer {
+            h.batch_pool.put(batch);
+            return;
+        }
+        let now = Instant::now();
+        let (mut bytes, mut packets, mut authentic) = (0u64, 0u64, 0u64);
+        let echoes = &mut self.echoes;
+        let mut failed = false;
+        for dgram in batch.iter() {
+            let event = ch.input(dgram, &mut self.rbuf, |record| {
+                authentic += 1;
+                match record.split_first() {
+                    Some((0, pkt)) => {
+                        if uplink.push(pkt) {
+                            bytes += pkt.len() as u64;
+                            packets += 1;
+                            cstp.on_data_received(now, pkt.len());
+                        } else {
+                            stats.spoofed_drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // DPD-REQ, also MTU probes: echo the whole record as DPD-RESP.
+                    Some((3, rest)) => {
+                        let mut e = Vec::with_capacity(record.len());
+                        e.push(4);
+                        e.extend_from_slice(rest);
+                        echoes.push(e);
+                    }
+                    _ => {}
+                }
+            });
+            match event {
+                Some(DtlsEvent::Established) => {
+                    tracing::info!(%peer, "DTLS up");
+                    self.hub.bind_peer(peer, self.generation, &self.app_id);
+                    self.last_rx = now;
+                    self.active = true;
+                    stats.dtls_active.store(true, Ordering::Relaxed);
+                }
+                Some(DtlsEvent::Failed(why)) => {
+                    tracing::info!(%peer, "DTLS association ended: {why}");
+                    failed = true;
+                    break;
+                }
+                None => {}
+            }
+        }
+        h.batch_pool.put(batch);
+        stats.bytes_rx.fetch_add(bytes, Ordering::Relaxed);
+        stats.packets_rx.fetch_add(packets, Ordering::Relaxed);
+        if uplink.pending() > 0 {
+            uplink.flush().await;
+        }
+        if failed {
+            self.channel = None;
+            self.active = false;
+            stats.dtls_active.store(false, Ordering::Relaxed);
+            return;
+        }
+        if authentic > 0 {
+            self.last_rx = now;
+            if packets > 0 {
+                self.active = true;
+                stats.dtls_active.store(true, Ordering::Relaxed);
+            }
+            if ch.peer != peer && ch.established {
+                // NAT rebinding: the client's port changed; follow it, since the
+                // record authenticated under this session's key.
+                tracing::info!(old = %ch.peer, new = %peer, "DTLS peer address changed");
+                ch.peer = peer;
+                self.hub.bind_peer(peer, self.generation, &self.app_id);
+            }
+        }
+        for e in self.echoes.drain(..) {
+            ch.write_record(&e);
+        }
+        if !ch.outbound().is_empty() {
+            let peer = ch.peer;
+            self.hub.send(peer, ch.outbound()).await;
+        }
+    }
+
+    /// Encrypts a downlink batch (type byte 0 in the headroom before each packet).
+    fn send_batch(
+        &mut self,
+        batch: &mut dataplane::PacketBatch,
+        cstp: &mut CstpSession,
+        now: Instant,
+        stats: &crate::sessions::SessionStats,
+    ) {
+        let Some(ch) = self.channel.as_mut() else {
+            return;
+        };
+        let (mut bytes, mut packets) = (0u64, 0u64);
+        batch.for_each_with_headroom(|frame| {
+            let Some(rec) = frame.get_mut(cstp::HEADER_LEN - 1..) else {
+                return;
+            };
+            rec[0] = 0;
+            if ch.write_record(rec) {
+                let len = rec.len() - 1;
+                cstp.on_data_sent(now, len, false);
+                bytes += len as u64;
+                packets += 1;
+            }
+        });
+        stats.bytes_tx.fetch_add(bytes, Ordering::Relaxed);
+        stats.packets_tx.fetch_add(packets, Ordering::Relaxed);
+    }
+
+    async fn flush(&mut self) {
+        if let Some(ch) = self.channel.as_mut()
+            && !ch.outbound().is_empty()
+        {
+            let peer = ch.peer;
+            self.hub.send(peer, ch.outbound()).await;
         }
     }
 }
@@ -506,7 +820,7 @@ group-policy FULL attributes
     #[test]
     fn connect_reply_carries_the_policy_with_exact_header_case() {
         let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
-        let reply = connect_reply(&cfg, &attached(&cfg, "GP"), &connect_request("1406"));
+        let reply = connect_reply(&cfg, &attached(&cfg, "GP"), &connect_request("1406"), None);
         assert!(reply.starts_with("HTTP/1.1 200 CONNECTED\r\n"));
         assert!(reply.ends_with("\r\n\r\n"));
         let l = lines(&reply);
@@ -535,11 +849,16 @@ group-policy FULL attributes
     #[test]
     fn tunnelall_sends_no_split_routes_and_mtu_is_capped_by_the_client() {
         let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
-        let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("1300"));
+        let reply = connect_reply(
+            &cfg,
+            &attached(&cfg, "FULL"),
+            &connect_request("1300"),
+            None,
+        );
         assert!(!reply.contains("Split-Include"), "{reply}");
         assert!(lines(&reply).contains(&"X-CSTP-MTU: 1300"));
         // Nonsense MTU from the client is ignored.
-        let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("12"));
+        let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("12"), None);
         assert!(lines(&reply).contains(&"X-CSTP-MTU: 1406"), "{reply}");
     }
 

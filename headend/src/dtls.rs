@@ -1,0 +1,639 @@
+//! The DTLS data channel (protocol.md section 3): DTLS 1.2 with a PSK taken from
+//! the session's CSTP TLS exporter, served by OpenSSL over our own batched UDP I/O.
+//!
+//! One task receives datagrams in batches (recvmmsg/GRO via quinn-udp) and sorts
+//! them by peer address to the owning session's task; a ClientHello from an unknown
+//! address is routed by the App-ID in its session_id. Each session task owns its
+//! OpenSSL state, decrypts and encrypts, and sends its datagrams in GSO batches.
+
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use dashmap::DashMap;
+use openssl::ssl::{
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVersion,
+};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::proto::dtls_hello;
+
+pub const APP_ID_LEN: usize = 32;
+pub type AppId = [u8; APP_ID_LEN];
+
+/// Label of the keying-material exporter openconnect derives the PSK from.
+pub const PSK_EXPORTER_LABEL: &[u8] = b"EXPORTER-openconnect-psk";
+
+/// GnuTLS offers these for PSK-NEGOTIATE; AES-GCM first (AES-NI), then ChaCha20.
+const PSK_CIPHERS: &str = "PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK-CHACHA20-POLY1305";
+
+/// Datagrams for one session from one peer address.
+#[derive(Debug)]
+pub struct DtlsDatagrams {
+    pub peer: SocketAddr,
+    pub batch: dataplane::PacketBatch,
+    pub kind: DatagramKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramKind {
+    /// From the session's current DTLS peer.
+    Known,
+    /// A ClientHello carrying the session's App-ID: start a new DTLS state.
+    Hello,
+    /// From an unknown address with the session's public IP: maybe a NAT
+    /// rebinding; accept the new address only if a record authenticates.
+    Probe,
+}
+
+#[derive(Debug, Clone)]
+struct Port {
+    generation: u64,
+    tx: mpsc::Sender<DtlsDatagrams>,
+}
+
+#[derive(Debug, Default)]
+pub struct DtlsCounters {
+    pub rx_datagrams: AtomicU64,
+    pub tx_datagrams: AtomicU64,
+    pub unknown_peer_drops: AtomicU64,
+    pub queue_full_drops: AtomicU64,
+    pub tx_errors: AtomicU64,
+}
+
+/// The UDP side shared by all sessions.
+pub struct DtlsHub {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    pub port: u16,
+    server: DtlsServerContext,
+    by_app_id: DashMap<AppId, Port>,
+    by_peer: DashMap<SocketAddr, Port>,
+    pub counters: DtlsCounters,
+}
+
+impl DtlsHub {
+    pub fn bind(addr: SocketAddr) -> Result<Arc<Self>> {
+        let std_sock = std::net::UdpSocket::bind(addr)
+            .with_context(|| format!("binding UDP {addr} for DTLS"))?;
+        std_sock.set_nonblocking(true)?;
+        let state = UdpSocketState::new((&std_sock).into())?;
+        // Room for bursts while a session task is busy.
+        let _ = state.set_recv_buffer_size((&std_sock).into(), 8 << 20);
+        let _ = state.set_send_buffer_size((&std_sock).into(), 8 << 20);
+        let socket = UdpSocket::from_std(std_sock)?;
+        let port = socket.local_addr()?.port();
+        Ok(Arc::new(Self {
+            socket,
+            state,
+            port,
+            server: DtlsServerContext::new()?,
+            by_app_id: DashMap::new(),
+            by_peer: DashMap::new(),
+            counters: DtlsCounters::default(),
+        }))
+    }
+
+    pub fn gso_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Registers a CONNECT's App-ID; datagrams for it go to `tx`.
+    pub fn register(&self, app_id: AppId, generation: u64, tx: mpsc::Sender<DtlsDatagrams>) {
+        self.by_app_id.insert(app_id, Port { generation, tx });
+    }
+
+    /// Removes everything a connection registered.
+    pub fn unregister(&self, app_id: &AppId, generation: u64) {
+        self.by_app_id
+            .remove_if(app_id, |_, p| p.generation == generation);
+        self.by_peer.retain(|_, p| p.generation != generation);
+    }
+
+    /// Routes `peer`'s datagrams to the connection of `generation` (after a
+    /// handshake or an authenticated record from a new address).
+    pub fn bind_peer(&self, peer: SocketAddr, generation: u64, app_id: &AppId) {
+        if let Some(p) = self
+            .by_app_id
+            .get(app_id)
+            .filter(|p| p.generation == generation)
+        {
+            let port = p.clone();
+            drop(p);
+            self.by_peer
+                .retain(|a, p| !(p.generation == generation && *a != peer));
+            self.by_peer.insert(peer, port);
+        }
+    }
+
+    /// A fresh server-side DTLS state keyed with `psk`.
+    pub fn new_channel(&self, psk: [u8; 32], peer: SocketAddr, mtu: u32) -> Result<DtlsChannel> {
+        self.server.channel(psk, peer, mtu)
+    }
+
+    /// Receives forever, sorting datagrams to sessions.
+    pub async fn run_receiver(self: Arc<Self>, pool: dataplane::BatchPool) -> io::Result<()> {
+        let batch = quinn_udp::BATCH_SIZE.max(1);
+        let gro = self.state.gro_segments().max(1);
+        let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
+        let mut meta = vec![RecvMeta::default(); batch];
+        let mut pending: HashMap<SocketAddr, (Port, dataplane::PacketBatch, DatagramKind)> =
+            HashMap::new();
+        loop {
+            self.socket.readable().await?;
+            let n = {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                match self.socket.try_io(Interest::READABLE, || {
+                    self.state
+                        .recv((&self.socket).into(), &mut slices, &mut meta)
+                }) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        tracing::debug!("UDP receive: {e}");
+                        continue;
+                    }
+                }
+            };
+            for (m, buf) in meta.iter().zip(&storage).take(n) {
+                let data = buf.get(..m.len).unwrap_or_default();
+                let stride = if m.stride == 0 {
+                    m.len.max(1)
+                } else {
+                    m.stride
+                };
+                for dgram in data.chunks(stride) {
+                    self.sort(m.addr, dgram, &mut pending, &pool);
+                }
+            }
+            for (peer, (port, b, kind)) in pending.drain() {
+                let count = b.len() as u64;
+                self.counters
+                    .rx_datagrams
+                    .fetch_add(count, Ordering::Relaxed);
+                let msg = DtlsDatagrams {
+                    peer,
+                    batch: b,
+                    kind,
+                };
+                if let Err(e) = port.tx.try_send(msg) {
+                    self.counters
+                        .queue_full_drops
+                        .fetch_add(count, Ordering::Relaxed);
+                    let (mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
+                        e;
+                    pool.put(m.batch);
+                }
+            }
+        }
+    }
+
+    fn sort(
+        &self,
+        peer: SocketAddr,
+        dgram: &[u8],
+        pending: &mut HashMap<SocketAddr, (Port, dataplane::PacketBatch, DatagramKind)>,
+        pool: &dataplane::BatchPool,
+    ) {
+        // A ClientHello always goes by App-ID, even from a known address: the
+        // client re-handshakes after DTLS died or after a reconnect.
+        let hello_port = dtls_hello::client_hello_session_id(dgram)
+            .and_then(|sid| <AppId>::try_from(sid).ok())
+            .and_then(|id| self.by_app_id.get(&id).map(|p| p.clone()));
+        let (port, kind) = if let Some(p) = hello_port {
+            // The rest of this handshake comes from the same address.
+            self.by_peer.insert(peer, p.clone());
+            (p, DatagramKind::Hello)
+        } else if let Some(p) = self.by_peer.get(&peer) {
+            (p.clone(), DatagramKind::Known)
+        } else if let Some(p) = self
+            .by_peer
+            .iter()
+            .find(|e| e.key().ip() == peer.ip())
+            .map(|e| e.value().clone())
+        {
+            (p, DatagramKind::Probe)
+        } else {
+            self.counters
+                .unknown_peer_drops
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let entry = pending
+            .entry(peer)
+            .or_insert_with(|| (port.clone(), pool.get(), kind));
+        if entry.0.generation != port.generation || (entry.2 != kind && kind == DatagramKind::Hello)
+        {
+            // Mixed kinds from one peer in one batch: keep the hello, it resets state.
+            entry.0 = port;
+            entry.2 = kind;
+        }
+        entry.1.push(dgram);
+    }
+
+    /// Sends datagrams stored back to back, in GSO runs of equal size.
+    pub async fn send(&self, peer: SocketAddr, out: &mut Outbound) {
+        let max_segs = self.state.max_gso_segments().max(1);
+        let mut start = 0usize;
+        for (i, j) in gso_runs(&out.lens, max_segs) {
+            let bytes: usize = out.lens[i..j].iter().sum();
+            let contents = out.buf.get(start..start + bytes).unwrap_or_default();
+            let t = Transmit {
+                destination: peer,
+                ecn: None,
+                contents,
+                segment_size: (j - i > 1).then_some(out.lens[i]),
+                src_ip: None,
+            };
+            loop {
+                if self.socket.writable().await.is_err() {
+                    break;
+                }
+                match self.socket.try_io(Interest::WRITABLE, || {
+                    self.state.try_send((&self.socket).into(), &t)
+                }) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        self.counters
+                            .tx_errors
+                            .fetch_add((j - i) as u64, Ordering::Relaxed);
+                        tracing::debug!(%peer, "UDP send: {e}");
+                        break;
+                    }
+                }
+            }
+            self.counters
+                .tx_datagrams
+                .fetch_add((j - i) as u64, Ordering::Relaxed);
+            start += bytes;
+        }
+        out.clear();
+    }
+}
+
+/// Splits datagram lengths into GSO sends `[i, j)`: a run of equal sizes, possibly
+/// ended by one shorter datagram, at most `max_segs` long and 64 KiB in total.
+pub fn gso_runs(lens: &[usize], max_segs: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        if i >= lens.len() {
+            return None;
+        }
+        let size = lens[i].max(1);
+        let run_max = max_segs.min(MAX_GSO_BYTES / size).max(1);
+        let mut j = i + 1;
+        while j < lens.len() && j - i < run_max && lens[j] == size {
+            j += 1;
+        }
+        if j < lens.len() && j - i < run_max && lens[j] < size {
+            j += 1;
+        }
+        let run = (i, j);
+        i = j;
+        Some(run)
+    })
+}
+
+/// The OpenSSL server context shared by every association; each association
+/// carries its own PSK in its ex-data.
+pub struct DtlsServerContext {
+    ctx: SslContext,
+    psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>,
+}
+
+impl DtlsServerContext {
+    pub fn new() -> Result<Self> {
+        let psk_index = Ssl::new_ex_index::<[u8; 32]>()?;
+        Ok(Self {
+            ctx: build_context(psk_index)?,
+            psk_index,
+        })
+    }
+
+    /// A fresh server-side association keyed with `psk`.
+    pub fn channel(&self, psk: [u8; 32], peer: SocketAddr, mtu: u32) -> Result<DtlsChannel> {
+        let mut ssl = Ssl::new(&self.ctx)?;
+        ssl.set_ex_data(self.psk_index, psk);
+        ssl.set_mtu(mtu)?;
+        ssl.set_accept_state();
+        let stream = SslStream::new(ssl, DatagramIo::default())?;
+        Ok(DtlsChannel {
+            stream,
+            peer,
+            established: false,
+        })
+    }
+}
+
+fn build_context(psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>) -> Result<SslContext> {
+    let mut b = SslContextBuilder::new(SslMethod::dtls())?;
+    b.set_min_proto_version(Some(SslVersion::DTLS1_2))?;
+    b.set_cipher_list(PSK_CIPHERS)?;
+    // Our BIO is not a socket: the MTU comes from the CONNECT, not a query.
+    b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    b.set_psk_server_callback(move |ssl, identity, out| {
+        // openconnect's identity is "psk"; the key is the session's exporter.
+        let Some(psk) = ssl.ex_data(psk_index) else {
+            return Ok(0);
+        };
+        if identity.is_some_and(|i| i != b"psk") {
+            tracing::debug!("DTLS PSK identity is not \"psk\"");
+        }
+        let n = psk.len().min(out.len());
+        out[..n].copy_from_slice(&psk[..n]);
+        Ok(n)
+    });
+    Ok(b.build())
+}
+
+/// The kernel refuses a GSO send whose payload exceeds the 64 KiB IP limit.
+const MAX_GSO_BYTES: usize = 65_000;
+
+/// Datagrams produced by OpenSSL, stored back to back for GSO.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl Outbound {
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.lens.clear();
+    }
+}
+
+/// The BIO under OpenSSL: one datagram in at a time, datagrams out appended.
+#[derive(Debug, Default)]
+pub struct DatagramIo {
+    inbound: Vec<u8>,
+    has_inbound: bool,
+    pub out: Outbound,
+}
+
+impl io::Read for DatagramIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.has_inbound {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.has_inbound = false;
+        let n = self.inbound.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.inbound[..n]);
+        Ok(n)
+    }
+}
+
+impl io::Write for DatagramIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.buf.extend_from_slice(buf);
+        self.out.lens.push(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One DTLS association with a client.
+pub struct DtlsChannel {
+    stream: SslStream<DatagramIo>,
+    pub peer: SocketAddr,
+    pub established: bool,
+}
+
+/// What a datagram turned into.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DtlsEvent {
+    /// The handshake just completed.
+    Established,
+    /// The handshake failed; the state is useless.
+    Failed(String),
+}
+
+impl DtlsChannel {
+    /// Feeds one datagram; decrypted records are passed to `on_record`.
+    /// Returns an event when the handshake completes or fails.
+    pub fn input(
+        &mut self,
+        dgram: &[u8],
+        rbuf: &mut [u8],
+        mut on_record: impl FnMut(&[u8]),
+    ) -> Option<DtlsEvent> {
+        let io = self.stream.get_mut();
+        io.inbound.clear();
+        io.inbound.extend_from_slice(dgram);
+        io.has_inbound = true;
+        let mut event = None;
+        if !self.established {
+            match self.stream.accept() {
+                Ok(()) => {
+                    self.established = true;
+                    event = Some(DtlsEvent::Established);
+                }
+                Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {
+                    tracing::trace!(
+                        out = self.stream.get_ref().out.len(),
+                        "DTLS handshake in progress: {e}"
+                    );
+                    return None;
+                }
+                Err(e) => return Some(DtlsEvent::Failed(e.to_string())),
+            }
+        }
+        loop {
+            match self.stream.ssl_read(rbuf) {
+                Ok(0) => break,
+                Ok(n) => on_record(rbuf.get(..n).unwrap_or_default()),
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                    return Some(DtlsEvent::Failed("peer sent close_notify".into()));
+                }
+                Err(_) => break,
+            }
+        }
+        self.stream.get_mut().has_inbound = false;
+        event
+    }
+
+    /// Encrypts one record (type byte + payload) into the outbound queue.
+    pub fn write_record(&mut self, record: &[u8]) -> bool {
+        self.established && self.stream.ssl_write(record).is_ok()
+    }
+
+    pub fn outbound(&mut self) -> &mut Outbound {
+        &mut self.stream.get_mut().out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ssl::SslConnector;
+
+    /// A DTLS 1.2 PSK client shaped like openconnect's (identity "psk", PSK suites).
+    fn client(psk: [u8; 32]) -> SslStream<DatagramIo> {
+        let mut b = SslConnector::builder(SslMethod::dtls()).unwrap();
+        b.set_cipher_list("PSK-AES256-GCM-SHA384").unwrap();
+        b.set_options(SslOptions::NO_QUERY_MTU);
+        b.set_psk_client_callback(move |_ssl, _hint, identity, out| {
+            identity[..4].copy_from_slice(b"psk\0");
+            out[..32].copy_from_slice(&psk);
+            Ok(32)
+        });
+        let mut ssl = b.build().configure().unwrap().into_ssl("vpn").unwrap();
+        ssl.set_mtu(1400).unwrap();
+        ssl.set_connect_state();
+        SslStream::new(ssl, DatagramIo::default()).unwrap()
+    }
+
+    fn take_datagrams(io: &mut DatagramIo) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        for &l in &io.out.lens {
+            out.push(io.out.buf[off..off + l].to_vec());
+            off += l;
+        }
+        io.out.clear();
+        out
+    }
+
+    fn feed_client(c: &mut SslStream<DatagramIo>, d: &[u8]) {
+        let io = c.get_mut();
+        io.inbound = d.to_vec();
+        io.has_inbound = true;
+    }
+
+    /// Runs the handshake; returns the connected pair.
+    fn handshake(
+        server_psk: [u8; 32],
+        client_psk: [u8; 32],
+    ) -> (DtlsChannel, SslStream<DatagramIo>, Option<DtlsEvent>) {
+        let ctx = DtlsServerContext::new().unwrap();
+        let peer: SocketAddr = "198.18.0.2:50000".parse().unwrap();
+        let mut server = ctx.channel(server_psk, peer, 1400).unwrap();
+        let mut c = client(client_psk);
+        let mut rbuf = vec![0u8; 65536];
+        let mut last = None;
+        let _ = c.do_handshake();
+        for _ in 0..10 {
+            for d in take_datagrams(c.get_mut()) {
+                if let Some(e) = server.input(&d, &mut rbuf, |_| {}) {
+                    last = Some(e);
+                }
+            }
+            let to_client = take_datagrams(server.stream.get_mut());
+            if to_client.is_empty() {
+                break;
+            }
+            for d in to_client {
+                feed_client(&mut c, &d);
+                let _ = c.do_handshake();
+            }
+        }
+        (server, c, last)
+    }
+
+    #[test]
+    fn psk_handshake_and_records_both_ways() {
+        let psk = [7u8; 32];
+        let (mut server, mut c, ev) = handshake(psk, psk);
+        assert_eq!(ev, Some(DtlsEvent::Established));
+        assert!(server.established);
+        assert_eq!(
+            c.ssl().current_cipher().unwrap().name(),
+            "PSK-AES256-GCM-SHA384"
+        );
+
+        // Client -> server: a DATA record and an MTU probe.
+        c.ssl_write(&[0, 0x45, 1, 2, 3]).unwrap();
+        c.ssl_write(&[3, 9, 9, 9, 9, 0, 0]).unwrap();
+        let mut got = Vec::new();
+        let mut rbuf = vec![0u8; 65536];
+        for d in take_datagrams(c.get_mut()) {
+            assert_eq!(server.input(&d, &mut rbuf, |r| got.push(r.to_vec())), None);
+        }
+        assert_eq!(got, vec![vec![0, 0x45, 1, 2, 3], vec![3, 9, 9, 9, 9, 0, 0]]);
+
+        // Server -> client.
+        assert!(server.write_record(&[4, 9, 9, 9, 9, 0, 0]));
+        let out = take_datagrams(server.stream.get_mut());
+        assert_eq!(out.len(), 1);
+        feed_client(&mut c, &out[0]);
+        let mut buf = [0u8; 64];
+        let n = c.ssl_read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[4, 9, 9, 9, 9, 0, 0]);
+    }
+
+    #[test]
+    fn wrong_psk_never_establishes() {
+        let (server, _c, ev) = handshake([1u8; 32], [2u8; 32]);
+        assert!(!server.established);
+        assert!(matches!(ev, None | Some(DtlsEvent::Failed(_))), "{ev:?}");
+    }
+
+    #[test]
+    fn garbage_datagrams_are_ignored() {
+        let psk = [7u8; 32];
+        let (mut server, _c, _) = handshake(psk, psk);
+        let mut rbuf = vec![0u8; 65536];
+        let mut records = 0;
+        for junk in [
+            &b""[..],
+            &[23u8; 5][..],
+            &[23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40][..],
+            &[0xffu8; 1500][..],
+        ] {
+            let ev = server.input(junk, &mut rbuf, |_| records += 1);
+            assert_eq!(ev, None);
+        }
+        assert_eq!(records, 0);
+        assert!(server.established);
+    }
+
+    #[test]
+    fn gso_runs_are_equal_sized_and_bounded() {
+        let runs = |l: &[usize], m| gso_runs(l, m).collect::<Vec<_>>();
+        assert_eq!(runs(&[], 64), vec![]);
+        assert_eq!(runs(&[100], 64), vec![(0, 1)]);
+        // Equal sizes, then one shorter tail datagram in the same run.
+        assert_eq!(runs(&[100, 100, 100, 40], 64), vec![(0, 4)]);
+        // A longer datagram starts a new run; so does a second short one.
+        assert_eq!(
+            runs(&[100, 100, 200, 50, 50, 10, 10], 64),
+            vec![(0, 2), (2, 4), (4, 6), (6, 7)]
+        );
+        // Segment limit.
+        assert_eq!(runs(&[10; 5], 2), vec![(0, 2), (2, 4), (4, 5)]);
+        // Byte limit: 1444-byte records, at most 45 per send.
+        let big = vec![1444; 100];
+        let r = runs(&big, 64);
+        assert!(r.iter().all(|(i, j)| (j - i) * 1444 <= MAX_GSO_BYTES));
+        assert_eq!(r.iter().map(|(i, j)| j - i).sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn write_before_handshake_is_refused() {
+        let ctx = DtlsServerContext::new().unwrap();
+        let mut ch = ctx
+            .channel([0u8; 32], "198.18.0.2:1".parse().unwrap(), 1400)
+            .unwrap();
+        assert!(!ch.write_record(&[0, 1, 2]));
+        assert!(ch.outbound().is_empty());
+    }
+}
