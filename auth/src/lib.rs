@@ -1,7 +1,8 @@
-//! Authentication and authorization for the headend: local users today; the
-//! SAML service provider and the RADIUS client come next.
+//! Authentication and authorization for the headend: local users and the
+//! RADIUS client (codec, server-group client, CoA/Disconnect server).
 #![forbid(unsafe_code)]
 
 pub mod local;
+pub mod radius;
 
 pub use local::{LocalUserDb, PasswordCheck};
