@@ -1,8 +1,9 @@
-//! Authentication and authorization for the headend: local users and the
-//! RADIUS client (codec, server-group client, CoA/Disconnect server).
+//! Authentication and authorization for the headend: local users, the SAML
+//! service provider and the RADIUS client.
 #![forbid(unsafe_code)]
 
 pub mod local;
 pub mod radius;
+pub mod saml;
 
 pub use local::{LocalUserDb, PasswordCheck};
