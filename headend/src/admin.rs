@@ -186,7 +186,15 @@ pub fn render_sessions(sessions: &[SessionView]) -> String {
             single("Login Time", &format_login_time(s.login_time)),
             single("Duration", &format_duration(s.duration)),
         );
-        let _ = write!(out, "{}", single("Status", s.state));
+        let sgt = s.sgt.map_or_else(|| "none".to_string(), |t| t.to_string());
+        let filter = s.filter.as_deref().unwrap_or("none");
+        let _ = write!(
+            out,
+            "{}{}{}",
+            pair("Security Grp", &sgt, "Filter Name", filter),
+            single("Audit Sess ID", &s.audit_session_id),
+            single("Status", s.state)
+        );
     }
     out
 }
@@ -293,6 +301,9 @@ mod tests {
             duration: Duration::from_secs(65),
             state: "Connected",
             protocol: "AnyConnect-Parent SSL-Tunnel",
+            sgt: Some(10),
+            filter: Some("VPN-FILTER".into()),
+            audit_session_id: "c612000100000001694a2b3c".into(),
         };
         let out = render_sessions(&[v]);
         assert!(
@@ -305,5 +316,10 @@ mod tests {
         assert!(out.contains("Bytes Tx     : 100                      Bytes Rx     : 200\n"));
         assert!(out.contains("Group Policy : GP-EMPLOYEES             Tunnel Group : LOCAL-PW\n"));
         assert!(out.contains("Duration     : 0h:01m:05s\n"));
+        assert!(
+            out.contains("Security Grp : 10                       Filter Name  : VPN-FILTER\n"),
+            "{out}"
+        );
+        assert!(out.contains("Audit Sess ID: c612000100000001694a2b3c\n"));
     }
 }

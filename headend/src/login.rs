@@ -10,7 +10,8 @@ use crate::config::{Config, TunnelAuthentication, TunnelGroup};
 use crate::proto::http::{Request, Response};
 use crate::proto::xmlauth::{self, ClientMessage, MessageKind};
 use crate::server::Headend;
-use crate::sessions::NewSession;
+use crate::sessions::{NewSession, SessionAuthz};
+use auth::radius::{self, Authorization, Code};
 
 /// What the login step decided, before it is rendered as XML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,32 +108,125 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
             error: None,
         };
     };
+    let audit_session_id = h.sessions.new_audit_session_id();
     let server_group = tg.authentication_server_group.as_deref().unwrap_or("LOCAL");
-    if server_group != "LOCAL" {
-        tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: authentication-server-group {server_group} (RADIUS) is not supported yet");
-        return LoginStep::Form {
-            tunnel_group: name,
-            error: Some("Login failed: the authentication server is not available.".into()),
+    // Attributes from the authentication server's Accept, if it was RADIUS; an
+    // authorization-server-group replaces them, as on ASA.
+    let mut radius_authz: Option<Authorization> = None;
+    let mut authz_source = None;
+    if server_group == "LOCAL" {
+        // PBKDF2 is deliberately slow: keep it off the async workers.
+        let check = {
+            let (user, password) = (user.to_string(), password.to_string());
+            let users = h.users.clone();
+            tokio::task::spawn_blocking(move || users.check(&user, &password)).await
         };
-    }
-    // PBKDF2 is deliberately slow: keep it off the async workers.
-    let check = {
-        let (user, password) = (user.to_string(), password.to_string());
-        let users = h.users.clone();
-        tokio::task::spawn_blocking(move || users.check(&user, &password)).await
-    };
-    if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
-        tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
-        return LoginStep::Form {
-            tunnel_group: name,
-            error: Some("Login failed.".into()),
+        if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
+            tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed.".into()),
+            };
+        }
+    } else {
+        let Some(group) = h.radius.get(server_group) else {
+            tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: authentication-server-group {server_group} is not a RADIUS group");
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed: the authentication server is not available.".into()),
+            };
         };
+        let ctx = radius_context(h, group, user, client_ip, &audit_session_id, &name);
+        let request = match radius::pap_authentication(&ctx, password.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: {e}");
+                return LoginStep::Form {
+                    tunnel_group: name,
+                    error: Some("Login failed.".into()),
+                };
+            }
+        };
+        match group.request(request).await {
+            Ok(reply) if reply.code == Code::AccessAccept => {
+                radius_authz = Some(Authorization::from_accept(&reply));
+                authz_source = Some(format!("RADIUS {server_group}"));
+            }
+            Ok(reply) => {
+                let why = radius::authz::reply_messages(&reply).join(" ");
+                tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} answered {:?} {why}", reply.code);
+                return LoginStep::Form {
+                    tunnel_group: name,
+                    error: Some(if why.is_empty() {
+                        "Login failed.".into()
+                    } else {
+                        format!("Login failed: {why}")
+                    }),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group}: {e}");
+                return LoginStep::Form {
+                    tunnel_group: name,
+                    error: Some("Login failed: the authentication server is not available.".into()),
+                };
+            }
+        }
     }
-    let gp_name = tg
+    if let Some(authz_group) = tg.authorization_server_group.as_deref() {
+        let Some(group) = h.radius.get(authz_group) else {
+            return LoginStep::Refuse {
+                tunnel_group: Some(name),
+                message: "Login denied: the authorization server is not available.".into(),
+            };
+        };
+        let ctx = radius_context(h, group, user, client_ip, &audit_session_id, &name);
+        match group.request(radius::authorize_only(&ctx)).await {
+            Ok(reply) if reply.code == Code::AccessAccept => {
+                radius_authz = Some(Authorization::from_accept(&reply));
+                authz_source = Some(format!("RADIUS {authz_group}"));
+            }
+            Ok(reply) => {
+                let why = radius::authz::reply_messages(&reply).join(" ");
+                tracing::info!(%client_ip, user, tunnel_group = %name, "login refused: authorization by {authz_group} answered {:?} {why}", reply.code);
+                return LoginStep::Refuse {
+                    tunnel_group: Some(name),
+                    message: if why.is_empty() {
+                        "Login denied: authorization failed.".into()
+                    } else {
+                        format!("Login denied: {why}")
+                    },
+                };
+            }
+            Err(e) => {
+                tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: authorization by {authz_group}: {e}");
+                return LoginStep::Refuse {
+                    tunnel_group: Some(name),
+                    message: "Login denied: the authorization server is not available.".into(),
+                };
+            }
+        }
+    }
+    // Group-policy precedence (asa-aaa.md): RADIUS Class OU= / ASA-Group-Policy,
+    // then the tunnel group's default, then DfltGrpPolicy.
+    let default_gp = tg
         .default_group_policy
         .clone()
         .unwrap_or_else(|| crate::config::DEFAULT_GROUP_POLICY.to_string());
-    let policy = cfg.effective_policy(&gp_name);
+    let gp_name = match radius_authz.as_ref().and_then(|a| a.group_policy.clone()) {
+        Some(gp)
+            if cfg.group_policies.contains_key(&gp)
+                || gp == crate::config::DEFAULT_GROUP_POLICY =>
+        {
+            gp
+        }
+        Some(gp) => {
+            tracing::warn!(user, tunnel_group = %name, "RADIUS named group-policy {gp}, which is not configured; using {default_gp}");
+            default_gp
+        }
+        None => default_gp,
+    };
+    let mut policy = cfg.effective_policy(&gp_name);
     if !policy
         .vpn_tunnel_protocols
         .iter()
@@ -143,6 +237,43 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
             tunnel_group: Some(name),
             message: "Login denied: SSL VPN is not allowed by your group policy.".into(),
         };
+    }
+    let mut authz = SessionAuthz {
+        filter: policy.vpn_filter.clone(),
+        accounting_group: tg
+            .accounting_server_group
+            .clone()
+            .filter(|g| h.radius.contains_key(g)),
+        source: authz_source,
+        ..SessionAuthz::default()
+    };
+    if let Some(a) = &radius_authz {
+        // RADIUS attributes beat the group-policy's.
+        if let Some(t) = a.session_timeout {
+            policy.vpn_session_timeout = Some(t);
+        }
+        if let Some(t) = a.idle_timeout {
+            policy.vpn_idle_timeout = Some(t);
+        }
+        if let Some(n) = a.simultaneous_logins {
+            policy.vpn_simultaneous_logins = n;
+        }
+        if let Some(f) = &a.filter_id {
+            if !cfg.access_lists.contains_key(f) {
+                tracing::warn!(user, tunnel_group = %name, "login refused: RADIUS Filter-Id {f} names no configured access-list");
+                return LoginStep::Refuse {
+                    tunnel_group: Some(name),
+                    message: "Login denied: the filter assigned by the authorization server is not configured.".into(),
+                };
+            }
+            authz.filter = Some(f.clone());
+        }
+        authz.sgt = a.sgt;
+        authz.classes = a.classes.clone();
+        authz.framed_ip = a.framed_ip;
+        for w in &a.warnings {
+            tracing::warn!(user, tunnel_group = %name, "RADIUS attribute ignored: {w:?}");
+        }
     }
     let pools = cfg
         .address_pools_for(tg, &policy)
@@ -156,10 +287,12 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
         policy,
         pools,
         public_ip: client_ip,
+        authz,
+        audit_session_id,
     };
     match h.sessions.login(new, Instant::now()) {
         Ok((index, cookie)) => {
-            tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded (LOCAL)");
+            tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded ({server_group})");
             LoginStep::Success {
                 cookie,
                 tunnel_group: name,
@@ -173,6 +306,24 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
                 message: format!("Login denied: {e}."),
             }
         }
+    }
+}
+
+fn radius_context<'a>(
+    h: &'a Headend,
+    group: &crate::radius_io::RadiusGroup,
+    user: &'a str,
+    client_ip: IpAddr,
+    audit_session_id: &'a str,
+    tunnel_group: &'a str,
+) -> radius::SessionContext<'a> {
+    radius::SessionContext {
+        user_name: user,
+        nas_ip: group.nas_ip,
+        nas_identifier: h.config.hostname.as_deref(),
+        client_ip,
+        audit_session_id,
+        tunnel_group,
     }
 }
 

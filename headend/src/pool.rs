@@ -63,6 +63,12 @@ impl AddressPool {
         None
     }
 
+    /// Takes exactly `a` (a RADIUS Framed-IP-Address); false if outside or taken.
+    pub fn take(&mut self, a: Ipv4Addr) -> bool {
+        let a = u32::from(a);
+        (self.first..=self.last).contains(&a) && self.used.insert(a)
+    }
+
     pub fn release(&mut self, a: Ipv4Addr) -> bool {
         self.used.remove(&u32::from(a))
     }
@@ -131,6 +137,16 @@ mod tests {
         let out: Ipv4Addr = "198.18.1.1".parse().unwrap();
         let got = p.allocate(Some(out)).unwrap();
         assert!(p.contains(got));
+    }
+
+    #[test]
+    fn take_is_exact() {
+        let mut p = pool("198.18.100.10", "198.18.100.20");
+        let a: Ipv4Addr = "198.18.100.15".parse().unwrap();
+        assert!(p.take(a));
+        assert!(!p.take(a));
+        assert!(!p.take("198.18.100.21".parse().unwrap()));
+        assert_ne!(p.allocate(Some(a)), Some(a));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `headend run`: wires config, TLS listener, sessions, dataplane and admin socket.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::admin::{self, AdminContext};
 use crate::config::Config;
 use crate::pool::AddressPool;
 use crate::proto::http::{Request, RequestParser, Response};
+use crate::radius_io::RadiusGroup;
 use crate::sessions::{EndReason, LogoffSelector, SessionTable};
 use crate::tls::Identity;
 use crate::{login, tunnel};
@@ -54,6 +56,8 @@ pub struct Headend {
     pub listen: SocketAddr,
     /// The DTLS/UDP side; None when no group-policy enables DTLS.
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
+    /// Running `aaa-server` groups by name.
+    pub radius: BTreeMap<String, Arc<RadiusGroup>>,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -137,6 +141,48 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(hub) => tokio::spawn(hub.clone().run_receiver(batch_pool.clone())),
         None => tokio::spawn(std::future::pending()),
     };
+    let mut radius = BTreeMap::new();
+    for g in config.aaa_server_groups.values() {
+        let group = RadiusGroup::spawn(g).await?;
+        tracing::info!(
+            "aaa-server {} (RADIUS): {} host(s), NAS-IP-Address {}",
+            g.name,
+            g.hosts.len(),
+            group.nas_ip
+        );
+        radius.insert(g.name.clone(), group);
+    }
+    let accounting = if radius.is_empty() {
+        None
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let nas_ip = radius
+            .values()
+            .next()
+            .map(|g| g.nas_ip)
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        sessions.set_accounting(tx, nas_ip);
+        Some(tokio::spawn(crate::accounting::run(
+            rx,
+            radius.clone(),
+            config.hostname.clone(),
+        )))
+    };
+    let dynauth_clients: Vec<auth::radius::DynAuthClient> = config
+        .aaa_server_groups
+        .values()
+        .filter(|g| g.dynamic_authorization.is_some())
+        .flat_map(|g| g.hosts.iter())
+        .map(|h| auth::radius::DynAuthClient {
+            addr: h.address,
+            secret: h.key.clone().unwrap_or_default().into_bytes(),
+        })
+        .collect();
+    let dynauth_port = config
+        .aaa_server_groups
+        .values()
+        .find_map(|g| g.dynamic_authorization)
+        .unwrap_or(1700);
     let headend = Arc::new(Headend {
         config: Arc::new(config),
         users,
@@ -147,7 +193,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
         tun: tun.clone(),
         listen: args.listen,
         dtls,
+        radius,
     });
+    let mut dynauth = if dynauth_clients.is_empty() {
+        tokio::spawn(std::future::pending())
+    } else {
+        let (sessions, config) = (sessions.clone(), headend.config.clone());
+        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
+            sessions.dynamic_authorization(req, |acl| config.access_lists.contains_key(acl))
+        });
+        tokio::spawn(crate::radius_io::serve_dynamic_authorization(
+            dynauth_port,
+            dynauth_clients,
+            apply,
+        ))
+    };
 
     let admin_ctx = Arc::new(AdminContext {
         sessions: sessions.clone(),
@@ -192,6 +252,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("DTLS receiver stopped")),
             Err(e) => Err(anyhow::Error::from(e).context("DTLS task")),
         },
+        r = &mut dynauth => match r {
+            Ok(r) => r.context("dynamic-authorization"),
+            Err(e) => Err(anyhow::Error::from(e).context("dynamic-authorization task")),
+        },
         r = &mut admin_task => match r {
             Ok(r) => r.context("admin socket"),
             Err(e) => Err(anyhow::Error::from(e).context("admin task")),
@@ -205,6 +269,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if n > 0 {
         // Let the connections tell their clients before the process exits.
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Every Start gets its Stop: close the event stream and let the
+    // accounting task finish its last requests (bounded by the RADIUS timeouts).
+    drop(headend);
+    sessions.close_accounting();
+    if let Some(task) = accounting {
+        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     }
     reaper.abort();
     let _ = std::fs::remove_file(&args.admin_socket);

@@ -12,6 +12,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use auth::radius::{DynAuthKind, DynAuthRequest, ErrorCause, TerminateCause};
+
 use crate::config::{Config, EffectivePolicy};
 use crate::pool::AddressPool;
 
@@ -41,6 +43,23 @@ pub enum EndReason {
     CookieUnused,
     SimultaneousLogins,
     Shutdown,
+    /// RADIUS Disconnect-Request (RFC 5176).
+    RadiusDisconnect,
+}
+
+impl EndReason {
+    /// Acct-Terminate-Cause for the accounting Stop.
+    pub fn terminate_cause(&self) -> TerminateCause {
+        match self {
+            EndReason::UserLogout(_) => TerminateCause::UserRequest,
+            EndReason::AdminLogoff | EndReason::RadiusDisconnect => TerminateCause::AdminReset,
+            EndReason::IdleTimeout => TerminateCause::IdleTimeout,
+            EndReason::SessionTimeout => TerminateCause::SessionTimeout,
+            EndReason::DisconnectedTimeout => TerminateCause::LostCarrier,
+            EndReason::CookieUnused | EndReason::SimultaneousLogins => TerminateCause::NasRequest,
+            EndReason::Shutdown => TerminateCause::NasReboot,
+        }
+    }
 }
 
 impl std::fmt::Display for EndReason {
@@ -55,6 +74,7 @@ impl std::fmt::Display for EndReason {
             EndReason::CookieUnused => f.write_str("Login cookie not used"),
             EndReason::SimultaneousLogins => f.write_str("Simultaneous logins exceeded"),
             EndReason::Shutdown => f.write_str("System shutdown"),
+            EndReason::RadiusDisconnect => f.write_str("AAA Disconnect"),
         }
     }
 }
@@ -99,8 +119,47 @@ pub struct Session {
     pub pools: Vec<String>,
     pub stats: Arc<SessionStats>,
     pub state: SessionState,
+    pub authz: SessionAuthz,
+    /// ISE's audit-session-id (also our Acct-Session-Id prefix).
+    pub audit_session_id: String,
+    pub acct_session_id: String,
+    acct_started: Option<Instant>,
+    last_interim: Instant,
     control: Option<mpsc::UnboundedSender<SessionCommand>>,
     cookie_hash: [u8; 32],
+}
+
+/// What authorization (RADIUS, later CoA) gave the session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionAuthz {
+    pub sgt: Option<u16>,
+    /// Name of the ACL used as the session's filter (vpn-filter or Filter-Id).
+    pub filter: Option<String>,
+    /// Class attributes to echo in accounting.
+    pub classes: Vec<Vec<u8>>,
+    /// Framed-IP-Address to assign instead of a pool address.
+    pub framed_ip: Option<Ipv4Addr>,
+    /// `accounting-server-group` of the tunnel group.
+    pub accounting_group: Option<String>,
+    /// Where authorization came from, for the admin view.
+    pub source: Option<String>,
+}
+
+/// Accounting work for the RADIUS side, emitted by the session table.
+#[derive(Debug, Clone)]
+pub struct AcctEvent {
+    pub status: auth::radius::AcctStatusType,
+    pub terminate_cause: Option<TerminateCause>,
+    pub group: String,
+    pub username: String,
+    pub tunnel_group: String,
+    pub public_ip: IpAddr,
+    pub audit_session_id: String,
+    pub acct_session_id: String,
+    pub framed_ip: Option<Ipv4Addr>,
+    pub classes: Vec<Vec<u8>>,
+    pub counters: auth::radius::Counters,
+    pub session_time: u32,
 }
 
 /// What a successful login knows about the user.
@@ -113,6 +172,9 @@ pub struct NewSession<'a> {
     /// Pools to allocate from, in order (group-policy's, else tunnel group's).
     pub pools: Vec<String>,
     pub public_ip: IpAddr,
+    pub authz: SessionAuthz,
+    /// From [`SessionTable::new_audit_session_id`].
+    pub audit_session_id: String,
 }
 
 /// A read-only copy for the admin view.
@@ -130,6 +192,9 @@ pub struct SessionView {
     pub duration: Duration,
     pub state: &'static str,
     pub protocol: &'static str,
+    pub sgt: Option<u16>,
+    pub filter: Option<String>,
+    pub audit_session_id: String,
 }
 
 /// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
@@ -156,6 +221,8 @@ pub enum AttachError {
     PoolExhausted(String),
     #[error("no address pool configured for tunnel group {0}")]
     NoPool(String),
+    #[error("Framed-IP-Address {0} is already in use")]
+    FramedIpInUse(Ipv4Addr),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,6 +252,12 @@ struct Inner {
     pools: BTreeMap<String, AddressPool>,
     next_index: u64,
     next_generation: u64,
+    events: Option<mpsc::UnboundedSender<AcctEvent>>,
+    /// How often to send Interim-Update, per accounting group.
+    interim: BTreeMap<String, Duration>,
+    /// NAS-IP-Address as hex, the first part of audit-session-ids.
+    nas_hex: String,
+    audit_counter: u32,
 }
 
 pub struct SessionTable {
@@ -216,8 +289,44 @@ impl SessionTable {
                 pools,
                 next_index: 1,
                 next_generation: 1,
+                events: None,
+                interim: config
+                    .aaa_server_groups
+                    .values()
+                    .filter_map(|g| {
+                        g.interim_accounting_update_hours
+                            .filter(|h| *h > 0)
+                            .map(|h| (g.name.clone(), Duration::from_secs(u64::from(h) * 3600)))
+                    })
+                    .collect(),
+                nas_hex: "00000000".into(),
+                audit_counter: 0,
             }),
         }
+    }
+
+    /// A fresh ISE audit-session-id, in ASA's format: NAS address, a counter
+    /// and the time, all hex (24 characters).
+    pub fn new_audit_session_id(&self) -> String {
+        let mut inner = self.lock();
+        inner.audit_counter = inner.audit_counter.wrapping_add(1);
+        let unix = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        format!("{}{:08x}{unix:08x}", inner.nas_hex, inner.audit_counter)
+    }
+
+    /// No more accounting events (shutdown): the accounting task drains and ends.
+    pub fn close_accounting(&self) {
+        self.lock().events = None;
+    }
+
+    /// Accounting events go to `tx` from now on; `nas_ip` prefixes audit ids.
+    pub fn set_accounting(&self, tx: mpsc::UnboundedSender<AcctEvent>, nas_ip: Ipv4Addr) {
+        let mut inner = self.lock();
+        inner.events = Some(tx);
+        inner.nas_hex = format!("{:08x}", u32::from(nas_ip));
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -236,6 +345,8 @@ impl SessionTable {
             policy,
             pools,
             public_ip,
+            authz,
+            audit_session_id,
         } = new;
         let limit = policy.vpn_simultaneous_logins as usize;
         if limit == 0 {
@@ -260,6 +371,7 @@ impl SessionTable {
         }
         let index = inner.next_index;
         inner.next_index += 1;
+        let acct_session_id = format!("{:08X}", index as u32);
         let cookie = new_cookie();
         let hash = cookie_hash(&cookie);
         inner.by_cookie.insert(hash, index);
@@ -278,6 +390,11 @@ impl SessionTable {
                 pools,
                 stats: Arc::default(),
                 state: SessionState::Authenticated { since: now },
+                authz,
+                audit_session_id,
+                acct_session_id,
+                acct_started: None,
+                last_interim: now,
                 control: None,
                 cookie_hash: hash,
             },
@@ -305,6 +422,21 @@ impl SessionTable {
             .sessions
             .get_mut(&index)
             .ok_or(AttachError::BadCookie)?;
+        if s.assigned_v4.is_none()
+            && let Some(ip) = s.authz.framed_ip
+        {
+            // RADIUS Framed-IP-Address: exactly this address, from its pool if
+            // it is in one, else as a host address of its own.
+            match inner.pools.iter_mut().find(|(_, p)| p.contains(ip)) {
+                Some((name, pool)) => {
+                    if !pool.take(ip) {
+                        return Err(AttachError::FramedIpInUse(ip));
+                    }
+                    s.assigned_v4 = Some((ip, pool.mask, name.clone()));
+                }
+                None => s.assigned_v4 = Some((ip, Ipv4Addr::BROADCAST, String::new())),
+            }
+        }
         if s.assigned_v4.is_none() {
             if s.pools.is_empty() {
                 return Err(AttachError::NoPool(s.tunnel_group.clone()));
@@ -330,6 +462,17 @@ impl SessionTable {
         s.public_ip = public_ip;
         let (address, netmask, _) = s.assigned_v4.clone().ok_or(AttachError::BadCookie)?;
         let session_deadline = s.policy.vpn_session_timeout.map(|d| s.login_instant + d);
+        if s.acct_started.is_none()
+            && let Some(group) = s.authz.accounting_group.clone()
+        {
+            let now = Instant::now();
+            s.acct_started = Some(now);
+            s.last_interim = now;
+            let ev = acct_event(s, auth::radius::AcctStatusType::Start, None, group, now);
+            if let Some(tx) = &inner.events {
+                let _ = tx.send(ev);
+            }
+        }
         Ok(Attached {
             index,
             generation,
@@ -422,7 +565,100 @@ impl SessionTable {
         for (i, r) in ended {
             inner.end(i, r);
         }
+        let Inner {
+            sessions,
+            events,
+            interim,
+            ..
+        } = &mut *inner;
+        for s in sessions.values_mut() {
+            let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone()) else {
+                continue;
+            };
+            if let Some(every) = interim.get(&group)
+                && now.saturating_duration_since(s.last_interim) >= *every
+            {
+                s.last_interim = now;
+                let ev = acct_event(
+                    s,
+                    auth::radius::AcctStatusType::InterimUpdate,
+                    None,
+                    group,
+                    now,
+                );
+                if let Some(tx) = events {
+                    let _ = tx.send(ev);
+                }
+            }
+        }
         n
+    }
+
+    /// A RADIUS CoA or Disconnect-Request (RFC 5176): finds the session(s) its
+    /// selectors name (all given selectors must match) and applies it.
+    pub fn dynamic_authorization(
+        &self,
+        req: &DynAuthRequest,
+        acl_exists: impl Fn(&str) -> bool,
+    ) -> Result<(), ErrorCause> {
+        let mut inner = self.lock();
+        let sel = &req.selectors;
+        if sel.is_empty() {
+            return Err(ErrorCause::MissingAttribute);
+        }
+        let matches: Vec<u64> = inner
+            .sessions
+            .values()
+            .filter(|s| {
+                sel.acct_session_id
+                    .as_ref()
+                    .is_none_or(|v| *v == s.acct_session_id)
+                    && sel
+                        .audit_session_id
+                        .as_ref()
+                        .is_none_or(|v| *v == s.audit_session_id)
+                    && sel
+                        .framed_ip
+                        .is_none_or(|ip| s.assigned_v4.as_ref().is_some_and(|a| a.0 == ip))
+                    && sel.user_name.as_ref().is_none_or(|v| *v == s.username)
+            })
+            .map(|s| s.index)
+            .collect();
+        if matches.is_empty() {
+            return Err(ErrorCause::SessionContextNotFound);
+        }
+        match req.kind {
+            DynAuthKind::Disconnect => {
+                for i in matches {
+                    inner.end(i, EndReason::RadiusDisconnect);
+                }
+                Ok(())
+            }
+            DynAuthKind::Coa => {
+                if req.command.is_some() {
+                    return Err(ErrorCause::UnsupportedService);
+                }
+                let changes = &req.changes;
+                if let Some(f) = &changes.filter_id
+                    && !acl_exists(f)
+                {
+                    return Err(ErrorCause::InvalidAttributeValue);
+                }
+                for i in matches {
+                    if let Some(s) = inner.sessions.get_mut(&i) {
+                        if let Some(sgt) = changes.sgt {
+                            tracing::info!(user = %s.username, index = i, "CoA: security group tag {:?} -> {sgt}", s.authz.sgt);
+                            s.authz.sgt = Some(sgt);
+                        }
+                        if let Some(f) = &changes.filter_id {
+                            tracing::info!(user = %s.username, index = i, "CoA: filter {:?} -> {f}", s.authz.filter);
+                            s.authz.filter = Some(f.clone());
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     pub fn list(&self, now: Instant) -> Vec<SessionView> {
@@ -446,6 +682,9 @@ impl SessionTable {
                     SessionState::Connected { .. } => "Connected",
                     SessionState::Disconnected { .. } => "Disconnected",
                 },
+                sgt: s.authz.sgt,
+                filter: s.authz.filter.clone(),
+                audit_session_id: s.audit_session_id.clone(),
                 protocol: match s.state {
                     SessionState::Connected { .. }
                         if s.stats.dtls_active.load(Ordering::Relaxed) =>
@@ -468,6 +707,38 @@ impl SessionTable {
     }
 }
 
+fn acct_event(
+    s: &Session,
+    status: auth::radius::AcctStatusType,
+    terminate_cause: Option<TerminateCause>,
+    group: String,
+    now: Instant,
+) -> AcctEvent {
+    let session_time = s
+        .acct_started
+        .map(|t| now.saturating_duration_since(t).as_secs() as u32)
+        .unwrap_or(0);
+    AcctEvent {
+        status,
+        terminate_cause,
+        group,
+        username: s.username.clone(),
+        tunnel_group: s.tunnel_group.clone(),
+        public_ip: s.public_ip,
+        audit_session_id: s.audit_session_id.clone(),
+        acct_session_id: s.acct_session_id.clone(),
+        framed_ip: s.assigned_v4.as_ref().map(|a| a.0),
+        classes: s.authz.classes.clone(),
+        counters: auth::radius::Counters {
+            input_octets: s.stats.bytes_rx.load(Ordering::Relaxed),
+            output_octets: s.stats.bytes_tx.load(Ordering::Relaxed),
+            input_packets: s.stats.packets_rx.load(Ordering::Relaxed),
+            output_packets: s.stats.packets_tx.load(Ordering::Relaxed),
+        },
+        session_time,
+    }
+}
+
 impl Inner {
     /// Removes a session, frees its address and tells its connection.
     fn end(&mut self, index: u64, reason: EndReason) {
@@ -482,6 +753,19 @@ impl Inner {
         }
         if let Some(c) = &s.control {
             let _ = c.send(SessionCommand::Logoff(reason.clone()));
+        }
+        // A Stop for every session that had a Start.
+        if let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone()) {
+            let ev = acct_event(
+                &s,
+                auth::radius::AcctStatusType::Stop,
+                Some(reason.terminate_cause()),
+                group,
+                Instant::now(),
+            );
+            if let Some(tx) = &self.events {
+                let _ = tx.send(ev);
+            }
         }
         tracing::info!(
             user = %s.username,
@@ -522,6 +806,8 @@ group-policy GP attributes
                 policy: cfg.effective_policy("GP"),
                 pools: vec!["P".into()],
                 public_ip: "198.18.0.2".parse().unwrap(),
+                authz: SessionAuthz::default(),
+                audit_session_id: t.new_audit_session_id(),
             },
             now,
         )
@@ -644,6 +930,8 @@ group-policy GP attributes
                 policy: cfg.effective_policy("GP"),
                 pools: vec!["P".into()],
                 public_ip: ip("198.18.0.2"),
+                authz: SessionAuthz::default(),
+                audit_session_id: t.new_audit_session_id(),
             },
             Instant::now(),
         );
