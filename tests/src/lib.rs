@@ -11,6 +11,7 @@ pub mod lab;
 pub mod netns;
 pub mod ocserv;
 pub mod probe;
+pub mod radius;
 pub mod sessiondb;
 
 pub use lab::{Client, Lab};
