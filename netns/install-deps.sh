@@ -9,6 +9,7 @@ PKGS=(
   iproute2 iputils-ping iptables nftables procps psmisc curl openssl ca-certificates
   openconnect ocserv iperf3
   freeradius freeradius-utils
+  simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 # ocserv and freeradius start system services on install; the lab runs its own copies.
-for svc in ocserv freeradius; do
+for svc in ocserv freeradius apache2; do
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   pkill -x "$svc" >/dev/null 2>&1 || true
 done

@@ -7,6 +7,7 @@ pub mod login;
 pub mod pool;
 pub mod proto;
 pub mod radius_io;
+pub mod saml_web;
 pub mod server;
 pub mod sessions;
 pub mod tls;

@@ -32,6 +32,16 @@ pub enum LoginStep {
         tunnel_group: String,
         username: String,
     },
+    /// Only the group chooser: openconnect re-inits with `<group-select>`
+    /// (it never does once it sees an SSO form, so the chooser comes first).
+    Chooser { tunnel_group: String },
+    /// The SSO form of a SAML tunnel group (external or embedded browser).
+    Sso {
+        tunnel_group: String,
+        login_url: String,
+        final_url: String,
+        error: Option<String>,
+    },
 }
 
 /// Resolves the tunnel group a message is about, in ASA's order: an explicit
@@ -70,11 +80,17 @@ pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
                 .body(format!("bad aggregate-auth request: {e}\n"));
         }
     };
-    let step = decide(&msg, client_ip, h).await;
+    let strap_dh = req.header("X-AnyConnect-STRAP-DH-Pubkey");
+    let step = decide(&msg, client_ip, strap_dh, h).await;
     render(&h.config, &step)
 }
 
-async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginStep {
+async fn decide(
+    msg: &ClientMessage,
+    client_ip: IpAddr,
+    strap_dh: Option<&str>,
+    h: &Headend,
+) -> LoginStep {
     let cfg = &h.config;
     let Some(tg) = select_tunnel_group(cfg, msg) else {
         return LoginStep::Refuse {
@@ -84,11 +100,7 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
     };
     let name = tg.name.clone();
     if tg.authentication == TunnelAuthentication::Saml {
-        tracing::info!(%client_ip, tunnel_group = %name, "login refused: SAML tunnel groups are not supported yet");
-        return LoginStep::Refuse {
-            tunnel_group: Some(name),
-            message: "This tunnel group uses SAML, which this headend does not support yet.".into(),
-        };
+        return saml_step(msg, client_ip, strap_dh, tg, h).await;
     }
     if tg.authentication == TunnelAuthentication::Certificate {
         return LoginStep::Refuse {
@@ -173,6 +185,35 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
             }
         }
     }
+    finish(
+        h,
+        tg,
+        user,
+        client_ip,
+        audit_session_id,
+        radius_authz,
+        authz_source,
+        server_group,
+        None,
+    )
+    .await
+}
+
+/// Authorization and session creation, common to every way of authenticating.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    h: &Headend,
+    tg: &crate::config::TunnelGroup,
+    user: &str,
+    client_ip: IpAddr,
+    audit_session_id: String,
+    mut radius_authz: Option<Authorization>,
+    mut authz_source: Option<String>,
+    authenticated_by: &str,
+    saml: Option<auth::saml::SamlLogin>,
+) -> LoginStep {
+    let cfg = &h.config;
+    let name = tg.name.clone();
     if let Some(authz_group) = tg.authorization_server_group.as_deref() {
         let Some(group) = h.radius.get(authz_group) else {
             return LoginStep::Refuse {
@@ -275,6 +316,16 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
             tracing::warn!(user, tunnel_group = %name, "RADIUS attribute ignored: {w:?}");
         }
     }
+    if let Some(login) = &saml {
+        // The VPN session must not outlive the IdP's session.
+        if let Some(until) = login.session_not_on_or_after
+            && let Ok(left) = until.duration_since(std::time::SystemTime::now())
+        {
+            policy.vpn_session_timeout =
+                Some(policy.vpn_session_timeout.map_or(left, |t| t.min(left)));
+        }
+        authz.saml_attributes = login.attributes.clone();
+    }
     let pools = cfg
         .address_pools_for(tg, &policy)
         .iter()
@@ -292,7 +343,7 @@ async fn decide(msg: &ClientMessage, client_ip: IpAddr, h: &Headend) -> LoginSte
     };
     match h.sessions.login(new, Instant::now()) {
         Ok((index, cookie)) => {
-            tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded ({server_group})");
+            tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded ({authenticated_by})");
             LoginStep::Success {
                 cookie,
                 tunnel_group: name,
@@ -370,6 +421,133 @@ fn render(cfg: &Config, step: &LoginStep) -> Response {
             "Set-Cookie",
             &format!("webvpn={cookie}; Secure; HttpOnly; path=/"),
         ),
+        LoginStep::Chooser { tunnel_group } => xml_response(
+            xmlauth::AuthRequestForm {
+                opaque_tunnel_group: Some(tunnel_group.clone()),
+                group_list: group_list.clone(),
+                selected: alias_of(tunnel_group),
+                inputs: xmlauth::FormInputs::None,
+                ..xmlauth::AuthRequestForm::password("Login", "Please select your group.")
+            }
+            .render(),
+        ),
+        LoginStep::Sso {
+            tunnel_group,
+            login_url,
+            final_url,
+            error,
+        } => xml_response(
+            xmlauth::AuthRequestForm {
+                error: error.clone(),
+                opaque_tunnel_group: Some(tunnel_group.clone()),
+                inputs: xmlauth::FormInputs::Sso(xmlauth::SsoLogin::external(
+                    login_url.clone(),
+                    final_url.clone(),
+                )),
+                ..xmlauth::AuthRequestForm::password(
+                    "Login",
+                    "Please complete the authentication process in the browser.",
+                )
+            }
+            .render(),
+        ),
+    }
+}
+
+/// A login to a SAML tunnel group: the chooser, the SSO form, or the
+/// `<sso-token>` reply that completes it.
+async fn saml_step(
+    msg: &ClientMessage,
+    client_ip: IpAddr,
+    strap_dh: Option<&str>,
+    tg: &crate::config::TunnelGroup,
+    h: &Headend,
+) -> LoginStep {
+    let name = tg.name.clone();
+    let Some(sp) = h.saml.sps.get(&name) else {
+        return LoginStep::Refuse {
+            tunnel_group: Some(name),
+            message: "SAML is not configured for this tunnel group.".into(),
+        };
+    };
+    if msg.kind == MessageKind::AuthReply
+        && let Some(token) = msg.sso_token.as_deref()
+    {
+        let grant = match h.saml.tokens.redeem(std::time::Instant::now(), token) {
+            Ok(g) if g.tunnel_group == name => g,
+            Ok(g) => {
+                tracing::warn!(%client_ip, tunnel_group = %name, "SSO token for tunnel group {} presented to {name}", g.tunnel_group);
+                return sso_form(
+                    h,
+                    sp,
+                    &name,
+                    strap_dh,
+                    Some("Login failed: the SSO token belongs to another group.".into()),
+                );
+            }
+            Err(e) => {
+                tracing::info!(%client_ip, tunnel_group = %name, "SSO token refused: {e}");
+                return sso_form(
+                    h,
+                    sp,
+                    &name,
+                    strap_dh,
+                    Some("Login failed: the SSO token is not valid. Please log in again.".into()),
+                );
+            }
+        };
+        let user = grant.login.name_id.clone();
+        let audit_session_id = h.sessions.new_audit_session_id();
+        return finish(
+            h,
+            tg,
+            &user,
+            client_ip,
+            audit_session_id,
+            None,
+            None,
+            "SAML",
+            Some(grant.login),
+        )
+        .await;
+    }
+    // The first init without an explicit group: show the chooser so that the
+    // client can pick another group before SSO starts.
+    if msg.kind == MessageKind::Init
+        && msg.group_select.is_none()
+        && h.config.webvpn.tunnel_group_list_enable
+        && h.config.group_list().len() > 1
+    {
+        return LoginStep::Chooser { tunnel_group: name };
+    }
+    sso_form(h, sp, &name, strap_dh, None)
+}
+
+fn sso_form(
+    h: &Headend,
+    sp: &auth::saml::SamlSp,
+    tunnel_group: &str,
+    strap_dh: Option<&str>,
+    error: Option<String>,
+) -> LoginStep {
+    let ctx = h.saml.contexts.mint(
+        std::time::Instant::now(),
+        crate::saml_web::SsoContext {
+            tunnel_group: tunnel_group.to_string(),
+            strap_dh: strap_dh.map(str::to_string),
+        },
+    );
+    let base = sp.config().entity_id();
+    let base = base
+        .split("/saml/sp/metadata/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    LoginStep::Sso {
+        tunnel_group: tunnel_group.to_string(),
+        login_url: format!("{base}/+CSCOE+/saml/sp/login?tgname={tunnel_group}&ctx={ctx}"),
+        final_url: format!("{base}/+CSCOE+/saml_ac_login.html"),
+        error,
     }
 }
 

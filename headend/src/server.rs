@@ -58,6 +58,8 @@ pub struct Headend {
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
     /// Running `aaa-server` groups by name.
     pub radius: BTreeMap<String, Arc<RadiusGroup>>,
+    /// SAML service providers and the SSO login state.
+    pub saml: crate::saml_web::SamlState,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -141,6 +143,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(hub) => tokio::spawn(hub.clone().run_receiver(batch_pool.clone())),
         None => tokio::spawn(std::future::pending()),
     };
+    let saml = crate::saml_web::SamlState::from_config(&config)?;
+    for (tg, sp) in &saml.sps {
+        tracing::info!(
+            "SAML tunnel-group {tg}: SP entity {} ACS {}",
+            sp.entity_id(),
+            sp.acs_url()
+        );
+    }
     let mut radius = BTreeMap::new();
     for g in config.aaa_server_groups.values() {
         let group = RadiusGroup::spawn(g).await?;
@@ -194,6 +204,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         listen: args.listen,
         dtls,
         radius,
+        saml,
     });
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
@@ -408,6 +419,9 @@ async fn next_request(
 
 /// Plain HTTP requests on the control channel: the XML login and a small page.
 async fn route(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
+    if let Some(resp) = crate::saml_web::route(req, &h.saml).await {
+        return resp;
+    }
     match req.method.as_str() {
         "POST" => login::handle(req, client_ip, h).await,
         "GET" | "HEAD" => {

@@ -143,6 +143,8 @@ pub struct SessionAuthz {
     pub accounting_group: Option<String>,
     /// Where authorization came from, for the admin view.
     pub source: Option<String>,
+    /// The SAML AttributeStatement of the login (groups, mail...).
+    pub saml_attributes: BTreeMap<String, Vec<String>>,
 }
 
 /// Accounting work for the RADIUS side, emitted by the session table.

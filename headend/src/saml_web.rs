@@ -1,0 +1,304 @@
+//! The browser side of SAML login (asa-aaa.md section 2, protocol.md "SAML"):
+//! SP metadata, the AuthnRequest redirect, the ACS that validates the IdP's
+//! Response and hands the one-time token back to openconnect — sealed for its
+//! STRAP key and sent to `http://localhost:29786/api/sso/...` (external
+//! browser), and as the `acSamlv2Token` cookie (embedded browsers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow};
+use auth::saml::{SamlLogin, SamlSp, SpConfig, SpCredentials, SsoTokenStore};
+
+use crate::config::{Config, TunnelAuthentication};
+use crate::proto::http::{Request, Response};
+
+/// What the login URL's one-time `ctx` stands for: the tunnel group and the
+/// STRAP key of the auth request that produced it.
+#[derive(Debug, Clone)]
+pub struct SsoContext {
+    pub tunnel_group: String,
+    pub strap_dh: Option<String>,
+}
+
+/// A validated SAML login waiting for openconnect's `<sso-token>`.
+#[derive(Debug, Clone)]
+pub struct SsoGrant {
+    pub tunnel_group: String,
+    pub login: SamlLogin,
+}
+
+pub struct SamlState {
+    /// One SP per tunnel group with `authentication saml`.
+    pub sps: BTreeMap<String, Arc<SamlSp>>,
+    pub contexts: SsoTokenStore<SsoContext>,
+    pub tokens: SsoTokenStore<SsoGrant>,
+}
+
+/// Login contexts live as long as a user may take at the IdP (MFA included).
+const CONTEXT_TTL: Duration = Duration::from_secs(600);
+/// The token travels from the browser back to openconnect at once.
+const TOKEN_TTL: Duration = Duration::from_secs(120);
+
+impl SamlState {
+    pub fn from_config(cfg: &Config) -> Result<Self> {
+        let mut sps = BTreeMap::new();
+        for tg in cfg
+            .tunnel_groups
+            .values()
+            .filter(|t| t.authentication == TunnelAuthentication::Saml)
+        {
+            let idp_id = tg.saml_identity_provider.as_deref().ok_or_else(|| {
+                anyhow!(
+                    "{}:{}: tunnel-group {} has authentication saml but no saml identity-provider",
+                    cfg.source,
+                    tg.line,
+                    tg.name
+                )
+            })?;
+            let idp = cfg.webvpn.saml_idps.get(idp_id).ok_or_else(|| {
+                anyhow!(
+                    "{}:{}: saml idp {idp_id} is not configured",
+                    cfg.source,
+                    tg.line
+                )
+            })?;
+            let certs = idp
+                .trustpoint_idp
+                .as_ref()
+                .and_then(|t| cfg.trustpoints.get(t))
+                .map(|t| t.ca_certs_der.clone())
+                .unwrap_or_default();
+            let base = idp.base_url.clone().ok_or_else(|| {
+                anyhow!(
+                    "{}:{}: saml idp {idp_id} has no base-url",
+                    cfg.source,
+                    idp.line
+                )
+            })?;
+            let sign_in = idp.sign_in_url.clone().ok_or_else(|| {
+                anyhow!(
+                    "{}:{}: saml idp {idp_id} has no url sign-in",
+                    cfg.source,
+                    idp.line
+                )
+            })?;
+            let mut sp = SpConfig::new(&tg.name, base, &idp.entity_id, sign_in, certs);
+            sp.force_reauthentication = idp.force_reauthentication;
+            sp.timeout_assertion = idp
+                .timeout_assertion_secs
+                .map(|s| Duration::from_secs(u64::from(s)));
+            if let Some(alg) = &idp.signature {
+                sp.request_signature = auth::saml::RequestSignature::from_asa(alg);
+                if alg.contains("sha1") {
+                    // `signature rsa-sha1` means the IdP may sign with SHA-1 too.
+                    sp.allowed_signature_algorithms
+                        .push(auth::saml::XmlSignatureAlgorithm::RsaSha1);
+                }
+                sp.sp_credentials = idp
+                    .trustpoint_sp
+                    .as_ref()
+                    .and_then(|t| cfg.trustpoints.get(t))
+                    .and_then(|t| t.pkcs12.as_ref())
+                    .map(sp_credentials)
+                    .transpose()?;
+            }
+            let built = SamlSp::new(sp).map_err(|e| {
+                anyhow!(
+                    "{}:{}: SAML for tunnel-group {}: {e}",
+                    cfg.source,
+                    tg.line,
+                    tg.name
+                )
+            })?;
+            sps.insert(tg.name.clone(), Arc::new(built));
+        }
+        Ok(Self {
+            sps,
+            contexts: SsoTokenStore::new(CONTEXT_TTL, 100_000),
+            tokens: SsoTokenStore::new(TOKEN_TTL, 100_000),
+        })
+    }
+}
+
+fn sp_credentials(p12: &crate::config::Pkcs12Blob) -> Result<SpCredentials> {
+    let parsed = openssl::pkcs12::Pkcs12::from_der(&p12.der)
+        .and_then(|p| p.parse2(&p12.password))
+        .context("trustpoint sp PKCS#12")?;
+    let (Some(key), Some(cert)) = (parsed.pkey, parsed.cert) else {
+        return Err(anyhow!("trustpoint sp PKCS#12 lacks a key or certificate"));
+    };
+    Ok(SpCredentials {
+        key,
+        cert_der: cert.to_der()?,
+    })
+}
+
+fn query(path: &str) -> BTreeMap<String, String> {
+    path.split_once('?')
+        .map(|(_, q)| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn page(status: u16, reason: &str, title: &str, body_html: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1>{body_html}</body></html>\n",
+        t = auth::saml::html_escape(title)
+    );
+    Response::new(status, reason)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-store")
+        .header("Content-Security-Policy", "default-src 'none'")
+        .body(body.into_bytes())
+}
+
+/// Routes the SAML URLs; `None` if the request is not one of them.
+pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
+    let path = req.path.split('?').next().unwrap_or_default();
+    if req.method == "GET"
+        && let Some(tg) = path.strip_prefix("/saml/sp/metadata/")
+    {
+        return Some(match saml.sps.get(tg) {
+            Some(sp) => Response::new(200, "OK")
+                .header("Content-Type", "application/samlmetadata+xml")
+                .body(sp.metadata_xml().into_bytes()),
+            None => page(404, "Not Found", "Unknown tunnel group", ""),
+        });
+    }
+    match (req.method.as_str(), path) {
+        ("GET", "/+CSCOE+/saml/sp/login") => Some(login_redirect(req, saml)),
+        ("POST", "/+CSCOE+/saml/sp/acs") => Some(acs(req, saml).await),
+        ("GET", "/+CSCOE+/saml_ac_login.html") => Some(page(
+            200,
+            "OK",
+            "Login complete",
+            "<p>You may close this window and return to your VPN client.</p>",
+        )),
+        _ => None,
+    }
+}
+
+fn login_redirect(req: &Request, saml: &SamlState) -> Response {
+    let q = query(&req.path);
+    let (Some(tg), Some(ctx)) = (q.get("tgname"), q.get("ctx")) else {
+        return page(
+            400,
+            "Bad Request",
+            "Login link incomplete",
+            "<p>Start the login from your VPN client.</p>",
+        );
+    };
+    let Some(sp) = saml.sps.get(tg) else {
+        return page(404, "Not Found", "Unknown tunnel group", "");
+    };
+    match sp.authn_request(SystemTime::now(), Some(ctx)) {
+        Ok(r) => {
+            tracing::info!(tunnel_group = %tg, request = %r.request_id, "SAML AuthnRequest sent to the IdP");
+            Response::new(302, "Found")
+                .header("Location", &r.url)
+                .header("Cache-Control", "no-store")
+                .body(Vec::new())
+        }
+        Err(e) => {
+            tracing::warn!(tunnel_group = %tg, "SAML AuthnRequest failed: {e}");
+            page(500, "Internal Server Error", "Login could not start", "")
+        }
+    }
+}
+
+async fn acs(req: &Request, saml: &SamlState) -> Response {
+    let q = query(&req.path);
+    let Some(tg) = q.get("tgname").cloned() else {
+        return page(
+            400,
+            "Bad Request",
+            "SAML login refused",
+            "<p>No tunnel group.</p>",
+        );
+    };
+    let Some(sp) = saml.sps.get(&tg).cloned() else {
+        return page(404, "Not Found", "Unknown tunnel group", "");
+    };
+    let form: BTreeMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+    let Some(response) = form.get("SAMLResponse").cloned() else {
+        return page(
+            400,
+            "Bad Request",
+            "SAML login refused",
+            "<p>No SAMLResponse.</p>",
+        );
+    };
+    let relay = form.get("RelayState").cloned();
+    // Signature checks are blocking FFI (libxmlsec1).
+    let relay2 = relay.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        sp.validate_response(SystemTime::now(), &response, relay2.as_deref())
+            .map_err(|r| (r.to_string(), r.error_page()))
+    })
+    .await;
+    let login = match verdict {
+        Ok(Ok(l)) => l,
+        Ok(Err((why, html))) => {
+            tracing::warn!(tunnel_group = %tg, "SAML response refused: {why}");
+            return Response::new(403, "Forbidden")
+                .header("Content-Type", "text/html; charset=utf-8")
+                .header("Cache-Control", "no-store")
+                .header("Content-Security-Policy", "default-src 'none'")
+                .body(html.into_bytes());
+        }
+        Err(e) => {
+            tracing::warn!(tunnel_group = %tg, "SAML validation task failed: {e}");
+            return page(500, "Internal Server Error", "SAML login failed", "");
+        }
+    };
+    let now = Instant::now();
+    let ctx = match relay.as_deref().map(|r| saml.contexts.redeem(now, r)) {
+        Some(Ok(c)) if c.tunnel_group == tg => c,
+        _ => {
+            tracing::warn!(tunnel_group = %tg, user = %login.name_id, "SAML login valid but its login context is unknown or expired");
+            return page(
+                400,
+                "Bad Request",
+                "Login expired",
+                "<p>Start the login again from your VPN client.</p>",
+            );
+        }
+    };
+    tracing::info!(tunnel_group = %tg, user = %login.name_id, attributes = login.attributes.len(), "SAML assertion accepted");
+    let token = saml.tokens.mint(
+        now,
+        SsoGrant {
+            tunnel_group: tg.clone(),
+            login,
+        },
+    );
+    let cookie = format!("acSamlv2Token={token}; Secure; path=/");
+    match ctx
+        .strap_dh
+        .as_deref()
+        .map(|k| auth::saml::seal_token(k.as_bytes(), &token))
+    {
+        Some(Ok(sealed)) => Response::new(302, "Found")
+            .header("Location", &auth::saml::sso_listener_url(&sealed, None))
+            .header("Set-Cookie", &cookie)
+            .header("Cache-Control", "no-store")
+            .body(Vec::new()),
+        Some(Err(e)) => {
+            tracing::warn!(tunnel_group = %tg, "cannot seal the SSO token for the client's STRAP key: {e}");
+            page(
+                400,
+                "Bad Request",
+                "SAML login failed",
+                "<p>The VPN client's key is not usable.</p>",
+            )
+        }
+        // Embedded browsers read the token from the cookie at the final URL.
+        None => Response::new(302, "Found")
+            .header("Location", "/+CSCOE+/saml_ac_login.html")
+            .header("Set-Cookie", &cookie)
+            .header("Cache-Control", "no-store")
+            .body(Vec::new()),
+    }
+}
