@@ -260,6 +260,8 @@ struct Inner {
     /// NAS-IP-Address as hex, the first part of audit-session-ids.
     nas_hex: String,
     audit_counter: u32,
+    /// Seconds since the epoch when the table was made.
+    boot_id: u32,
 }
 
 pub struct SessionTable {
@@ -303,6 +305,10 @@ impl SessionTable {
                     .collect(),
                 nas_hex: "00000000".into(),
                 audit_counter: 0,
+                boot_id: SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as u32)
+                    .unwrap_or(0),
             }),
         }
     }
@@ -373,7 +379,8 @@ impl SessionTable {
         }
         let index = inner.next_index;
         inner.next_index += 1;
-        let acct_session_id = format!("{:08X}", index as u32);
+        // Unique across restarts (RFC 2866 5.5): boot time, then the index.
+        let acct_session_id = format!("{:08X}{:08X}", inner.boot_id, index as u32);
         let cookie = new_cookie();
         let hash = cookie_hash(&cookie);
         inner.by_cookie.insert(hash, index);

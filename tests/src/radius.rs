@@ -88,6 +88,13 @@ pub fn lab_secret(lab: &Lab) -> String {
 /// `authentication-server-group ISE`, `authorization-server-group ISE`,
 /// `accounting-server-group ISE`).
 pub fn asa_config(secret: &str) -> String {
+    asa_config_timed(secret, 5, 2)
+}
+
+/// [`asa_config`] with `timeout SECONDS` and `retry-interval SECONDS` on both hosts
+/// (the headend tries a host `timeout / retry-interval` times, `retry-interval` apart,
+/// then fails over): small values make failover tests quick.
+pub fn asa_config_timed(secret: &str, timeout_secs: u32, retry_interval_secs: u32) -> String {
     let mut s = String::from(
         "aaa-server ISE protocol radius\n \
          authorize-only\n \
@@ -100,8 +107,8 @@ pub fn asa_config(secret: &str) -> String {
              key {secret}\n \
              authentication-port {AUTH_PORT}\n \
              accounting-port {ACCT_PORT}\n \
-             timeout 5\n \
-             retry-interval 2\n"
+             timeout {timeout_secs}\n \
+             retry-interval {retry_interval_secs}\n"
         ));
     }
     s
@@ -724,6 +731,24 @@ impl RadiusServer {
         })
     }
 
+    /// Waits (hang guard [`HANG_GUARD`]) until it has received a packet for which
+    /// `pred` holds; returns the latest such packet. `what` names it in the panic.
+    pub fn wait_for_packet(
+        &self,
+        what: &str,
+        pred: impl Fn(&LoggedPacket) -> bool,
+    ) -> LoggedPacket {
+        wait_until(HANG_GUARD, || self.received().into_iter().rev().find(&pred)).unwrap_or_else(
+            || {
+                panic!(
+                    "FreeRADIUS on {}: no {what} after {HANG_GUARD:?}; log tail:\n{}",
+                    self.addr,
+                    tail(&self.log(), 60)
+                )
+            },
+        )
+    }
+
     /// The accounting packets it recorded (its detail file), in order: one map per
     /// packet, attribute name to value (see [`Attrs`]; repeated attributes such as
     /// Cisco-AVPair joined with `\n`). E.g. `Acct-Status-Type = Start`, `Class =
@@ -1092,5 +1117,8 @@ mod tests {
         let c = asa_config("s3cret");
         assert!(c.contains("aaa-server ISE (inside) host 198.18.1.20\n key s3cret\n"));
         assert!(c.contains("aaa-server ISE (inside) host 198.18.1.21\n key s3cret\n"));
+        assert!(c.contains(" timeout 5\n retry-interval 2\n"));
+        let quick = asa_config_timed("s3cret", 2, 1);
+        assert_eq!(quick.matches(" timeout 2\n retry-interval 1\n").count(), 2);
     }
 }
