@@ -453,21 +453,25 @@ impl Idp {
     /// An executable wrapper around `netns/sso-browser.sh` that logs in as `user`:
     /// pass it to openconnect as `--external-browser=PATH` (openconnect posix_spawns
     /// it with the login URL and its own environment). It logs to
-    /// `LABDIR/sso-browser-USER.log` (dumped on panic) and keeps the password in a
-    /// 0600 file next to it.
+    /// `LABDIR/sso-browser-USER.log` (dumped on panic), keeps the password in a
+    /// 0600 file next to it, and records the browser's exit status for
+    /// [`Idp::browser_exit`] (openconnect never reaps it, and waits forever on its
+    /// listener when the browser fails).
     pub fn browser_for(&self, user: &str, password: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let safe: String = user
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let safe = safe_name(user);
         let pw_file = self.dir.join(format!("sso-password-{safe}"));
         fs::write(&pw_file, format!("{password}\n")).expect("write sso password");
         fs::set_permissions(&pw_file, fs::Permissions::from_mode(0o600)).expect("chmod");
         let lab_dir = self.dir.parent().expect("idp dir has a parent");
         let path = self.dir.join(format!("sso-browser-{safe}.sh"));
+        let status = self.browser_status_path(user);
+        let _ = fs::remove_file(&status);
         let script = format!(
-            "#!/bin/sh\nSSO_USER={user} SSO_PASSWORD_FILE={pw} SSO_LOG={log} exec /bin/bash {browser} \"$@\"\n",
+            "#!/bin/sh\nrm -f {status}\n\
+             SSO_USER={user} SSO_PASSWORD_FILE={pw} SSO_LOG={log} /bin/bash {browser} \"$@\"\n\
+             rc=$?\necho \"$rc\" >{status}.tmp && mv -f {status}.tmp {status}\nexit \"$rc\"\n",
+            status = shell_quote(&status.to_string_lossy()),
             user = shell_quote(user),
             pw = shell_quote(&pw_file.to_string_lossy()),
             log = shell_quote(
@@ -481,6 +485,37 @@ impl Idp {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
         path
     }
+
+    /// Where the wrapper of [`Idp::browser_for`] writes the exit status of its last run.
+    pub fn browser_status_path(&self, user: &str) -> PathBuf {
+        self.dir
+            .join(format!("sso-browser-{}.status", safe_name(user)))
+    }
+
+    /// The exit status of the last finished run of [`Idp::browser_for`]`(user)`'s
+    /// wrapper (see `netns/sso-browser.sh`: 0 done, 2 credentials rejected, 3 HTTP
+    /// error, ...); `None` while it runs or before it ran.
+    pub fn browser_exit(&self, user: &str) -> Option<i32> {
+        fs::read_to_string(self.browser_status_path(user))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The step log of [`Idp::browser_for`]`(user)`'s wrapper (`LABDIR/sso-browser-USER.log`).
+    pub fn browser_log(&self, user: &str) -> String {
+        let lab_dir = self.dir.parent().expect("idp dir has a parent");
+        fs::read_to_string(lab_dir.join(format!("sso-browser-{}.log", safe_name(user))))
+            .unwrap_or_default()
+    }
+}
+
+/// `user` with everything but ASCII letters and digits replaced by `_`, for file names.
+fn safe_name(user: &str) -> String {
+    user.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 impl Drop for Idp {

@@ -14,6 +14,7 @@ pub mod ocserv;
 pub mod probe;
 pub mod radius;
 pub mod sessiondb;
+pub mod sso;
 
 pub use lab::{Client, Lab};
 pub use sessiondb::Session;
