@@ -520,7 +520,13 @@ async fn saml_step(
     {
         return LoginStep::Chooser { tunnel_group: name };
     }
-    sso_form(h, sp, &name, strap_dh, None)
+    sso_form(h, sp, &name, external_key(msg, strap_dh), None)
+}
+
+/// The STRAP key to seal the token for, if the client runs an external
+/// browser; embedded-browser clients read the `acSamlv2Token` cookie instead.
+fn external_key<'a>(msg: &ClientMessage, strap_dh: Option<&'a str>) -> Option<&'a str> {
+    strap_dh.filter(|_| msg.has_capability("single-sign-on-external-browser"))
 }
 
 fn sso_form(

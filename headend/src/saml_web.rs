@@ -19,6 +19,9 @@ use crate::proto::http::{Request, Response};
 #[derive(Debug, Clone)]
 pub struct SsoContext {
     pub tunnel_group: String,
+    /// The client's STRAP DH key, when it asked for the external-browser flow
+    /// (capability `single-sign-on-external-browser`); embedded browsers
+    /// (AnyConnect, openconnect-sso) read the token cookie instead.
     pub strap_dh: Option<String>,
 }
 
@@ -175,6 +178,14 @@ pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
             "OK",
             "Login complete",
             "<p>You may close this window and return to your VPN client.</p>",
+        )),
+        // Where the IdP sends the browser after its sign-out. SAML single
+        // logout messages are not processed (see README).
+        ("GET" | "POST", "/+CSCOE+/saml/sp/logout") => Some(page(
+            200,
+            "OK",
+            "Logged out",
+            "<p>You have been logged out of the identity provider.</p>",
         )),
         _ => None,
     }
