@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config libssl-dev libclang-dev
   libxml2-dev libxmlsec1-dev xmlsec1
   iproute2 iputils-ping iptables nftables procps psmisc curl openssl ca-certificates
-  openconnect ocserv iperf3
+  openconnect ocserv iperf3 jq
   freeradius freeradius-utils
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
 )
