@@ -44,6 +44,9 @@ pub const POOL_FIRST: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 10);
 pub const POOL_LAST: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 250);
 /// The tunnel group with local passwords.
 pub const AUTHGROUP: &str = "LOCAL-PW";
+/// The same local-password login with a group policy that has
+/// `anyconnect ssl dtls disable`.
+pub const AUTHGROUP_NO_DTLS: &str = "LOCAL-NODTLS";
 /// Local users of the lab config (each gets a random password).
 pub const USERS: [&str; 2] = ["alice", "bob"];
 /// Name of the headend's TUN device in its namespace.
@@ -553,6 +556,18 @@ impl Lab {
         cmd::output(&mut c).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Raw output of `headend show counters` (dataplane and DTLS counters).
+    pub fn show_counters_raw(&self) -> String {
+        let out = self.headend_cli(&["show", "counters"]);
+        assert!(
+            out.status.success(),
+            "headend show counters failed ({}):\n{}",
+            out.status,
+            cmd::combined(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Raw output of `headend show vpn-sessiondb`.
     pub fn show_sessions_raw(&self) -> String {
         let out = self.headend_cli(&["show", "vpn-sessiondb"]);
@@ -615,6 +630,18 @@ impl Lab {
     /// Starts openconnect for `user` in client namespace `host` without waiting for the
     /// tunnel. The password goes to `--passwd-on-stdin`.
     pub fn spawn_client(&self, host: usize, user: &str, password: &str, extra: &[&str]) -> Client {
+        self.spawn_client_in_group(host, user, password, AUTHGROUP, extra)
+    }
+
+    /// [`Lab::spawn_client`] with `--authgroup authgroup` instead of [`AUTHGROUP`].
+    pub fn spawn_client_in_group(
+        &self,
+        host: usize,
+        user: &str,
+        password: &str,
+        authgroup: &str,
+        extra: &[&str],
+    ) -> Client {
         let ns = self.clients[host].ns.clone();
         let n = self.next_client.fetch_add(1, Ordering::Relaxed);
         let mut ifname = format!("oc{n}-{user}");
@@ -631,7 +658,7 @@ impl Lab {
                 "--non-inter",
                 "--passwd-on-stdin",
             ])
-            .args(["--user", user, "--authgroup", AUTHGROUP])
+            .args(["--user", user, "--authgroup", authgroup])
             .arg(format!("--servercert=pin-sha256:{}", self.pin))
             .args(["--interface", &ifname])
             // openconnect runs the script through `/bin/sh -c`: no +x needed this way.
@@ -668,7 +695,19 @@ impl Lab {
 
     /// [`Lab::connect`] from client namespace `host`.
     pub fn connect_from(&self, host: usize, user: &str, password: &str, extra: &[&str]) -> Client {
-        let mut client = self.spawn_client(host, user, password, extra);
+        self.connect_in_group(host, user, password, AUTHGROUP, extra)
+    }
+
+    /// [`Lab::connect_from`] with `--authgroup authgroup`.
+    pub fn connect_in_group(
+        &self,
+        host: usize,
+        user: &str,
+        password: &str,
+        authgroup: &str,
+        extra: &[&str],
+    ) -> Client {
+        let mut client = self.spawn_client_in_group(host, user, password, authgroup, extra);
         if let Err(e) = client.wait_connected(HANG_GUARD) {
             panic!(
                 "{e}\n--- headend log ---\n{}",
@@ -689,6 +728,27 @@ impl Lab {
     /// Runs a command in the inside namespace.
     pub fn exec_inside(&self, args: &[&str]) -> Output {
         exec_in(&self.inside_ns, args)
+    }
+
+    /// Starts `args` in namespace `ns` in the background, output to `NAME.log` in the lab
+    /// directory (printed with the other logs when a test fails). Dropping the returned
+    /// [`Background`] stops it.
+    pub fn spawn_in(&self, ns: &str, name: &str, args: &[&str]) -> Background {
+        let log_path = self.dir.join(format!("{name}.log"));
+        let log = File::create(&log_path).expect("create log");
+        let mut command = netns::exec(ns, args);
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}`: {e}", cmd::describe(&command)));
+        Background {
+            name: name.to_owned(),
+            log_path,
+            child,
+        }
     }
 
     /// Pings `ip` from the first client namespace (3 probes; true if any answer).
@@ -855,6 +915,59 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl Client {
+    /// The local UDP port of openconnect's DTLS socket (connected to the headend's
+    /// port 443), if it has one now. openconnect opens a new socket, so a new port,
+    /// for every DTLS (re)connect.
+    pub fn dtls_port(&self) -> Option<u16> {
+        let out = cmd::run(&mut netns::exec(
+            &self.ns,
+            &["ss", "-Hunp", "dst", &format!("{OUTSIDE_IP}:{TLS_PORT}")],
+        ))
+        .ok()?;
+        let me = format!("pid={},", self.pid());
+        out.lines()
+            .filter(|l| l.contains(&me))
+            .flat_map(str::split_whitespace)
+            .find_map(|w| {
+                let (ip, port) = w.rsplit_once(':')?;
+                (ip != OUTSIDE_IP.to_string()).then(|| port.parse().ok())?
+            })
+    }
+
+    /// How often openconnect logged that DTLS came up ("Established DTLS connection").
+    pub fn dtls_established_count(&self) -> usize {
+        self.output().matches("Established DTLS connection").count()
+    }
+}
+
+/// A helper program (iperf3 server, …) in a lab namespace; dropping it stops it.
+pub struct Background {
+    name: String,
+    log_path: PathBuf,
+    child: Child,
+}
+
+impl Background {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+    /// `Some(status)` once it has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("waitpid")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -10,11 +10,13 @@ pub mod cmd;
 pub mod idp;
 pub mod lab;
 pub mod netns;
+pub mod nft;
 pub mod ocserv;
 pub mod probe;
 pub mod radius;
 pub mod sessiondb;
 pub mod sso;
+pub mod udp;
 
 pub use lab::{Client, Lab};
 pub use sessiondb::Session;
