@@ -75,6 +75,9 @@ pub struct DtlsHub {
     server: DtlsServerContext,
     by_app_id: DashMap<AppId, Port>,
     by_peer: DashMap<SocketAddr, Port>,
+    /// The peers of `by_peer` by IP, to offer a datagram from a new port of a
+    /// known address (NAT rebinding) to every session behind that address.
+    by_ip: DashMap<std::net::IpAddr, Vec<SocketAddr>>,
     pub counters: DtlsCounters,
 }
 
@@ -96,6 +99,7 @@ impl DtlsHub {
             server: DtlsServerContext::new()?,
             by_app_id: DashMap::new(),
             by_peer: DashMap::new(),
+            by_ip: DashMap::new(),
             counters: DtlsCounters::default(),
         }))
     }
@@ -113,7 +117,38 @@ impl DtlsHub {
     pub fn unregister(&self, app_id: &AppId, generation: u64) {
         self.by_app_id
             .remove_if(app_id, |_, p| p.generation == generation);
-        self.by_peer.retain(|_, p| p.generation != generation);
+        self.remove_peers(|_, p| p.generation == generation);
+    }
+
+    fn insert_peer(&self, peer: SocketAddr, port: Port) {
+        self.by_peer.insert(peer, port);
+        let mut v = self.by_ip.entry(peer.ip()).or_default();
+        if !v.contains(&peer) {
+            v.push(peer);
+        }
+    }
+
+    fn remove_peers(&self, remove: impl Fn(&SocketAddr, &Port) -> bool) {
+        let mut removed = Vec::new();
+        self.by_peer.retain(|a, p| {
+            let gone = remove(a, p);
+            if gone {
+                removed.push(*a);
+            }
+            !gone
+        });
+        for a in removed {
+            let empty = match self.by_ip.get_mut(&a.ip()) {
+                Some(mut v) => {
+                    v.retain(|x| *x != a);
+                    v.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                self.by_ip.remove_if(&a.ip(), |_, v| v.is_empty());
+            }
+        }
     }
 
     /// Routes `peer`'s datagrams to the connection of `generation` (after a
@@ -126,9 +161,8 @@ impl DtlsHub {
         {
             let port = p.clone();
             drop(p);
-            self.by_peer
-                .retain(|a, p| !(p.generation == generation && *a != peer));
-            self.by_peer.insert(peer, port);
+            self.remove_peers(|a, p| p.generation == generation && *a != peer);
+            self.insert_peer(peer, port);
         }
     }
 
@@ -143,8 +177,7 @@ impl DtlsHub {
         let gro = self.state.gro_segments().max(1);
         let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
         let mut meta = vec![RecvMeta::default(); batch];
-        let mut pending: HashMap<SocketAddr, (Port, dataplane::PacketBatch, DatagramKind)> =
-            HashMap::new();
+        let mut pending: Pending = HashMap::new();
         loop {
             self.socket.readable().await?;
             let n = {
@@ -173,7 +206,7 @@ impl DtlsHub {
                     self.sort(m.addr, dgram, &mut pending, &pool);
                 }
             }
-            for (peer, (port, b, kind)) in pending.drain() {
+            for ((peer, _), (port, b, kind)) in pending.drain() {
                 let count = b.len() as u64;
                 self.counters
                     .rx_datagrams
@@ -199,7 +232,7 @@ impl DtlsHub {
         &self,
         peer: SocketAddr,
         dgram: &[u8],
-        pending: &mut HashMap<SocketAddr, (Port, dataplane::PacketBatch, DatagramKind)>,
+        pending: &mut Pending,
         pool: &dataplane::BatchPool,
     ) {
         // A ClientHello always goes by App-ID, even from a known address: the
@@ -207,35 +240,40 @@ impl DtlsHub {
         let hello_port = dtls_hello::client_hello_session_id(dgram)
             .and_then(|sid| <AppId>::try_from(sid).ok())
             .and_then(|id| self.by_app_id.get(&id).map(|p| p.clone()));
-        let (port, kind) = if let Some(p) = hello_port {
+        if let Some(p) = hello_port {
             // The rest of this handshake comes from the same address.
-            self.by_peer.insert(peer, p.clone());
-            (p, DatagramKind::Hello)
-        } else if let Some(p) = self.by_peer.get(&peer) {
-            (p.clone(), DatagramKind::Known)
-        } else if let Some(p) = self
-            .by_peer
-            .iter()
-            .find(|e| e.key().ip() == peer.ip())
-            .map(|e| e.value().clone())
-        {
-            (p, DatagramKind::Probe)
-        } else {
+            self.insert_peer(peer, p.clone());
+            push(pending, peer, p, DatagramKind::Hello, dgram, pool);
+            return;
+        }
+        if let Some(p) = self.by_peer.get(&peer).map(|p| p.clone()) {
+            push(pending, peer, p, DatagramKind::Known, dgram, pool);
+            return;
+        }
+        // A new port of a known address: offer it to every session there; only
+        // the one whose key authenticates it follows the new port.
+        let candidates: Vec<Port> = self
+            .by_ip
+            .get(&peer.ip())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|a| self.by_peer.get(a).map(|p| p.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if candidates.is_empty() {
             self.counters
                 .unknown_peer_drops
                 .fetch_add(1, Ordering::Relaxed);
             return;
-        };
-        let entry = pending
-            .entry(peer)
-            .or_insert_with(|| (port.clone(), pool.get(), kind));
-        if entry.0.generation != port.generation || (entry.2 != kind && kind == DatagramKind::Hello)
-        {
-            // Mixed kinds from one peer in one batch: keep the hello, it resets state.
-            entry.0 = port;
-            entry.2 = kind;
         }
-        entry.1.push(dgram);
+        let mut seen = Vec::with_capacity(candidates.len());
+        for p in candidates {
+            if !seen.contains(&p.generation) {
+                seen.push(p.generation);
+                push(pending, peer, p, DatagramKind::Probe, dgram, pool);
+            }
+        }
     }
 
     /// Sends datagrams stored back to back, in GSO runs of equal size.
@@ -331,6 +369,27 @@ impl DtlsServerContext {
             established: false,
         })
     }
+}
+
+/// Datagrams of one receive batch, per (peer, connection generation).
+type Pending = HashMap<(SocketAddr, u64), (Port, dataplane::PacketBatch, DatagramKind)>;
+
+fn push(
+    pending: &mut Pending,
+    peer: SocketAddr,
+    port: Port,
+    kind: DatagramKind,
+    dgram: &[u8],
+    pool: &dataplane::BatchPool,
+) {
+    let entry = pending
+        .entry((peer, port.generation))
+        .or_insert_with(|| (port, pool.get(), kind));
+    // A hello in the batch resets the association: it wins over other kinds.
+    if kind == DatagramKind::Hello {
+        entry.2 = kind;
+    }
+    entry.1.push(dgram);
 }
 
 fn build_context(psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>) -> Result<SslContext> {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::{Config, SplitTunnelPolicy};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, DtlsHub};
@@ -103,7 +104,9 @@ pub async fn run(
         }),
     );
     let dtls_ids = dtls.as_ref().map(|d| (d.hub.clone(), d.app_id));
-    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h).await;
+    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h)
+        .instrument(span.clone())
+        .await;
     h.routes.remove(&addrs, generation);
     if let Some((hub, app_id)) = dtls_ids {
         hub.unregister(&app_id, generation);
@@ -547,7 +550,13 @@ impl DtlsPath {
             h.batch_pool.put(batch);
             return;
         };
-        if kind == DatagramKind::Known && ch.peer != peer {
+        // Only the association's own address may drive its handshake; another
+        // port of the same address (NAT rebinding) is heard only once the
+        // association is up, and only its authenticated records count.
+        if kind != DatagramKind::Hello
+            && ch.peer != peer
+            && (kind == DatagramKind::Known || !ch.established)
+        {
             h.batch_pool.put(batch);
             return;
         }
@@ -587,7 +596,7 @@ impl DtlsPath {
                     stats.dtls_active.store(true, Ordering::Relaxed);
                 }
                 Some(DtlsEvent::Failed(why)) => {
-                    tracing::info!(%peer, "DTLS association ended: {why}");
+                    tracing::info!(peer = %ch.peer, "DTLS association ended: {why}");
                     failed = true;
                     break;
                 }
