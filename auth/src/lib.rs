@@ -5,5 +5,6 @@
 pub mod local;
 pub mod radius;
 pub mod saml;
+pub mod sxp;
 
 pub use local::{LocalUserDb, PasswordCheck};
