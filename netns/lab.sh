@@ -1,26 +1,55 @@
 #!/usr/bin/env bash
-# The lab of shared/docs/lab.md in network namespaces (tests/src/lab.rs builds the same
-# topology from Rust for the end-to-end tests; keep the two in step).
+# The lab of shared/docs/lab.md in network namespaces (tests/src/lab.rs, tests/src/idp.rs
+# build the same topology from Rust for the end-to-end tests; keep them in step).
 #
-#   vpnc-ID  eth0 198.18.0.2/24 ──veth── c1 ┐
-#                                           ├ bridge "outside" 198.18.0.1/24   vpngw-ID
-#                       (more clients: c2…) ┘ TUN vpn0 198.18.100.1/24 (made by headend)
-#   inside-ID eth0 198.18.1.10/24 ──veth── inside 198.18.1.1/24                (ip_forward=1)
+#   vpnc-ID   eth0 198.18.0.2/24  ──veth── c1  ┐
+#   vpnc2-ID  eth0 198.18.0.3/24  ──veth── c2  ├ bridge "outside" 198.18.0.1/24   vpngw-ID
+#   idp-ID    eth0 198.18.0.30/24 ──veth── idp ┘ TUN vpn0 198.18.100.1/24 (made by headend)
+#             php -S 198.18.0.30:8080 (SimpleSAMLphp, the SAML IdP)
+#   inside-ID eth0 198.18.1.10/24 ──veth── inside 198.18.1.1/24                 (ip_forward=1)
 #             default via 198.18.1.1
 #
-# Usage: lab.sh up ID | start ID | connect ID [USER] [-- OPENCONNECT-ARGS…] |
-#        show ID | down ID | demo
-# State (cert, key, config, passwords, pids, logs) lives in /tmp/headend-lab-ID/.
+# The IdP sits on the outside bridge, so a client's browser reaches it before any tunnel
+# exists. Its config is netns/saml/*.php plus a lab.json rendered here as tests/src/idp.rs
+# does (users alice and bob with IdP passwords of their own, SP = tunnel group
+# company-vpn); the headend config gets the SAML blocks tests/src/idp.rs renders
+# (trustpoint LAB-IDP with the IdP's certificate, `webvpn / saml idp`, tunnel group
+# company-vpn with `authentication saml`, next to the password groups LOCAL-PW and
+# LOCAL-NODTLS).
+#
+# Usage: lab.sh up ID | start ID | show ID | down ID | demo
+#        lab.sh connect ID [USER] [--client N] [-- OPENCONNECT-ARGS…]
+#             openconnect with USER's local password on LOCAL-PW
+#        lab.sh connect-saml ID USER [--client N] [-- OPENCONNECT-ARGS…]
+#             openconnect --external-browser on company-vpn; the browser is
+#             netns/sso-browser.sh logging in at the IdP as USER
+# --client 2 uses the second client namespace vpnc2-ID (default 1: vpnc-ID).
+# State (certs, keys, configs, passwords, pids, logs) lives in /tmp/headend-lab-ID/:
+# password-USER (local, LOCAL-PW), idp-password-USER (at the IdP), idp/ (IdP config
+# and state), idp.log, headend.log, oc-USER.log, sso-browser-USER.log.
+# demo: LAB_NO_INSTALL=1 skips netns/install-deps.sh; HEADEND_BIN=PATH skips the build.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 OUTSIDE_IP=198.18.0.1
 CLIENT_IP=198.18.0.2
+CLIENT2_IP=198.18.0.3
 INSIDE_GW=198.18.1.1
 INSIDE_HOST=198.18.1.10
 TUN_NAME=vpn0
 USERS=(alice bob)
+# The SAML IdP (as tests/src/idp.rs: IDP_IP, IDP_PORT, IDP_TRUSTPOINT).
+IDP_IP=198.18.0.30
+IDP_PORT=8080
+IDP_TRUSTPOINT=LAB-IDP
+IDP_BASE_URL="http://$IDP_IP:$IDP_PORT/simplesaml/"
+IDP_ENTITY_ID="${IDP_BASE_URL}saml2/idp/metadata.php"
+SIMPLESAMLPHP_WWW=/usr/share/simplesamlphp/www
+SAML_TG=company-vpn
+SAML_GP=GP-EMPLOYEES
+# Hang guard for a whole SAML login (browser, IdP, ACS, token, CSTP); not a speed check.
+SSO_GUARD=90
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
 log() { echo "lab.sh: $*" >&2; }
@@ -31,6 +60,17 @@ lab_dir() { echo "/tmp/headend-lab-$1"; }
 ns_client() { echo "vpnc-$1"; }
 ns_gw() { echo "vpngw-$1"; }
 ns_inside() { echo "inside-$1"; }
+ns_client2() { echo "vpnc2-$1"; }
+ns_idp() { echo "idp-$1"; }
+all_ns() { echo "$(ns_client "$1") $(ns_client2 "$1") $(ns_gw "$1") $(ns_inside "$1") $(ns_idp "$1")"; }
+# Client namespace number $2 (1 or 2) of lab $1.
+ns_client_n() {
+  case "$2" in
+    1) ns_client "$1" ;;
+    2) ns_client2 "$1" ;;
+    *) die "bad client number '$2' (1 or 2)" ;;
+  esac
+}
 
 check_id() {
   [ -n "${1:-}" ] || die "missing ID"
@@ -58,28 +98,27 @@ wait_for() {
 }
 
 cmd_up() {
-  local id=$1 dir c g i
+  local id=$1 dir c c2 g i p ns
   need_root
-  dir=$(lab_dir "$id"); c=$(ns_client "$id"); g=$(ns_gw "$id"); i=$(ns_inside "$id")
-  for ns in "$c" "$g" "$i"; do
+  dir=$(lab_dir "$id"); c=$(ns_client "$id"); c2=$(ns_client2 "$id"); g=$(ns_gw "$id")
+  i=$(ns_inside "$id"); p=$(ns_idp "$id")
+  for ns in $(all_ns "$id"); do
     [ ! -e "/run/netns/$ns" ] || die "namespace $ns exists: run '$0 down $id' first"
   done
   mkdir -p "$dir"
   chmod 700 "$dir"
 
-  for ns in "$c" "$g" "$i"; do
+  for ns in $(all_ns "$id"); do
     run ip netns add "$ns"
     run ip -n "$ns" link set lo up
   done
-  # Outside: a bridge in the headend ns so more client namespaces can join later.
+  # Outside: a bridge in the headend ns that the clients and the IdP join.
   run ip -n "$g" link add outside type bridge
   run ip -n "$g" addr add "$OUTSIDE_IP/24" dev outside
   run ip -n "$g" link set outside up
-  run ip -n "$c" link add eth0 type veth peer name c1 netns "$g"
-  run ip -n "$g" link set c1 master outside
-  run ip -n "$g" link set c1 up
-  run ip -n "$c" addr add "$CLIENT_IP/24" dev eth0
-  run ip -n "$c" link set eth0 up
+  bridge_port "$g" "$c" c1 "$CLIENT_IP"
+  bridge_port "$g" "$c2" c2 "$CLIENT2_IP"
+  bridge_port "$g" "$p" idp "$IDP_IP"
   # Inside.
   run ip -n "$g" link add inside type veth peer name eth0 netns "$i"
   run ip -n "$g" addr add "$INSIDE_GW/24" dev inside
@@ -99,20 +138,143 @@ cmd_up() {
     openssl dgst -sha256 -binary | base64 >"$dir/pin"
   [ -s "$dir/pin" ] || die "could not compute the certificate pin"
 
-  # Config with random local passwords.
+  # Random passwords: local ones (LOCAL-PW) and, different, the IdP's.
   local sed_args=() u pw
   for u in "${USERS[@]}"; do
     pw=$(openssl rand -hex 12)
     printf '%s\n' "$pw" >"$dir/password-$u"
     sed_args+=(-e "s/@${u^^}_PASSWORD@/$pw/g")
+    openssl rand -hex 12 >"$dir/idp-password-$u"
   done
-  sed "${sed_args[@]}" "$HERE/lab-asa.cfg.in" >"$dir/headend.cfg"
-  chmod 600 "$dir"/password-* "$dir/headend.cfg" "$dir/server-key.pem"
-  log "up $id: namespaces $c $g $i, state in $dir"
+  render_idp "$dir"
+  # The headend config: the lab template plus the SAML blocks.
+  {
+    sed "${sed_args[@]}" "$HERE/lab-asa.cfg.in"
+    printf '!\n! SAML (appended by netns/lab.sh, as tests/src/idp.rs renders it)\n'
+    saml_config_block "$dir/idp/config/cert/idp.crt"
+  } >"$dir/headend.cfg"
+  chmod 600 "$dir"/password-* "$dir"/idp-password-* "$dir/headend.cfg" "$dir/server-key.pem"
+  log "up $id: namespaces $(all_ns "$id"), state in $dir"
+}
+
+# A veth from namespace $2 (eth0, address $4/24) to port $3 of the outside bridge in $1.
+bridge_port() {
+  local g=$1 ns=$2 port=$3 addr=$4
+  run ip -n "$ns" link add eth0 type veth peer name "$port" netns "$g"
+  run ip -n "$g" link set "$port" master outside
+  run ip -n "$g" link set "$port" up
+  run ip -n "$ns" addr add "$addr/24" dev eth0
+  run ip -n "$ns" link set eth0 up
+}
+
+# memberOf of an IdP user, as JSON list items (tests/src/idp.rs groups_of).
+idp_groups() {
+  case "$1" in
+    alice) echo '"vpn-users", "engineering"' ;;
+    bob) echo '"vpn-users", "sales"' ;;
+    *) echo '"vpn-users"' ;;
+  esac
+}
+
+# SimpleSAMLphp's config and state under LABDIR/idp (tests/src/idp.rs render_config):
+# netns/saml/*.php, a per-lab RSA 2048 signing key pair, lab.json.
+render_idp() {
+  local dir=$1 idp sub f u first=1
+  idp="$dir/idp"
+  for sub in log data tmp sessions docroot config/cert; do mkdir -p "$idp/$sub"; done
+  ln -s "$SIMPLESAMLPHP_WWW" "$idp/docroot/simplesaml"
+  for f in lab.php config.php authsources.php saml20-idp-hosted.php saml20-sp-remote.php; do
+    run cp "$HERE/saml/$f" "$idp/config/$f"
+  done
+  run openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 30 \
+    -subj "/O=corp.example/CN=lab-idp" \
+    -keyout "$idp/config/cert/idp.key" -out "$idp/config/cert/idp.crt" 2>/dev/null
+  chmod 600 "$idp/config/cert/idp.key"
+  {
+    printf '{\n  "base_url": "%s",\n  "entity_id": "%s",\n  "dir": "%s",\n' \
+      "$IDP_BASE_URL" "$IDP_ENTITY_ID" "$idp"
+    printf '  "secret_salt": "%s",\n  "admin_password": "%s",\n  "users": [' \
+      "$(openssl rand -hex 16)" "$(openssl rand -hex 12)"
+    for u in "${USERS[@]}"; do
+      [ "$first" -eq 1 ] || printf ','
+      first=0
+      printf '\n    {"user": "%s", "password": "%s", "attributes": {"uid": ["%s"], ' \
+        "$u" "$(cat "$dir/idp-password-$u")" "$u"
+      printf '"email": ["%s@corp.example"], "displayName": ["%s"], "memberOf": [%s]}}' \
+        "$u" "${u^}" "$(idp_groups "$u")"
+    done
+    printf '\n  ],\n  "sps": [\n    {"entity_id": "https://%s/saml/sp/metadata/%s",\n' "$OUTSIDE_IP" "$SAML_TG"
+    printf '     "acs": "https://%s/+CSCOE+/saml/sp/acs?tgname=%s",\n' "$OUTSIDE_IP" "$SAML_TG"
+    printf '     "slo": "https://%s/+CSCOE+/saml/sp/logout",\n     "sign_response": false}\n  ]\n}\n' \
+      "$OUTSIDE_IP"
+  } >"$idp/config/lab.json"
+  chmod 600 "$idp/config/lab.json"
+}
+
+# The headend lines that trust the IdP whose certificate is $1, and the SAML tunnel
+# group: exactly Idp::asa_config_block("https://198.18.0.1") followed by
+# Idp::asa_tunnel_group_block("company-vpn", "GP-EMPLOYEES") of tests/src/idp.rs.
+saml_config_block() {
+  local pem
+  pem=$(cat "$1")
+  cat <<CFG
+crypto ca trustpoint $IDP_TRUSTPOINT
+ revocation-check none
+ no id-usage
+ no ca-check
+ enrollment terminal
+crypto ca authenticate $IDP_TRUSTPOINT
+$pem
+quit
+!
+webvpn
+ saml idp $IDP_ENTITY_ID
+  url sign-in ${IDP_BASE_URL}saml2/idp/SSOService.php
+  url sign-out ${IDP_BASE_URL}saml2/idp/SingleLogoutService.php
+  base-url https://$OUTSIDE_IP
+  trustpoint idp $IDP_TRUSTPOINT
+  no signature
+  force re-authentication
+!
+tunnel-group $SAML_TG type remote-access
+tunnel-group $SAML_TG general-attributes
+ address-pool VPN-POOL
+ default-group-policy $SAML_GP
+tunnel-group $SAML_TG webvpn-attributes
+ authentication saml
+ group-alias $SAML_TG enable
+ saml identity-provider $IDP_ENTITY_ID
+!
+CFG
+}
+
+# Why the IdP cannot run here, if it cannot.
+idp_unavailable() {
+  command -v php >/dev/null 2>&1 || { echo "php not found"; return; }
+  [ -f "$SIMPLESAMLPHP_WWW/saml2/idp/SSOService.php" ] ||
+    echo "SimpleSAMLphp not installed ($SIMPLESAMLPHP_WWW missing)"
+}
+
+# The IdP: php -S in idp-ID, logging to LABDIR/idp.log; waits until the client
+# namespace can fetch its metadata.
+start_idp() {
+  local id=$1 dir p c pid
+  dir=$(lab_dir "$id"); p=$(ns_idp "$id"); c=$(ns_client "$id")
+  # `ip netns exec` and `env` exec, so $! is php's own pid (its workers are children).
+  ip netns exec "$p" env SIMPLESAMLPHP_CONFIG_DIR="$dir/idp/config" PHP_CLI_SERVER_WORKERS=4 \
+    php -d display_errors=stderr -d log_errors=0 -S "$IDP_IP:$IDP_PORT" -t "$dir/idp/docroot" \
+    </dev/null >"$dir/idp.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$dir/idp.pid"
+  if ! wait_for 30 sh -c "ip netns exec '$c' curl -sS --max-time 5 --noproxy '*' '$IDP_ENTITY_ID' | grep -qF '$IDP_ENTITY_ID'"; then
+    tail -n 50 "$dir/idp.log" >&2 || true
+    die "the IdP (pid $pid) does not serve $IDP_ENTITY_ID to $c after 30 s"
+  fi
+  log "IdP $pid serving $IDP_BASE_URL, log $dir/idp.log"
 }
 
 cmd_start() {
-  local id=$1 dir g bin pid
+  local id=$1 dir g bin pid why
   need_root
   dir=$(lab_dir "$id"); g=$(ns_gw "$id")
   [ -e "/run/netns/$g" ] || die "lab $id is not up: run '$0 up $id'"
@@ -120,6 +282,13 @@ cmd_start() {
   if ! "$bin" check-config "$dir/headend.cfg" >"$dir/check-config.out" 2>&1; then
     cat "$dir/check-config.out" >&2
     die "headend check-config rejected $dir/headend.cfg"
+  fi
+  # The IdP first: the headend needs nothing from it to start, but logins do.
+  why=$(idp_unavailable)
+  if [ -n "$why" ]; then
+    log "not starting the SAML IdP: $why (run netns/install-deps.sh); connect-saml will not work"
+  elif [ -e "/run/netns/$(ns_idp "$id")" ]; then
+    start_idp "$id"
   fi
   # `ip netns exec` execs the program, so $! is the headend's own pid.
   ip netns exec "$g" "$bin" run --config "$dir/headend.cfg" \
@@ -136,13 +305,43 @@ cmd_start() {
   log "headend $pid listening on $OUTSIDE_IP:443, log $dir/headend.log"
 }
 
+# Parses `[USER] [--client N] [-- ARGS…]` (after ID) into CONNECT_USER, CONNECT_CLIENT
+# and CONNECT_ARGS.
+parse_connect_args() {
+  CONNECT_USER=
+  CONNECT_CLIENT=1
+  CONNECT_ARGS=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --) shift; CONNECT_ARGS=("$@"); return ;;
+      --client) [ $# -ge 2 ] || die "--client needs a number"; CONNECT_CLIENT=$2; shift 2 ;;
+      --client=*) CONNECT_CLIENT=${1#--client=}; shift ;;
+      -*) die "unknown option '$1' (openconnect options go after --)" ;;
+      *)
+        [ -z "$CONNECT_USER" ] || die "unexpected argument '$1'"
+        CONNECT_USER=$1; shift ;;
+    esac
+  done
+}
+
+# Waits until TUN device $2 in namespace $1 has an IPv4 address, then says so.
+connected() {
+  local ns=$1 ifname=$2 user=$3 log=$4
+  if ! wait_for 30 sh -c "ip -n '$ns' -4 -o addr show dev '$ifname' | grep -q inet"; then
+    tail -n 30 "$log" >&2 || true
+    die "no address on $ifname in $ns after 30 s"
+  fi
+  log "$user connected: $(ip -n "$ns" -4 -o addr show dev "$ifname" | awk '{print $4}') on $ifname in $ns"
+  ip -n "$ns" route show dev "$ifname" >&2
+}
+
 cmd_connect() {
-  local id=$1 user=alice dir c pin ifname
+  local id=$1 user dir c pin ifname
   shift
-  if [ $# -gt 0 ] && [ "$1" != "--" ]; then user=$1; shift; fi
-  [ "${1:-}" != "--" ] || shift
+  parse_connect_args "$@"
+  user=${CONNECT_USER:-alice}
   need_root
-  dir=$(lab_dir "$id"); c=$(ns_client "$id")
+  dir=$(lab_dir "$id"); c=$(ns_client_n "$id" "$CONNECT_CLIENT")
   [ -r "$dir/password-$user" ] || die "no password for '$user' in $dir (users: ${USERS[*]})"
   pin=$(cat "$dir/pin")
   ifname="tun-$user"
@@ -152,17 +351,90 @@ cmd_connect() {
     --user "$user" --passwd-on-stdin --non-inter --authgroup LOCAL-PW \
     --servercert "pin-sha256:$pin" --interface "$ifname" \
     --script "/bin/sh $HERE/vpnc-script-min" \
-    --background --pid-file "$dir/oc-$user.pid" "$@" "https://$OUTSIDE_IP/" \
+    --background --pid-file "$dir/oc-$user.pid" "${CONNECT_ARGS[@]}" "https://$OUTSIDE_IP/" \
     <"$dir/password-$user" >>"$dir/oc-$user.log" 2>&1; then
     tail -n 30 "$dir/oc-$user.log" >&2 || true
     die "openconnect for $user failed (log $dir/oc-$user.log)"
   fi
-  if ! wait_for 30 sh -c "ip -n '$c' -4 -o addr show dev '$ifname' | grep -q inet"; then
-    tail -n 30 "$dir/oc-$user.log" >&2 || true
-    die "no address on $ifname in $c after 30 s"
-  fi
-  log "$user connected: $(ip -n "$c" -4 -o addr show dev "$ifname" | awk '{print $4}') on $ifname"
-  ip -n "$c" route show dev "$ifname" >&2
+  connected "$c" "$ifname" "$user" "$dir/oc-$user.log"
+}
+
+# The external browser for USER: netns/sso-browser.sh with the IdP password of the lab,
+# logging to LABDIR/sso-browser-USER.log and recording its exit status (openconnect
+# never reaps the browser and waits on its listener forever when the browser fails).
+browser_wrapper() {
+  local dir=$1 user=$2 w st
+  w="$dir/sso-browser-$user.sh"
+  st="$dir/sso-browser-$user.status"
+  {
+    echo '#!/bin/bash'
+    printf 'rm -f %q\n' "$st"
+    printf 'SSO_USER=%q SSO_PASSWORD_FILE=%q SSO_LOG=%q /bin/bash %q "$@"\n' \
+      "$user" "$dir/idp-password-$user" "$dir/sso-browser-$user.log" "$HERE/sso-browser.sh"
+    echo 'rc=$?'
+    printf 'echo "$rc" >%q && mv -f %q %q\n' "$st.tmp" "$st.tmp" "$st"
+    echo 'exit "$rc"'
+  } >"$w"
+  chmod 700 "$w"
+  echo "$w"
+}
+
+cmd_connect_saml() {
+  local id=$1 user dir c pin ifname wrapper status oc rc end
+  shift
+  parse_connect_args "$@"
+  user=$CONNECT_USER
+  [ -n "$user" ] || die "connect-saml: missing USER"
+  need_root
+  dir=$(lab_dir "$id"); c=$(ns_client_n "$id" "$CONNECT_CLIENT")
+  [ -r "$dir/idp-password-$user" ] || die "no IdP password for '$user' in $dir (users: ${USERS[*]})"
+  [ -r "$dir/idp.pid" ] && kill -0 "$(cat "$dir/idp.pid")" 2>/dev/null ||
+    die "the lab's IdP is not running (see $dir/idp.log; '$0 start $id' starts it)"
+  [[ "$user" =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad user name '$user'"
+  pin=$(cat "$dir/pin")
+  ifname="tun-$user"
+  ifname=${ifname:0:15}
+  wrapper=$(browser_wrapper "$dir" "$user")
+  status="$dir/sso-browser-$user.status"
+  rm -f "$status"
+  # In the background of this shell: openconnect waits on its [::1]:29786 listener for
+  # the browser with no timeout, so this script is the hang guard. --background forks
+  # once the tunnel is up and the first process exits 0.
+  ip netns exec "$c" openconnect --protocol=anyconnect --non-inter --authgroup "$SAML_TG" \
+    --external-browser="$wrapper" \
+    --servercert "pin-sha256:$pin" --interface "$ifname" \
+    --script "/bin/sh $HERE/vpnc-script-min" \
+    --background --pid-file "$dir/oc-$user.pid" "${CONNECT_ARGS[@]}" "https://$OUTSIDE_IP/" \
+    </dev/null >>"$dir/oc-$user.log" 2>&1 &
+  oc=$!
+  end=$((SECONDS + SSO_GUARD))
+  until ip -n "$c" -4 -o addr show dev "$ifname" 2>/dev/null | grep -q inet; do
+    rc=
+    if [ -s "$status" ] && [ "$(cat "$status")" != 0 ]; then
+      rc=$(cat "$status")
+      kill -TERM "$oc" 2>/dev/null || true
+      tail -n 30 "$dir/sso-browser-$user.log" >&2 || true
+      die "the browser for $user failed (exit $rc, see netns/sso-browser.sh; log $dir/sso-browser-$user.log)"
+    fi
+    if [ -n "$oc" ] && ! kill -0 "$oc" 2>/dev/null; then
+      rc=0
+      wait "$oc" || rc=$?
+      oc=
+      if [ "$rc" -ne 0 ]; then
+        tail -n 30 "$dir/oc-$user.log" >&2 || true
+        die "openconnect for $user failed (exit $rc, log $dir/oc-$user.log)"
+      fi
+    fi
+    if [ "$SECONDS" -ge "$end" ]; then
+      [ -z "$oc" ] || kill -TERM "$oc" 2>/dev/null || true
+      tail -n 30 "$dir/oc-$user.log" >&2 || true
+      tail -n 30 "$dir/sso-browser-$user.log" >&2 || true
+      die "no tunnel for $user after ${SSO_GUARD}s (logs $dir/oc-$user.log, $dir/sso-browser-$user.log)"
+    fi
+    sleep 0.2
+  done
+  log "$user: SAML login done (browser exit $(cat "$status" 2>/dev/null || echo '?'), log $dir/sso-browser-$user.log)"
+  connected "$c" "$ifname" "$user" "$dir/oc-$user.log"
 }
 
 cmd_show() {
@@ -186,11 +458,11 @@ cmd_down() {
   dir=$(lab_dir "$id")
   if [ -d "$dir" ]; then
     # Clients first, so they can say goodbye to a headend that is still there.
-    for f in "$dir"/oc-*.pid "$dir/headend.pid"; do
+    for f in "$dir"/oc-*.pid "$dir/headend.pid" "$dir/idp.pid"; do
       [ -r "$f" ] && stop_pid "$(cat "$f")"
     done
   fi
-  for ns in "$(ns_client "$id")" "$(ns_gw "$id")" "$(ns_inside "$id")"; do
+  for ns in $(all_ns "$id"); do
     [ -e "/run/netns/$ns" ] || continue
     # Anything still running in our namespaces was started by this lab.
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
@@ -201,31 +473,51 @@ cmd_down() {
 }
 
 cmd_demo() {
-  local id="demo$$"
+  local id="demo$$" why
   need_root
-  bash "$HERE/install-deps.sh"
-  (cd "$ROOT" && cargo build --release --bins)
-  export HEADEND_BIN="$ROOT/target/release/headend"
+  if [ "${LAB_NO_INSTALL:-0}" = 1 ]; then
+    log "LAB_NO_INSTALL=1: not running netns/install-deps.sh"
+  else
+    bash "$HERE/install-deps.sh"
+  fi
+  why=$(idp_unavailable)
+  [ -z "$why" ] || die "the demo needs the SAML IdP: $why (run netns/install-deps.sh)"
+  if [ -n "${HEADEND_BIN:-}" ]; then
+    [ -x "$HEADEND_BIN" ] || die "HEADEND_BIN=$HEADEND_BIN is not an executable"
+    log "HEADEND_BIN=$HEADEND_BIN: not building"
+  else
+    (cd "$ROOT" && cargo build --release --bins)
+    export HEADEND_BIN="$ROOT/target/release/headend"
+  fi
   # Expanded now: $id is local and gone by the time the EXIT trap runs.
   # shellcheck disable=SC2064
   trap "cmd_down '$id'" EXIT
   trap 'exit 130' INT TERM
   cmd_up "$id"
   cmd_start "$id"
-  cmd_connect "$id" alice
-  log "ping $INSIDE_HOST from $(ns_client "$id") through the tunnel"
+  log "alice: SAML login (tunnel group $SAML_TG) from $(ns_client "$id"), browser = netns/sso-browser.sh"
+  cmd_connect_saml "$id" alice
+  log "ping $INSIDE_HOST from $(ns_client "$id") through alice's tunnel"
   ip netns exec "$(ns_client "$id")" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
+  log "bob: local password (tunnel group LOCAL-PW) from $(ns_client2 "$id")"
+  cmd_connect "$id" bob --client 2
+  log "ping $INSIDE_HOST from $(ns_client2 "$id") through bob's tunnel"
+  ip netns exec "$(ns_client2 "$id")" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
   log "headend show vpn-sessiondb"
   cmd_show "$id"
+}
+
+usage() {
+  echo "usage: $0 up ID | start ID | connect ID [USER] [--client N] [-- OPENCONNECT-ARGS...] |" >&2
+  echo "       connect-saml ID USER [--client N] [-- OPENCONNECT-ARGS...] | show ID | down ID | demo" >&2
+  exit 2
 }
 
 cmd=${1:-}
 case "$cmd" in
 up | start | show | down) check_id "${2:-}"; "cmd_$cmd" "$2" ;;
 connect) check_id "${2:-}"; shift; cmd_connect "$@" ;;
+connect-saml) check_id "${2:-}"; shift; cmd_connect_saml "$@" ;;
 demo) cmd_demo ;;
-*)
-  echo "usage: $0 up ID | start ID | connect ID [USER] [-- OPENCONNECT-ARGS...] | show ID | down ID | demo" >&2
-  exit 2
-  ;;
+*) usage ;;
 esac

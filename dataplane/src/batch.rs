@@ -62,6 +62,17 @@ impl PacketBatch {
         }
     }
 
+    /// Keeps only the packets whose flag is set (flags in packet order; missing
+    /// flags drop). The bytes stay where they are; only the index shrinks.
+    pub fn retain_flags(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.packets.retain(|_| {
+            let k = keep.get(i).copied().unwrap_or(false);
+            i += 1;
+            k
+        });
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.packets
             .iter()
@@ -118,6 +129,17 @@ mod tests {
         // Writing the headroom did not touch the packets.
         let got: Vec<&[u8]> = b.iter().collect();
         assert_eq!(got, vec![&b"abc"[..], &b"defgh"[..]]);
+    }
+
+    #[test]
+    fn retain_flags_drops_denied_packets_in_order() {
+        let mut b = PacketBatch::default();
+        for p in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+            b.push(p);
+        }
+        b.retain_flags(&[true, false, true]);
+        let got: Vec<&[u8]> = b.iter().collect();
+        assert_eq!(got, vec![&b"a"[..], &b"ccc"[..]]);
     }
 
     #[test]

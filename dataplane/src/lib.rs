@@ -9,7 +9,9 @@
 
 pub mod batch;
 pub mod counters;
+pub mod enforce;
 pub mod packet;
+pub mod policy;
 pub mod routes;
 pub mod tun;
 

@@ -16,7 +16,9 @@ use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_
 
 use crate::batch::{BATCH_PACKETS, BatchPool, PacketBatch};
 use crate::counters::DataplaneCounters;
+use crate::enforce::Enforcer;
 use crate::packet;
+use crate::policy::Direction;
 use crate::routes::{SessionPort, SessionRoutes};
 
 /// Spare bytes in front of each uplink packet: tun-rs writes the virtio-net header there.
@@ -223,6 +225,8 @@ pub struct Uplink {
     allowed_src: Vec<IpAddr>,
     counters: Arc<DataplaneCounters>,
     pub spoofed: AtomicU64,
+    /// The session's vpn-filter, if policy enforcement is on.
+    enforcer: Option<Enforcer>,
 }
 
 impl Uplink {
@@ -235,7 +239,14 @@ impl Uplink {
             allowed_src,
             counters,
             spoofed: AtomicU64::new(0),
+            enforcer: None,
         }
+    }
+
+    /// Applies the session's filter to everything it sends from now on.
+    pub fn with_enforcer(mut self, enforcer: Enforcer) -> Self {
+        self.enforcer = Some(enforcer);
+        self
     }
 
     /// Queues a packet from the client. Returns false (and counts it) if its source
@@ -262,13 +273,33 @@ impl Uplink {
         self.used
     }
 
-    /// Writes everything queued to TUN.
+    /// Writes everything queued (and permitted by the filter) to TUN.
     pub async fn flush(&mut self) -> usize {
-        let n = self.used;
+        let mut n = self.used;
         if n == 0 {
             return 0;
         }
         self.used = 0;
+        if let Some(e) = self.enforcer.as_mut() {
+            let keep = e.decide(
+                self.bufs[..n]
+                    .iter()
+                    .map(|b| b.get(UPLINK_HEADROOM..).unwrap_or_default()),
+                Direction::FromClient,
+            );
+            // Compact the permitted packets to the front, keeping their order.
+            let mut w = 0;
+            for (r, k) in keep.iter().enumerate().take(n) {
+                if *k {
+                    self.bufs.swap(w, r);
+                    w += 1;
+                }
+            }
+            n = w;
+            if n == 0 {
+                return 0;
+            }
+        }
         self.tun
             .send_batch(&mut self.gro, &mut self.bufs[..n], &self.counters)
             .await

@@ -21,6 +21,9 @@ pub struct AdminContext {
     pub sessions: Arc<SessionTable>,
     pub counters: Arc<dataplane::DataplaneCounters>,
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
+    pub config: Arc<crate::config::Config>,
+    pub policy: Arc<crate::policy_state::PolicyState>,
+    pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -92,6 +95,23 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
+        ["show", "access-list"] => {
+            crate::policy_compile::show_access_list(&ctx.policy.handle.load_full(), &ctx.config)
+        }
+        ["show", "access-list", name] => crate::policy_compile::show_access_list_named(
+            &ctx.policy.handle.load_full(),
+            &ctx.config,
+            name,
+        ),
+        ["show", "cts", "role-based", "sgt-map", rest @ ..]
+            if rest.is_empty() || rest == ["all"] =>
+        {
+            ctx.policy.show_sgt_map(&ctx.config)
+        }
+        ["show", "cts", "sxp", "connections", ..] => match &ctx.sxp {
+            Some(sxp) => sxp.show_connections(),
+            None => "SXP                  : Disabled\n".to_string(),
+        },
         ["show", "counters"] => {
             let mut out = render_counters(&ctx.counters);
             if let Some(hub) = &ctx.dtls {

@@ -82,7 +82,7 @@ pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
     };
     let strap_dh = req.header("X-AnyConnect-STRAP-DH-Pubkey");
     let step = decide(&msg, client_ip, strap_dh, h).await;
-    render(&h.config, &step)
+    render(h, &step)
 }
 
 async fn decide(
@@ -378,7 +378,8 @@ fn radius_context<'a>(
     }
 }
 
-fn render(cfg: &Config, step: &LoginStep) -> Response {
+fn render(h: &Headend, step: &LoginStep) -> Response {
+    let cfg = &h.config;
     let xml_response = |body: String| {
         Response::new(200, "OK")
             .header("Content-Type", "text/xml")
@@ -417,10 +418,12 @@ fn render(cfg: &Config, step: &LoginStep) -> Response {
             tunnel_group,
             message,
         } => xml_response(xmlauth::render_refusal(tunnel_group.as_deref(), message)),
-        LoginStep::Success { cookie, .. } => xml_response(xmlauth::render_success(cookie)).header(
-            "Set-Cookie",
-            &format!("webvpn={cookie}; Secure; HttpOnly; path=/"),
-        ),
+        LoginStep::Success { cookie, .. } => {
+            xml_response(xmlauth::render_success(cookie, &h.server_cert_hash)).header(
+                "Set-Cookie",
+                &format!("webvpn={cookie}; Secure; HttpOnly; path=/"),
+            )
+        }
         LoginStep::Chooser { tunnel_group } => xml_response(
             xmlauth::AuthRequestForm {
                 opaque_tunnel_group: Some(tunnel_group.clone()),
@@ -464,6 +467,9 @@ async fn saml_step(
     h: &Headend,
 ) -> LoginStep {
     let name = tg.name.clone();
+    // Seal for the STRAP key only for external-browser clients, on every SSO form
+    // (also the one that follows a refused token).
+    let strap_dh = external_key(msg, strap_dh);
     let Some(sp) = h.saml.sps.get(&name) else {
         return LoginStep::Refuse {
             tunnel_group: Some(name),
@@ -520,7 +526,7 @@ async fn saml_step(
     {
         return LoginStep::Chooser { tunnel_group: name };
     }
-    sso_form(h, sp, &name, external_key(msg, strap_dh), None)
+    sso_form(h, sp, &name, strap_dh, None)
 }
 
 /// The STRAP key to seal the token for, if the client runs an external

@@ -60,6 +60,11 @@ pub struct Headend {
     pub radius: BTreeMap<String, Arc<RadiusGroup>>,
     /// SAML service providers and the SSO login state.
     pub saml: crate::saml_web::SamlState,
+    /// ACLs and IP-to-SGT bindings the dataplane enforces.
+    pub policy: Arc<crate::policy_state::PolicyState>,
+    /// SHA-1 of the TLS certificate (DER), upper-case hex: the success answer's
+    /// `<server-cert-hash>`, as ASA sends it.
+    pub server_cert_hash: String,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -77,6 +82,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
         _ => Identity::from_config(&config)?,
     };
+    let server_cert_hash = identity
+        .chain
+        .first()
+        .map(|c| {
+            openssl::sha::sha1(c.as_ref())
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
     let tls = identity.server_config()?;
 
     let users = Arc::new(auth::LocalUserDb::new(
@@ -118,6 +133,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     );
 
     let sessions = Arc::new(SessionTable::new(&config));
+    let policy = Arc::new(crate::policy_state::PolicyState::new(&config)?);
+    sessions.set_policy(policy.clone());
+    let node_id = match args.listen.ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+    };
+    let sxp = crate::sxp_io::SxpState::from_config(&config, policy.clone(), node_id)?;
+    let mut sxp_task = match &sxp {
+        Some(s) => tokio::spawn(crate::sxp_io::serve(s.clone(), auth::sxp::SXP_PORT)),
+        None => tokio::spawn(std::future::pending()),
+    };
     let counters = Arc::new(dataplane::DataplaneCounters::default());
     let routes = Arc::new(dataplane::SessionRoutes::default());
     let batch_pool = dataplane::BatchPool::default();
@@ -205,6 +231,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         dtls,
         radius,
         saml,
+        policy: policy.clone(),
+        server_cert_hash,
     });
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
@@ -224,6 +252,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         sessions: sessions.clone(),
         counters: counters.clone(),
         dtls: headend.dtls.clone(),
+        config: headend.config.clone(),
+        policy: policy.clone(),
+        sxp: sxp.clone(),
     });
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
@@ -262,6 +293,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("DTLS receiver stopped")),
             Err(e) => Err(anyhow::Error::from(e).context("DTLS task")),
+        },
+        r = &mut sxp_task => match r {
+            Ok(r) => r.context("SXP listener"),
+            Err(e) => Err(anyhow::Error::from(e).context("SXP task")),
         },
         r = &mut dynauth => match r {
             Ok(r) => r.context("dynamic-authorization"),

@@ -120,6 +120,8 @@ pub struct Session {
     pub stats: Arc<SessionStats>,
     pub state: SessionState,
     pub authz: SessionAuthz,
+    /// What the dataplane enforces (SGT and filter), changed live by CoA.
+    pub filter: Arc<dataplane::enforce::SessionFilter>,
     /// ISE's audit-session-id (also our Acct-Session-Id prefix).
     pub audit_session_id: String,
     pub acct_session_id: String,
@@ -211,6 +213,7 @@ pub struct Attached {
     pub address: Ipv4Addr,
     pub netmask: Ipv4Addr,
     pub stats: Arc<SessionStats>,
+    pub filter: Arc<dataplane::enforce::SessionFilter>,
     pub control: mpsc::UnboundedReceiver<SessionCommand>,
     pub session_deadline: Option<Instant>,
 }
@@ -259,6 +262,8 @@ struct Inner {
     interim: BTreeMap<String, Duration>,
     /// NAS-IP-Address as hex, the first part of audit-session-ids.
     nas_hex: String,
+    /// Sessions' addresses and SGTs go into the IP-to-SGT map.
+    policy: Option<Arc<crate::policy_state::PolicyState>>,
     audit_counter: u32,
     /// Seconds since the epoch when the table was made.
     boot_id: u32,
@@ -304,6 +309,7 @@ impl SessionTable {
                     })
                     .collect(),
                 nas_hex: "00000000".into(),
+                policy: None,
                 audit_counter: 0,
                 boot_id: SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -323,6 +329,11 @@ impl SessionTable {
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0);
         format!("{}{:08x}{unix:08x}", inner.nas_hex, inner.audit_counter)
+    }
+
+    /// Connected sessions' addresses are published with their SGT.
+    pub fn set_policy(&self, policy: Arc<crate::policy_state::PolicyState>) {
+        self.lock().policy = Some(policy);
     }
 
     /// No more accounting events (shutdown): the accounting task drains and ends.
@@ -399,6 +410,10 @@ impl SessionTable {
                 pools,
                 stats: Arc::default(),
                 state: SessionState::Authenticated { since: now },
+                filter: Arc::new(dataplane::enforce::SessionFilter::new(
+                    authz.sgt,
+                    authz.filter.clone(),
+                )),
                 authz,
                 audit_session_id,
                 acct_session_id,
@@ -470,6 +485,9 @@ impl SessionTable {
         s.state = SessionState::Connected { generation };
         s.public_ip = public_ip;
         let (address, netmask, _) = s.assigned_v4.clone().ok_or(AttachError::BadCookie)?;
+        if let (Some(p), Some(sgt)) = (&inner.policy, s.authz.sgt) {
+            p.set_session(IpAddr::V4(address), Some(sgt));
+        }
         let session_deadline = s.policy.vpn_session_timeout.map(|d| s.login_instant + d);
         if s.acct_started.is_none()
             && let Some(group) = s.authz.accounting_group.clone()
@@ -492,6 +510,7 @@ impl SessionTable {
             address,
             netmask,
             stats: s.stats.clone(),
+            filter: s.filter.clone(),
             control: rx,
             session_deadline,
         })
@@ -653,15 +672,21 @@ impl SessionTable {
                 {
                     return Err(ErrorCause::InvalidAttributeValue);
                 }
+                let inner_policy = inner.policy.clone();
                 for i in matches {
                     if let Some(s) = inner.sessions.get_mut(&i) {
                         if let Some(sgt) = changes.sgt {
                             tracing::info!(user = %s.username, index = i, "CoA: security group tag {:?} -> {sgt}", s.authz.sgt);
                             s.authz.sgt = Some(sgt);
+                            s.filter.set_sgt(Some(sgt));
+                            if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v4) {
+                                p.set_session(IpAddr::V4(*addr), Some(sgt));
+                            }
                         }
                         if let Some(f) = &changes.filter_id {
                             tracing::info!(user = %s.username, index = i, "CoA: filter {:?} -> {f}", s.authz.filter);
                             s.authz.filter = Some(f.clone());
+                            s.filter.set_acl(Some(f.clone()));
                         }
                     }
                 }
@@ -755,6 +780,9 @@ impl Inner {
             return;
         };
         self.by_cookie.remove(&s.cookie_hash);
+        if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
+            p.set_session(IpAddr::V4(*addr), None);
+        }
         if let Some((addr, _, pool)) = &s.assigned_v4
             && let Some(p) = self.pools.get_mut(pool)
         {

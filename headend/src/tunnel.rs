@@ -25,6 +25,8 @@ use crate::proto::cstp::{
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
 use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
+use dataplane::enforce::Enforcer;
+use dataplane::policy::Direction;
 
 /// Downlink batches queued per session before the dataplane drops.
 const DOWNLINK_QUEUE: usize = 256;
@@ -301,11 +303,18 @@ async fn pump(
     // Big enough for a jumbo DATA frame; anything larger is a protocol error.
     let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
     decoder.feed(&leftover);
+    let label = format!("{}@{}", att.username, att.address);
     let mut uplink = dataplane::tun::Uplink::new(
         h.tun.clone(),
         vec![IpAddr::V4(att.address)],
         h.counters.clone(),
-    );
+    )
+    .with_enforcer(Enforcer::new(
+        h.policy.handle.clone(),
+        att.filter.clone(),
+        label.clone(),
+    ));
+    let mut down_filter = Enforcer::new(h.policy.handle.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
     // Make sure rustls takes a whole frame per write (one frame = one record).
     tls.get_mut().1.set_buffer_limit(None);
@@ -355,11 +364,13 @@ async fn pump(
                 let Some(mut batch) = batch else {
                     return Outcome::Lost("dataplane closed".into());
                 };
+                filter_down(&mut down_filter, &mut batch);
                 let now = Instant::now();
                 if let Some(d) = dtls.as_mut().filter(|d| d.usable(now)) {
                     d.send_batch(&mut batch, &mut cstp, now, &stats);
                     h.batch_pool.put(batch);
                     while let Ok(mut more) = downlink.try_recv() {
+                        filter_down(&mut down_filter, &mut more);
                         d.send_batch(&mut more, &mut cstp, now, &stats);
                         h.batch_pool.put(more);
                     }
@@ -372,6 +383,7 @@ async fn pump(
                 while result.is_ok() {
                     match downlink.try_recv() {
                         Ok(mut more) => {
+                            filter_down(&mut down_filter, &mut more);
                             result = write_batch(tls, &mut more, &mut cstp, now, &stats);
                             h.batch_pool.put(more);
                         }
@@ -423,6 +435,12 @@ async fn pump(
             }
         }
     }
+}
+
+/// Drops the packets of a downlink batch that the session's filter denies.
+fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
+    let keep = enforcer.decide(batch.iter(), Direction::ToClient);
+    batch.retain_flags(keep);
 }
 
 /// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
@@ -806,6 +824,7 @@ group-policy FULL attributes
             address: "198.18.100.10".parse().unwrap(),
             netmask: "255.255.255.0".parse().unwrap(),
             stats: Arc::new(SessionStats::default()),
+            filter: Arc::new(dataplane::enforce::SessionFilter::new(None, None)),
             control,
             session_deadline: None,
         }

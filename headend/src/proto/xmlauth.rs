@@ -603,8 +603,8 @@ pub fn is_valid_session_token(token: &str) -> bool {
 /// `Set-Cookie: webvpn=` goes out as well). `<config>` / `vpn-base-config` are
 /// not needed by openconnect. The token is escaped, not validated: mint it so
 /// that [`is_valid_session_token`] holds.
-pub fn render_success(session_token: &str) -> String {
-    let mut x = String::with_capacity(256);
+pub fn render_success(session_token: &str, server_cert_hash: &str) -> String {
+    let mut x = String::with_capacity(512);
     x.push_str(XML_DECL);
     x.push_str("<config-auth client=\"vpn\" type=\"complete\" aggregate-auth-version=\"2\">\n");
     let _ = writeln!(
@@ -612,7 +612,19 @@ pub fn render_success(session_token: &str) -> String {
         "<session-token>{}</session-token>",
         escape(session_token)
     );
-    x.push_str("<auth id=\"success\">\n</auth>\n</config-auth>\n");
+    // openconnect-sso reads auth/message and config/vpn-base-config/server-cert-hash
+    // (it passes the hash to openconnect as --servercert); AnyConnect gets them from ASA.
+    x.push_str(
+        "<auth id=\"success\">\n<message id=\"0\" param1=\"\" param2=\"\"></message>\n</auth>\n",
+    );
+    let _ = writeln!(
+        x,
+        "<config client=\"vpn\" type=\"private\">\n<vpn-base-config>\n\
+         <server-cert-hash>{}</server-cert-hash>\n</vpn-base-config>\n\
+         <opaque is-for=\"vpn-client\"></opaque>\n</config>",
+        escape(server_cert_hash)
+    );
+    x.push_str("</config-auth>\n");
     x
 }
 
@@ -958,21 +970,25 @@ type=\"auth-reply\" aggregate-auth-version=\"2\">{opaque_elem}<auth><username>u<
 
     #[test]
     fn renders_success() {
-        let x = render_success("3A7F00C0FFEE@1234@ABCD");
+        let x = render_success("3A7F00C0FFEE@1234@ABCD", "0123ABCD");
         assert_eq!(
             x,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <config-auth client=\"vpn\" type=\"complete\" aggregate-auth-version=\"2\">\n\
 <session-token>3A7F00C0FFEE@1234@ABCD</session-token>\n\
 <auth id=\"success\">\n\
+<message id=\"0\" param1=\"\" param2=\"\"></message>\n\
 </auth>\n\
+<config client=\"vpn\" type=\"private\">\n<vpn-base-config>\n\
+<server-cert-hash>0123ABCD</server-cert-hash>\n</vpn-base-config>\n\
+<opaque is-for=\"vpn-client\"></opaque>\n</config>\n\
 </config-auth>\n"
         );
         assert!(is_valid_session_token("3A7F00C0FFEE@1234@ABCD"));
         for bad in ["", "a;b", "a b", "a,b", "a\"b", "é"] {
             assert!(!is_valid_session_token(bad), "{bad}");
         }
-        assert!(render_success("<&>").contains("<session-token>&lt;&amp;&gt;</session-token>"));
+        assert!(render_success("<&>", "").contains("<session-token>&lt;&amp;&gt;</session-token>"));
     }
 
     #[test]

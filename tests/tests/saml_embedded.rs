@@ -1,0 +1,680 @@
+//! End-to-end SAML, embedded-browser flow (protocol.md section 1, last SAML bullet): the
+//! flow of Cisco AnyConnect's built-in browser and of openconnect-sso, which never run
+//! an external browser and never listen on `localhost:29786`. They read the one-time
+//! token from the `acSamlv2Token` cookie that the headend sets when the browser reaches
+//! `sso-v2-login-final`, and post it as `<sso-token>`.
+//!
+//! The client is played with curl in the client namespace, request by request as
+//! openconnect-sso 0.8 (`openconnect_sso/authenticator.py`) sends them: headers
+//! `X-Transcend-Version: 1`, `X-Aggregate-Auth: 1`, the (sic) form Content-Type, an
+//! `<?xml ...?>` declaration, `<group-select>` before `<group-access>`, capabilities
+//! `single-sign-on-v2` only, and an auth-reply with empty `<session-token/>` and
+//! `<session-id/>` and the server's `<opaque>` copied back. The IdP login is
+//! `netns/sso-browser.sh` with `SSO_STOP_AT_ACS=1` (the lab IdP, SimpleSAMLphp, up to the
+//! signed Response it would post); the ACS POST and the final page are requested here
+//! with the browser's cookie jar, so the test sees the ACS answer itself.
+//!
+//! The headend seals the token for the client's STRAP key only when the init listed the
+//! capability `single-sign-on-external-browser`; every other client gets the cookie and
+//! a redirect to `/+CSCOE+/saml_ac_login.html`. Deadlines are hang guards, never speed
+//! assertions.
+
+use std::path::{Path, PathBuf};
+
+use e2e::idp::{self, Idp, SamlCapture};
+use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
+use e2e::sso::{Outcome, SsoClient};
+use e2e::{Lab, Session, cmd};
+
+/// The SAML tunnel group (seed-asa.cfg's name for it).
+const TG: &str = "company-vpn";
+/// Its group policy, from the lab config.
+const GP: &str = "GP-EMPLOYEES";
+/// Where the ACS sends an embedded browser; the client waits for this URL.
+const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
+/// The cookie the token travels in (`<sso-v2-token-cookie-name>`).
+const TOKEN_COOKIE: &str = "acSamlv2Token";
+/// openconnect-sso's version string and User-Agent.
+const AC_VERSION: &str = "4.7.00136";
+const AC_USER_AGENT: &str = "AnyConnect Linux_64 4.7.00136";
+
+/// A lab with the IdP (alice and bob, with IdP passwords of their own), the SAML blocks
+/// appended to the config as tests/tests/saml.rs does, and a running headend; `None` =
+/// skipped.
+fn saml_lab() -> Option<(Lab, Idp)> {
+    let lab = Lab::new()?;
+    if !idp::available() {
+        return None;
+    }
+    let users = [
+        ("alice", idp_password(&lab, "alice")),
+        ("bob", idp_password(&lab, "bob")),
+    ];
+    let users: Vec<(&str, &str)> = users.iter().map(|(u, p)| (*u, p.as_str())).collect();
+    let idp = Idp::start(&lab, &users, &[TG]);
+    let mut config = std::fs::read_to_string(lab.config_path()).expect("read lab config");
+    config.push_str("!\n! SAML (appended by tests/tests/saml_embedded.rs)\n");
+    config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
+    config.push_str(&idp.asa_tunnel_group_block(TG, GP));
+    std::fs::write(lab.config_path(), config).expect("write lab config");
+    lab.start_headend();
+    Some((lab, idp))
+}
+
+/// `user`'s password at the IdP: not their local (LOCAL-PW) password.
+fn idp_password(lab: &Lab, user: &str) -> String {
+    format!("idp-{}", lab.password(user))
+}
+
+/// One HTTP answer as curl saw it.
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    /// Header lines of the (only) response, in order.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    /// Every value of header `name` (case-insensitive).
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.all(name).last().copied()
+    }
+    /// The value of the cookie `name` set by this answer, if any.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.all("Set-Cookie").iter().find_map(|c| {
+            let first = c.split(';').next()?.trim();
+            let (k, v) = first.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+    /// The text of the first `<tag>...</tag>` of the body, entities of URLs undone.
+    fn element(&self, tag: &str) -> Option<String> {
+        element(&self.body, tag).map(|v| v.replace("&amp;", "&"))
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "HTTP {}", self.code)?;
+        for (k, v) in &self.headers {
+            writeln!(f, "{k}: {v}")?;
+        }
+        write!(f, "\n{}", self.body)
+    }
+}
+
+/// The text between `<tag ...>` and `</tag>` (first occurrence).
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = xml.find(&format!("<{tag}"))?;
+    let rest = &xml[open..];
+    let start = rest.find('>')? + 1;
+    let end = rest.find(&format!("</{tag}>"))?;
+    rest.get(start..end)
+}
+
+/// The whole `<opaque ...>...</opaque>` element, as the client copies it back.
+fn opaque_element(xml: &str) -> Option<&str> {
+    let open = xml.find("<opaque")?;
+    let close = xml[open..].find("</opaque>")? + open + "</opaque>".len();
+    Some(&xml[open..close])
+}
+
+/// curl in the first client namespace, one request at a time, with files in `dir`.
+struct Curl<'a> {
+    lab: &'a Lab,
+    dir: PathBuf,
+    n: std::cell::Cell<usize>,
+}
+
+impl<'a> Curl<'a> {
+    fn new(lab: &'a Lab, name: &str) -> Curl<'a> {
+        let dir = lab.dir().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir curl dir");
+        Curl {
+            lab,
+            dir,
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// One request, no redirects followed; `args` go before the URL.
+    fn request(&self, args: &[&str], url: &str) -> Reply {
+        let n = self.n.get() + 1;
+        self.n.set(n);
+        let head = self.path(&format!("{n}.head"));
+        let body = self.path(&format!("{n}.body"));
+        let (head_s, body_s) = (
+            head.to_string_lossy().into_owned(),
+            body.to_string_lossy().into_owned(),
+        );
+        let mut argv = vec![
+            "curl",
+            "-sS",
+            "-k",
+            "--noproxy",
+            "*",
+            "--globoff",
+            "--path-as-is",
+            "--max-time",
+            "20",
+            "-D",
+            &head_s,
+            "-o",
+            &body_s,
+            "-w",
+            "%{http_code}",
+        ];
+        argv.extend_from_slice(args);
+        argv.push(url);
+        let out = self.lab.exec_client(&argv);
+        assert!(
+            out.status.success(),
+            "curl {url} failed: {}",
+            cmd::combined(&out)
+        );
+        let code = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl printed no status: {}", cmd::combined(&out)));
+        let headers = std::fs::read_to_string(&head)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                Some((k.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect();
+        Reply {
+            code,
+            headers,
+            body: std::fs::read_to_string(&body).unwrap_or_default(),
+        }
+    }
+}
+
+/// The value of cookie `name` in curl cookie jar `jar` (Netscape format).
+fn jar_cookie(jar: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(jar)
+        .ok()?
+        .lines()
+        .map(|l| l.strip_prefix("#HttpOnly_").unwrap_or(l))
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 7 && f[5] == name).then(|| f[6].to_owned())
+        })
+}
+
+/// How the client announces itself on the XML login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// openconnect-sso: no STRAP keys, capability `single-sign-on-v2` only.
+    OpenconnectSso,
+    /// A client with STRAP keys (as AnyConnect 4.10 and openconnect send them) that
+    /// does not list `single-sign-on-external-browser`: still the cookie flow.
+    StrapEmbedded,
+    /// The same client listing `single-sign-on-external-browser` too: the sealed token
+    /// goes to `http://localhost:29786/api/sso/...` (control case).
+    StrapExternal,
+}
+
+/// A base64 P-256 SubjectPublicKeyInfo, as in the `X-AnyConnect-STRAP-*` headers.
+fn p256_spki_b64() -> String {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("PKey");
+    openssl::base64::encode_block(&key.public_key_to_der().expect("SPKI DER"))
+}
+
+/// The aggregate-auth side of an embedded-browser client.
+struct XmlClient<'a> {
+    curl: Curl<'a>,
+    flavour: Flavour,
+    /// (`X-AnyConnect-STRAP-Pubkey`, `X-AnyConnect-STRAP-DH-Pubkey`), generated once per
+    /// client like openconnect's (sent on every auth request).
+    strap: Option<(String, String)>,
+}
+
+impl<'a> XmlClient<'a> {
+    fn new(lab: &'a Lab, name: &str, flavour: Flavour) -> XmlClient<'a> {
+        XmlClient {
+            curl: Curl::new(lab, name),
+            flavour,
+            strap: (flavour != Flavour::OpenconnectSso).then(|| (p256_spki_b64(), p256_spki_b64())),
+        }
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = String::from("    <auth-method>single-sign-on-v2</auth-method>\n");
+        if self.flavour == Flavour::StrapExternal {
+            caps.push_str("    <auth-method>single-sign-on-external-browser</auth-method>\n");
+        }
+        caps
+    }
+
+    /// POSTs `xml` to `https://198.18.0.1/` with this client's headers.
+    fn post(&self, name: &str, xml: &str) -> Reply {
+        let file = self.curl.path(&format!("{name}.xml"));
+        std::fs::write(&file, xml).expect("write request");
+        let data = format!("@{}", file.display());
+        let mut headers = vec![
+            format!("User-Agent: {AC_USER_AGENT}"),
+            "Accept: */*".to_owned(),
+            "Accept-Encoding: identity".to_owned(),
+            "X-Transcend-Version: 1".to_owned(),
+            "X-Aggregate-Auth: 1".to_owned(),
+        ];
+        match &self.strap {
+            None => {
+                // openconnect-sso's: "I know, it is invalid but that's what Anyconnect sends".
+                headers.push("X-Support-HTTP-Auth: true".to_owned());
+                headers.push("Content-Type: application/x-www-form-urlencoded".to_owned());
+            }
+            Some((key, dh)) => {
+                headers.push("Content-Type: application/xml; charset=utf-8".to_owned());
+                headers.push(format!("X-AnyConnect-STRAP-Pubkey: {key}"));
+                headers.push(format!("X-AnyConnect-STRAP-DH-Pubkey: {dh}"));
+            }
+        }
+        let mut args: Vec<&str> = Vec::new();
+        for h in &headers {
+            args.extend_from_slice(&["-H", h]);
+        }
+        args.extend_from_slice(&["--data-binary", &data]);
+        self.curl.request(&args, &format!("https://{OUTSIDE_IP}/"))
+    }
+
+    /// The init with `<group-select>company-vpn</group-select>`.
+    fn init(&self) -> Reply {
+        let xml = format!(
+            "<?xml version='1.0' encoding='UTF-8'?>\n\
+             <config-auth client=\"vpn\" type=\"init\" aggregate-auth-version=\"2\">\n  \
+             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
+             <group-select>{TG}</group-select>\n  <group-access>https://{OUTSIDE_IP}/</group-access>\n  \
+             <capabilities>\n{caps}  </capabilities>\n</config-auth>\n",
+            caps = self.capabilities()
+        );
+        self.post("init", &xml)
+    }
+
+    /// The auth-reply carrying `token`, with the server's `opaque` element copied back.
+    fn reply(&self, name: &str, opaque: &str, token: &str) -> Reply {
+        let xml = format!(
+            "<?xml version='1.0' encoding='UTF-8'?>\n\
+             <config-auth client=\"vpn\" type=\"auth-reply\" aggregate-auth-version=\"2\">\n  \
+             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
+             <session-token/>\n  <session-id/>\n  {opaque}\n  <auth>\n    \
+             <sso-token>{token}</sso-token>\n  </auth>\n</config-auth>\n"
+        );
+        self.post(name, &xml)
+    }
+}
+
+/// What the SSO form of an init told the client.
+#[derive(Debug)]
+struct SsoForm {
+    login_url: String,
+    final_url: String,
+    opaque: String,
+}
+
+/// Checks the init's answer is the SSO form (and no group chooser) and returns it.
+fn expect_sso_form(reply: &Reply) -> SsoForm {
+    assert_eq!(reply.code, 200, "init:\n{reply}");
+    assert!(
+        reply.body.contains("type=\"auth-request\"") && reply.body.contains("<auth id=\"main\">"),
+        "init: not an auth-request:\n{reply}"
+    );
+    assert!(
+        reply
+            .body
+            .contains("<input type=\"sso\" name=\"sso-token\""),
+        "init: no sso input:\n{reply}"
+    );
+    assert!(
+        !reply.body.contains("<select"),
+        "init with group-select: the SSO form carries a group chooser:\n{reply}"
+    );
+    let login_url = reply
+        .element("sso-v2-login")
+        .unwrap_or_else(|| panic!("no <sso-v2-login>:\n{reply}"));
+    let final_url = reply
+        .element("sso-v2-login-final")
+        .unwrap_or_else(|| panic!("no <sso-v2-login-final>:\n{reply}"));
+    assert_eq!(
+        reply.element("sso-v2-token-cookie-name").as_deref(),
+        Some(TOKEN_COOKIE),
+        "{reply}"
+    );
+    assert!(
+        login_url.starts_with(&format!("https://{OUTSIDE_IP}/")),
+        "sso-v2-login {login_url} is not on the headend"
+    );
+    assert_eq!(
+        final_url,
+        format!("https://{OUTSIDE_IP}{FINAL_PATH}"),
+        "{reply}"
+    );
+    let opaque = opaque_element(&reply.body)
+        .unwrap_or_else(|| panic!("no <opaque> to copy back:\n{reply}"))
+        .to_owned();
+    SsoForm {
+        login_url,
+        final_url,
+        opaque,
+    }
+}
+
+/// The IdP's signed Response to the AuthnRequest behind `login_url`, for `user`: the
+/// browser script walks headend → IdP → login form → the auto-POST form, and stops there.
+fn idp_response(lab: &Lab, user: &str, login_url: &str, work: &Path) -> SamlCapture {
+    let run = idp::run_browser(
+        lab.client_ns(),
+        login_url,
+        user,
+        &idp_password(lab, user),
+        &[("SSO_STOP_AT_ACS", "1")],
+        work,
+    );
+    assert!(
+        run.status.success(),
+        "browser to the IdP's Response ({}):\n{}",
+        run.status,
+        run.log
+    );
+    let saml = run
+        .saml
+        .unwrap_or_else(|| panic!("no SAMLResponse captured:\n{}", run.log));
+    assert_eq!(saml.acs, idp::acs_url(TG), "the IdP posts to our ACS");
+    saml
+}
+
+/// The browser's POST of `saml` to the ACS, with cookie jar `jar`.
+fn post_acs(curl: &Curl<'_>, saml: &SamlCapture, jar: &Path) -> Reply {
+    let jar = jar.to_string_lossy().into_owned();
+    let saml_field = format!("SAMLResponse={}", saml.response_b64.trim());
+    let relay_field = format!(
+        "RelayState={}",
+        saml.relay_state.clone().unwrap_or_default()
+    );
+    curl.request(
+        &[
+            "-b",
+            &jar,
+            "-c",
+            &jar,
+            "--data-urlencode",
+            &saml_field,
+            "--data-urlencode",
+            &relay_field,
+        ],
+        &saml.acs,
+    )
+}
+
+/// The ACS answer of the embedded flow: 302 to the final page (not to openconnect's
+/// listener) with `Set-Cookie: acSamlv2Token=TOKEN`; returns TOKEN.
+fn expect_cookie_redirect(acs: &Reply) -> String {
+    assert_eq!(acs.code, 302, "ACS:\n{acs}");
+    let location = acs
+        .header("Location")
+        .unwrap_or_else(|| panic!("ACS 302 without Location:\n{acs}"));
+    assert!(
+        !location.contains("localhost:29786") && !location.contains("/api/sso/"),
+        "ACS sent an embedded browser to openconnect's listener: {location}"
+    );
+    assert!(
+        location == FINAL_PATH || location == format!("https://{OUTSIDE_IP}{FINAL_PATH}"),
+        "ACS Location {location}, expected {FINAL_PATH}"
+    );
+    let token = acs
+        .set_cookie(TOKEN_COOKIE)
+        .unwrap_or_else(|| panic!("ACS set no {TOKEN_COOKIE} cookie:\n{acs}"));
+    assert!(
+        !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "token {token:?} is not alphanumeric"
+    );
+    token
+}
+
+/// Checks a successful auth-reply answer; returns the bearer cookie value (the
+/// `<session-token>`, equal to `Set-Cookie: webvpn=`).
+fn expect_success(reply: &Reply) -> String {
+    assert_eq!(reply.code, 200, "auth-reply:\n{reply}");
+    assert!(
+        reply.body.contains("<auth id=\"success\">"),
+        "auth-reply with the token: no <auth id=\"success\">:\n{reply}"
+    );
+    let session_token = reply
+        .element("session-token")
+        .unwrap_or_else(|| panic!("no <session-token>:\n{reply}"));
+    let webvpn = reply
+        .set_cookie("webvpn")
+        .unwrap_or_else(|| panic!("no Set-Cookie: webvpn=:\n{reply}"));
+    assert!(!webvpn.is_empty(), "empty webvpn cookie:\n{reply}");
+    assert_eq!(
+        session_token, webvpn,
+        "<session-token> and Set-Cookie webvpn= differ"
+    );
+    webvpn
+}
+
+/// A refused token: the SSO form again with an error, no success, no bearer cookie.
+fn expect_token_refused(reply: &Reply, what: &str) {
+    assert_eq!(reply.code, 200, "{what}:\n{reply}");
+    assert!(
+        !reply.body.contains("<auth id=\"success\">") && reply.set_cookie("webvpn").is_none(),
+        "{what}: accepted:\n{reply}"
+    );
+    assert!(
+        reply.body.contains("<error") && reply.body.contains("sso-v2-login"),
+        "{what}: expected the SSO form again with an error:\n{reply}"
+    );
+}
+
+fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
+    sessions
+        .iter()
+        .find(|s| s.get("Username").map(String::as_str) == Some(user))
+        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
+}
+
+fn field<'a>(s: &'a Session, key: &str) -> Option<&'a str> {
+    s.get(key).map(String::as_str)
+}
+
+/// The whole embedded-browser login of `user` with `client`, up to the bearer cookie;
+/// returns (token, auth-reply answer).
+fn embedded_login(lab: &Lab, client: &XmlClient<'_>, user: &str) -> (String, Reply, SsoForm) {
+    let form = expect_sso_form(&client.init());
+    let saml = idp_response(lab, user, &form.login_url, &client.curl.path("browser"));
+    let jar = client.curl.path("browser-cookies");
+    let acs = post_acs(&client.curl, &saml, &jar);
+    let token = expect_cookie_redirect(&acs);
+    // The embedded browser lands on sso-v2-login-final and reads the cookie there.
+    let jar_s = jar.to_string_lossy().into_owned();
+    let landing = client
+        .curl
+        .request(&["-b", &jar_s, "-c", &jar_s], &form.final_url);
+    assert_eq!(landing.code, 200, "{}:\n{landing}", form.final_url);
+    assert_eq!(
+        jar_cookie(&jar, TOKEN_COOKIE).as_deref(),
+        Some(token.as_str()),
+        "the browser's cookie jar lacks {TOKEN_COOKIE}=TOKEN at {}",
+        form.final_url
+    );
+    let success = client.reply("reply", &form.opaque, &token);
+    (token, success, form)
+}
+
+/// (1) openconnect-sso's exchange: init without the external-browser capability → SSO
+/// form; IdP login; the ACS answers 302 to `/+CSCOE+/saml_ac_login.html` with
+/// `Set-Cookie: acSamlv2Token=TOKEN`; the auth-reply with `<sso-token>TOKEN` gives
+/// `<auth id="success">` and the bearer cookie; `openconnect --cookie-on-stdin` with it
+/// connects and the inside host answers. The same token again is refused (single use).
+#[test]
+fn embedded_browser_token_cookie_login_connects() {
+    let Some((lab, idp)) = saml_lab() else {
+        return;
+    };
+    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso);
+    let (token, success, form) = embedded_login(&lab, &client, "alice");
+    let cookie = expect_success(&success);
+    assert!(
+        !idp.browser_log("alice").contains("localhost:29786"),
+        "the wrapper browser was not used here"
+    );
+
+    // Single use: the same token once more is refused, and makes no session.
+    let again = client.reply("reply-again", &form.opaque, &token);
+    expect_token_refused(&again, "the same sso-token a second time");
+    assert!(
+        lab.headend_log().contains("SSO token refused"),
+        "no \"SSO token refused\" in the headend log:\n{}",
+        lab.headend_log()
+    );
+
+    // The bearer cookie opens the tunnel with stock openconnect, no login.
+    let mut tunnel = SsoClient::spawn(
+        &lab,
+        0,
+        "cookie",
+        &["--cookie-on-stdin"],
+        Some(&format!("webvpn={cookie}")),
+    );
+    let addr = match tunnel.wait(HANG_GUARD, true, None) {
+        Outcome::Connected(addr) => addr,
+        other => panic!(
+            "openconnect --cookie-on-stdin with the embedded login's cookie: no tunnel ({other:?})\n{}",
+            tunnel.report(&lab, None)
+        ),
+    };
+    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
+    assert!(
+        lab::wait_ping(tunnel.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping reply from {INSIDE_HOST} through the tunnel after {HANG_GUARD:?}"
+    );
+    let sessions = lab.wait_sessions("one session", |s| s.len() == 1);
+    let s = session_of(&sessions, &idp::email_of("alice"));
+    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
+    assert_eq!(field(s, "Group Policy"), Some(GP), "{s:?}");
+    assert_eq!(
+        field(s, "Assigned IP"),
+        Some(addr.to_string().as_str()),
+        "{s:?}"
+    );
+
+    // Still refused with a session up; still one session.
+    let third = client.reply("reply-third", &form.opaque, &token);
+    expect_token_refused(&third, "the same sso-token after the tunnel came up");
+    assert_eq!(lab.show_sessions().len(), 1);
+    lab.assert_headend_running();
+}
+
+/// (2) The capability decides, not the key: a client that sends STRAP keys but does not
+/// list `single-sign-on-external-browser` still gets the cookie flow (and its token
+/// works); the same client listing it gets the sealed token on openconnect's listener.
+#[test]
+fn strap_key_without_external_capability_gets_cookie() {
+    let Some((lab, _idp)) = saml_lab() else {
+        return;
+    };
+    let embedded = XmlClient::new(&lab, "strap-embedded", Flavour::StrapEmbedded);
+    let (_, success, _) = embedded_login(&lab, &embedded, "bob");
+    expect_success(&success);
+
+    let external = XmlClient::new(&lab, "strap-external", Flavour::StrapExternal);
+    let form = expect_sso_form(&external.init());
+    let saml = idp_response(&lab, "bob", &form.login_url, &external.curl.path("browser"));
+    let acs = post_acs(
+        &external.curl,
+        &saml,
+        &external.curl.path("browser-cookies"),
+    );
+    assert_eq!(acs.code, 302, "ACS (external browser):\n{acs}");
+    let location = acs.header("Location").unwrap_or_default();
+    assert!(
+        location.starts_with("http://localhost:29786/api/sso/"),
+        "ACS for a client with single-sign-on-external-browser: Location {location:?}, \
+         expected openconnect's listener"
+    );
+    lab.assert_headend_running();
+}
+
+/// (3) What openconnect-sso 0.8 reads from the success answer besides the token
+/// (`parse_auth_complete_response`: `xml.auth.message` and
+/// `xml.config["vpn-base-config"]["server-cert-hash"]`, which it passes to openconnect
+/// as `--servercert`; lxml objectify raises AttributeError when either is missing), as
+/// an ASA sends them: the SHA-1 of the server certificate in hex.
+#[test]
+fn success_answer_has_what_openconnect_sso_reads() {
+    let Some((lab, _idp)) = saml_lab() else {
+        return;
+    };
+    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso);
+    let (_, success, _) = embedded_login(&lab, &client, "alice");
+    expect_success(&success);
+    let auth = element(&success.body, "auth").unwrap_or_default();
+    assert!(
+        auth.contains("<message"),
+        "<auth id=\"success\"> has no <message>:\n{success}"
+    );
+    let pem = std::fs::read(lab.cert_path()).expect("read server cert");
+    let der = openssl::x509::X509::from_pem(&pem)
+        .and_then(|c| c.to_der())
+        .expect("server cert");
+    let sha1: String = openssl::sha::sha1(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let base = element(&success.body, "vpn-base-config")
+        .unwrap_or_else(|| panic!("no <config><vpn-base-config>:\n{success}"));
+    let hash = element(base, "server-cert-hash")
+        .unwrap_or_else(|| panic!("no <server-cert-hash>:\n{success}"));
+    assert!(
+        hash.eq_ignore_ascii_case(&sha1),
+        "server-cert-hash {hash}, the certificate's SHA-1 is {sha1}"
+    );
+}
+
+/// (4) After a refused token the SSO form comes again with a new login context; for a
+/// client that did not list `single-sign-on-external-browser` that context must still be
+/// the embedded (cookie) flow, whatever STRAP key the client sent: its browser cannot
+/// reach `localhost:29786`, and would never see `sso-v2-login-final`.
+#[test]
+fn embedded_retry_after_refused_token_stays_embedded() {
+    let Some((lab, _idp)) = saml_lab() else {
+        return;
+    };
+    let client = XmlClient::new(&lab, "strap-retry", Flavour::StrapEmbedded);
+    let first = expect_sso_form(&client.init());
+    // A token the headend never minted (e.g. one that expired): refused, new form.
+    let refused = client.reply("reply-bogus", &first.opaque, "NOSUCHTOKEN0123456789");
+    expect_token_refused(&refused, "a token the headend never minted");
+    let retry = expect_sso_form(&refused);
+    assert_ne!(retry.login_url, first.login_url, "a new login context");
+    let saml = idp_response(
+        &lab,
+        "alice",
+        &retry.login_url,
+        &client.curl.path("browser"),
+    );
+    let acs = post_acs(&client.curl, &saml, &client.curl.path("browser-cookies"));
+    let token = expect_cookie_redirect(&acs);
+    expect_success(&client.reply("reply", &retry.opaque, &token));
+    lab.assert_headend_running();
+}
