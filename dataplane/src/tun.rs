@@ -9,7 +9,6 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc::error::TrySendError;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
@@ -224,7 +223,6 @@ pub struct Uplink {
     /// The only source address this session may use.
     allowed_src: Vec<IpAddr>,
     counters: Arc<DataplaneCounters>,
-    pub spoofed: AtomicU64,
     /// The session's vpn-filter, if policy enforcement is on.
     enforcer: Option<Enforcer>,
 }
@@ -238,7 +236,6 @@ impl Uplink {
             used: 0,
             allowed_src,
             counters,
-            spoofed: AtomicU64::new(0),
             enforcer: None,
         }
     }
@@ -254,7 +251,6 @@ impl Uplink {
     pub fn push(&mut self, pkt: &[u8]) -> bool {
         let ok = packet::source(pkt).is_some_and(|s| self.allowed_src.contains(&s));
         if !ok {
-            self.spoofed.fetch_add(1, Ordering::Relaxed);
             DataplaneCounters::add(&self.counters.spoofed_source_drops, 1);
             return false;
         }

@@ -125,7 +125,6 @@ async fn decide(
     // Attributes from the authentication server's Accept, if it was RADIUS; an
     // authorization-server-group replaces them, as on ASA.
     let mut radius_authz: Option<Authorization> = None;
-    let mut authz_source = None;
     if server_group == "LOCAL" {
         // PBKDF2 is deliberately slow: keep it off the async workers.
         let check = {
@@ -162,7 +161,6 @@ async fn decide(
         match group.request(request).await {
             Ok(reply) if reply.code == Code::AccessAccept => {
                 radius_authz = Some(Authorization::from_accept(&reply));
-                authz_source = Some(format!("RADIUS {server_group}"));
             }
             Ok(reply) => {
                 let why = radius::authz::reply_messages(&reply).join(" ");
@@ -192,7 +190,6 @@ async fn decide(
         client_ip,
         audit_session_id,
         radius_authz,
-        authz_source,
         server_group,
         None,
     )
@@ -208,7 +205,6 @@ async fn finish(
     client_ip: IpAddr,
     audit_session_id: String,
     mut radius_authz: Option<Authorization>,
-    mut authz_source: Option<String>,
     authenticated_by: &str,
     saml: Option<auth::saml::SamlLogin>,
 ) -> LoginStep {
@@ -225,7 +221,6 @@ async fn finish(
         match group.request(radius::authorize_only(&ctx)).await {
             Ok(reply) if reply.code == Code::AccessAccept => {
                 radius_authz = Some(Authorization::from_accept(&reply));
-                authz_source = Some(format!("RADIUS {authz_group}"));
             }
             Ok(reply) => {
                 let why = radius::authz::reply_messages(&reply).join(" ");
@@ -285,7 +280,6 @@ async fn finish(
             .accounting_server_group
             .clone()
             .filter(|g| h.radius.contains_key(g)),
-        source: authz_source,
         ..SessionAuthz::default()
     };
     if let Some(a) = &radius_authz {
@@ -510,7 +504,6 @@ async fn saml_step(
             &user,
             client_ip,
             audit_session_id,
-            None,
             None,
             "SAML",
             Some(grant.login),

@@ -53,7 +53,6 @@ pub struct Headend {
     pub batch_pool: dataplane::BatchPool,
     pub counters: Arc<dataplane::DataplaneCounters>,
     pub tun: dataplane::tun::Tun,
-    pub listen: SocketAddr,
     /// The DTLS/UDP side; None when no group-policy enables DTLS.
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
     /// Running `aaa-server` groups by name.
@@ -227,7 +226,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         batch_pool: batch_pool.clone(),
         counters: counters.clone(),
         tun: tun.clone(),
-        listen: args.listen,
         dtls,
         radius,
         saml,

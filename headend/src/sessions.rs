@@ -143,8 +143,6 @@ pub struct SessionAuthz {
     pub framed_ip: Option<Ipv4Addr>,
     /// `accounting-server-group` of the tunnel group.
     pub accounting_group: Option<String>,
-    /// Where authorization came from, for the admin view.
-    pub source: Option<String>,
     /// The SAML AttributeStatement of the login (groups, mail...).
     pub saml_attributes: BTreeMap<String, Vec<String>>,
 }
