@@ -210,8 +210,14 @@ pub fn render_sessions(sessions: &[SessionView]) -> String {
         let filter = s.filter.as_deref().unwrap_or("none");
         let _ = write!(
             out,
-            "{}{}{}",
+            "{}{}{}{}",
             pair("Security Grp", &sgt, "Filter Name", filter),
+            pair(
+                "Pkts Tx Drop",
+                &s.pkts_tx_drop.to_string(),
+                "Pkts Rx Drop",
+                &s.pkts_rx_drop.to_string()
+            ),
             single("Audit Sess ID", &s.audit_session_id),
             single("Status", s.state)
         );
@@ -324,6 +330,8 @@ mod tests {
             sgt: Some(10),
             filter: Some("VPN-FILTER".into()),
             audit_session_id: "c612000100000001694a2b3c".into(),
+            pkts_tx_drop: 3,
+            pkts_rx_drop: 12,
         };
         let out = render_sessions(&[v]);
         assert!(
@@ -341,5 +349,9 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("Audit Sess ID: c612000100000001694a2b3c\n"));
+        assert!(
+            out.contains("Pkts Tx Drop : 3                        Pkts Rx Drop : 12\n"),
+            "{out}"
+        );
     }
 }

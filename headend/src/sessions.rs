@@ -197,6 +197,10 @@ pub struct SessionView {
     pub sgt: Option<u16>,
     pub filter: Option<String>,
     pub audit_session_id: String,
+    /// Packets the filter dropped towards the client (ASA "Pkts Tx Drop").
+    pub pkts_tx_drop: u64,
+    /// Packets the filter dropped from the client (ASA "Pkts Rx Drop").
+    pub pkts_rx_drop: u64,
 }
 
 /// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
@@ -717,6 +721,8 @@ impl SessionTable {
                 sgt: s.authz.sgt,
                 filter: s.authz.filter.clone(),
                 audit_session_id: s.audit_session_id.clone(),
+                pkts_tx_drop: s.filter.denied_to_client.load(Ordering::Relaxed),
+                pkts_rx_drop: s.filter.denied_from_client.load(Ordering::Relaxed),
                 protocol: match s.state {
                     SessionState::Connected { .. }
                         if s.stats.dtls_active.load(Ordering::Relaxed) =>

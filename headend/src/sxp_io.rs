@@ -169,9 +169,10 @@ struct TcpMd5Sig {
     key: [u8; 80],
 }
 
-/// Installs the TCP-MD5 key for `peer` on a (listening) socket; accepted
-/// connections inherit it.
-fn set_md5_key(fd: i32, peer: IpAddr, key: &[u8]) -> std::io::Result<()> {
+/// Installs the TCP-MD5 key (RFC 2385) for `peer` on a socket: on a listening
+/// socket, accepted connections inherit it; on a socket about to connect, its
+/// segments to `peer` are signed (the lab's SXP test speaker does that).
+pub fn set_md5_key(fd: i32, peer: IpAddr, key: &[u8]) -> std::io::Result<()> {
     if key.len() > 80 {
         return Err(std::io::Error::other(
             "TCP-MD5 password longer than 80 bytes",
@@ -348,10 +349,16 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<SxpState
     }
     // Whatever the state machine did not purge goes with the connection.
     state.policy.sxp_forget(id);
-    if let Some(v) = state.conns().get_mut(&id) {
-        v.on = false;
-        v.since = SystemTime::now();
-        v.bindings = 0;
+    {
+        let mut conns = state.conns();
+        if let Some(v) = conns.get_mut(&id) {
+            v.on = false;
+            v.since = SystemTime::now();
+            v.bindings = 0;
+        }
+        // Keep only this peer's live connections and its latest closed one (for
+        // `show cts sxp connections`): a flapping peer must not grow the table.
+        conns.retain(|k, c| *k == id || c.on || c.peer.ip() != peer.ip());
     }
     let _ = stream.shutdown().await;
 }

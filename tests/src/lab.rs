@@ -556,6 +556,22 @@ impl Lab {
         cmd::output(&mut c).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Raw output of `headend show WHAT...` (e.g. `show(&["access-list"])`); panics
+    /// unless the command succeeds.
+    pub fn show(&self, what: &[&str]) -> String {
+        let mut args = vec!["show"];
+        args.extend_from_slice(what);
+        let out = self.headend_cli(&args);
+        assert!(
+            out.status.success(),
+            "headend {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            cmd::combined(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Raw output of `headend show counters` (dataplane and DTLS counters).
     pub fn show_counters_raw(&self) -> String {
         let out = self.headend_cli(&["show", "counters"]);

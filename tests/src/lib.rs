@@ -14,8 +14,10 @@ pub mod nft;
 pub mod ocserv;
 pub mod probe;
 pub mod radius;
+pub mod service;
 pub mod sessiondb;
 pub mod sso;
+pub mod sxp;
 pub mod udp;
 
 pub use lab::{Client, Lab};

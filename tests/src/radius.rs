@@ -47,6 +47,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::lab::{HANG_GUARD, INSIDE_GW, Lab, required, tail, workspace_root};
+use crate::{Client, Session};
 use crate::{cmd, netns, wait_until};
 
 /// The first RADIUS server (ISE PSN 1): `aaa-server ISE (inside) host 198.18.1.20`.
@@ -1015,6 +1016,129 @@ fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// A lab whose headend uses the FreeRADIUS servers. Fields drop in order: the servers
+/// stop before the lab removes the namespaces.
+pub struct RadiusLab {
+    pub primary: RadiusServer,
+    pub secondary: Option<RadiusServer>,
+    pub lab: Lab,
+    tunnel_group: &'static str,
+}
+
+/// What [`RadiusLab::start`] builds.
+pub struct RadiusSetup {
+    pub clients: usize,
+    /// Also start FreeRADIUS on 198.18.1.21 (the config always names both hosts).
+    pub secondary: bool,
+    /// `timeout` and `retry-interval` of both `aaa-server ISE` hosts.
+    pub timing: (u32, u32),
+    /// Appended to the headend config after the `aaa-server ISE` lines (ACLs, group
+    /// policies, the tunnel group using ISE).
+    pub config: String,
+    /// Tunnel group the clients log in to.
+    pub tunnel_group: &'static str,
+    /// Extra users of both FreeRADIUS servers (before the lab's).
+    pub users: Vec<RadiusUser>,
+}
+
+impl Default for RadiusSetup {
+    fn default() -> Self {
+        RadiusSetup {
+            clients: 1,
+            secondary: false,
+            timing: (5, 2),
+            config: String::new(),
+            tunnel_group: "RADIUS-PW",
+            users: Vec::new(),
+        }
+    }
+}
+
+impl RadiusLab {
+    /// `None` = skipped (reason printed; a failure with `E2E_REQUIRED=1`).
+    pub fn start(setup: RadiusSetup) -> Option<RadiusLab> {
+        let lab = Lab::with_clients(setup.clients)?;
+        let secret = lab_secret(&lab);
+        let primary = RadiusServer::start(&lab, RADIUS_PRIMARY, &secret, &setup.users)?;
+        let secondary = if setup.secondary {
+            Some(RadiusServer::start(
+                &lab,
+                RADIUS_SECONDARY,
+                &secret,
+                &setup.users,
+            )?)
+        } else {
+            None
+        };
+        let (timeout, retry) = setup.timing;
+        append_headend_config(
+            &lab,
+            &format!(
+                "{}!\n{}",
+                asa_config_timed(&secret, timeout, retry),
+                setup.config
+            ),
+        );
+        lab.start_headend();
+        Some(RadiusLab {
+            primary,
+            secondary,
+            lab,
+            tunnel_group: setup.tunnel_group,
+        })
+    }
+
+    pub fn secondary(&self) -> &RadiusServer {
+        self.secondary.as_ref().expect("secondary server started")
+    }
+
+    /// Starts openconnect for `user` on the RADIUS tunnel group from client `host`.
+    pub fn spawn(&self, host: usize, user: &str, password: &str) -> Client {
+        // lab.rs passes `--authgroup LOCAL-PW`; openconnect keeps the last one.
+        self.lab
+            .spawn_client(host, user, password, &["--authgroup", self.tunnel_group])
+    }
+
+    /// Logs `user` in with its lab password and waits for the tunnel.
+    pub fn login(&self, host: usize, user: &str) -> Client {
+        let mut client = self.spawn(host, user, self.lab.password(user));
+        if let Err(e) = client.wait_connected(HANG_GUARD) {
+            panic!(
+                "{e}\n--- headend log ---\n{}",
+                tail(&self.lab.headend_log(), 60)
+            );
+        }
+        client
+    }
+
+    /// A login that must fail: openconnect exits unsuccessfully without a tunnel;
+    /// returns its output.
+    pub fn failed_login(&self, host: usize, user: &str, password: &str) -> String {
+        let mut client = self.spawn(host, user, password);
+        let status = client.wait_exit(HANG_GUARD).unwrap_or_else(|| {
+            panic!(
+                "openconnect ({user}) still running after {HANG_GUARD:?}:\n{}\n--- headend log ---\n{}",
+                client.output(),
+                tail(&self.lab.headend_log(), 60)
+            )
+        });
+        let output = client.output();
+        assert!(
+            !status.success(),
+            "openconnect ({user}) succeeded:\n{output}"
+        );
+        assert_eq!(client.tun_addr(), None, "a tunnel address for {user}");
+        output
+    }
+
+    pub fn session(&self, user: &str) -> Session {
+        let raw = self.lab.show_sessions_raw();
+        crate::sessiondb::session_of(&crate::sessiondb::parse(&raw), user)
+            .unwrap_or_else(|| panic!("no session for {user}:\n{raw}"))
+            .clone()
+    }
 }
 
 #[cfg(test)]

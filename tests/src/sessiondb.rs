@@ -16,6 +16,20 @@ use std::collections::HashMap;
 /// One session: field name (as printed, e.g. `Assigned IP`) to value.
 pub type Session = HashMap<String, String>;
 
+/// The session of `user` (its `Username` field).
+pub fn session_of<'a>(sessions: &'a [Session], user: &str) -> Option<&'a Session> {
+    sessions
+        .iter()
+        .find(|s| s.get("Username").map(String::as_str) == Some(user))
+}
+
+/// Field `key` of `s`; panics (showing the session) when it is missing.
+pub fn field<'a>(s: &'a Session, key: &str) -> &'a str {
+    s.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no {key:?} in {s:?}"))
+}
+
 pub fn parse(text: &str) -> Vec<Session> {
     let mut sessions = Vec::new();
     let mut current: Option<Session> = None;

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_GW, INSIDE_HOST, OUTSIDE_IP};
-use e2e::radius::{self, DynAuth, LoggedPacket, RADIUS_PRIMARY, RADIUS_SECONDARY, RadiusServer};
+use e2e::radius::{
+    self, DynAuth, LoggedPacket, RADIUS_SECONDARY, RadiusLab, RadiusServer, RadiusSetup,
+};
+use e2e::sessiondb::{field, session_of};
 use e2e::{Client, Lab, Session, cmd, netns, wait_until};
 
 /// The tunnel group that authenticates, authorizes and accounts with RADIUS.
@@ -50,120 +53,12 @@ tunnel-group RADIUS-PW webvpn-attributes
  group-alias RADIUS-PW enable
 ";
 
-/// A lab whose headend uses the FreeRADIUS servers. Fields drop in order: the servers
-/// stop before the lab removes the namespaces.
-struct RadiusLab {
-    primary: RadiusServer,
-    secondary: Option<RadiusServer>,
-    lab: Lab,
-}
-
-struct Setup {
-    clients: usize,
-    /// Also start FreeRADIUS on 198.18.1.21 (the config always names both hosts).
-    secondary: bool,
-    /// `timeout` and `retry-interval` of both `aaa-server ISE` hosts.
-    timing: (u32, u32),
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Setup {
-            clients: 1,
-            secondary: false,
-            timing: (5, 2),
-        }
+/// The lab of these tests: one client, the primary server, the tunnel group above.
+fn setup() -> RadiusSetup {
+    RadiusSetup {
+        config: RADIUS_TUNNEL_GROUP.to_owned(),
+        ..RadiusSetup::default()
     }
-}
-
-impl RadiusLab {
-    /// `None` = skipped (reason printed; a failure with `E2E_REQUIRED=1`).
-    fn start(setup: Setup) -> Option<RadiusLab> {
-        let lab = Lab::with_clients(setup.clients)?;
-        let secret = radius::lab_secret(&lab);
-        let primary = RadiusServer::start(&lab, RADIUS_PRIMARY, &secret, &[])?;
-        let secondary = if setup.secondary {
-            Some(RadiusServer::start(&lab, RADIUS_SECONDARY, &secret, &[])?)
-        } else {
-            None
-        };
-        let (timeout, retry) = setup.timing;
-        radius::append_headend_config(
-            &lab,
-            &format!(
-                "{}!\n{RADIUS_TUNNEL_GROUP}",
-                radius::asa_config_timed(&secret, timeout, retry)
-            ),
-        );
-        lab.start_headend();
-        Some(RadiusLab {
-            primary,
-            secondary,
-            lab,
-        })
-    }
-
-    fn secondary(&self) -> &RadiusServer {
-        self.secondary.as_ref().expect("secondary server started")
-    }
-
-    /// Starts openconnect for `user` on the RADIUS tunnel group from client `host`.
-    fn spawn(&self, host: usize, user: &str, password: &str) -> Client {
-        // lab.rs passes `--authgroup LOCAL-PW`; openconnect keeps the last one.
-        self.lab
-            .spawn_client(host, user, password, &["--authgroup", TUNNEL_GROUP])
-    }
-
-    /// Logs `user` in with its lab password and waits for the tunnel.
-    fn login(&self, host: usize, user: &str) -> Client {
-        let mut client = self.spawn(host, user, self.lab.password(user));
-        if let Err(e) = client.wait_connected(HANG_GUARD) {
-            panic!(
-                "{e}\n--- headend log ---\n{}",
-                lab::tail(&self.lab.headend_log(), 60)
-            );
-        }
-        client
-    }
-
-    /// A login that must fail: openconnect exits unsuccessfully without a tunnel;
-    /// returns its output.
-    fn failed_login(&self, host: usize, user: &str, password: &str) -> String {
-        let mut client = self.spawn(host, user, password);
-        let status = client.wait_exit(HANG_GUARD).unwrap_or_else(|| {
-            panic!(
-                "openconnect ({user}) still running after {HANG_GUARD:?}:\n{}\n--- headend log ---\n{}",
-                client.output(),
-                lab::tail(&self.lab.headend_log(), 60)
-            )
-        });
-        let output = client.output();
-        assert!(
-            !status.success(),
-            "openconnect ({user}) succeeded:\n{output}"
-        );
-        assert_eq!(client.tun_addr(), None, "a tunnel address for {user}");
-        output
-    }
-
-    fn session(&self, user: &str) -> Session {
-        let raw = self.lab.show_sessions_raw();
-        session_of(&e2e::sessiondb::parse(&raw), user)
-            .unwrap_or_else(|| panic!("no session for {user}:\n{raw}"))
-            .clone()
-    }
-}
-
-fn session_of<'a>(sessions: &'a [Session], user: &str) -> Option<&'a Session> {
-    sessions
-        .iter()
-        .find(|s| s.get("Username").map(String::as_str) == Some(user))
-}
-
-fn field<'a>(s: &'a Session, key: &str) -> &'a str {
-    s.get(key)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("no {key:?} in {s:?}"))
 }
 
 fn assert_pings(client: &Client, what: &str) {
@@ -265,9 +160,9 @@ fn headend_pid(lab: &Lab) -> i32 {
 /// that `show vpn-sessiondb` shows.
 #[test]
 fn authorization_sets_group_policy_sgt_and_filter() {
-    let Some(rl) = RadiusLab::start(Setup {
+    let Some(rl) = RadiusLab::start(RadiusSetup {
         clients: 2,
-        ..Setup::default()
+        ..setup()
     }) else {
         return;
     };
@@ -372,7 +267,7 @@ fn authorization_sets_group_policy_sgt_and_filter() {
 /// alice with a wrong password get no tunnel and no session; openconnect shows why.
 #[test]
 fn reject_blocks_login() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -416,7 +311,7 @@ fn reject_blocks_login() {
 /// Terminate-Cause User-Request and the traffic counted.
 #[test]
 fn accounting_start_and_stop_on_user_logout() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -477,7 +372,7 @@ fn accounting_start_and_stop_on_user_logout() {
 /// (3b) `vpn-sessiondb logoff`: the Stop says Admin-Reset.
 #[test]
 fn accounting_stop_on_admin_logoff() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -502,7 +397,7 @@ fn accounting_stop_on_admin_logoff() {
 /// NAS-Reboot, and the headend sends it before it exits.
 #[test]
 fn accounting_stop_on_headend_shutdown() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -540,7 +435,7 @@ fn accounting_stop_on_headend_shutdown() {
 /// Session-Context-Not-Found; a sender that is no configured RADIUS host gets nothing.
 #[test]
 fn disconnect_request_ends_the_session() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -638,7 +533,7 @@ fn disconnect_request_ends_the_session() {
 /// Framed-IP-Address works too; one for an unknown session gets a NAK.
 #[test]
 fn coa_changes_the_sgt() {
-    let Some(rl) = RadiusLab::start(Setup::default()) else {
+    let Some(rl) = RadiusLab::start(setup()) else {
         return;
     };
     let lab = &rl.lab;
@@ -748,10 +643,10 @@ fn assert_login_via_secondary(rl: &RadiusLab) {
 /// 198.18.1.21.
 #[test]
 fn failover_when_primary_is_stopped() {
-    let Some(mut rl) = RadiusLab::start(Setup {
+    let Some(mut rl) = RadiusLab::start(RadiusSetup {
         secondary: true,
         timing: (2, 1),
-        ..Setup::default()
+        ..setup()
     }) else {
         return;
     };
@@ -762,10 +657,10 @@ fn failover_when_primary_is_stopped() {
 /// (6b) The primary is silent (SIGSTOP: no answer, no ICMP): failover as well.
 #[test]
 fn failover_when_primary_is_silent() {
-    let Some(rl) = RadiusLab::start(Setup {
+    let Some(rl) = RadiusLab::start(RadiusSetup {
         secondary: true,
         timing: (2, 1),
-        ..Setup::default()
+        ..setup()
     }) else {
         return;
     };
@@ -776,10 +671,10 @@ fn failover_when_primary_is_silent() {
 /// (6c) No server answers: the login fails with a clear message, no hang, no session.
 #[test]
 fn all_servers_down_fails_clearly() {
-    let Some(mut rl) = RadiusLab::start(Setup {
+    let Some(mut rl) = RadiusLab::start(RadiusSetup {
         secondary: true,
         timing: (2, 1),
-        ..Setup::default()
+        ..setup()
     }) else {
         return;
     };
