@@ -1,5 +1,6 @@
 //! ACL classification throughput: batches of 64 packets of one VPN session
-//! against 10, 100 and 1000 rules, with 100k IP-to-SGT bindings.
+//! against 10, 100 and 1000 rules, with 100k IP-to-SGT bindings and 2000 VPN
+//! session host bindings (in their own table, looked up first).
 //!
 //! Rule sets look like the seed's VPN-FILTER grown up: a few address rules
 //! without SGTs at the top (`deny tcp any host X eq telnet`), then per (user SGT,
@@ -14,20 +15,28 @@
 //! - `implicit_deny`: the same ACL without that line: nothing matches.
 //! - `linear_last_rule`: `last_rule` with the index switched off (why it exists).
 //! - `parse_mixed`: `mixed` including `PacketMeta::parse` of the raw packets.
+//!
+//! The `sgt_map` group times the remote-SGT lookup alone: the map by itself
+//! (`lookup_100k`), through the resolver with the sessions in their pool (the
+//! servers fall outside the pool's range: `resolve_100k_pool`), with session
+//! addresses spread so that every lookup probes the session table first
+//! (`resolve_100k_spread`), lookups that hit a session (`resolve_session_hit`),
+//! and the cost of a session change (`sessions_build_2k`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::policy::{
-    CompiledAcl, Direction, Indexing, NetMatch, PacketMeta, PortMatch, Rule, SgtMap, SgtMapBuilder,
-    Source, Verdict,
+    CompiledAcl, Direction, Indexing, NetMatch, PacketMeta, PortMatch, Rule, SessionSgts, SgtMap,
+    SgtMapBuilder, SgtResolver, Source, Verdict,
 };
 
 const BATCH: usize = 64;
 const USER_GROUPS: u16 = 16;
 const SERVER_GROUPS: u16 = 16;
 const BINDINGS: u32 = 100_000;
+const SESSIONS: u32 = 2000;
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 10);
 
 fn user_tag(i: u16) -> u16 {
@@ -105,6 +114,25 @@ fn sgt_map() -> SgtMap {
     b.build()
 }
 
+/// `SESSIONS` session addresses from the pool 198.18.96.0/20 (the bench's
+/// client among them), tagged with the user groups. `spread` adds two
+/// sessions at the ends of the address space, so that no lookup is rejected by
+/// the table's address range and every one probes it.
+fn session_sgts(spread: bool) -> SessionSgts {
+    let pool = u32::from(Ipv4Addr::new(198, 18, 96, 0));
+    let mut v: Vec<(IpAddr, u16)> = (0..SESSIONS)
+        .map(|i| {
+            let a = Ipv4Addr::from(pool + 1 + i);
+            (IpAddr::V4(a), user_tag((i % u32::from(USER_GROUPS)) as u16))
+        })
+        .collect();
+    if spread {
+        v.push((IpAddr::V4(Ipv4Addr::new(1, 0, 0, 1)), user_tag(0)));
+        v.push((IpAddr::V4(Ipv4Addr::new(254, 0, 0, 1)), user_tag(0)));
+    }
+    SessionSgts::from_bindings(v)
+}
+
 /// The session's SGT: the user group of the ACL's last pair, so its rules are
 /// the last ones a linear scan would reach.
 fn session_sgt(rules: &[Rule]) -> u16 {
@@ -165,12 +193,20 @@ fn raw(p: &PacketMeta) -> Vec<u8> {
     b
 }
 
-fn run(acl: &CompiledAcl, sgt: u16, pkts: &[PacketMeta], map: &SgtMap, out: &mut [Verdict]) {
-    acl.classify_batch(black_box(pkts), Direction::FromClient, Some(sgt), map, out);
+fn run(
+    acl: &CompiledAcl,
+    sgt: u16,
+    pkts: &[PacketMeta],
+    sgts: SgtResolver<'_>,
+    out: &mut [Verdict],
+) {
+    acl.classify_batch(black_box(pkts), Direction::FromClient, Some(sgt), sgts, out);
 }
 
 fn classify(c: &mut Criterion) {
     let map = sgt_map();
+    let sessions = session_sgts(false);
+    let sgts = SgtResolver::new(&map, &sessions);
     let mixed = mixed_batch();
     let blocked = blocked_batch();
     let raw_mixed: Vec<Vec<u8>> = mixed.iter().map(raw).collect();
@@ -185,24 +221,24 @@ fn classify(c: &mut Criterion) {
         let sgt = session_sgt(with_deny.rules());
 
         // Sanity: the cases do what their names say.
-        run(&with_deny, sgt, &blocked, &map, &mut out);
+        run(&with_deny, sgt, &blocked, sgts, &mut out);
         assert!(out.iter().all(|v| v.rule as usize == n - 1));
-        run(&without, sgt, &blocked, &map, &mut out);
+        run(&without, sgt, &blocked, sgts, &mut out);
         assert!(out.iter().all(|v| v.rule == Verdict::IMPLICIT_DENY));
-        run(&with_deny, sgt, &mixed, &map, &mut out);
+        run(&with_deny, sgt, &mixed, sgts, &mut out);
         assert!(out.iter().any(|v| v.is_permit()));
 
         g.bench_with_input(BenchmarkId::new("mixed", n), &n, |b, _| {
-            b.iter(|| run(&with_deny, sgt, &mixed, &map, &mut out))
+            b.iter(|| run(&with_deny, sgt, &mixed, sgts, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("last_rule", n), &n, |b, _| {
-            b.iter(|| run(&with_deny, sgt, &blocked, &map, &mut out))
+            b.iter(|| run(&with_deny, sgt, &blocked, sgts, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("implicit_deny", n), &n, |b, _| {
-            b.iter(|| run(&without, sgt, &blocked, &map, &mut out))
+            b.iter(|| run(&without, sgt, &blocked, sgts, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("linear_last_rule", n), &n, |b, _| {
-            b.iter(|| run(&linear, sgt, &blocked, &map, &mut out))
+            b.iter(|| run(&linear, sgt, &blocked, sgts, &mut out))
         });
         g.bench_with_input(BenchmarkId::new("parse_mixed", n), &n, |b, _| {
             let mut metas = [PacketMeta::default(); BATCH];
@@ -210,7 +246,7 @@ fn classify(c: &mut Criterion) {
                 for (m, r) in metas.iter_mut().zip(&raw_mixed) {
                     *m = PacketMeta::parse(black_box(r)).unwrap_or_default();
                 }
-                run(&with_deny, sgt, &metas, &map, &mut out)
+                run(&with_deny, sgt, &metas, sgts, &mut out)
             })
         });
     }
@@ -219,8 +255,13 @@ fn classify(c: &mut Criterion) {
 
 fn sgt_lookup(c: &mut Criterion) {
     let map = sgt_map();
+    let pool = session_sgts(false);
+    let spread = session_sgts(true);
     let addrs: Vec<IpAddr> = (0..BATCH as u32)
         .map(|i| IpAddr::V4(server((i % 16) as u16, i * 1543)))
+        .collect();
+    let clients: Vec<IpAddr> = (0..BATCH as u32)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 96, 1 + (i * 29 % 250) as u8)))
         .collect();
     let mut g = c.benchmark_group("sgt_map");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -233,6 +274,30 @@ fn sgt_lookup(c: &mut Criterion) {
             n
         })
     });
+    let resolve = |addrs: &[IpAddr], sgts: SgtResolver<'_>| {
+        let mut n = 0u32;
+        for a in black_box(addrs) {
+            n += u32::from(sgts.lookup(*a).unwrap_or(0));
+        }
+        n
+    };
+    // Sanity: clients hit their session, servers miss it and find the map.
+    for sessions in [&pool, &spread] {
+        let sgts = SgtResolver::new(&map, sessions);
+        assert!(clients.iter().all(|a| sgts.lookup(*a).is_some()));
+        assert!(addrs.iter().all(|a| sgts.lookup(*a) == map.lookup(*a)));
+    }
+    g.bench_function("resolve_100k_pool", |b| {
+        b.iter(|| resolve(&addrs, SgtResolver::new(&map, &pool)))
+    });
+    g.bench_function("resolve_100k_spread", |b| {
+        b.iter(|| resolve(&addrs, SgtResolver::new(&map, &spread)))
+    });
+    g.bench_function("resolve_session_hit", |b| {
+        b.iter(|| resolve(&clients, SgtResolver::new(&map, &pool)))
+    });
+    g.throughput(Throughput::Elements(u64::from(SESSIONS)));
+    g.bench_function("sessions_build_2k", |b| b.iter(|| session_sgts(false)));
     g.throughput(Throughput::Elements(u64::from(BINDINGS)));
     g.sample_size(10);
     g.bench_function("build_100k", |b| b.iter(sgt_map));

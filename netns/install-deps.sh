@@ -22,10 +22,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-# ocserv and freeradius start system services on install; the lab runs its own copies.
+# ocserv, freeradius and apache2 start system services on install; the lab runs its own
+# copies in its namespaces. Stop only the system services (by their init system), never
+# other processes of the same name: another lab on this machine may be running.
 for svc in ocserv freeradius apache2; do
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
-  pkill -x "$svc" >/dev/null 2>&1 || true
+  if [ -d /run/systemd/system ]; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+  fi
 done
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 echo "install-deps: ok"

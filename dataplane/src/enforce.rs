@@ -132,7 +132,7 @@ impl Enforcer {
             &self.metas,
             direction,
             self.filter.sgt(),
-            &tables.sgt_map,
+            tables.sgts(),
             &mut self.verdicts,
         );
         let mut denied = 0u64;

@@ -22,6 +22,8 @@ pub struct AdminContext {
     pub counters: Arc<dataplane::DataplaneCounters>,
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
     pub config: Arc<crate::config::Config>,
+    /// The file `headend run --config` loaded, re-read by `reload`.
+    pub config_path: PathBuf,
     pub policy: Arc<crate::policy_state::PolicyState>,
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
 }
@@ -95,23 +97,27 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
-        ["show", "access-list"] => {
-            crate::policy_compile::show_access_list(&ctx.policy.handle.load_full(), &ctx.config)
-        }
+        ["show", "access-list"] => crate::policy_compile::show_access_list(
+            &ctx.policy.handle.load_full(),
+            &ctx.policy.config(),
+        ),
         ["show", "access-list", name] => crate::policy_compile::show_access_list_named(
             &ctx.policy.handle.load_full(),
-            &ctx.config,
+            &ctx.policy.config(),
             name,
         ),
         ["show", "cts", "role-based", "sgt-map", rest @ ..]
             if rest.is_empty() || rest == ["all"] =>
         {
-            ctx.policy.show_sgt_map(&ctx.config)
+            ctx.policy.show_sgt_map()
         }
         ["show", "cts", "sxp", "connections", ..] => match &ctx.sxp {
             Some(sxp) => sxp.show_connections(),
             None => "SXP                  : Disabled\n".to_string(),
         },
+        ["reload"] | ["reload", "policy"] => {
+            crate::server::reload_policy(&ctx.config_path, &ctx.policy, &ctx.sessions)
+        }
         ["show", "counters"] => {
             let mut out = render_counters(&ctx.counters);
             if let Some(hub) = &ctx.dtls {

@@ -178,6 +178,10 @@ impl DtlsHub {
         let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
         let mut meta = vec![RecvMeta::default(); batch];
         let mut pending: Pending = HashMap::new();
+        // Known peers already looked up in this batch, to their generation: the
+        // rest of their datagrams skip the shared map (one lookup per peer per
+        // batch, not per datagram). Cleared with every batch.
+        let mut seen: HashMap<SocketAddr, u64> = HashMap::new();
         loop {
             self.socket.readable().await?;
             let n = {
@@ -203,9 +207,10 @@ impl DtlsHub {
                     m.stride
                 };
                 for dgram in data.chunks(stride) {
-                    self.sort(m.addr, dgram, &mut pending, &pool);
+                    self.sort(m.addr, dgram, &mut pending, &mut seen, &pool);
                 }
             }
+            seen.clear();
             for ((peer, _), (port, b, kind)) in pending.drain() {
                 let count = b.len() as u64;
                 self.counters
@@ -233,6 +238,7 @@ impl DtlsHub {
         peer: SocketAddr,
         dgram: &[u8],
         pending: &mut Pending,
+        seen: &mut HashMap<SocketAddr, u64>,
         pool: &dataplane::BatchPool,
     ) {
         // A ClientHello always goes by App-ID, even from a known address: the
@@ -243,10 +249,19 @@ impl DtlsHub {
         if let Some(p) = hello_port {
             // The rest of this handshake comes from the same address.
             self.insert_peer(peer, p.clone());
+            seen.remove(&peer);
             push(pending, peer, p, DatagramKind::Hello, dgram, pool);
             return;
         }
+        if let Some(entry) = seen
+            .get(&peer)
+            .and_then(|generation| pending.get_mut(&(peer, *generation)))
+        {
+            entry.1.push(dgram);
+            return;
+        }
         if let Some(p) = self.by_peer.get(&peer).map(|p| p.clone()) {
+            seen.insert(peer, p.generation);
             push(pending, peer, p, DatagramKind::Known, dgram, pool);
             return;
         }

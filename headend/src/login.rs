@@ -294,7 +294,7 @@ async fn finish(
             policy.vpn_simultaneous_logins = n;
         }
         if let Some(f) = &a.filter_id {
-            if !cfg.access_lists.contains_key(f) {
+            if h.policy.handle.load().acl(f).is_none() {
                 tracing::warn!(user, tunnel_group = %name, "login refused: RADIUS Filter-Id {f} names no configured access-list");
                 return LoginStep::Refuse {
                     tunnel_group: Some(name),

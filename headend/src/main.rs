@@ -33,6 +33,12 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         what: Vec<String>,
     },
+    /// Re-read the running headend's config file and apply its policy
+    /// (access-lists, cts role-based sgt-map); the same as SIGHUP.
+    Reload {
+        #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+        admin_socket: PathBuf,
+    },
     /// `vpn-sessiondb logoff index N | name USER | all [noconfirm]`.
     VpnSessiondb {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
@@ -77,6 +83,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Show { admin_socket, what } => {
             admin_command(&admin_socket, &format!("show {}", what.join(" ")))
         }
+        Cmd::Reload { admin_socket } => admin_command(&admin_socket, "reload"),
         Cmd::VpnSessiondb { admin_socket, args } => {
             admin_command(&admin_socket, &format!("vpn-sessiondb {}", args.join(" ")))
         }

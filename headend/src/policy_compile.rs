@@ -11,9 +11,10 @@
 //!   match the destination network, which is what they mean where ASA uses them
 //!   (split-tunnel network lists); any protocol, any source.
 //! - `cts role-based sgt-map` bindings go into the `SgtMap` as
-//!   [`Source::Static`]; SXP and session bindings are added by their owners on
-//!   the builder from [`static_sgt_bindings`] and published with
-//!   `PolicyHandle::publish_sgt_map`.
+//!   [`Source::Static`]; SXP bindings are added by their owner on the builder
+//!   from [`static_sgt_bindings`] and published with
+//!   `PolicyHandle::publish_sgt_map`, session addresses as their own table
+//!   with `PolicyHandle::publish_session_sgts` (`policy_state`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -516,7 +517,7 @@ cts role-based sgt-map 198.18.1.0/28 sgt 20
         let mut out = vec![Verdict::default(); pkts.len()];
         t.acl(acl)
             .unwrap()
-            .classify_batch(pkts, Direction::FromClient, sgt, &t.sgt_map, &mut out);
+            .classify_batch(pkts, Direction::FromClient, sgt, t.sgts(), &mut out);
         out
     }
 

@@ -1,15 +1,21 @@
 //! The policy the dataplane enforces, kept current: compiled ACLs from the
-//! config, and the IP-to-SGT map built from `cts role-based sgt-map`, SXP
-//! peers and VPN sessions (priority session > SXP > static). Every change
-//! builds a new map and publishes it atomically; packets in flight finish on
-//! the old version.
+//! config, the IP-to-SGT map built from `cts role-based sgt-map` and SXP
+//! peers, and the VPN sessions' own addresses (priority session > SXP >
+//! static). Every change publishes a new version atomically; packets in
+//! flight finish on the old one.
+//!
+//! Sessions are published as their own small table
+//! ([`PolicyHandle::publish_session_sgts`]): a login, CoA or logout costs
+//! O(sessions) and never rebuilds the static/SXP map, which with 100k SXP
+//! bindings takes milliseconds and is rebuilt only when SXP changes.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
-use dataplane::policy::{PolicyHandle, SgtMapBuilder, Source};
+use arc_swap::ArcSwap;
+use dataplane::policy::{PolicyHandle, PolicyTables, SessionSgts, SgtMapBuilder, Source};
 
 use crate::config::Config;
 
@@ -18,17 +24,62 @@ pub type Prefix = (IpAddr, u8);
 
 #[derive(Default)]
 struct Sources {
+    /// Static and SXP bindings (sessions are not in it).
     builder: SgtMapBuilder,
     /// SXP bindings per connection id, so that several peers advertising the
     /// same prefix, or a peer's reconnect, resolve correctly.
     sxp: BTreeMap<u64, BTreeMap<Prefix, u16>>,
-    /// VPN session addresses with their SGT.
+    /// VPN session addresses with their SGT: the truth for the published
+    /// [`SessionSgts`].
     sessions: BTreeMap<IpAddr, u16>,
 }
 
 pub struct PolicyState {
     pub handle: Arc<PolicyHandle>,
     sources: Mutex<Sources>,
+    /// The config the ACLs and static bindings were compiled from (for the
+    /// `show` commands' rule text); replaced by [`PolicyState::reload`].
+    config: ArcSwap<Config>,
+}
+
+/// What [`PolicyState::reload`] changed, for the log and the admin reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub access_lists: usize,
+    pub static_bindings: usize,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub static_map_changed: bool,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(" ")
+            }
+        };
+        writeln!(
+            f,
+            "{} access-lists, {} cts role-based sgt-map entries",
+            self.access_lists, self.static_bindings
+        )?;
+        writeln!(f, "access-lists added: {}", list(&self.added))?;
+        writeln!(f, "access-lists changed: {}", list(&self.changed))?;
+        writeln!(f, "access-lists removed: {}", list(&self.removed))?;
+        writeln!(
+            f,
+            "cts role-based sgt-map: {}",
+            if self.static_map_changed {
+                "changed"
+            } else {
+                "unchanged"
+            }
+        )
+    }
 }
 
 impl PolicyState {
@@ -42,7 +93,76 @@ impl PolicyState {
                 builder,
                 ..Sources::default()
             }),
+            config: ArcSwap::from_pointee(cfg.clone()),
         })
+    }
+
+    /// The config the current ACLs and static bindings came from.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Applies the policy parts of a re-read config: every `access-list` and the
+    /// `cts role-based sgt-map` lines. Validates everything first (an error
+    /// changes nothing); then publishes ACLs, the rebuilt static/SXP map and the
+    /// current session bindings as one version. Hit counts of unchanged rules
+    /// carry over. Sessions keep their filter by name: one naming an ACL that is
+    /// gone drops its traffic (fail closed) until a CoA or a new login.
+    pub fn reload(
+        &self,
+        cfg: &Config,
+    ) -> Result<ReloadSummary, crate::policy_compile::CompileError> {
+        let compiled = crate::policy_compile::compile(cfg)?;
+        let old_cfg = self.config.load_full();
+        let mut s = self.lock();
+        let old = self.handle.load_full();
+        let mut summary = ReloadSummary {
+            access_lists: compiled.acls.len(),
+            static_bindings: cfg.cts.sgt_map.len(),
+            static_map_changed: old_cfg
+                .cts
+                .sgt_map
+                .iter()
+                .map(|e| (e.address, e.prefix_len, e.sgt))
+                .ne(cfg
+                    .cts
+                    .sgt_map
+                    .iter()
+                    .map(|e| (e.address, e.prefix_len, e.sgt))),
+            ..ReloadSummary::default()
+        };
+        for (name, acl) in &compiled.acls {
+            match old.acl(name) {
+                None => summary.added.push(name.clone()),
+                Some(prev) if prev.rules() != acl.rules() => summary.changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        summary.removed = old
+            .acls
+            .keys()
+            .filter(|n| !compiled.acls.contains_key(*n))
+            .cloned()
+            .collect();
+        summary.added.sort();
+        summary.changed.sort();
+        summary.removed.sort();
+        s.builder.clear_source(Source::Static);
+        for e in &cfg.cts.sgt_map {
+            // compile() accepted every entry above.
+            let _ = s
+                .builder
+                .insert(e.address, e.prefix_len, e.sgt, Source::Static);
+        }
+        // Under the lock: no session or SXP change can slip in between.
+        self.handle.publish(PolicyTables {
+            acls: compiled.acls,
+            sgt_map: Arc::new(s.builder.build()),
+            session_sgts: Arc::clone(&old.session_sgts),
+            generation: 0,
+        });
+        self.config.store(Arc::new(cfg.clone()));
+        Ok(summary)
     }
 
     fn lock(&self) -> MutexGuard<'_, Sources> {
@@ -53,24 +173,18 @@ impl PolicyState {
         self.handle.publish_sgt_map(s.builder.build());
     }
 
-    /// A VPN session's address and SGT (None removes the binding).
+    /// A VPN session's address and SGT (None removes the binding). Publishes
+    /// the session table only, and only if something changed. The lock is held
+    /// while publishing so that publishes happen in the order of the changes.
     pub fn set_session(&self, addr: IpAddr, sgt: Option<u16>) {
         let mut s = self.lock();
-        let len = if addr.is_ipv4() { 32 } else { 128 };
         let changed = match sgt {
-            Some(t) => {
-                let old = s.sessions.insert(addr, t);
-                let _ = s.builder.insert(addr, len, t, Source::Session);
-                old != Some(t)
-            }
-            None => {
-                let had = s.sessions.remove(&addr).is_some();
-                s.builder.remove(addr, len, Source::Session);
-                had
-            }
+            Some(t) => s.sessions.insert(addr, t) != Some(t),
+            None => s.sessions.remove(&addr).is_some(),
         };
         if changed {
-            self.publish(&s);
+            let table = SessionSgts::from_bindings(s.sessions.iter().map(|(a, t)| (*a, *t)));
+            self.handle.publish_session_sgts(table);
         }
     }
 
@@ -120,9 +234,10 @@ impl PolicyState {
     }
 
     /// `show cts role-based sgt-map all`, as ASA prints it.
-    pub fn show_sgt_map(&self, cfg: &Config) -> String {
+    pub fn show_sgt_map(&self) -> String {
         use std::fmt::Write as _;
         let s = self.lock();
+        let cfg = self.config.load();
         let mut rows: BTreeMap<Prefix, (u16, &'static str)> = BTreeMap::new();
         for e in &cfg.cts.sgt_map {
             rows.insert((e.address, e.prefix_len), (e.sgt, "CLI"));
@@ -158,5 +273,180 @@ impl PolicyState {
             rows.len()
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    const CFG: &str = "\
+access-list VPN-FILTER extended permit tcp security-group tag 10 any security-group tag 20 any eq 443
+access-list VPN-FILTER extended deny ip any any log
+cts role-based sgt-map 198.18.1.0/28 sgt 20
+cts role-based sgt-map 198.18.1.5 sgt 22
+";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn state() -> (PolicyState, Config) {
+        let cfg = parse_str(CFG, "test.cfg").unwrap();
+        let p = PolicyState::new(&cfg).unwrap();
+        p.sxp_changes(
+            1,
+            &[
+                ((ip("198.18.1.5"), 32), Some(21)),
+                ((ip("198.18.2.0"), 24), Some(30)),
+                ((ip("fd00:2::"), 64), Some(31)),
+            ],
+        );
+        (p, cfg)
+    }
+
+    #[test]
+    fn session_change_publishes_only_the_session_table() {
+        let (p, _) = state();
+        let t0 = p.handle.load_full();
+        assert_eq!(
+            t0.sgts().lookup(ip("198.18.1.5")),
+            Some(21),
+            "SXP over static"
+        );
+
+        p.set_session(ip("198.18.1.5"), Some(40));
+        p.set_session(ip("198.18.2.9"), Some(41));
+        p.set_session(ip("fd00:2::9"), Some(42));
+        let t1 = p.handle.load_full();
+        assert!(Arc::ptr_eq(&t1.sgt_map, &t0.sgt_map), "map not rebuilt");
+        assert!(Arc::ptr_eq(
+            t1.acl("VPN-FILTER").unwrap(),
+            t0.acl("VPN-FILTER").unwrap()
+        ));
+        assert_eq!(t1.generation, t0.generation + 3);
+        assert_eq!(t1.session_sgts.len(), 3);
+        assert_eq!(t1.sgts().lookup(ip("198.18.1.5")), Some(40));
+        assert_eq!(
+            t1.sgts().lookup(ip("198.18.2.9")),
+            Some(41),
+            "/32 in SXP /24"
+        );
+        assert_eq!(t1.sgts().lookup(ip("198.18.2.8")), Some(30));
+        assert_eq!(t1.sgts().lookup(ip("fd00:2::9")), Some(42));
+        assert_eq!(t1.sgt_map.lookup(ip("198.18.1.5")), Some(21));
+
+        // The same SGT again (a CoA that changes nothing) publishes nothing.
+        p.set_session(ip("198.18.1.5"), Some(40));
+        assert_eq!(p.handle.load().generation, t1.generation);
+        // CoA to another SGT.
+        p.set_session(ip("198.18.1.5"), Some(43));
+        assert_eq!(p.handle.load().sgts().lookup(ip("198.18.1.5")), Some(43));
+
+        // An SXP change rebuilds the map and keeps the sessions.
+        let before = p.handle.load_full();
+        p.sxp_changes(1, &[((ip("198.18.1.5"), 32), None)]);
+        let t2 = p.handle.load_full();
+        assert!(!Arc::ptr_eq(&t2.sgt_map, &before.sgt_map));
+        assert!(Arc::ptr_eq(&t2.session_sgts, &before.session_sgts));
+        assert_eq!(t2.sgts().lookup(ip("198.18.1.5")), Some(43));
+
+        // Logout uncovers the static /32, then the SXP /24; removing an
+        // unknown session publishes nothing.
+        p.set_session(ip("198.18.1.5"), None);
+        p.set_session(ip("198.18.2.9"), None);
+        let t3 = p.handle.load_full();
+        assert_eq!(t3.sgts().lookup(ip("198.18.1.5")), Some(22));
+        assert_eq!(t3.sgts().lookup(ip("198.18.2.9")), Some(30));
+        assert!(Arc::ptr_eq(&t3.sgt_map, &t2.sgt_map));
+        p.set_session(ip("198.18.2.9"), None);
+        assert_eq!(p.handle.load().generation, t3.generation);
+        p.set_session(ip("fd00:2::9"), None);
+        assert!(p.handle.load().session_sgts.is_empty());
+        assert_eq!(p.handle.load().sgts().lookup(ip("fd00:2::9")), Some(31));
+    }
+
+    #[test]
+    fn show_sgt_map_lists_every_source() {
+        let (p, _) = state();
+        p.set_session(ip("198.18.100.10"), Some(10));
+        p.set_session(ip("198.18.1.5"), Some(40));
+        let want = "\
+Active IP-SGT Bindings Information
+
+IP Address                                 SGT  Source
+========================================================
+198.18.1.0/28                               20  CLI
+198.18.1.5                                  40  LOCAL
+198.18.2.0/24                               30  SXP
+198.18.100.10                               10  LOCAL
+fd00:2::/64                                 31  SXP
+
+IP-SGT Active Bindings Summary
+========================================================
+Total number of CLI      bindings = 2
+Total number of SXP      bindings = 3
+Total number of LOCAL    bindings = 2
+Total number of active   bindings = 5
+";
+        assert_eq!(p.show_sgt_map(), want);
+    }
+
+    #[test]
+    fn reload_swaps_acls_and_static_map_keeps_sxp_and_sessions() {
+        let (p, _) = state();
+        p.set_session(ip("198.18.100.10"), Some(10));
+        let t0 = p.handle.load_full();
+        let cfg = parse_str(
+            "\
+access-list VPN-FILTER extended permit tcp security-group tag 10 any security-group tag 20 any eq 443
+access-list VPN-FILTER extended permit icmp any any
+access-list VPN-FILTER extended deny ip any any log
+access-list NEW extended permit ip any any
+cts role-based sgt-map 198.18.3.0/24 sgt 23
+",
+            "reload.cfg",
+        )
+        .unwrap();
+        let summary = p.reload(&cfg).unwrap();
+        assert_eq!(summary.added, vec!["NEW".to_string()]);
+        assert_eq!(summary.changed, vec!["VPN-FILTER".to_string()]);
+        assert!(summary.removed.is_empty());
+        assert!(summary.static_map_changed);
+        let t1 = p.handle.load_full();
+        assert!(t1.generation > t0.generation);
+        let acl1 = t1.acl("VPN-FILTER").unwrap();
+        assert_eq!(acl1.rules().len(), 3);
+        assert!(t1.acl("NEW").is_some());
+        // Static map replaced, SXP and sessions kept.
+        assert_eq!(
+            t1.sgts().lookup(ip("198.18.1.9")),
+            None,
+            "old static /28 gone"
+        );
+        assert_eq!(t1.sgts().lookup(ip("198.18.3.7")), Some(23));
+        assert_eq!(t1.sgts().lookup(ip("198.18.1.5")), Some(21), "SXP kept");
+        assert_eq!(t1.sgts().lookup(ip("198.18.2.1")), Some(30));
+        assert_eq!(
+            t1.sgts().lookup(ip("198.18.100.10")),
+            Some(10),
+            "session kept"
+        );
+        assert!(
+            p.show_sgt_map()
+                .contains("198.18.3.0/24                               23  CLI")
+        );
+
+        // Removing an ACL is reported; a config whose ACL does not compile
+        // changes nothing.
+        let cfg2 = parse_str("cts role-based sgt-map 198.18.3.0/24 sgt 23\n", "r2.cfg").unwrap();
+        let summary = p.reload(&cfg2).unwrap();
+        assert_eq!(
+            summary.removed,
+            vec!["NEW".to_string(), "VPN-FILTER".to_string()]
+        );
+        assert!(!summary.static_map_changed);
+        assert!(p.handle.load().acl("VPN-FILTER").is_none());
     }
 }

@@ -235,9 +235,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
-        let (sessions, config) = (sessions.clone(), headend.config.clone());
+        let (sessions, policy) = (sessions.clone(), policy.clone());
         let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
-            sessions.dynamic_authorization(req, |acl| config.access_lists.contains_key(acl))
+            sessions.dynamic_authorization(req, |acl| policy.handle.load().acl(acl).is_some())
         });
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
@@ -251,6 +251,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         counters: counters.clone(),
         dtls: headend.dtls.clone(),
         config: headend.config.clone(),
+        config_path: args.config.clone(),
         policy: policy.clone(),
         sxp: sxp.clone(),
     });
@@ -261,6 +262,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let tun = tun.clone();
         let (routes, pool, counters) = (routes.clone(), batch_pool.clone(), counters.clone());
         tokio::spawn(async move { tun.run_downlink(routes, pool, counters).await })
+    };
+
+    // SIGHUP re-reads the config's policy (access-lists, cts role-based sgt-map).
+    let hup = {
+        let (path, policy, sessions) = (args.config.clone(), policy.clone(), sessions.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = reload_policy(&path, &policy, &sessions);
+            }
+        })
     };
 
     let reaper = {
@@ -322,8 +337,62 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     }
     reaper.abort();
+    hup.abort();
     let _ = std::fs::remove_file(&args.admin_socket);
     result
+}
+
+/// Re-reads `path` and applies its policy: every `access-list` and the `cts
+/// role-based sgt-map` lines (SIGHUP or the admin `reload` command). Other
+/// changes (pools, group-policies, tunnel groups, AAA, SXP peers) take effect at
+/// the next start. A config that does not load changes nothing. Returns the
+/// admin reply; the outcome is logged either way.
+pub fn reload_policy(
+    path: &std::path::Path,
+    policy: &crate::policy_state::PolicyState,
+    sessions: &SessionTable,
+) -> String {
+    let cfg = match crate::config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("reload refused, policy unchanged: {e}");
+            return format!("ERROR: reload refused, policy unchanged: {e}\n");
+        }
+    };
+    let summary = match policy.reload(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("reload refused, policy unchanged: {e}");
+            return format!("ERROR: reload refused, policy unchanged: {e}\n");
+        }
+    };
+    let mut out = format!("INFO: policy reloaded from {}\n{summary}", path.display());
+    tracing::info!(
+        added = ?summary.added,
+        changed = ?summary.changed,
+        removed = ?summary.removed,
+        static_map_changed = summary.static_map_changed,
+        "policy reloaded from {}",
+        path.display()
+    );
+    for s in sessions.list(Instant::now()) {
+        if let Some(f) = s
+            .filter
+            .as_deref()
+            .filter(|f| !cfg.access_lists.contains_key(*f))
+        {
+            tracing::warn!(
+                user = %s.username,
+                index = s.index,
+                "session filter {f} is no longer configured: its traffic is dropped until a CoA or a new login"
+            );
+            out.push_str(&format!(
+                "WARNING: session {} ({}) uses filter {f}, which is no longer configured: its traffic is dropped\n",
+                s.index, s.username
+            ));
+        }
+    }
+    out
 }
 
 async fn shutdown_signal() {

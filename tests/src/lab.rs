@@ -533,6 +533,29 @@ impl Lab {
             .and_then(|c| c.try_wait().expect("waitpid headend"))
     }
 
+    /// The headend's pid (`ip netns exec` execs it, so the child's pid is its own).
+    pub fn headend_pid(&self) -> u32 {
+        self.headend
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(Child::id)
+            .expect("headend was never started")
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the headend.
+    pub fn signal_headend(&self, signal: i32) {
+        let pid = self.headend_pid() as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Panics (with the log) unless the headend is still running.
     pub fn assert_headend_running(&self) {
         assert!(
@@ -549,7 +572,9 @@ impl Lab {
         fs::read_to_string(self.headend_log_path()).unwrap_or_default()
     }
 
-    fn headend_cli(&self, args: &[&str]) -> Output {
+    /// `headend ARGS... --admin-socket SOCKET` in the headend's namespace (any admin
+    /// command: `show ...`, `reload`, `vpn-sessiondb ...`).
+    pub fn headend_cli(&self, args: &[&str]) -> Output {
         let bin = headend_bin();
         let mut c = netns::exec(&self.gw_ns, &[bin.as_os_str()]);
         c.args(args).arg("--admin-socket").arg(self.admin_socket());

@@ -118,8 +118,16 @@ fn assert_tcp_passes(client: &Client, svc: &TcpService, what: &str) {
 }
 
 /// The client's TCP connection to `svc` is dropped on the way: the attempt fails and
-/// the service never accepted anything from the client's address.
+/// the service accepts nothing new from the client's address.
 fn assert_tcp_dropped(client: &Client, svc: &TcpService, what: &str) {
+    let me = client.tun_addr().expect("tunnel address");
+    let from_me = || {
+        svc.accepted()
+            .iter()
+            .filter(|p| p.ip() == IpAddr::V4(me))
+            .count()
+    };
+    let before = from_me();
     let r = service::fetch_banner(client.ns(), svc.addr(), DROPPED_SYN_WAIT);
     assert!(
         r.is_err(),
@@ -127,9 +135,9 @@ fn assert_tcp_dropped(client: &Client, svc: &TcpService, what: &str) {
         client.user(),
         svc.addr()
     );
-    let me = client.tun_addr().expect("tunnel address");
-    assert!(
-        !svc.accepted().iter().any(|p| p.ip() == IpAddr::V4(me)),
+    assert_eq!(
+        from_me(),
+        before,
         "{what}: {} accepted a connection from {me}: {:?}",
         svc.addr(),
         svc.accepted()
@@ -466,9 +474,7 @@ fn sxp_update_retags_the_destination() {
 
     // PURGE_ALL withdraws everything the speaker said; the connection stays.
     speaker.purge_all();
-    let map = wait_show(lab, SGT_MAP, "without SXP bindings", |m| {
-        sxp_rows(m) == 0
-    });
+    let map = wait_show(lab, SGT_MAP, "without SXP bindings", |m| sxp_rows(m) == 0);
     assert!(
         map.contains("Total number of SXP      bindings = 0"),
         "{map}"
@@ -585,4 +591,93 @@ fn sxp_refuses_wrong_password_and_unknown_peer() {
     wait_show(&lab, SGT_MAP, "198.18.1.40 -> 20", |m| {
         binding(m, "198.18.1.40") == Some((20, "SXP".into()))
     });
+}
+
+/// (7) A reload (`headend reload`, or SIGHUP) applies edited ACLs and static bindings
+/// to connected sessions without reconnecting them; a config with an error changes
+/// nothing and says where the error is.
+#[test]
+fn reload_applies_acl_and_sgt_map_edits_to_live_sessions() {
+    let Some(rl) = start(1) else { return };
+    let lab = &rl.lab;
+    let inside = inside_services(lab, INSIDE_HOST);
+    let alice = rl.login(0, "alice");
+    assert_ping_passes(&alice, INSIDE_HOST, "before the reload");
+    assert_tcp_passes(&alice, &inside.permitted, "before the reload");
+    let before = lab.show(&["access-list", "VPN-FILTER"]);
+    let https_hits = hitcnt(&before, "VPN-FILTER", 2);
+    assert!(https_hits > 0, "{before}");
+
+    // Edit: ICMP is no longer permitted, port 8080 is.
+    let path = lab.config_path();
+    let original = std::fs::read_to_string(&path).expect("read headend.cfg");
+    let icmp_rule = "access-list VPN-FILTER extended permit icmp security-group tag 10 any security-group tag 20 any\n";
+    let edited = original.replace(
+        icmp_rule,
+        &format!(
+            "access-list VPN-FILTER extended permit tcp security-group tag 10 any security-group tag 20 any eq {OTHER_PORT}\n"
+        ),
+    );
+    assert_ne!(edited, original, "the config has the icmp rule");
+    std::fs::write(&path, &edited).expect("write headend.cfg");
+    let out = lab.headend_cli(&["reload"]);
+    let reply = e2e::cmd::combined(&out);
+    println!("headend reload:\n{reply}");
+    assert!(out.status.success(), "{reply}");
+    assert!(
+        reply.contains("access-lists changed: VPN-FILTER"),
+        "{reply}"
+    );
+    assert_ping_dropped(&alice, INSIDE_HOST, "icmp rule removed by the reload");
+    assert_tcp_passes(&alice, &inside.other, "port 8080 permitted by the reload");
+    assert_tcp_passes(&alice, &inside.permitted, "the 443 rule is unchanged");
+    let after = lab.show(&["access-list", "VPN-FILTER"]);
+    println!("show access-list VPN-FILTER after the reload:\n{after}");
+    assert!(
+        after.contains(&format!("eq {OTHER_PORT}")) || after.contains("eq 8080"),
+        "{after}"
+    );
+    assert!(!after.contains("permit icmp"), "{after}");
+    assert!(
+        hitcnt(&after, "VPN-FILTER", 2) > https_hits,
+        "the unchanged 443 rule keeps its count and adds the new hit:\n{before}\n{after}"
+    );
+
+    // SIGHUP: the static binding of the inside host moves to SGT 30: denied.
+    let retagged = edited.replace(
+        "cts role-based sgt-map 198.18.1.0/28 sgt 20\n",
+        "cts role-based sgt-map 198.18.1.0/28 sgt 30\n",
+    );
+    assert_ne!(retagged, edited);
+    std::fs::write(&path, &retagged).expect("write headend.cfg");
+    lab.signal_headend(libc::SIGHUP);
+    wait_show(lab, SGT_MAP, "198.18.1.0/28 -> 30", |m| {
+        binding(m, "198.18.1.0/28") == Some((30, "CLI".into()))
+    });
+    assert_tcp_dropped(&alice, &inside.other, "inside host retagged 30 by SIGHUP");
+
+    // A broken config: refused with its file:line, the policy stays as it was.
+    let broken_line = retagged.lines().count() + 1;
+    std::fs::write(
+        &path,
+        format!("{retagged}access-list VPN-FILTER extended permit tcp any any eq not-a-port\n"),
+    )
+    .expect("write headend.cfg");
+    let out = lab.headend_cli(&["reload"]);
+    let reply = e2e::cmd::combined(&out);
+    println!("headend reload (broken):\n{reply}");
+    assert!(!out.status.success(), "{reply}");
+    assert!(
+        reply.contains(&format!("headend.cfg:{broken_line}")),
+        "no file:line {broken_line} in {reply}"
+    );
+    let map = lab.show(SGT_MAP);
+    assert_eq!(
+        binding(&map, "198.18.1.0/28"),
+        Some((30, "CLI".into())),
+        "{map}"
+    );
+    assert!(alice.tun_addr().is_some());
+    let s = rl.session("alice");
+    assert_eq!(field(&s, "Security Grp"), "10", "{s:?}");
 }

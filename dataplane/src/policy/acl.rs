@@ -14,8 +14,9 @@
 //!   packet's *source* address and port.
 //!
 //! In both directions the client side's SGT is the session's SGT (from RADIUS or
-//! CoA, passed in) and the network side's SGT is looked up in the [`SgtMap`]
-//! (the packet's destination for `FromClient`, its source for `ToClient`). No
+//! CoA, passed in) and the network side's SGT is looked up through the
+//! [`SgtResolver`] (session addresses, then the [`SgtMap`](super::SgtMap)) of
+//! the packet's destination for `FromClient`, its source for `ToClient`. No
 //! binding means no SGT: a rule that names an SGT on that side does not match.
 //! So `permit tcp security-group tag 10 any security-group tag 20 any eq https`
 //! permits a tag-10 client's connection to a tag-20 server's port 443 *and* the
@@ -43,8 +44,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::SgtResolver;
 use super::meta::{F_ICMP, F_PORTS, F_V6, PacketMeta};
-use super::sgt_map::{SgtMap, mask_v4, mask_v6};
+use super::sgt_map::{mask_v4, mask_v6};
 
 /// Packets per batch; larger slices are processed in chunks of this size.
 pub const BATCH: usize = 64;
@@ -694,7 +696,7 @@ impl CompiledAcl {
     /// Classifies a batch of packets of one session and counts the hits.
     ///
     /// `session_sgt` is the SGT of the session's client (rule source side);
-    /// the other side's SGT comes from `sgt_map` (see the module docs for the
+    /// the other side's SGT comes from `sgts` (see the module docs for the
     /// direction semantics). Writes `out[i]` for each `packets[i]`; if `out` is
     /// shorter, only that many packets are classified. No allocation, no lock.
     pub fn classify_batch(
@@ -702,7 +704,7 @@ impl CompiledAcl {
         packets: &[PacketMeta],
         direction: Direction,
         session_sgt: Option<u16>,
-        sgt_map: &SgtMap,
+        sgts: SgtResolver<'_>,
         out: &mut [Verdict],
     ) {
         let n = packets.len().min(out.len());
@@ -716,9 +718,9 @@ impl CompiledAcl {
                     Direction::ToClient => p.src,
                 };
                 let found = if p.flags & F_V6 != 0 {
-                    sgt_map.lookup_v6_bits(remote)
+                    sgts.lookup_v6_bits(remote)
                 } else {
-                    sgt_map.lookup_v4_bits(remote as u32)
+                    sgts.lookup_v4_bits(remote as u32)
                 };
                 *r = found.map_or(NO_SGT, u32::from);
             }
@@ -746,7 +748,7 @@ impl CompiledAcl {
         packet: &PacketMeta,
         direction: Direction,
         session_sgt: Option<u16>,
-        sgt_map: &SgtMap,
+        sgts: SgtResolver<'_>,
     ) -> Verdict {
         let remote = match direction {
             Direction::FromClient => packet.dst(),
@@ -756,7 +758,7 @@ impl CompiledAcl {
             packet,
             direction,
             session_sgt.map_or(NO_SGT, u32::from),
-            sgt_map.lookup(remote).map_or(NO_SGT, u32::from),
+            sgts.lookup(remote).map_or(NO_SGT, u32::from),
         );
         self.verdict(self.first_match(&v))
     }

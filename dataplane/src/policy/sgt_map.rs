@@ -1,36 +1,39 @@
 //! IP-to-SGT bindings with longest-prefix match (asa-aaa.md section 4).
 //!
-//! Bindings come from three sources; when the same prefix comes from several, the
-//! priority is session > SXP > static. A longer prefix always wins over a shorter
-//! one whatever their sources (priority only breaks ties on the *same* prefix).
+//! The map holds the prefix bindings of two sources, static and SXP; when the
+//! same prefix comes from both, SXP wins. A longer prefix always wins over a
+//! shorter one whatever their sources (priority only breaks ties on the *same*
+//! prefix). VPN session addresses, the third and strongest source, live in
+//! their own small table ([`SessionSgts`](super::SessionSgts)) that
+//! [`SgtResolver`](super::SgtResolver) consults first, so that sessions coming
+//! and going never rebuild this map.
 //!
 //! [`SgtMapBuilder`] is the mutable master copy (it keeps every source's binding
-//! so that removing a session binding uncovers the SXP one below it);
+//! so that removing an SXP binding uncovers the static one below it);
 //! [`SgtMapBuilder::build`] produces an immutable [`SgtMap`] that the dataplane
 //! reads without locks. A change builds and publishes a new map.
 //!
 //! Lookup layout: one open-addressing hash table per address family holding
 //! `(masked prefix, length) -> sgt`, plus the list of prefix lengths present,
 //! longest first. A lookup probes once per length present (typically a handful:
-//! /32 sessions and hosts, a few subnet lengths) and stops at the first hit, so it
+//! /32 hosts, a few subnet lengths) and stops at the first hit, so it
 //! costs O(lengths present) table probes and never allocates.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Where a binding came from. Ordered by priority: `Session` beats `Sxp` beats
-/// `Static` for the same prefix.
+/// Where a binding came from. Ordered by priority: `Sxp` beats `Static` for
+/// the same prefix. (Session addresses are not in the map: see
+/// [`SessionSgts`](super::SessionSgts).)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
     /// `cts role-based sgt-map` in the configuration.
     Static = 0,
     /// Learned from an SXP speaker (ISE).
     Sxp = 1,
-    /// A VPN session's own address, tagged with the session's SGT.
-    Session = 2,
 }
 
-const SOURCES: usize = 3;
+const SOURCES: usize = 2;
 
 /// A prefix length longer than the address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -244,8 +247,8 @@ struct Slot {
 }
 
 /// Linear-probing hash table of `(prefix, len) -> sgt`, at most half full so a
-/// miss ends after a short run. Keys are the bindings (from configuration, ISE or
-/// sessions), not attacker-chosen; lookups only read.
+/// miss ends after a short run. Keys are the bindings (from configuration or
+/// ISE), not attacker-chosen; lookups only read.
 #[derive(Debug, Clone)]
 struct Table {
     slots: Box<[Slot]>,
@@ -367,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn same_prefix_priority_session_sxp_static() {
+    fn same_prefix_priority_sxp_static() {
         let mut b = SgtMapBuilder::new();
         let a = ip("198.18.1.0");
         b.insert(a, 28, 20, Source::Static).unwrap();
@@ -377,11 +380,11 @@ mod tests {
         // A static binding added later does not override SXP.
         b.insert(a, 28, 22, Source::Static).unwrap();
         assert_eq!(b.build().lookup(ip("198.18.1.5")), Some(21));
-        b.insert(a, 28, 23, Source::Session).unwrap();
-        assert_eq!(b.build().lookup(ip("198.18.1.5")), Some(23));
-        // Removing the session binding uncovers SXP, then static.
-        assert!(b.remove(a, 28, Source::Session));
-        assert_eq!(b.build().lookup(ip("198.18.1.5")), Some(21));
+        // Removing the SXP binding uncovers static.
+        assert!(b.remove(a, 28, Source::Sxp));
+        assert!(!b.remove(a, 28, Source::Sxp));
+        assert_eq!(b.build().lookup(ip("198.18.1.5")), Some(22));
+        b.insert(a, 28, 21, Source::Sxp).unwrap();
         b.clear_source(Source::Sxp);
         assert_eq!(b.build().lookup(ip("198.18.1.5")), Some(22));
         assert!(b.remove(a, 28, Source::Static));
@@ -391,10 +394,10 @@ mod tests {
     }
 
     #[test]
-    fn longer_static_beats_shorter_session() {
+    fn longer_static_beats_shorter_sxp() {
         // Priority breaks ties on the same prefix only; longest prefix first.
         let mut b = SgtMapBuilder::new();
-        b.insert(ip("10.0.0.0"), 8, 5, Source::Session).unwrap();
+        b.insert(ip("10.0.0.0"), 8, 5, Source::Sxp).unwrap();
         b.insert(ip("10.0.0.0"), 24, 6, Source::Static).unwrap();
         let m = b.build();
         assert_eq!(m.lookup(ip("10.0.0.1")), Some(6));

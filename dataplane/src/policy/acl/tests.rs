@@ -1,5 +1,6 @@
 use super::*;
-use crate::policy::sgt_map::{SgtMapBuilder, Source};
+use crate::policy::sgt_map::{SgtMap, SgtMapBuilder, Source};
+use crate::policy::{SessionSgts, SgtResolver};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -34,11 +35,11 @@ fn seed_map() -> SgtMap {
 fn hit(rules: &[Rule], p: PacketMeta, dir: Direction, sgt: Option<u16>, map: &SgtMap) -> u32 {
     let lin = CompiledAcl::with_indexing(rules.to_vec(), Indexing::Linear).unwrap();
     let idx = CompiledAcl::with_indexing(rules.to_vec(), Indexing::Indexed).unwrap();
-    let a = lin.evaluate(&p, dir, sgt, map);
-    let b = idx.evaluate(&p, dir, sgt, map);
+    let a = lin.evaluate(&p, dir, sgt, map.into());
+    let b = idx.evaluate(&p, dir, sgt, map.into());
     assert_eq!(a, b, "linear vs indexed for {p:?}");
     let mut out = [Verdict::default(); 1];
-    idx.classify_batch(&[p], dir, sgt, map, &mut out);
+    idx.classify_batch(&[p], dir, sgt, map.into(), &mut out);
     assert_eq!(out[0], a);
     a.rule
 }
@@ -66,7 +67,7 @@ fn seed_vpn_filter() {
         &tcp(CLIENT, SERVER, 40000, 443),
         Direction::FromClient,
         Some(10),
-        &map,
+        (&map).into(),
     );
     assert_eq!(
         v,
@@ -80,7 +81,7 @@ fn seed_vpn_filter() {
         &tcp(CLIENT, SERVER, 40000, 22),
         Direction::FromClient,
         Some(10),
-        &map,
+        (&map).into(),
     );
     assert_eq!(
         v,
@@ -116,7 +117,7 @@ fn first_match_wins_and_implicit_deny() {
         &udp(CLIENT, SERVER, 1, 80),
         Direction::FromClient,
         None,
-        &seed_map(),
+        (&seed_map()).into(),
     );
     assert_eq!(v, Verdict::implicit_deny());
     assert!(!v.is_permit());
@@ -402,14 +403,14 @@ fn log_flag_and_inactive_rules() {
         &tcp(CLIENT, SERVER, 1, 2),
         Direction::FromClient,
         None,
-        &seed_map(),
+        (&seed_map()).into(),
     );
     assert_eq!((v.rule, v.action, v.log), (1, Action::Deny, true));
     let v = acl.evaluate(
         &udp(CLIENT, SERVER, 1, 2),
         Direction::FromClient,
         None,
-        &seed_map(),
+        (&seed_map()).into(),
     );
     assert_eq!((v.rule, v.action, v.log), (2, Action::Permit, true));
     assert_eq!(acl.len(), 3);
@@ -440,13 +441,19 @@ fn counters_per_rule_and_implicit_deny() {
             });
         }
         let mut out = vec![Verdict::default(); pkts.len()];
-        acl.classify_batch(&pkts, Direction::FromClient, None, &map, &mut out);
+        acl.classify_batch(&pkts, Direction::FromClient, None, (&map).into(), &mut out);
         assert_eq!(acl.hit_counts(), vec![60, 30, 30, 30]);
         assert_eq!(acl.implicit_deny_hits(), 30);
         assert_eq!(acl.hits(99), 0);
         // A short `out` classifies only that many packets.
         let mut short = [Verdict::default(); 2];
-        acl.classify_batch(&pkts, Direction::FromClient, None, &map, &mut short);
+        acl.classify_batch(
+            &pkts,
+            Direction::FromClient,
+            None,
+            (&map).into(),
+            &mut short,
+        );
         assert_eq!(acl.hits(0), 62);
         acl.clear_counters();
         assert_eq!(acl.hit_counts(), vec![0; 4]);
@@ -468,7 +475,7 @@ fn tally_overflow_counts_everything() {
         &pkts,
         Direction::FromClient,
         None,
-        &SgtMap::default(),
+        (&SgtMap::default()).into(),
         &mut out,
     );
     let c = acl.hit_counts();
@@ -615,12 +622,18 @@ fn reference(
     dir: Direction,
     session_sgt: Option<u16>,
     map: &SgtMap,
+    sessions: &[(IpAddr, u16)],
 ) -> Option<usize> {
     let (client, remote, ports) = match dir {
         Direction::FromClient => (p.src(), p.dst(), p.ports()),
         Direction::ToClient => (p.dst(), p.src(), p.ports().map(|(s, d)| (d, s))),
     };
-    let remote_sgt = map.lookup(remote);
+    // A session's own address first (the last binding of it counts), then
+    // the longest prefix.
+    let remote_sgt = match sessions.iter().rev().find(|(a, _)| *a == remote) {
+        Some(&(_, t)) => Some(t),
+        None => map.lookup(remote),
+    };
     let addr_ok = |n: NetMatch, a: IpAddr| match (n, a) {
         (NetMatch::Any, _) => true,
         (NetMatch::Any4, a) => a.is_ipv4(),
@@ -672,6 +685,19 @@ fn randomized_against_reference() {
             .unwrap();
         }
         let map = b.build();
+        // Session hosts, some of them inside (or equal to) the map's prefixes.
+        let sessions: Vec<(IpAddr, u16)> = (0..r.below(4))
+            .map(|_| {
+                let a = if r.chance(50) {
+                    r.pick(V4_ADDRS)
+                } else {
+                    r.pick(V6_ADDRS)
+                };
+                (ip(a), r.pick(SGTS))
+            })
+            .collect();
+        let session_sgts = SessionSgts::from_bindings(sessions.iter().copied());
+        let sgts = SgtResolver::new(&map, &session_sgts);
         let lin = CompiledAcl::with_indexing(rules.clone(), Indexing::Linear).unwrap();
         let idx = CompiledAcl::with_indexing(rules.clone(), Indexing::Indexed).unwrap();
         let dir = if r.chance(50) {
@@ -685,11 +711,11 @@ fn randomized_against_reference() {
             .collect();
         let mut out_lin = vec![Verdict::default(); pkts.len()];
         let mut out_idx = vec![Verdict::default(); pkts.len()];
-        lin.classify_batch(&pkts, dir, sgt, &map, &mut out_lin);
-        idx.classify_batch(&pkts, dir, sgt, &map, &mut out_idx);
+        lin.classify_batch(&pkts, dir, sgt, sgts, &mut out_lin);
+        idx.classify_batch(&pkts, dir, sgt, sgts, &mut out_idx);
         let mut want_hits = vec![0u64; n + 1];
         for (i, p) in pkts.iter().enumerate() {
-            let want = reference(&rules, p, dir, sgt, &map);
+            let want = reference(&rules, p, dir, sgt, &map, &sessions);
             want_hits[want.unwrap_or(n)] += 1;
             let want = match want {
                 Some(k) => Verdict {
