@@ -6,16 +6,18 @@
 #   vpnc2-ID  eth0 198.18.0.3/24  ──veth── c2  ├ bridge "outside" 198.18.0.1/24   vpngw-ID
 #   idp-ID    eth0 198.18.0.30/24 ──veth── idp ┘ TUN vpn0 198.18.100.1/24 (made by headend)
 #             php -S 198.18.0.30:8080 (SimpleSAMLphp, the SAML IdP)
+#                                                 fd00:100::1/64 (VPN-POOL6)
 #   inside-ID eth0 198.18.1.10/24 ──veth── inside 198.18.1.1/24                 (ip_forward=1)
-#             default via 198.18.1.1
+#             fd00:1::10/64                     fd00:1::1/64            (v6 forwarding=1)
+#             default via 198.18.1.1 / fd00:1::1
 #
 # The IdP sits on the outside bridge, so a client's browser reaches it before any tunnel
 # exists. Its config is netns/saml/*.php plus a lab.json rendered here as tests/src/idp.rs
 # does (users alice and bob with IdP passwords of their own, SP = tunnel group
 # company-vpn); the headend config gets the SAML blocks tests/src/idp.rs renders
 # (trustpoint LAB-IDP with the IdP's certificate, `webvpn / saml idp`, tunnel group
-# company-vpn with `authentication saml`, next to the password groups LOCAL-PW and
-# LOCAL-NODTLS).
+# company-vpn with `authentication saml`, next to the password groups LOCAL-PW,
+# LOCAL-NODTLS and the dual-stack LOCAL-DUAL).
 #
 # Usage: lab.sh up ID | start ID | show ID | down ID | demo
 #        lab.sh connect ID [USER] [--client N] [-- OPENCONNECT-ARGS…]
@@ -37,6 +39,8 @@ CLIENT_IP=198.18.0.2
 CLIENT2_IP=198.18.0.3
 INSIDE_GW=198.18.1.1
 INSIDE_HOST=198.18.1.10
+INSIDE_GW6=fd00:1::1
+INSIDE_HOST6=fd00:1::10
 TUN_NAME=vpn0
 USERS=(alice bob)
 # The SAML IdP (as tests/src/idp.rs: IDP_IP, IDP_PORT, IDP_TRUSTPOINT).
@@ -126,6 +130,10 @@ cmd_up() {
   run ip -n "$i" addr add "$INSIDE_HOST/24" dev eth0
   run ip -n "$i" link set eth0 up
   run ip -n "$i" route add default via "$INSIDE_GW"
+  # IPv6 inside (LOCAL-DUAL clients reach fd00:1::10 through the tunnel).
+  run ip -n "$g" -6 addr add "$INSIDE_GW6/64" dev inside nodad
+  run ip -n "$i" -6 addr add "$INSIDE_HOST6/64" dev eth0 nodad
+  run ip -n "$i" -6 route add default via "$INSIDE_GW6"
   run ip netns exec "$g" sysctl -qw net.ipv4.ip_forward=1
   run ip netns exec "$g" sysctl -qw net.ipv6.conf.all.forwarding=1
 

@@ -14,8 +14,12 @@ pub struct DataplaneCounters {
     pub queue_full_drops: AtomicU64,
     /// Downlink packets that were not IP.
     pub malformed_drops: AtomicU64,
-    /// Uplink packets whose source was not the session's assigned address.
+    /// Uplink packets whose source was not one of the session's assigned addresses.
     pub spoofed_source_drops: AtomicU64,
+    /// Uplink IPv6 packets from a link-local or the unspecified address (router
+    /// solicitations, MLD reports of the client's TUN): never forwarded, and not
+    /// spoofing either, so counted apart.
+    pub link_local_drops: AtomicU64,
     /// TUN reads that failed (and were skipped).
     pub tun_rx_errors: AtomicU64,
     /// Uplink packets that failed to write to TUN.

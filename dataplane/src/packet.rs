@@ -37,6 +37,16 @@ pub fn source(pkt: &[u8]) -> Option<IpAddr> {
     addresses(pkt).map(|(s, _)| s)
 }
 
+/// True for an IPv6 packet whose source is link-local (fe80::/10) or unspecified
+/// (`::`, e.g. MLD before the interface has an address): traffic of the client's
+/// own link that a router never forwards.
+pub fn is_ipv6_link_scoped_source(pkt: &[u8]) -> bool {
+    match addresses(pkt) {
+        Some((IpAddr::V6(s), _)) => s.is_unspecified() || s.segments()[0] & 0xffc0 == 0xfe80,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +87,23 @@ mod tests {
             source(&p),
             Some(IpAddr::V6("fd00:100::10".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn link_scoped_ipv6_sources() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        for (src, want) in [
+            ("fe80::1", true),
+            ("febf::1", true),
+            ("::", true),
+            ("fec0::1", false),
+            ("fd00:100::10", false),
+        ] {
+            p[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+            assert_eq!(is_ipv6_link_scoped_source(&p), want, "{src}");
+        }
+        assert!(!is_ipv6_link_scoped_source(&v4([0; 4], [0; 4])));
     }
 
     #[test]

@@ -94,4 +94,29 @@ mod tests {
         routes.remove(&[a], 2);
         assert!(routes.is_empty());
     }
+
+    #[test]
+    fn both_addresses_of_a_dual_stack_session_route_to_it() {
+        let routes = SessionRoutes::default();
+        let a4: IpAddr = "198.18.100.10".parse().unwrap();
+        let a6: IpAddr = "fd00:100::10".parse().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        routes.insert(
+            &[a4, a6],
+            Arc::new(SessionPort {
+                index: 1,
+                generation: 1,
+                tx,
+            }),
+        );
+        let snap = routes.snapshot();
+        assert_eq!(snap.get(&a6).map(|p| p.index), Some(1));
+        assert!(Arc::ptr_eq(&snap[&a4], &snap[&a6]));
+        assert!(
+            snap.get(&"fd00:100::11".parse::<IpAddr>().unwrap())
+                .is_none()
+        );
+        routes.remove(&[a4, a6], 1);
+        assert!(routes.is_empty());
+    }
 }

@@ -7,7 +7,7 @@
 //! the device with non-blocking reads up to a batch size.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -27,6 +27,9 @@ pub const UPLINK_HEADROOM: usize = VIRTIO_NET_HDR_LEN + 6;
 pub struct TunConfig {
     pub name: String,
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// Addresses (with prefix length) in the IPv6 pools' prefixes, so the kernel
+    /// routes those prefixes to the device.
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
     pub mtu: u16,
     pub offload: bool,
 }
@@ -47,6 +50,9 @@ impl Tun {
             .offload(cfg.offload);
         if let Some((addr, prefix)) = cfg.ipv4 {
             b = b.ipv4(addr, prefix, None);
+        }
+        for (addr, prefix) in &cfg.ipv6 {
+            b = b.ipv6(*addr, *prefix);
         }
         let dev = b.build_async()?;
         Ok(Self {
@@ -213,6 +219,12 @@ impl BatchSorter {
     }
 }
 
+/// Uplink anti-spoofing: true when `pkt` is an IPv4 or IPv6 packet whose source
+/// is one of the session's addresses (`allowed`: its v4 and, dual stack, v6).
+pub fn source_allowed(pkt: &[u8], allowed: &[IpAddr]) -> bool {
+    packet::source(pkt).is_some_and(|s| allowed.contains(&s))
+}
+
 /// Per-session uplink state: reusable packet buffers and a GRO table, so a
 /// session's packets reach TUN in one batch without allocation per packet.
 pub struct Uplink {
@@ -220,7 +232,7 @@ pub struct Uplink {
     gro: GROTable,
     bufs: Vec<Vec<u8>>,
     used: usize,
-    /// The only source address this session may use.
+    /// The only source addresses this session may use (its IPv4 and IPv6 address).
     allowed_src: Vec<IpAddr>,
     counters: Arc<DataplaneCounters>,
     /// The session's vpn-filter, if policy enforcement is on.
@@ -249,9 +261,13 @@ impl Uplink {
     /// Queues a packet from the client. Returns false (and counts it) if its source
     /// is not the session's address or it is not IP.
     pub fn push(&mut self, pkt: &[u8]) -> bool {
-        let ok = packet::source(pkt).is_some_and(|s| self.allowed_src.contains(&s));
-        if !ok {
-            DataplaneCounters::add(&self.counters.spoofed_source_drops, 1);
+        if !source_allowed(pkt, &self.allowed_src) {
+            let counter = if packet::is_ipv6_link_scoped_source(pkt) {
+                &self.counters.link_local_drops
+            } else {
+                &self.counters.spoofed_source_drops
+            };
+            DataplaneCounters::add(counter, 1);
             return false;
         }
         if self.used == self.bufs.len() {
@@ -299,5 +315,44 @@ impl Uplink {
         self.tun
             .send_batch(&mut self.gro, &mut self.bufs[..n], &self.counters)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(src: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&[198, 18, 1, 10]);
+        p
+    }
+
+    fn v6(src: &str) -> Vec<u8> {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x60;
+        p[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"fd00:1::10".parse::<Ipv6Addr>().unwrap().octets());
+        p
+    }
+
+    #[test]
+    fn only_the_sessions_own_v4_and_v6_sources_pass() {
+        let dual: Vec<IpAddr> = vec![
+            "198.18.100.10".parse().unwrap(),
+            "fd00:100::10".parse().unwrap(),
+        ];
+        assert!(source_allowed(&v4([198, 18, 100, 10]), &dual));
+        assert!(source_allowed(&v6("fd00:100::10"), &dual));
+        assert!(!source_allowed(&v4([198, 18, 100, 11]), &dual));
+        assert!(!source_allowed(&v6("fd00:100::11"), &dual));
+        assert!(!source_allowed(&v6("fe80::1"), &dual));
+        assert!(!source_allowed(&[0x60; 20], &dual));
+        // An IPv4-only session: no IPv6 source at all.
+        let v4_only = &dual[..1];
+        assert!(!source_allowed(&v6("fd00:100::10"), v4_only));
+        assert!(source_allowed(&v4([198, 18, 100, 10]), v4_only));
     }
 }

@@ -149,6 +149,7 @@ fn render_counters(c: &dataplane::DataplaneCounters) -> String {
         ("drop-queue-full", &c.queue_full_drops),
         ("drop-malformed", &c.malformed_drops),
         ("drop-spoofed-source", &c.spoofed_source_drops),
+        ("drop-ipv6-link-local", &c.link_local_drops),
         ("tun-rx-errors", &c.tun_rx_errors),
         ("tun-tx-errors", &c.tun_tx_errors),
     ];
@@ -187,7 +188,7 @@ pub fn render_sessions(sessions: &[SessionView]) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = write!(
             out,
-            "\n{}{}{}{}{}{}{}{}",
+            "\n{}{}{}{}{}{}{}{}{}",
             pair("Username", &s.username, "Index", &s.index.to_string()),
             pair(
                 "Assigned IP",
@@ -195,6 +196,9 @@ pub fn render_sessions(sessions: &[SessionView]) -> String {
                 "Public IP",
                 &s.public_ip.to_string()
             ),
+            s.assigned_v6
+                .map(|a| single("Assigned IPv6", &a.to_string()))
+                .unwrap_or_default(),
             single("Protocol", s.protocol),
             single("License", "AnyConnect Premium"),
             pair(
@@ -327,6 +331,7 @@ mod tests {
             group_policy: "GP-EMPLOYEES".into(),
             public_ip: "198.18.0.2".parse().unwrap(),
             assigned_v4: Some("198.18.100.10".parse().unwrap()),
+            assigned_v6: None,
             bytes_tx: 100,
             bytes_rx: 200,
             login_time: UNIX_EPOCH,
@@ -339,7 +344,7 @@ mod tests {
             pkts_tx_drop: 3,
             pkts_rx_drop: 12,
         };
-        let out = render_sessions(&[v]);
+        let out = render_sessions(std::slice::from_ref(&v));
         assert!(
             out.contains("Username     : alice                    Index        : 7\n"),
             "{out}"
@@ -357,6 +362,18 @@ mod tests {
         assert!(out.contains("Audit Sess ID: c612000100000001694a2b3c\n"));
         assert!(
             out.contains("Pkts Tx Drop : 3                        Pkts Rx Drop : 12\n"),
+            "{out}"
+        );
+        assert!(!out.contains("Assigned IPv6"), "{out}");
+        // Dual stack: ASA's extra line right after the IPv4 one.
+        let mut dual = v;
+        dual.assigned_v6 = Some("fd00:100::10".parse().unwrap());
+        let out = render_sessions(&[dual]);
+        assert!(
+            out.contains(
+                "Assigned IP  : 198.18.100.10            Public IP    : 198.18.0.2\n\
+                 Assigned IPv6: fd00:100::10\nProtocol"
+            ),
             "{out}"
         );
     }

@@ -1,76 +1,115 @@
-//! IPv4 address pools (`ip local pool`): allocation, sticky reuse and release.
+//! Address pools: `ip local pool` (IPv4) and `ipv6 local pool` (IPv6):
+//! allocation, sticky reuse and release.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::config::Ipv4Pool;
+use crate::config::{Ipv4Pool, Ipv6Pool};
 
-/// Free/used state of one configured pool.
+/// Free/used state of an address range, for either family (addresses as u128).
 #[derive(Debug)]
-pub struct AddressPool {
-    pub name: String,
-    first: u32,
-    last: u32,
-    pub mask: Ipv4Addr,
-    used: BTreeSet<u32>,
+struct Range {
+    first: u128,
+    last: u128,
+    used: BTreeSet<u128>,
     /// Next address to try, so a freed address is not handed out again at once
     /// (a stale client's packets must not reach the next user).
-    cursor: u32,
+    cursor: u128,
 }
 
-impl AddressPool {
-    pub fn new(p: &Ipv4Pool) -> Self {
-        let first = u32::from(p.first);
-        let last = u32::from(p.last).max(first);
+impl Range {
+    fn new(first: u128, last: u128) -> Self {
+        let last = last.max(first);
         Self {
-            name: p.name.clone(),
             first,
             last,
-            mask: p.mask,
             used: BTreeSet::new(),
             cursor: first,
         }
     }
 
+    fn contains(&self, a: u128) -> bool {
+        (self.first..=self.last).contains(&a)
+    }
+
+    /// Takes `want` if it is in the range and free, else the next free address.
+    fn allocate(&mut self, want: Option<u128>) -> Option<u128> {
+        if let Some(w) = want
+            && self.contains(w)
+            && self.used.insert(w)
+        {
+            return Some(w);
+        }
+        // `span - 1` fits: pools are at most a few thousand addresses in practice,
+        // and the walk stops at the first free one.
+        let span = self.last - self.first;
+        let mut i: u128 = 0;
+        loop {
+            let a = self.first + (self.cursor - self.first).wrapping_add(i) % (span + 1);
+            if self.used.insert(a) {
+                self.cursor = if a == self.last { self.first } else { a + 1 };
+                return Some(a);
+            }
+            if i == span {
+                return None;
+            }
+            i += 1;
+        }
+    }
+
+    fn take(&mut self, a: u128) -> bool {
+        self.contains(a) && self.used.insert(a)
+    }
+
+    fn release(&mut self, a: u128) -> bool {
+        self.used.remove(&a)
+    }
+}
+
+/// Free/used state of one configured IPv4 pool.
+#[derive(Debug)]
+pub struct AddressPool {
+    pub name: String,
+    range: Range,
+    pub mask: Ipv4Addr,
+}
+
+impl AddressPool {
+    pub fn new(p: &Ipv4Pool) -> Self {
+        Self {
+            name: p.name.clone(),
+            range: Range::new(
+                u128::from(u32::from(p.first)),
+                u128::from(u32::from(p.last)),
+            ),
+            mask: p.mask,
+        }
+    }
+
     pub fn size(&self) -> u64 {
-        u64::from(self.last - self.first) + 1
+        (self.range.last - self.range.first) as u64 + 1
     }
 
     pub fn in_use(&self) -> usize {
-        self.used.len()
+        self.range.used.len()
     }
 
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        (self.first..=self.last).contains(&u32::from(a))
+        self.range.contains(v4(a))
     }
 
     /// Takes `want` if it is in this pool and free, else the next free address.
     pub fn allocate(&mut self, want: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
-        if let Some(w) = want.map(u32::from)
-            && (self.first..=self.last).contains(&w)
-            && self.used.insert(w)
-        {
-            return Some(Ipv4Addr::from(w));
-        }
-        let span = self.last - self.first + 1;
-        for i in 0..span {
-            let a = self.first + (self.cursor - self.first + i) % span;
-            if self.used.insert(a) {
-                self.cursor = if a == self.last { self.first } else { a + 1 };
-                return Some(Ipv4Addr::from(a));
-            }
-        }
-        None
+        self.range.allocate(want.map(v4)).map(to_v4)
     }
 
     /// Takes exactly `a` (a RADIUS Framed-IP-Address); false if outside or taken.
     pub fn take(&mut self, a: Ipv4Addr) -> bool {
-        let a = u32::from(a);
-        (self.first..=self.last).contains(&a) && self.used.insert(a)
+        self.range.take(v4(a))
     }
 
     pub fn release(&mut self, a: Ipv4Addr) -> bool {
-        self.used.remove(&u32::from(a))
+        self.range.release(v4(a))
     }
 
     /// The address the headend's own TUN interface takes in this pool's subnet:
@@ -78,14 +117,90 @@ impl AddressPool {
     pub fn gateway_address(&self) -> (Ipv4Addr, u8) {
         let mask = u32::from(self.mask);
         let prefix = mask.leading_ones() as u8;
-        let net = self.first & mask;
+        let first = self.range.first as u32;
+        let net = first & mask;
         let bcast = net | !mask;
         let mut gw = net.saturating_add(1);
-        if (self.first..=self.last).contains(&gw) {
+        if self.contains(Ipv4Addr::from(gw)) {
             gw = bcast.saturating_sub(1);
         }
         (Ipv4Addr::from(gw), prefix)
     }
+}
+
+fn v4(a: Ipv4Addr) -> u128 {
+    u128::from(u32::from(a))
+}
+
+fn to_v4(a: u128) -> Ipv4Addr {
+    Ipv4Addr::from(a as u32)
+}
+
+/// Free/used state of one `ipv6 local pool NAME ADDR/PREFIX COUNT`: COUNT
+/// addresses from ADDR, each handed out with the pool's prefix length (as ASA
+/// does: the client sees `ADDR/PREFIX`).
+#[derive(Debug)]
+pub struct Ipv6AddressPool {
+    pub name: String,
+    range: Range,
+    pub prefix_len: u8,
+}
+
+impl Ipv6AddressPool {
+    pub fn new(p: &Ipv6Pool) -> Self {
+        let first = u128::from(p.first);
+        // COUNT addresses, but never past the end of the prefix.
+        let prefix_end = first | host_mask(p.prefix_len);
+        let last = first
+            .saturating_add(u128::from(p.count.max(1)) - 1)
+            .min(prefix_end);
+        Self {
+            name: p.name.clone(),
+            range: Range::new(first, last),
+            prefix_len: p.prefix_len,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        (self.range.last - self.range.first) as u64 + 1
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.range.used.len()
+    }
+
+    pub fn contains(&self, a: Ipv6Addr) -> bool {
+        self.range.contains(u128::from(a))
+    }
+
+    /// Takes `want` if it is in this pool and free, else the next free address.
+    pub fn allocate(&mut self, want: Option<Ipv6Addr>) -> Option<Ipv6Addr> {
+        self.range
+            .allocate(want.map(u128::from))
+            .map(Ipv6Addr::from)
+    }
+
+    pub fn release(&mut self, a: Ipv6Addr) -> bool {
+        self.range.release(u128::from(a))
+    }
+
+    /// The headend's own address in the pool's prefix: the first address after
+    /// the subnet-router anycast address (`PREFIX::1`), or the last one of the
+    /// prefix if the range starts there.
+    pub fn gateway_address(&self) -> (Ipv6Addr, u8) {
+        let host = host_mask(self.prefix_len);
+        let net = self.range.first & !host;
+        let mut gw = net.saturating_add(1);
+        if self.range.contains(gw) {
+            gw = (net | host).saturating_sub(1);
+        }
+        (Ipv6Addr::from(gw), self.prefix_len)
+    }
+}
+
+/// The host bits of a /`len` IPv6 prefix.
+fn host_mask(len: u8) -> u128 {
+    u128::MAX.checked_shr(u32::from(len.min(128))).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -155,5 +270,71 @@ mod tests {
         assert_eq!(p.gateway_address(), ("198.18.100.1".parse().unwrap(), 24));
         let p = pool("198.18.100.1", "198.18.100.100");
         assert_eq!(p.gateway_address(), ("198.18.100.254".parse().unwrap(), 24));
+    }
+
+    fn pool6(first: &str, prefix_len: u8, count: u32) -> Ipv6AddressPool {
+        Ipv6AddressPool::new(&Ipv6Pool {
+            name: "P6".into(),
+            first: first.parse().unwrap(),
+            prefix_len,
+            count,
+            line: 1,
+        })
+    }
+
+    fn a6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_pool_allocates_count_addresses_in_order() {
+        let mut p = pool6("fd00:100::10", 64, 3);
+        assert_eq!(p.size(), 3);
+        let got: Vec<_> = (0..3).map(|_| p.allocate(None).unwrap()).collect();
+        assert_eq!(
+            got,
+            [a6("fd00:100::10"), a6("fd00:100::11"), a6("fd00:100::12")]
+        );
+        assert_eq!(p.allocate(None), None);
+        assert_eq!(p.in_use(), 3);
+        assert!(p.release(a6("fd00:100::11")));
+        assert!(!p.release(a6("fd00:100::11")));
+        assert_eq!(p.allocate(None), Some(a6("fd00:100::11")));
+    }
+
+    #[test]
+    fn ipv6_freed_address_is_reused_only_after_others_and_wish_is_honoured() {
+        let mut p = pool6("fd00:100::10", 64, 200);
+        let a = p.allocate(None).unwrap();
+        assert!(p.release(a));
+        assert_eq!(p.allocate(None), Some(a6("fd00:100::11")));
+        // A free address asked for (a reconnecting client's) is given back.
+        assert_eq!(p.allocate(Some(a)), Some(a));
+        assert_ne!(p.allocate(Some(a)), Some(a));
+        // Outside the pool: ignored.
+        let got = p.allocate(Some(a6("fd00:1::10"))).unwrap();
+        assert!(p.contains(got));
+        assert!(!p.contains(a6("fd00:100::d8")));
+        assert!(p.contains(a6("fd00:100::d7")));
+    }
+
+    #[test]
+    fn ipv6_pool_stays_inside_its_prefix() {
+        let p = pool6("fd00:100::fffe", 112, 16384);
+        assert_eq!(p.size(), 2);
+        let p = pool6("fd00:100::10", 128, 5);
+        assert_eq!(p.size(), 1);
+    }
+
+    #[test]
+    fn ipv6_gateway_is_the_first_of_the_prefix() {
+        assert_eq!(
+            pool6("fd00:100::10", 64, 200).gateway_address(),
+            (a6("fd00:100::1"), 64)
+        );
+        assert_eq!(
+            pool6("fd00:100::1", 64, 200).gateway_address(),
+            (a6("fd00:100::ffff:ffff:ffff:fffe"), 64)
+        );
     }
 }

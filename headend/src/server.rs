@@ -106,6 +106,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .next()
         .map(|p| AddressPool::new(p).gateway_address())
         .context("no `ip local pool` configured: clients need addresses")?;
+    // One address per distinct IPv6 pool prefix (the first pool of each wins).
+    let mut tun_v6: Vec<(std::net::Ipv6Addr, u8)> = Vec::new();
+    for p in config.ipv6_local_pools.values() {
+        let (gw, len) = crate::pool::Ipv6AddressPool::new(p).gateway_address();
+        let host = u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+        let same_prefix = |(a, l): &(std::net::Ipv6Addr, u8)| {
+            *l == len && u128::from(*a) & !host == u128::from(gw) & !host
+        };
+        if !tun_v6.iter().any(same_prefix) {
+            tun_v6.push((gw, len));
+        }
+    }
     let mtu = config
         .group_policies
         .keys()
@@ -120,13 +132,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let tun = dataplane::tun::Tun::open(&dataplane::tun::TunConfig {
         name: args.tun_name.clone(),
         ipv4: Some((tun_addr, tun_prefix)),
+        ipv6: tun_v6.clone(),
         mtu,
         offload: args.tun_offload,
     })
     .with_context(|| format!("creating TUN device {}", args.tun_name))?;
     tracing::info!(
-        "TUN {} up with {tun_addr}/{tun_prefix}, MTU {mtu}, offload {} (TSO {})",
+        "TUN {} up with {tun_addr}/{tun_prefix}{}, MTU {mtu}, offload {} (TSO {})",
         args.tun_name,
+        tun_v6
+            .iter()
+            .map(|(a, l)| format!(" {a}/{l}"))
+            .collect::<String>(),
         args.tun_offload,
         tun.tcp_gso()
     );

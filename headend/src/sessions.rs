@@ -3,7 +3,7 @@
 //! never per packet (the dataplane reads `dataplane::SessionRoutes`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use auth::radius::{DynAuthKind, DynAuthRequest, ErrorCause, TerminateCause};
 
 use crate::config::{Config, EffectivePolicy};
-use crate::pool::AddressPool;
+use crate::pool::{AddressPool, Ipv6AddressPool};
 
 /// How long a cookie from a finished login stays valid before its first CONNECT.
 pub const UNUSED_COOKIE_LIFETIME: Duration = Duration::from_secs(120);
@@ -117,6 +117,12 @@ pub struct Session {
     pub assigned_v4: Option<(Ipv4Addr, Ipv4Addr, String)>,
     /// Pools to allocate from, in order (group-policy's, else tunnel group's).
     pub pools: Vec<String>,
+    /// (address, prefix length, pool name), when the client does IPv6 and the
+    /// session has an IPv6 pool.
+    pub assigned_v6: Option<(Ipv6Addr, u8, String)>,
+    /// IPv6 pools, in order (group-policy's `ipv6-address-pools`, else the tunnel
+    /// group's `ipv6-address-pool`).
+    pub pools6: Vec<String>,
     pub stats: Arc<SessionStats>,
     pub state: SessionState,
     pub authz: SessionAuthz,
@@ -188,6 +194,7 @@ pub struct SessionView {
     pub group_policy: String,
     pub public_ip: IpAddr,
     pub assigned_v4: Option<Ipv4Addr>,
+    pub assigned_v6: Option<Ipv6Addr>,
     pub bytes_tx: u64,
     pub bytes_rx: u64,
     pub login_time: SystemTime,
@@ -214,6 +221,9 @@ pub struct Attached {
     pub policy: EffectivePolicy,
     pub address: Ipv4Addr,
     pub netmask: Ipv4Addr,
+    /// IPv6 address and prefix length, when the client asked for IPv6 and the
+    /// session has an IPv6 pool.
+    pub address6: Option<(Ipv6Addr, u8)>,
     pub stats: Arc<SessionStats>,
     pub filter: Arc<dataplane::enforce::SessionFilter>,
     pub control: mpsc::UnboundedReceiver<SessionCommand>,
@@ -257,6 +267,9 @@ struct Inner {
     sessions: BTreeMap<u64, Session>,
     by_cookie: HashMap<[u8; 32], u64>,
     pools: BTreeMap<String, AddressPool>,
+    pools6: BTreeMap<String, Ipv6AddressPool>,
+    /// Each tunnel group's `ipv6-address-pool` list.
+    tunnel_group_pools6: HashMap<String, Vec<String>>,
     next_index: u64,
     next_generation: u64,
     events: Option<mpsc::UnboundedSender<AcctEvent>>,
@@ -298,6 +311,16 @@ impl SessionTable {
                 sessions: BTreeMap::new(),
                 by_cookie: HashMap::new(),
                 pools,
+                pools6: config
+                    .ipv6_local_pools
+                    .values()
+                    .map(|p| (p.name.clone(), Ipv6AddressPool::new(p)))
+                    .collect(),
+                tunnel_group_pools6: config
+                    .tunnel_groups
+                    .values()
+                    .map(|tg| (tg.name.clone(), tg.ipv6_address_pools.clone()))
+                    .collect(),
                 next_index: 1,
                 next_generation: 1,
                 events: None,
@@ -397,6 +420,16 @@ impl SessionTable {
         let cookie = new_cookie();
         let hash = cookie_hash(&cookie);
         inner.by_cookie.insert(hash, index);
+        // As for IPv4: the group policy's pools win over the tunnel group's.
+        let pools6 = if policy.ipv6_address_pools.is_empty() {
+            inner
+                .tunnel_group_pools6
+                .get(tunnel_group)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            policy.ipv6_address_pools.clone()
+        };
         inner.sessions.insert(
             index,
             Session {
@@ -410,6 +443,8 @@ impl SessionTable {
                 login_instant: now,
                 assigned_v4: None,
                 pools,
+                assigned_v6: None,
+                pools6,
                 stats: Arc::default(),
                 state: SessionState::Authenticated { since: now },
                 filter: Arc::new(dataplane::enforce::SessionFilter::new(
@@ -430,11 +465,14 @@ impl SessionTable {
 
     /// A CONNECT with `cookie`: binds a new connection to the session, keeping its
     /// address if it had one (or honouring `previous` from X-CSTP-Address).
+    /// `want_v6`: the client can do IPv6 (it then also gets an IPv6 address when
+    /// the session has an IPv6 pool).
     pub fn attach(
         &self,
         cookie: &str,
         public_ip: IpAddr,
         previous: Option<Ipv4Addr>,
+        want_v6: bool,
     ) -> Result<Attached, AttachError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -479,6 +517,18 @@ impl SessionTable {
             }
             s.assigned_v4 = Some(got.ok_or_else(|| AttachError::PoolExhausted(s.pools.join(",")))?);
         }
+        if want_v6 && s.assigned_v6.is_none() && !s.pools6.is_empty() {
+            // First IPv6 pool with a free address. None free: the session goes
+            // on with IPv4 only (IPv4 is what every client needs).
+            s.assigned_v6 = s.pools6.iter().find_map(|name| {
+                let pool = inner.pools6.get_mut(name)?;
+                let a = pool.allocate(None)?;
+                Some((a, pool.prefix_len, name.clone()))
+            });
+            if s.assigned_v6.is_none() {
+                tracing::warn!(user = %s.username, index, "no free address in IPv6 pool(s) {}: IPv4 only", s.pools6.join(","));
+            }
+        }
         if let Some(old) = s.control.take() {
             let _ = old.send(SessionCommand::Superseded);
         }
@@ -487,8 +537,18 @@ impl SessionTable {
         s.state = SessionState::Connected { generation };
         s.public_ip = public_ip;
         let (address, netmask, _) = s.assigned_v4.clone().ok_or(AttachError::BadCookie)?;
+        // Kept for the session even if this connection did not ask for IPv6
+        // (it is freed at session end); only announced and routed when asked.
+        let address6 = s
+            .assigned_v6
+            .as_ref()
+            .filter(|_| want_v6)
+            .map(|(a, len, _)| (*a, *len));
         if let (Some(p), Some(sgt)) = (&inner.policy, s.authz.sgt) {
             p.set_session(IpAddr::V4(address), Some(sgt));
+            if let Some((a6, _, _)) = &s.assigned_v6 {
+                p.set_session(IpAddr::V6(*a6), Some(sgt));
+            }
         }
         let session_deadline = s.policy.vpn_session_timeout.map(|d| s.login_instant + d);
         if s.acct_started.is_none()
@@ -511,6 +571,7 @@ impl SessionTable {
             policy: s.policy.clone(),
             address,
             netmask,
+            address6,
             stats: s.stats.clone(),
             filter: s.filter.clone(),
             control: rx,
@@ -684,6 +745,9 @@ impl SessionTable {
                             if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v4) {
                                 p.set_session(IpAddr::V4(*addr), Some(sgt));
                             }
+                            if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v6) {
+                                p.set_session(IpAddr::V6(*addr), Some(sgt));
+                            }
                         }
                         if let Some(f) = &changes.filter_id {
                             tracing::info!(user = %s.username, index = i, "CoA: filter {:?} -> {f}", s.authz.filter);
@@ -709,6 +773,7 @@ impl SessionTable {
                 group_policy: s.group_policy.clone(),
                 public_ip: s.public_ip,
                 assigned_v4: s.assigned_v4.as_ref().map(|a| a.0),
+                assigned_v6: s.assigned_v6.as_ref().map(|a| a.0),
                 bytes_tx: s.stats.bytes_tx.load(Ordering::Relaxed),
                 bytes_rx: s.stats.bytes_rx.load(Ordering::Relaxed),
                 login_time: s.login_time,
@@ -787,8 +852,16 @@ impl Inner {
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
             p.set_session(IpAddr::V4(*addr), None);
         }
+        if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v6) {
+            p.set_session(IpAddr::V6(*addr), None);
+        }
         if let Some((addr, _, pool)) = &s.assigned_v4
             && let Some(p) = self.pools.get_mut(pool)
+        {
+            p.release(*addr);
+        }
+        if let Some((addr, _, pool)) = &s.assigned_v6
+            && let Some(p) = self.pools6.get_mut(pool)
         {
             p.release(*addr);
         }
@@ -813,6 +886,7 @@ impl Inner {
             index,
             tunnel_group = %s.tunnel_group,
             address = ?s.assigned_v4.as_ref().map(|a| a.0),
+            address6 = ?s.assigned_v6.as_ref().map(|a| a.0),
             bytes_tx = s.stats.bytes_tx.load(Ordering::Relaxed),
             bytes_rx = s.stats.bytes_rx.load(Ordering::Relaxed),
             "session ended: {reason}"
@@ -863,7 +937,7 @@ group-policy GP attributes
     fn bad_cookie_is_refused() {
         let (t, _) = table();
         assert_eq!(
-            t.attach("nope", ip("198.18.0.2"), None).unwrap_err(),
+            t.attach("nope", ip("198.18.0.2"), None, false).unwrap_err(),
             AttachError::BadCookie
         );
     }
@@ -873,18 +947,18 @@ group-policy GP attributes
         let (t, cfg) = table();
         let now = Instant::now();
         let (_, cookie) = login(&t, &cfg, "alice", now);
-        let mut a1 = t.attach(&cookie, ip("198.18.0.2"), None).unwrap();
+        let mut a1 = t.attach(&cookie, ip("198.18.0.2"), None, false).unwrap();
         assert_eq!(a1.address, "198.18.100.10".parse::<Ipv4Addr>().unwrap());
         assert_eq!(a1.netmask, "255.255.255.0".parse::<Ipv4Addr>().unwrap());
         // TCP lost: the session waits.
         t.detach(a1.index, a1.generation, Detach::Lost("tcp".into()), now);
         assert_eq!(t.list(now)[0].state, "Disconnected");
-        let a2 = t.attach(&cookie, ip("198.18.0.3"), None).unwrap();
+        let a2 = t.attach(&cookie, ip("198.18.0.3"), None, false).unwrap();
         assert_eq!(a2.address, a1.address);
         assert_eq!(t.list(now)[0].public_ip, ip("198.18.0.3"));
         // A third connection supersedes the second, which is told so; the
         // superseded connection's late detach changes nothing.
-        let a3 = t.attach(&cookie, ip("198.18.0.3"), None).unwrap();
+        let a3 = t.attach(&cookie, ip("198.18.0.3"), None, false).unwrap();
         assert_eq!(a3.address, a1.address);
         t.detach(
             a2.index,
@@ -902,7 +976,7 @@ group-policy GP attributes
         let (t, cfg) = table();
         let now = Instant::now();
         let (_, c1) = login(&t, &cfg, "alice", now);
-        let a1 = t.attach(&c1, ip("198.18.0.2"), None).unwrap();
+        let a1 = t.attach(&c1, ip("198.18.0.2"), None, false).unwrap();
         t.detach(
             a1.index,
             a1.generation,
@@ -911,14 +985,20 @@ group-policy GP attributes
         );
         assert!(t.is_empty());
         assert_eq!(
-            t.attach(&c1, ip("198.18.0.2"), None).unwrap_err(),
+            t.attach(&c1, ip("198.18.0.2"), None, false).unwrap_err(),
             AttachError::BadCookie
         );
         // Both pool addresses are available again.
         let (_, c2) = login(&t, &cfg, "bob", now);
         let (_, c3) = login(&t, &cfg, "carol", now);
-        let b = t.attach(&c2, ip("198.18.0.2"), None).unwrap().address;
-        let c = t.attach(&c3, ip("198.18.0.2"), None).unwrap().address;
+        let b = t
+            .attach(&c2, ip("198.18.0.2"), None, false)
+            .unwrap()
+            .address;
+        let c = t
+            .attach(&c3, ip("198.18.0.2"), None, false)
+            .unwrap()
+            .address;
         assert_ne!(b, c);
     }
 
@@ -928,11 +1008,11 @@ group-policy GP attributes
         let now = Instant::now();
         for u in ["a", "b"] {
             let (_, c) = login(&t, &cfg, u, now);
-            t.attach(&c, ip("198.18.0.2"), None).unwrap();
+            t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
         }
         let (_, c) = login(&t, &cfg, "c", now);
         assert_eq!(
-            t.attach(&c, ip("198.18.0.2"), None).unwrap_err(),
+            t.attach(&c, ip("198.18.0.2"), None, false).unwrap_err(),
             AttachError::PoolExhausted("P".into())
         );
     }
@@ -942,7 +1022,7 @@ group-policy GP attributes
         let (t, cfg) = table();
         let now = Instant::now();
         let (i1, c1) = login(&t, &cfg, "alice", now);
-        let mut a1 = t.attach(&c1, ip("198.18.0.2"), None).unwrap();
+        let mut a1 = t.attach(&c1, ip("198.18.0.2"), None, false).unwrap();
         let (i2, _) = login(&t, &cfg, "alice", now);
         let (i3, _) = login(&t, &cfg, "alice", now);
         let left: Vec<u64> = t.list(now).iter().map(|s| s.index).collect();
@@ -987,11 +1067,11 @@ group-policy GP attributes
         login(&t, &cfg, "unused", t0);
         // Disconnected: idle timeout (1 min) grace.
         let (_, c) = login(&t, &cfg, "gone", t0);
-        let a = t.attach(&c, ip("198.18.0.2"), None).unwrap();
+        let a = t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
         t.detach(a.index, a.generation, Detach::Lost("tcp".into()), t0);
         // Connected: session timeout (10 min).
         let (_, c) = login(&t, &cfg, "busy", t0);
-        let mut busy = t.attach(&c, ip("198.18.0.2"), None).unwrap();
+        let mut busy = t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
 
         assert_eq!(t.reap(t0 + Duration::from_secs(59)), 0);
         assert_eq!(t.reap(t0 + Duration::from_secs(61)), 1); // gone
@@ -1035,5 +1115,90 @@ group-policy GP attributes
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    const CFG6: &str = "\
+ip local pool P 198.18.100.10-198.18.100.20 mask 255.255.255.0
+ipv6 local pool P6 fd00:100::10/64 2
+ipv6 local pool TG6 fd00:200::10/64 10
+group-policy GP internal
+group-policy GP attributes
+ ipv6-address-pools value P6
+group-policy NOV6 internal
+tunnel-group TG type remote-access
+tunnel-group TG general-attributes
+ address-pool P
+ ipv6-address-pool TG6
+";
+
+    fn login6(t: &SessionTable, cfg: &Config, gp: &str, user: &str) -> String {
+        t.login(
+            NewSession {
+                username: user,
+                tunnel_group: "TG",
+                group_policy: gp,
+                policy: cfg.effective_policy(gp),
+                pools: vec!["P".into()],
+                public_ip: ip("198.18.0.2"),
+                authz: SessionAuthz::default(),
+                audit_session_id: t.new_audit_session_id(),
+            },
+            Instant::now(),
+        )
+        .expect("login")
+        .1
+    }
+
+    #[test]
+    fn ipv6_address_from_the_group_policy_pool_kept_on_reconnect_freed_at_end() {
+        let cfg = crate::config::parse_str(CFG6, "t.cfg").unwrap();
+        let t = SessionTable::new(&cfg);
+        let now = Instant::now();
+        let c = login6(&t, &cfg, "GP", "alice");
+        let a1 = t.attach(&c, ip("198.18.0.2"), None, true).unwrap();
+        let want: Ipv6Addr = "fd00:100::10".parse().unwrap();
+        assert_eq!(a1.address6, Some((want, 64)));
+        assert_eq!(t.list(now)[0].assigned_v6, Some(want));
+        t.detach(a1.index, a1.generation, Detach::Lost("tcp".into()), now);
+        let a2 = t.attach(&c, ip("198.18.0.2"), None, true).unwrap();
+        assert_eq!(a2.address6, a1.address6);
+        // A second user gets the next address; the pool (2 addresses) then runs
+        // dry and a third user goes on with IPv4 only.
+        let c2 = login6(&t, &cfg, "GP", "bob");
+        let b = t.attach(&c2, ip("198.18.0.3"), None, true).unwrap();
+        assert_eq!(b.address6, Some(("fd00:100::11".parse().unwrap(), 64)));
+        let c3 = login6(&t, &cfg, "GP", "carol");
+        let e = t.attach(&c3, ip("198.18.0.4"), None, true).unwrap();
+        assert_eq!(e.address6, None);
+        assert!(lab_v4(&e.address));
+        // Logout frees alice's v6 address: carol's next connection gets it.
+        t.detach(
+            a2.index,
+            a2.generation,
+            Detach::End(EndReason::UserLogout(String::new())),
+            now,
+        );
+        let e2 = t.attach(&c3, ip("198.18.0.4"), None, true).unwrap();
+        assert_eq!(e2.address6, Some((want, 64)));
+    }
+
+    fn lab_v4(a: &Ipv4Addr) -> bool {
+        a.octets()[..3] == [198, 18, 100]
+    }
+
+    #[test]
+    fn ipv6_only_when_the_client_asks_and_tunnel_group_pool_as_fallback() {
+        let cfg = crate::config::parse_str(CFG6, "t.cfg").unwrap();
+        let t = SessionTable::new(&cfg);
+        let now = Instant::now();
+        // An IPv4-only client (openconnect --disable-ipv6) takes nothing from P6.
+        let c = login6(&t, &cfg, "GP", "alice");
+        let a = t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
+        assert_eq!(a.address6, None);
+        assert_eq!(t.list(now)[0].assigned_v6, None);
+        // No ipv6-address-pools in the group policy: the tunnel group's pool.
+        let c = login6(&t, &cfg, "NOV6", "bob");
+        let b = t.attach(&c, ip("198.18.0.3"), None, true).unwrap();
+        assert_eq!(b.address6, Some(("fd00:200::10".parse().unwrap(), 64)));
     }
 }

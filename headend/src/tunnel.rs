@@ -46,7 +46,8 @@ pub async fn run(
     let previous = req
         .header("X-CSTP-Address")
         .and_then(|a| a.trim().parse::<Ipv4Addr>().ok());
-    let att = match h.sessions.attach(cookie, peer.ip(), previous) {
+    let want_v6 = client_does_ipv6(&req);
+    let att = match h.sessions.attach(cookie, peer.ip(), previous, want_v6) {
         Ok(a) => a,
         Err(e @ AttachError::BadCookie) => {
             tracing::info!(%peer, "CONNECT refused: {e}");
@@ -92,10 +93,11 @@ pub async fn run(
         );
         return Ok(());
     }
-    tracing::info!(parent: &span, %peer, "tunnel up: CSTP, address {}, DTLS {}", att.address,
+    tracing::info!(parent: &span, %peer, "tunnel up: CSTP, address {}{}, DTLS {}", att.address,
+        att.address6.map(|(a, len)| format!(" + {a}/{len}")).unwrap_or_default(),
         if dtls.is_some() { "offered" } else { "not offered" });
 
-    let addrs = [IpAddr::V4(att.address)];
+    let addrs = session_addresses(&att);
     let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
     h.routes.insert(
         &addrs,
@@ -155,28 +157,43 @@ pub fn connect_reply(
     let _ = write!(r, "X-CSTP-Server-Name: {}\r\n", header_safe(host));
     let _ = write!(r, "X-CSTP-Address: {}\r\n", att.address);
     let _ = write!(r, "X-CSTP-Netmask: {}\r\n", att.netmask);
+    // IPv6 only for a session that has an IPv6 address: without one, v6 DNS
+    // servers and routes would point into a tunnel that cannot carry v6.
+    let v6 = att.address6.is_some();
+    if let Some((a, len)) = att.address6 {
+        let _ = write!(r, "X-CSTP-Address-IP6: {a}/{len}\r\n");
+    }
     for dns in p.dns_servers.iter().take(3) {
         match dns {
             IpAddr::V4(a) => {
                 let _ = write!(r, "X-CSTP-DNS: {a}\r\n");
             }
-            IpAddr::V6(a) => {
+            IpAddr::V6(a) if v6 => {
                 let _ = write!(r, "X-CSTP-DNS-IP6: {a}\r\n");
             }
+            IpAddr::V6(_) => {}
         }
     }
     if let Some(d) = &p.default_domain {
         let _ = write!(r, "X-CSTP-Default-Domain: {}\r\n", header_safe(d));
     }
-    let routes = cfg.split_include_routes(p);
-    let header = match p.split_tunnel_policy {
-        SplitTunnelPolicy::TunnelAll => None,
-        SplitTunnelPolicy::TunnelSpecified => Some("X-CSTP-Split-Include"),
-        SplitTunnelPolicy::ExcludeSpecified => Some("X-CSTP-Split-Exclude"),
+    let (header, routes) = match p.split_tunnel_policy {
+        SplitTunnelPolicy::TunnelAll => (None, Vec::new()),
+        SplitTunnelPolicy::TunnelSpecified => {
+            (Some("X-CSTP-Split-Include"), cfg.split_include_routes(p))
+        }
+        SplitTunnelPolicy::ExcludeSpecified => {
+            (Some("X-CSTP-Split-Exclude"), cfg.split_exclude_routes(p))
+        }
     };
     if let Some(hname) = header {
         for (net, mask) in routes {
             let _ = write!(r, "{hname}: {net}/{mask}\r\n");
+        }
+        if v6 {
+            for (net, len) in cfg.split_networks_v6(p) {
+                let _ = write!(r, "{hname}-IP6: {net}/{len}\r\n");
+            }
         }
     }
     let _ = write!(r, "X-CSTP-MTU: {mtu}\r\n");
@@ -223,6 +240,27 @@ pub fn connect_reply(
     }
     r.push_str("\r\n");
     r
+}
+
+/// The addresses the session owns: its IPv4 address and, if it has one, its IPv6
+/// address. Packets to them go to the session; packets from it must come from one.
+fn session_addresses(att: &Attached) -> Vec<IpAddr> {
+    std::iter::once(IpAddr::V4(att.address))
+        .chain(att.address6.map(|(a, _)| IpAddr::V6(a)))
+        .collect()
+}
+
+/// Whether the client takes an IPv6 address: openconnect sends
+/// `X-CSTP-Address-Type: IPv6,IPv4` (just `IPv4` with --disable-ipv6) and
+/// `X-CSTP-Full-IPv6-Capability: true`; AnyConnect sends the same. A client that
+/// says nothing gets IPv4 only.
+fn client_does_ipv6(req: &Request) -> bool {
+    match req.header("X-CSTP-Address-Type") {
+        Some(t) => t.split(',').any(|f| f.trim().eq_ignore_ascii_case("IPv6")),
+        None => req
+            .header("X-CSTP-Full-IPv6-Capability")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+    }
 }
 
 /// openconnect lists PSK-NEGOTIATE in X-DTLS-CipherSuite unless run with --no-dtls.
@@ -304,16 +342,13 @@ async fn pump(
     let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
     decoder.feed(&leftover);
     let label = format!("{}@{}", att.username, att.address);
-    let mut uplink = dataplane::tun::Uplink::new(
-        h.tun.clone(),
-        vec![IpAddr::V4(att.address)],
-        h.counters.clone(),
-    )
-    .with_enforcer(Enforcer::new(
-        h.policy.handle.clone(),
-        att.filter.clone(),
-        label.clone(),
-    ));
+    let mut uplink =
+        dataplane::tun::Uplink::new(h.tun.clone(), session_addresses(&att), h.counters.clone())
+            .with_enforcer(Enforcer::new(
+                h.policy.handle.clone(),
+                att.filter.clone(),
+                label.clone(),
+            ));
     let mut down_filter = Enforcer::new(h.policy.handle.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
     // Make sure rustls takes a whole frame per write (one frame = one record).
@@ -810,6 +845,20 @@ group-policy FULL internal
 group-policy FULL attributes
  split-tunnel-policy tunnelall
  split-tunnel-network-list value SPLIT
+ipv6 local pool P6 fd00:100::10/64 200
+access-list SPLIT-DUAL extended permit ip 198.18.1.0 255.255.255.0 any4
+access-list SPLIT-DUAL extended permit ip fd00:1::/64 any6
+access-list SPLIT-DUAL extended deny ip fd00:2::/64 any6
+group-policy DUAL internal
+group-policy DUAL attributes
+ split-tunnel-policy tunnelspecified
+ split-tunnel-network-list value SPLIT-DUAL
+ dns-server value 198.18.1.53 fd00:1::53
+ ipv6-address-pools value P6
+group-policy DUAL-EXCLUDE internal
+group-policy DUAL-EXCLUDE attributes
+ split-tunnel-policy excludespecified
+ split-tunnel-network-list value SPLIT-DUAL
 ";
 
     fn attached(cfg: &Config, gp: &str) -> Attached {
@@ -823,6 +872,7 @@ group-policy FULL attributes
             policy: cfg.effective_policy(gp),
             address: "198.18.100.10".parse().unwrap(),
             netmask: "255.255.255.0".parse().unwrap(),
+            address6: None,
             stats: Arc::new(SessionStats::default()),
             filter: Arc::new(dataplane::enforce::SessionFilter::new(None, None)),
             control,
@@ -831,9 +881,13 @@ group-policy FULL attributes
     }
 
     fn connect_request(mtu: &str) -> Request {
+        request_with(&format!("X-CSTP-MTU: {mtu}\r\n"))
+    }
+
+    fn request_with(extra: &str) -> Request {
         let raw = format!(
             "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=AB\r\n\
-             X-CSTP-Version: 1\r\nX-CSTP-Base-MTU: 1500\r\nX-CSTP-MTU: {mtu}\r\n\r\n"
+             X-CSTP-Version: 1\r\nX-CSTP-Base-MTU: 1500\r\n{extra}\r\n"
         );
         RequestParser::new()
             .parse(raw.as_bytes())
@@ -893,5 +947,96 @@ group-policy FULL attributes
     #[test]
     fn banner_is_url_encoded() {
         assert_eq!(url_encode("Hi there\r\n<b>"), "Hi%20there%0D%0A%3Cb%3E");
+    }
+
+    fn dual(cfg: &Config, gp: &str) -> Attached {
+        let mut a = attached(cfg, gp);
+        a.address6 = Some(("fd00:100::10".parse().unwrap(), 64));
+        a
+    }
+
+    #[test]
+    fn dual_stack_reply_has_the_ipv6_address_routes_and_dns() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let reply = connect_reply(&cfg, &dual(&cfg, "DUAL"), &connect_request("1406"), None);
+        let l = lines(&reply);
+        for want in [
+            "X-CSTP-Address: 198.18.100.10",
+            "X-CSTP-Netmask: 255.255.255.0",
+            "X-CSTP-Address-IP6: fd00:100::10/64",
+            "X-CSTP-DNS: 198.18.1.53",
+            "X-CSTP-DNS-IP6: fd00:1::53",
+            "X-CSTP-Split-Include: 198.18.1.0/255.255.255.0",
+            "X-CSTP-Split-Include-IP6: fd00:1::/64",
+        ] {
+            assert!(l.contains(&want), "missing {want:?} in\n{reply}");
+        }
+        // Deny entries are not routes; exactly one v6 route.
+        assert_eq!(reply.matches("-IP6: fd00:").count(), 3, "{reply}");
+        assert!(!reply.contains("fd00:2::"), "{reply}");
+    }
+
+    #[test]
+    fn ipv4_only_session_gets_nothing_ipv6() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let reply = connect_reply(
+            &cfg,
+            &attached(&cfg, "DUAL"),
+            &connect_request("1406"),
+            None,
+        );
+        assert!(!reply.contains("IP6"), "{reply}");
+        assert!(!reply.contains("fd00:"), "{reply}");
+        assert!(
+            lines(&reply).contains(&"X-CSTP-Split-Include: 198.18.1.0/255.255.255.0"),
+            "{reply}"
+        );
+    }
+
+    #[test]
+    fn excludespecified_sends_split_exclude_for_both_families() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let reply = connect_reply(
+            &cfg,
+            &dual(&cfg, "DUAL-EXCLUDE"),
+            &connect_request("1406"),
+            None,
+        );
+        let l = lines(&reply);
+        assert!(
+            l.contains(&"X-CSTP-Split-Exclude: 198.18.1.0/255.255.255.0"),
+            "{reply}"
+        );
+        assert!(
+            l.contains(&"X-CSTP-Split-Exclude-IP6: fd00:1::/64"),
+            "{reply}"
+        );
+        assert!(!reply.contains("Split-Include"), "{reply}");
+    }
+
+    #[test]
+    fn ipv6_capability_comes_from_the_request_headers() {
+        // openconnect 9: both headers.
+        assert!(client_does_ipv6(&request_with(
+            "X-CSTP-Address-Type: IPv6,IPv4\r\nX-CSTP-Full-IPv6-Capability: true\r\n"
+        )));
+        // openconnect --disable-ipv6.
+        assert!(!client_does_ipv6(&request_with(
+            "X-CSTP-Address-Type: IPv4\r\n"
+        )));
+        assert!(client_does_ipv6(&request_with(
+            "X-CSTP-Full-IPv6-Capability: true\r\n"
+        )));
+        // Says nothing: IPv4 only.
+        assert!(!client_does_ipv6(&request_with("")));
+    }
+
+    #[test]
+    fn session_addresses_cover_both_families() {
+        let cfg = crate::config::parse_str(CFG, "t.cfg").unwrap();
+        let v4: IpAddr = "198.18.100.10".parse().unwrap();
+        let v6: IpAddr = "fd00:100::10".parse().unwrap();
+        assert_eq!(session_addresses(&attached(&cfg, "DUAL")), vec![v4]);
+        assert_eq!(session_addresses(&dual(&cfg, "DUAL")), vec![v4, v6]);
     }
 }

@@ -4,8 +4,11 @@
 //! vpnc-ID   eth0 198.18.0.2/24 ──veth── c1 ┐
 //! vpnc2-ID  eth0 198.18.0.3/24 ──veth── c2 ┼ bridge "outside" 198.18.0.1/24   vpngw-ID
 //!                                          ┘ TUN vpn0 198.18.100.1/24 (made by headend)
+//!                                                       fd00:100::1/64 (VPN-POOL6)
 //! inside-ID eth0 198.18.1.10/24 ──veth── inside 198.18.1.1/24       (ip_forward=1)
-//!           default via 198.18.1.1, so replies to the pool go back through the headend
+//!                fd00:1::10/64                  fd00:1::1/64         (v6 forwarding=1)
+//!           default via 198.18.1.1 / fd00:1::1, so replies to the pools go back
+//!           through the headend
 //! ```
 //!
 //! ID is `<pid>-<counter>`, so parallel tests and leftovers of a crashed run never share
@@ -19,7 +22,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
@@ -42,8 +45,21 @@ pub const SPLIT_INCLUDE: &str = "198.18.1.0/24";
 /// `ip local pool VPN-POOL 198.18.100.10-198.18.100.250 mask 255.255.255.0`.
 pub const POOL_FIRST: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 10);
 pub const POOL_LAST: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 250);
+/// The headend's inside IPv6 address, default gateway of the inside host.
+pub const INSIDE_GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+/// The inside host's IPv6 address (in the IPv6 split-include network fd00:1::/64).
+pub const INSIDE_HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10);
+/// The IPv6 split-include network pushed to LOCAL-DUAL clients.
+pub const SPLIT_INCLUDE6: &str = "fd00:1::/64";
+/// `ipv6 local pool VPN-POOL6 fd00:100::10/64 200`: fd00:100::10 - fd00:100::d7.
+pub const POOL6_FIRST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 0x10);
+pub const POOL6_LAST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 0xd7);
+/// The pool's prefix length, as the client gets it (`X-CSTP-Address-IP6: A/64`).
+pub const POOL6_PREFIX_LEN: u8 = 64;
 /// The tunnel group with local passwords.
 pub const AUTHGROUP: &str = "LOCAL-PW";
+/// The same login, dual stack (group policy GP-DUAL with `ipv6-address-pools`).
+pub const AUTHGROUP_DUAL: &str = "LOCAL-DUAL";
 /// The same local-password login with a group policy that has
 /// `anyconnect ssl dtls disable`.
 pub const AUTHGROUP_NO_DTLS: &str = "LOCAL-NODTLS";
@@ -69,6 +85,10 @@ pub fn client_ip(host: usize) -> Ipv4Addr {
 
 pub fn in_pool(addr: Ipv4Addr) -> bool {
     (POOL_FIRST..=POOL_LAST).contains(&addr)
+}
+
+pub fn in_pool6(addr: Ipv6Addr) -> bool {
+    (POOL6_FIRST..=POOL6_LAST).contains(&addr)
 }
 
 /// The workspace root (parent of this crate).
@@ -344,6 +364,39 @@ impl Lab {
             "default",
             "via",
             &INSIDE_GW.to_string(),
+        ]);
+        // IPv6 on the inside link (nodad: usable at once, no duplicate to detect).
+        self.ip(&[
+            "-n",
+            &gw,
+            "-6",
+            "addr",
+            "add",
+            &format!("{INSIDE_GW6}/64"),
+            "dev",
+            "inside",
+            "nodad",
+        ]);
+        self.ip(&[
+            "-n",
+            &inside,
+            "-6",
+            "addr",
+            "add",
+            &format!("{INSIDE_HOST6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        self.ip(&[
+            "-n",
+            &inside,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &INSIDE_GW6.to_string(),
         ]);
         for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
             cmd::must(&mut netns::exec(&gw, &["sysctl", "-qw", sysctl]));
@@ -801,6 +854,11 @@ impl Lab {
     pub fn ping_from(&self, host: usize, ip: Ipv4Addr) -> bool {
         ping(&self.clients[host].ns, ip)
     }
+
+    /// `ping -6` to `ip` from client namespace `host` (3 probes; true if any answer).
+    pub fn ping6_from(&self, host: usize, ip: Ipv6Addr) -> bool {
+        ping6(&self.clients[host].ns, ip, None)
+    }
 }
 
 impl Drop for Lab {
@@ -883,6 +941,29 @@ impl Client {
     /// The IPv4 address on its TUN device, if the device exists and has one.
     pub fn tun_addr(&self) -> Option<Ipv4Addr> {
         ipv4_of(&self.ns, &self.ifname)
+    }
+
+    /// The global IPv6 address on its TUN device with its prefix length, if any
+    /// (link-local addresses are left out).
+    pub fn tun_addr6(&self) -> Option<(Ipv6Addr, u8)> {
+        ipv6_of(&self.ns, &self.ifname)
+    }
+
+    /// `ip -6 route show dev TUN` in its namespace, one line per route.
+    pub fn routes6(&self) -> Vec<String> {
+        cmd::run(&mut cmd::command(
+            "ip",
+            &["-n", &self.ns, "-6", "route", "show", "dev", &self.ifname],
+        ))
+        .map(|s| s.lines().map(|l| l.trim().to_owned()).collect())
+        .unwrap_or_default()
+    }
+
+    /// Whether an IPv6 route to `prefix` (e.g. `fd00:1::/64`) goes through its TUN.
+    pub fn has_route6(&self, prefix: &str) -> bool {
+        self.routes6()
+            .iter()
+            .any(|r| r.split_whitespace().next() == Some(prefix))
     }
 
     /// `ip -4 route show dev TUN` in its namespace, one line per route.
@@ -1045,6 +1126,32 @@ pub fn ping(ns: &str, ip: Ipv4Addr) -> bool {
     .success()
 }
 
+/// `ping -6` to `ip` from namespace `ns` (from source address `from` if given):
+/// 3 probes 0.2 s apart, 2 s wait each; true if any answer came back.
+pub fn ping6(ns: &str, ip: Ipv6Addr, from: Option<Ipv6Addr>) -> bool {
+    let ip = ip.to_string();
+    let from = from.map(|a| a.to_string());
+    let mut args = vec!["ping", "-6", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2"];
+    if let Some(f) = &from {
+        args.extend(["-I", f.as_str()]);
+    }
+    args.push(&ip);
+    exec_in(ns, &args).status.success()
+}
+
+/// `ping -6` once a second-ish from `ns` until `ip` answers; the time it took, or
+/// `None` after `timeout`.
+pub fn wait_ping6(ns: &str, ip: Ipv6Addr, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let ip = ip.to_string();
+    wait_until(timeout, || {
+        exec_in(ns, &["ping", "-6", "-n", "-q", "-c", "1", "-W", "1", &ip])
+            .status
+            .success()
+            .then(|| start.elapsed())
+    })
+}
+
 /// Pings once a second-ish from `ns` until `ip` answers; the time it took, or `None`
 /// after `timeout`.
 pub fn wait_ping(ns: &str, ip: Ipv4Addr, timeout: Duration) -> Option<Duration> {
@@ -1069,6 +1176,22 @@ pub fn ipv4_of(ns: &str, dev: &str) -> Option<Ipv4Addr> {
     let mut words = out.split_whitespace();
     words.find(|w| *w == "inet")?;
     words.next()?.split('/').next()?.parse().ok()
+}
+
+/// The first global IPv6 address of `dev` in namespace `ns`, with its prefix length.
+pub fn ipv6_of(ns: &str, dev: &str) -> Option<(Ipv6Addr, u8)> {
+    let out = cmd::run(&mut cmd::command(
+        "ip",
+        &[
+            "-n", ns, "-6", "-o", "addr", "show", "dev", dev, "scope", "global",
+        ],
+    ))
+    .ok()?;
+    // "5: oc1-alice    inet6 fd00:100::10/64 scope global \       valid_lft forever ..."
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "inet6")?;
+    let (a, len) = words.next()?.split_once('/')?;
+    Some((a.parse().ok()?, len.parse().ok()?))
 }
 
 /// base64(SHA-256(SubjectPublicKeyInfo DER)) of a PEM certificate: openconnect's

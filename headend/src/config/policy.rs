@@ -3,7 +3,7 @@
 //! As on ASA, an attribute not set in a group policy comes from `DfltGrpPolicy`,
 //! and one not set there either has the built-in default.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::DEFAULT_GROUP_POLICY;
@@ -188,6 +188,45 @@ impl Config {
                         .unwrap_or(0);
                     (*a, Ipv4Addr::from(mask))
                 }
+                _ => continue,
+            };
+            if !out.contains(&route) {
+                out.push(route);
+            }
+        }
+        out
+    }
+
+    /// The IPv6 networks of the policy's split-tunnel-network-list, as
+    /// (network, prefix length), for `tunnelspecified` and `excludespecified`
+    /// (empty for `tunnelall`). On ASA an IPv6 split list is an extended ACL:
+    /// the source of each `permit ip SRC any6` entry (`any`/`any6` = `::/0`);
+    /// standard ACLs are IPv4 only.
+    pub fn split_networks_v6(&self, policy: &EffectivePolicy) -> Vec<(Ipv6Addr, u8)> {
+        if policy.split_tunnel_policy == SplitTunnelPolicy::TunnelAll {
+            return Vec::new();
+        }
+        let Some(acl) = policy
+            .split_tunnel_network_list
+            .as_ref()
+            .and_then(|n| self.access_lists.get(n))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in &acl.entries {
+            if e.action != AclAction::Permit {
+                continue;
+            }
+            let route = match &e.kind {
+                AclEntryKind::Extended(ace) if !ace.inactive => match &ace.src {
+                    AddrMatch::Any | AddrMatch::Any6 => (Ipv6Addr::UNSPECIFIED, 0),
+                    AddrMatch::Prefix(IpAddr::V6(a), len) => (*a, (*len).min(128)),
+                    _ => continue,
+                },
+                AclEntryKind::Standard {
+                    network: AddrMatch::Prefix(IpAddr::V6(a), len),
+                } => (*a, (*len).min(128)),
                 _ => continue,
             };
             if !out.contains(&route) {
@@ -412,6 +451,48 @@ mod tests {
         );
         // tunnelall (the default) never yields split routes
         assert!(c.split_include_routes(&c.effective_policy("C")).is_empty());
+    }
+
+    #[test]
+    fn config_ipv6_split_networks_from_an_extended_acl() {
+        let c = cfg(&[
+            "access-list S extended permit ip 198.18.1.0 255.255.255.0 any4",
+            "access-list S extended permit ip fd00:1::/64 any6",
+            "access-list S extended permit ip host fd00:3::7 any6",
+            "access-list S extended deny ip fd00:2::/64 any6",
+            "access-list S extended permit ip fd00:1::/64 any",
+            "access-list V4 standard permit 198.18.1.0 255.255.255.0",
+            "group-policy A internal",
+            "group-policy A attributes",
+            " split-tunnel-policy tunnelspecified",
+            " split-tunnel-network-list value S",
+            "group-policy B internal",
+            "group-policy B attributes",
+            " split-tunnel-policy tunnelspecified",
+            " split-tunnel-network-list value V4",
+            "group-policy C internal",
+            "group-policy C attributes",
+            " split-tunnel-network-list value S",
+        ]);
+        let a = c.effective_policy("A");
+        assert_eq!(
+            c.split_networks_v6(&a),
+            vec![
+                ("fd00:1::".parse::<Ipv6Addr>().unwrap(), 64),
+                ("fd00:3::7".parse::<Ipv6Addr>().unwrap(), 128),
+            ]
+        );
+        // The IPv4 routes of the same list are unchanged by the v6 entries.
+        assert_eq!(
+            c.split_include_routes(&a),
+            vec![(
+                Ipv4Addr::new(198, 18, 1, 0),
+                Ipv4Addr::new(255, 255, 255, 0)
+            )]
+        );
+        assert!(c.split_networks_v6(&c.effective_policy("B")).is_empty());
+        // tunnelall: no split routes of either family.
+        assert!(c.split_networks_v6(&c.effective_policy("C")).is_empty());
     }
 
     #[test]
