@@ -97,15 +97,8 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
-        ["show", "access-list"] => crate::policy_compile::show_access_list(
-            &ctx.policy.handle.load_full(),
-            &ctx.policy.config(),
-        ),
-        ["show", "access-list", name] => crate::policy_compile::show_access_list_named(
-            &ctx.policy.handle.load_full(),
-            &ctx.policy.config(),
-            name,
-        ),
+        ["show", "access-list"] => ctx.policy.show_access_list(None),
+        ["show", "access-list", name] => ctx.policy.show_access_list(Some(name)),
         ["show", "cts", "role-based", "sgt-map", rest @ ..]
             if rest.is_empty() || rest == ["all"] =>
         {

@@ -303,6 +303,7 @@ async fn finish(
             }
             authz.filter = Some(f.clone());
         }
+        authz.downloadable_aces = a.inacl.clone();
         authz.sgt = a.sgt;
         authz.classes = a.classes.clone();
         authz.framed_ip = a.framed_ip;

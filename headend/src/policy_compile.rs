@@ -26,8 +26,8 @@ use dataplane::policy::{
 };
 
 use crate::config::{
-    AccessListEntry, AclAction, AclEntryKind, AclProtocol, AddrMatch, Config, ExtendedAce,
-    PortMatch, SecurityGroupMatch,
+    AccessList, AccessListEntry, AclAction, AclEntryKind, AclProtocol, AddrMatch, Config,
+    ExtendedAce, PortMatch, SecurityGroupMatch,
 };
 
 /// A configuration item the dataplane cannot enforce, with its line.
@@ -60,6 +60,77 @@ pub fn compile(cfg: &Config) -> Result<PolicyTables, CompileError> {
         acls.insert(name.clone(), Arc::new(compiled));
     }
     Ok(PolicyTables::new(acls, sgt_map))
+}
+
+/// Longest ACE text accepted from RADIUS (a cisco-av-pair is at most 247 bytes).
+const MAX_ACE_LEN: usize = 253;
+
+/// A per-user ACL from RADIUS `ip:inacl#N=ACE` entries (ASA's downloadable ACL),
+/// already in order: each ACE is read as `access-list NAME extended ACE` with the
+/// configuration's grammar, and `cfg` resolves `security-group name` references.
+/// Returns the parsed list (for `show access-list`) and its compiled form. An
+/// entry that does not parse or compile fails the whole ACL (ASA refuses the
+/// session then), and the error names the entry by position.
+pub fn compile_downloadable(
+    cfg: &Config,
+    name: &str,
+    aces: &[String],
+) -> Result<(AccessList, CompiledAcl), String> {
+    if aces.is_empty() {
+        return Err("no entries".into());
+    }
+    let mut text = String::new();
+    // The names the ACEs may use, ahead of them.
+    for (n, sgt) in &cfg.cts.sgt_names {
+        let _ = writeln!(text, "cts role-based sgt {sgt} name {n}");
+    }
+    let header = cfg.cts.sgt_names.len();
+    for (i, ace) in aces.iter().enumerate() {
+        let ace = ace.trim();
+        // One ACE is one line: nothing in it may start another command.
+        if ace.is_empty() || ace.len() > MAX_ACE_LEN || ace.chars().any(char::is_control) {
+            return Err(format!(
+                "entry {}: empty, too long or has control characters",
+                i + 1
+            ));
+        }
+        if ace.starts_with("remark") {
+            continue;
+        }
+        let _ = writeln!(text, "access-list {name} extended {ace}");
+    }
+    let entry_of = |line: usize| line.saturating_sub(header);
+    let mini = crate::config::parse_str(&text, "ip:inacl")
+        .map_err(|e| format!("entry {}: {}", entry_of(e.line), e.message))?;
+    let acl = mini
+        .access_lists
+        .get(name)
+        .cloned()
+        .ok_or_else(|| "no entries".to_string())?;
+    let rules = acl
+        .entries
+        .iter()
+        .filter_map(|e| {
+            rule_of(cfg, name, e)
+                .map_err(|err| format!("entry {}: {}", entry_of(e.line), err.message))
+                .transpose()
+        })
+        .collect::<Result<Vec<Rule>, String>>()?;
+    let compiled =
+        CompiledAcl::new(rules).map_err(|e| format!("entry {}: {}", e.index + 1, e.problem))?;
+    Ok((acl, compiled))
+}
+
+/// The name ASA-style of a per-user ACL: `AAA-user-USER-HASH`, the hash over the
+/// entries, so sessions with the same entries share one ACL.
+pub fn downloadable_name(user: &str, aces: &[String]) -> String {
+    let user: String = user
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(64)
+        .collect();
+    let joined = aces.join("\n");
+    format!("AAA-user-{user}-{:08X}", fnv1a(joined.as_bytes()))
 }
 
 /// The `cts role-based sgt-map` bindings, as a builder the SXP listener and the
@@ -174,8 +245,8 @@ fn port(p: PortMatch) -> dp::PortMatch {
 /// entries that changed.
 pub fn show_access_list(tables: &PolicyTables, cfg: &Config) -> String {
     let mut out = String::new();
-    for name in cfg.access_lists.keys() {
-        show_one(&mut out, tables, cfg, name);
+    for (name, acl) in &cfg.access_lists {
+        show_one(&mut out, tables, cfg, name, acl);
     }
     out
 }
@@ -183,14 +254,21 @@ pub fn show_access_list(tables: &PolicyTables, cfg: &Config) -> String {
 /// `show access-list NAME`; an unknown name gives an empty string.
 pub fn show_access_list_named(tables: &PolicyTables, cfg: &Config, name: &str) -> String {
     let mut out = String::new();
-    show_one(&mut out, tables, cfg, name);
+    if let Some(acl) = cfg.access_lists.get(name) {
+        show_one(&mut out, tables, cfg, name, acl);
+    }
     out
 }
 
-fn show_one(out: &mut String, tables: &PolicyTables, cfg: &Config, name: &str) {
-    let Some(acl) = cfg.access_lists.get(name) else {
-        return;
-    };
+/// One ACL as `show access-list` prints it: a configured one, or a per-user
+/// one from RADIUS ([`compile_downloadable`]) with `cfg` resolving its names.
+pub fn show_one(
+    out: &mut String,
+    tables: &PolicyTables,
+    cfg: &Config,
+    name: &str,
+    acl: &AccessList,
+) {
     let compiled = tables.acl(name);
     let elements = acl
         .entries
@@ -692,5 +770,72 @@ access-list F extended permit icmp6 any6 any6 echo
             shown.contains("line 4 extended permit icmp6 any6 any6 echo (hitcnt=0)"),
             "{shown}"
         );
+    }
+
+    fn aces(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn downloadable_acl_compiles_in_order_with_config_names() {
+        let cfg = parse_str(
+            "cts role-based sgt 20 name Servers\naccess-list X extended permit ip any any\n",
+            "t.cfg",
+        )
+        .unwrap();
+        let entries = aces(&[
+            "permit tcp any security-group name Servers any eq 443",
+            "remark from ISE",
+            "permit icmp any host 198.18.1.5 echo",
+            "deny ip any any log",
+        ]);
+        let name = downloadable_name("alice@corp.example", &entries);
+        assert!(name.starts_with("AAA-user-alice@corp.example-"), "{name}");
+        assert_eq!(
+            name,
+            downloadable_name("alice@corp.example", &entries),
+            "stable"
+        );
+        assert_ne!(name, downloadable_name("alice@corp.example", &entries[..1]));
+        assert_eq!(downloadable_name("a b", &entries)[..12], *"AAA-user-a_b");
+        let (acl, compiled) = compile_downloadable(&cfg, &name, &entries).unwrap();
+        assert_eq!(acl.entries.len(), 3, "remarks are left out");
+        assert_eq!(compiled.rules().len(), 3);
+        let mut tables = compile(&cfg).unwrap();
+        tables.acls.insert(name.clone(), Arc::new(compiled));
+        // 198.18.1.5 is tagged 20 (Servers) only through the map: none here, so
+        // the first rule does not match; the ping does.
+        let https = PacketMeta::with_ports(ip("198.18.100.10"), ip("198.18.1.5"), 6, 40000, 443);
+        let ping = PacketMeta::icmp(ip("198.18.100.10"), ip("198.18.1.5"), 8);
+        let v = classify(&tables, &name, &[https, ping], Some(10));
+        assert!(!v[0].is_permit());
+        assert!(v[1].is_permit());
+        let out = show_access_list_named(&tables, &cfg, "X");
+        assert!(out.contains("access-list X line 1"), "{out}");
+        let mut shown = String::new();
+        show_one(&mut shown, &tables, &cfg, &name, &acl);
+        assert!(
+            shown.contains(&format!("access-list {name}; 3 elements")),
+            "{shown}"
+        );
+        assert!(shown.contains("security-group name Servers"), "{shown}");
+    }
+
+    #[test]
+    fn downloadable_acl_errors_name_the_entry_and_never_inject() {
+        let cfg = parse_str("hostname x\n", "t.cfg").unwrap();
+        let err =
+            |list: &[&str]| compile_downloadable(&cfg, "AAA-user-u-0", &aces(list)).unwrap_err();
+        assert!(err(&[]).contains("no entries"));
+        let e = err(&["permit ip any any", "permit bogus any any"]);
+        assert!(e.starts_with("entry 2:"), "{e}");
+        let e = err(&["permit tcp any security-group name Nope any"]);
+        assert!(e.starts_with("entry 1:"), "{e}");
+        // A newline would start a new config command (here: a second ACL).
+        let e = err(&["permit ip any any\naccess-list VPN-FILTER extended permit ip any any"]);
+        assert!(e.contains("control characters"), "{e}");
+        assert!(err(&["permit ip\rany any"]).contains("control characters"));
+        assert!(err(&[&"permit ip any any ".repeat(30)]).contains("too long"));
+        assert!(err(&["   "]).contains("entry 1"));
     }
 }

@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
-use dataplane::policy::{PolicyHandle, PolicyTables, SessionSgts, SgtMapBuilder, Source};
+use dataplane::policy::{
+    CompiledAcl, PolicyHandle, PolicyTables, SessionSgts, SgtMapBuilder, Source,
+};
 
-use crate::config::Config;
+use crate::config::{AccessList, Config};
 
 /// A prefix as the map keys it.
 pub type Prefix = (IpAddr, u8);
@@ -32,6 +34,15 @@ struct Sources {
     /// VPN session addresses with their SGT: the truth for the published
     /// [`SessionSgts`].
     sessions: BTreeMap<IpAddr, u16>,
+    /// Per-user ACLs from RADIUS (`ip:inacl#N`), by name, with the number of
+    /// sessions using each.
+    downloadable: BTreeMap<String, Downloadable>,
+}
+
+struct Downloadable {
+    acl: AccessList,
+    compiled: Arc<CompiledAcl>,
+    users: usize,
 }
 
 pub struct PolicyState {
@@ -102,6 +113,91 @@ impl PolicyState {
         self.config.load_full()
     }
 
+    /// A session's per-user ACL from RADIUS `ip:inacl#N` entries (in order):
+    /// compiled and published under its `AAA-user-USER-HASH` name, or shared with
+    /// the sessions that already use the same entries. Returns the name, the
+    /// session's filter from now on; [`PolicyState::release_downloadable`] when
+    /// the session ends.
+    pub fn acquire_downloadable(&self, user: &str, aces: &[String]) -> Result<String, String> {
+        let name = crate::policy_compile::downloadable_name(user, aces);
+        let mut s = self.lock();
+        if let Some(d) = s.downloadable.get_mut(&name) {
+            d.users += 1;
+            return Ok(name);
+        }
+        let cfg = self.config.load();
+        if cfg.access_lists.contains_key(&name) {
+            return Err(format!("{name} is a configured access-list"));
+        }
+        let (acl, compiled) = crate::policy_compile::compile_downloadable(&cfg, &name, aces)?;
+        let compiled = Arc::new(compiled);
+        s.downloadable.insert(
+            name.clone(),
+            Downloadable {
+                acl,
+                compiled: Arc::clone(&compiled),
+                users: 1,
+            },
+        );
+        self.publish_acls(|acls| {
+            acls.insert(name.clone(), compiled);
+        });
+        tracing::info!(acl = %name, entries = aces.len(), "downloadable access-list installed");
+        Ok(name)
+    }
+
+    /// A session using `name` (from [`PolicyState::acquire_downloadable`])
+    /// ended; the last one removes the ACL.
+    pub fn release_downloadable(&self, name: &str) {
+        let mut s = self.lock();
+        let Some(d) = s.downloadable.get_mut(name) else {
+            return;
+        };
+        d.users = d.users.saturating_sub(1);
+        if d.users > 0 {
+            return;
+        }
+        s.downloadable.remove(name);
+        self.publish_acls(|acls| {
+            acls.remove(name);
+        });
+        tracing::info!(acl = %name, "downloadable access-list removed (no session uses it)");
+    }
+
+    /// Publishes the current tables with `edit` applied to their ACLs (call
+    /// with the sources lock held, so publishes keep their order).
+    fn publish_acls(
+        &self,
+        edit: impl FnOnce(&mut std::collections::HashMap<String, Arc<CompiledAcl>>),
+    ) {
+        let old = self.handle.load_full();
+        let mut acls = old.acls.clone();
+        edit(&mut acls);
+        self.handle.publish(PolicyTables {
+            acls,
+            sgt_map: Arc::clone(&old.sgt_map),
+            session_sgts: Arc::clone(&old.session_sgts),
+            generation: 0,
+        });
+    }
+
+    /// `show access-list [NAME]`: the configured ACLs, then the per-user ones.
+    pub fn show_access_list(&self, name: Option<&str>) -> String {
+        let cfg = self.config.load_full();
+        let tables = self.handle.load_full();
+        let mut out = match name {
+            None => crate::policy_compile::show_access_list(&tables, &cfg),
+            Some(n) => crate::policy_compile::show_access_list_named(&tables, &cfg, n),
+        };
+        let s = self.lock();
+        for (n, d) in &s.downloadable {
+            if name.is_none_or(|want| want == n) {
+                crate::policy_compile::show_one(&mut out, &tables, &cfg, n, &d.acl);
+            }
+        }
+        out
+    }
+
     /// Applies the policy parts of a re-read config: every `access-list` and the
     /// `cts role-based sgt-map` lines. Validates everything first (an error
     /// changes nothing); then publishes ACLs, the rebuilt static/SXP map and the
@@ -141,7 +237,7 @@ impl PolicyState {
         summary.removed = old
             .acls
             .keys()
-            .filter(|n| !compiled.acls.contains_key(*n))
+            .filter(|n| !compiled.acls.contains_key(*n) && !s.downloadable.contains_key(*n))
             .cloned()
             .collect();
         summary.added.sort();
@@ -154,9 +250,14 @@ impl PolicyState {
                 .builder
                 .insert(e.address, e.prefix_len, e.sgt, Source::Static);
         }
+        let mut acls = compiled.acls;
+        for (name, d) in &s.downloadable {
+            acls.entry(name.clone())
+                .or_insert_with(|| Arc::clone(&d.compiled));
+        }
         // Under the lock: no session or SXP change can slip in between.
         self.handle.publish(PolicyTables {
-            acls: compiled.acls,
+            acls,
             sgt_map: Arc::new(s.builder.build()),
             session_sgts: Arc::clone(&old.session_sgts),
             generation: 0,
@@ -448,5 +549,44 @@ cts role-based sgt-map 198.18.3.0/24 sgt 23
         );
         assert!(!summary.static_map_changed);
         assert!(p.handle.load().acl("VPN-FILTER").is_none());
+    }
+
+    #[test]
+    fn downloadable_acls_are_shared_counted_kept_by_reload_and_removed() {
+        let (p, cfg) = state();
+        let aces: Vec<String> = vec!["permit icmp any any".into(), "deny ip any any".into()];
+        let a = p.acquire_downloadable("alice", &aces).unwrap();
+        let b = p.acquire_downloadable("alice", &aces).unwrap();
+        assert_eq!(a, b, "same entries, one ACL");
+        let other = p.acquire_downloadable("bob", &aces).unwrap();
+        assert_ne!(a, other);
+        assert!(p.handle.load().acl(&a).is_some());
+        let shown = p.show_access_list(Some(&a));
+        assert!(
+            shown.contains(&format!("access-list {a}; 2 elements")),
+            "{shown}"
+        );
+        assert!(p.show_access_list(None).contains("access-list VPN-FILTER;"));
+        assert!(
+            p.acquire_downloadable("carol", &["permit bogus".to_string()])
+                .is_err()
+        );
+        assert!(p.handle.load().acls.keys().all(|n| !n.contains("carol")));
+
+        // A reload keeps them (and does not report them removed).
+        let summary = p.reload(&cfg).unwrap();
+        assert!(summary.removed.is_empty(), "{summary:?}");
+        assert!(p.handle.load().acl(&a).is_some());
+
+        p.release_downloadable(&a);
+        assert!(
+            p.handle.load().acl(&a).is_some(),
+            "one session still uses it"
+        );
+        p.release_downloadable(&a);
+        assert!(p.handle.load().acl(&a).is_none());
+        assert!(p.show_access_list(Some(&a)).is_empty());
+        p.release_downloadable(&a);
+        assert!(p.handle.load().acl(&other).is_some());
     }
 }

@@ -151,6 +151,11 @@ pub struct SessionAuthz {
     pub accounting_group: Option<String>,
     /// The SAML AttributeStatement of the login (groups, mail...).
     pub saml_attributes: BTreeMap<String, Vec<String>>,
+    /// RADIUS `ip:inacl#N` entries, in order: installed at login as a per-user
+    /// ACL that becomes the session's filter (it beats Filter-Id and vpn-filter).
+    pub downloadable_aces: Vec<String>,
+    /// The name of that ACL once installed (released when the session ends).
+    pub downloadable_acl: Option<String>,
 }
 
 /// Accounting work for the RADIUS side, emitted by the session table.
@@ -246,6 +251,9 @@ pub enum AttachError {
 pub enum LoginError {
     #[error("simultaneous logins are disabled for this user (vpn-simultaneous-logins 0)")]
     LoginsDisabled,
+    /// The entries are in the log, not in the message the user sees.
+    #[error("the access list from the authorization server is not valid")]
+    DownloadableAcl,
 }
 
 /// How a live connection ended, reported by its task.
@@ -389,7 +397,7 @@ impl SessionTable {
             policy,
             pools,
             public_ip,
-            authz,
+            mut authz,
             audit_session_id,
         } = new;
         let limit = policy.vpn_simultaneous_logins as usize;
@@ -397,6 +405,24 @@ impl SessionTable {
             return Err(LoginError::LoginsDisabled);
         }
         let mut inner = self.lock();
+        if !authz.downloadable_aces.is_empty()
+            && let Some(p) = &inner.policy
+        {
+            match p.acquire_downloadable(username, &authz.downloadable_aces) {
+                Ok(name) => {
+                    authz.filter = Some(name.clone());
+                    authz.downloadable_acl = Some(name);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        user = username,
+                        tunnel_group,
+                        "downloadable access-list (RADIUS ip:inacl) refused: {e}"
+                    );
+                    return Err(LoginError::DownloadableAcl);
+                }
+            }
+        }
         let mut mine: Vec<u64> = inner
             .sessions
             .values()
@@ -851,6 +877,9 @@ impl Inner {
         self.by_cookie.remove(&s.cookie_hash);
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
             p.set_session(IpAddr::V4(*addr), None);
+        }
+        if let (Some(p), Some(name)) = (&self.policy, &s.authz.downloadable_acl) {
+            p.release_downloadable(name);
         }
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v6) {
             p.set_session(IpAddr::V6(*addr), None);

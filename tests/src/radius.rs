@@ -205,7 +205,8 @@ impl RadiusUser {
             .iter()
             .map(|(a, v)| {
                 check_name(a);
-                format!("\t{a} = {}", quote(v))
+                // `+=`: a repeated attribute (several Cisco-AVPair) is added each time.
+                format!("\t{a} += {}", quote(v))
             })
             .collect();
         if !reply.is_empty() {

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST};
-use e2e::radius::{RadiusLab, RadiusSetup};
+use e2e::radius::{RadiusLab, RadiusSetup, RadiusUser};
 use e2e::service::{self, TcpService};
 use e2e::sessiondb::field;
 use e2e::sxp::{self, SXP_SPEAKER, SxpSpeaker};
@@ -680,4 +680,82 @@ fn reload_applies_acl_and_sgt_map_edits_to_live_sessions() {
     assert!(alice.tun_addr().is_some());
     let s = rl.session("alice");
     assert_eq!(field(&s, "Security Grp"), "10", "{s:?}");
+}
+
+/// (8) A downloadable ACL: RADIUS `ip:inacl#N` entries become the session's per-user
+/// ACL (`AAA-user-USER-HASH`, in N order), which beats Filter-Id as on ASA; `show
+/// access-list` shows it with hit counts while a session uses it and drops it after;
+/// entries that do not parse refuse the login.
+#[test]
+fn downloadable_acl_from_radius_is_the_sessions_filter() {
+    let pw = "Erin-lab-pw-7";
+    let Some(rl) = RadiusLab::start(RadiusSetup {
+        config: policy_config(),
+        users: vec![
+            RadiusUser::new("erin")
+                .password(pw)
+                .reply(
+                    "Cisco-AVPair",
+                    &format!("ip:inacl#2=permit tcp any host {INSIDE_HOST} eq {OTHER_PORT}"),
+                )
+                .reply(
+                    "Cisco-AVPair",
+                    &format!("ip:inacl#1=permit icmp any host {INSIDE_HOST}"),
+                )
+                .reply("Filter-Id", "VPN-FILTER"),
+            RadiusUser::new("frank").password(pw).reply(
+                "Cisco-AVPair",
+                "ip:inacl#1=permit tcp any any eq not-a-port",
+            ),
+        ],
+        ..RadiusSetup::default()
+    }) else {
+        return;
+    };
+    let lab = &rl.lab;
+    let inside = inside_services(lab, INSIDE_HOST);
+    let mut erin = lab.spawn_client(0, "erin", pw, &["--authgroup", "RADIUS-PW"]);
+    erin.wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let s = rl.session("erin");
+    let acl = field(&s, "Filter Name").to_owned();
+    assert!(acl.starts_with("AAA-user-erin-"), "{s:?}");
+
+    assert_ping_passes(&erin, INSIDE_HOST, "ip:inacl#1 permits icmp");
+    assert_tcp_passes(&erin, &inside.other, "ip:inacl#2 permits 8080");
+    assert_tcp_dropped(&erin, &inside.permitted, "443 is not in the per-user ACL");
+
+    let shown = lab.show(&["access-list", &acl]);
+    println!("show access-list {acl}:\n{shown}");
+    assert!(
+        shown.contains(&format!("access-list {acl}; 2 elements")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "line 1 extended permit icmp any host {INSIDE_HOST}"
+        )),
+        "ip:inacl#1 first: {shown}"
+    );
+    assert!(hitcnt(&shown, &acl, 1) > 0, "{shown}");
+    assert!(hitcnt(&shown, &acl, 2) > 0, "{shown}");
+    assert!(hitcnt(&shown, &acl, 0) > 0, "implicit deny: {shown}");
+
+    erin.stop();
+    lab.wait_sessions("without erin", |s| s.is_empty());
+    assert_eq!(
+        lab.show(&["access-list", &acl]),
+        "",
+        "the ACL outlived its session"
+    );
+
+    let out = rl.failed_login(0, "frank", pw);
+    println!("frank:\n{out}");
+    let log = lab.headend_log();
+    assert!(
+        log.contains("downloadable access-list (RADIUS ip:inacl) refused: entry 1"),
+        "{}",
+        lab::tail(&log, 20)
+    );
+    assert!(lab.show_sessions().is_empty());
 }
