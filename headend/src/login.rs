@@ -304,6 +304,39 @@ async fn finish(
             authz.filter = Some(f.clone());
         }
         authz.downloadable_aces = a.inacl.clone();
+        if let Some(acl) = &a.downloadable_acl {
+            // A named (ISE) downloadable ACL wins over inline entries. Its name
+            // changes with its content: fetch it only if no session has it.
+            if !a.inacl.is_empty() {
+                tracing::warn!(user, tunnel_group = %name, "RADIUS sent both ip:inacl entries and the downloadable ACL {acl}; using {acl}");
+            }
+            authz.downloadable_aces = Vec::new();
+            if !h.policy.has_downloadable(acl) {
+                let group = tg
+                    .authorization_server_group
+                    .as_deref()
+                    .or(tg.authentication_server_group.as_deref())
+                    .and_then(|g| h.radius.get(g));
+                let fetched = match group {
+                    Some(g) => crate::radius_io::download_acl(g, acl).await,
+                    None => Err("no RADIUS server group to fetch it from".into()),
+                };
+                match fetched {
+                    Ok(entries) => {
+                        tracing::info!(user, tunnel_group = %name, acl = %acl, entries = entries.len(), "downloadable access-list fetched");
+                        authz.downloadable_aces = entries;
+                    }
+                    Err(e) => {
+                        tracing::warn!(user, tunnel_group = %name, "login refused: downloadable access-list {acl} could not be fetched: {e}");
+                        return LoginStep::Refuse {
+                            tunnel_group: Some(name),
+                            message: "Login denied: the access list from the authorization server could not be downloaded.".into(),
+                        };
+                    }
+                }
+            }
+            authz.downloadable_name = Some(acl.clone());
+        }
         authz.sgt = a.sgt;
         authz.classes = a.classes.clone();
         authz.framed_ip = a.framed_ip;

@@ -113,26 +113,31 @@ impl PolicyState {
         self.config.load_full()
     }
 
-    /// A session's per-user ACL from RADIUS `ip:inacl#N` entries (in order):
-    /// compiled and published under its `AAA-user-USER-HASH` name, or shared with
-    /// the sessions that already use the same entries. Returns the name, the
-    /// session's filter from now on; [`PolicyState::release_downloadable`] when
-    /// the session ends.
-    pub fn acquire_downloadable(&self, user: &str, aces: &[String]) -> Result<String, String> {
-        let name = crate::policy_compile::downloadable_name(user, aces);
+    /// True while a session uses the downloadable ACL `name` (so a named ISE
+    /// ACL need not be fetched again: its name changes with its content).
+    pub fn has_downloadable(&self, name: &str) -> bool {
+        self.lock().downloadable.contains_key(name)
+    }
+
+    /// A session's downloadable ACL `name` with its `ip:inacl` entries (in
+    /// order): compiled and published, or shared with the sessions already
+    /// using that name (`aces` may then be empty: a named ISE ACL that was not
+    /// fetched again). The name becomes the session's filter;
+    /// [`PolicyState::release_downloadable`] when the session ends.
+    pub fn acquire_downloadable(&self, name: &str, aces: &[String]) -> Result<(), String> {
         let mut s = self.lock();
-        if let Some(d) = s.downloadable.get_mut(&name) {
+        if let Some(d) = s.downloadable.get_mut(name) {
             d.users += 1;
-            return Ok(name);
+            return Ok(());
         }
         let cfg = self.config.load();
-        if cfg.access_lists.contains_key(&name) {
+        if cfg.access_lists.contains_key(name) {
             return Err(format!("{name} is a configured access-list"));
         }
-        let (acl, compiled) = crate::policy_compile::compile_downloadable(&cfg, &name, aces)?;
+        let (acl, compiled) = crate::policy_compile::compile_downloadable(&cfg, name, aces)?;
         let compiled = Arc::new(compiled);
         s.downloadable.insert(
-            name.clone(),
+            name.to_owned(),
             Downloadable {
                 acl,
                 compiled: Arc::clone(&compiled),
@@ -140,10 +145,10 @@ impl PolicyState {
             },
         );
         self.publish_acls(|acls| {
-            acls.insert(name.clone(), compiled);
+            acls.insert(name.to_owned(), compiled);
         });
         tracing::info!(acl = %name, entries = aces.len(), "downloadable access-list installed");
-        Ok(name)
+        Ok(())
     }
 
     /// A session using `name` (from [`PolicyState::acquire_downloadable`])
@@ -555,11 +560,22 @@ cts role-based sgt-map 198.18.3.0/24 sgt 23
     fn downloadable_acls_are_shared_counted_kept_by_reload_and_removed() {
         let (p, cfg) = state();
         let aces: Vec<String> = vec!["permit icmp any any".into(), "deny ip any any".into()];
-        let a = p.acquire_downloadable("alice", &aces).unwrap();
-        let b = p.acquire_downloadable("alice", &aces).unwrap();
-        assert_eq!(a, b, "same entries, one ACL");
-        let other = p.acquire_downloadable("bob", &aces).unwrap();
+        let a = crate::policy_compile::downloadable_name("alice", &aces);
+        p.acquire_downloadable(&a, &aces).unwrap();
+        assert!(p.has_downloadable(&a));
+        // Shared by name; a second user of a named ACL brings no entries.
+        p.acquire_downloadable(&a, &[]).unwrap();
+        let other = crate::policy_compile::downloadable_name("bob", &aces);
         assert_ne!(a, other);
+        p.acquire_downloadable(&other, &aces).unwrap();
+        assert!(
+            p.acquire_downloadable("#ACSACL#-IP-X-1", &[]).is_err(),
+            "unknown, no entries"
+        );
+        assert!(
+            p.acquire_downloadable("VPN-FILTER", &aces).is_err(),
+            "a configured name"
+        );
         assert!(p.handle.load().acl(&a).is_some());
         let shown = p.show_access_list(Some(&a));
         assert!(
@@ -587,6 +603,7 @@ cts role-based sgt-map 198.18.3.0/24 sgt 23
         assert!(p.handle.load().acl(&a).is_none());
         assert!(p.show_access_list(Some(&a)).is_empty());
         p.release_downloadable(&a);
+        assert!(!p.has_downloadable(&a));
         assert!(p.handle.load().acl(&other).is_some());
     }
 }

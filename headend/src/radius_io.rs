@@ -87,6 +87,46 @@ impl RadiusGroup {
     }
 }
 
+/// Most Access-Challenge rounds one downloadable ACL may take (each carries up to
+/// ~4 KB of entries): a bound against a server that never ends the download.
+pub const MAX_ACL_DOWNLOAD_ROUNDS: usize = 64;
+
+/// Fetches the entries of the named downloadable ACL `name` (an Accept carried
+/// `ACS:CiscoSecure-Defined-ACL=NAME`) from `group` as ASA does: an
+/// Access-Request with the name as User-Name, continued with each
+/// Access-Challenge's State until the Access-Accept. Returns the `ip:inacl#N`
+/// entries in order; a Reject, a Challenge without State or no answer is an error.
+pub async fn download_acl(group: &RadiusGroup, name: &str) -> Result<Vec<String>, String> {
+    let mut entries = Vec::new();
+    let mut state: Option<Vec<u8>> = None;
+    for _ in 0..MAX_ACL_DOWNLOAD_ROUNDS {
+        let request = auth::radius::acl_download(name, group.nas_ip, state.as_deref())
+            .map_err(|e| e.to_string())?;
+        let reply = group.request(request).await.map_err(|e| e.to_string())?;
+        let part = auth::radius::Authorization::from_accept(&reply);
+        match reply.code {
+            auth::radius::Code::AccessAccept => {
+                entries.extend(part.inacl);
+                return Ok(entries);
+            }
+            auth::radius::Code::AccessChallenge => {
+                entries.extend(part.inacl);
+                state = reply.attributes.iter().find_map(|a| match a {
+                    auth::radius::Attribute::State(v) => Some(v.clone()),
+                    _ => None,
+                });
+                if state.is_none() {
+                    return Err("Access-Challenge without State".into());
+                }
+            }
+            other => return Err(format!("the server answered {other:?}")),
+        }
+    }
+    Err(format!(
+        "no Access-Accept after {MAX_ACL_DOWNLOAD_ROUNDS} Access-Challenges"
+    ))
+}
+
 /// The source address the kernel would use toward `dest`.
 async fn local_ipv4_toward(dest: SocketAddr) -> Option<Ipv4Addr> {
     let s = UdpSocket::bind("0.0.0.0:0").await.ok()?;
@@ -209,5 +249,119 @@ pub async fn serve_dynamic_authorization(
                 tracing::debug!(%from, "dynamic-authorization datagram dropped (unknown client, bad authenticator or malformed)")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auth::radius::{Attribute, Code};
+
+    const SECRET: &[u8] = b"s3cret";
+    const NAME: &str = "#ACSACL#-IP-BIG-1";
+
+    /// One scripted answer: code, cisco-av-pairs, State.
+    type Step = (Code, Vec<&'static str>, Option<&'static [u8]>);
+
+    /// A server that answers each request with the next of `script` (code,
+    /// inacl entries, State); records the States it was sent.
+    async fn server(script: Vec<Step>) -> (u16, tokio::task::JoinHandle<Vec<Option<Vec<u8>>>>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            for (code, entries, state) in script {
+                let (n, from) = sock.recv_from(&mut buf).await.unwrap();
+                let req = Packet::decode(&buf[..n]).unwrap();
+                assert!(req.attributes.contains(&Attribute::UserName(NAME.into())));
+                seen.push(req.attributes.iter().find_map(|a| match a {
+                    Attribute::State(v) => Some(v.clone()),
+                    _ => None,
+                }));
+                let mut attributes = vec![Attribute::MessageAuthenticator([0; 16])];
+                for e in entries {
+                    attributes.push(Attribute::cisco_av_pair(e));
+                }
+                if let Some(s) = state {
+                    attributes.push(Attribute::State(s.to_vec()));
+                }
+                let reply = Packet {
+                    code,
+                    identifier: req.identifier,
+                    authenticator: [0; 16],
+                    attributes,
+                };
+                let bytes = reply.encode_reply(&req.authenticator, SECRET).unwrap();
+                sock.send_to(&bytes, from).await.unwrap();
+            }
+            seen
+        });
+        (port, task)
+    }
+
+    async fn group(port: u16) -> Arc<RadiusGroup> {
+        let cfg = crate::config::parse_str(
+            &format!(
+                "aaa-server ISE protocol radius\naaa-server ISE (inside) host 127.0.0.1\n key s3cret\n authentication-port {port}\n timeout 2\n"
+            ),
+            "t.cfg",
+        )
+        .unwrap();
+        RadiusGroup::spawn(&cfg.aaa_server_groups["ISE"])
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn acl_download_follows_challenges_with_their_state() {
+        let (port, srv) = server(vec![
+            (
+                Code::AccessChallenge,
+                vec![
+                    "ip:inacl#2=permit udp any any eq 53",
+                    "ip:inacl#1=permit icmp any any",
+                ],
+                Some(b"part-2"),
+            ),
+            (
+                Code::AccessChallenge,
+                vec!["ip:inacl#3=permit tcp any any eq 443"],
+                Some(b"part-3"),
+            ),
+            (Code::AccessAccept, vec!["ip:inacl#4=deny ip any any"], None),
+        ])
+        .await;
+        let g = group(port).await;
+        let entries = download_acl(&g, NAME).await.unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                "permit icmp any any",
+                "permit udp any any eq 53",
+                "permit tcp any any eq 443",
+                "deny ip any any"
+            ]
+        );
+        let states = srv.await.unwrap();
+        assert_eq!(
+            states,
+            vec![None, Some(b"part-2".to_vec()), Some(b"part-3".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn acl_download_fails_on_reject_or_a_challenge_without_state() {
+        let (port, _srv) = server(vec![(Code::AccessReject, vec![], None)]).await;
+        let e = download_acl(&*group(port).await, NAME).await.unwrap_err();
+        assert!(e.contains("AccessReject"), "{e}");
+        let (port, _srv) = server(vec![(
+            Code::AccessChallenge,
+            vec!["ip:inacl#1=permit ip any any"],
+            None,
+        )])
+        .await;
+        let e = download_acl(&*group(port).await, NAME).await.unwrap_err();
+        assert!(e.contains("without State"), "{e}");
     }
 }

@@ -154,6 +154,9 @@ pub struct SessionAuthz {
     /// RADIUS `ip:inacl#N` entries, in order: installed at login as a per-user
     /// ACL that becomes the session's filter (it beats Filter-Id and vpn-filter).
     pub downloadable_aces: Vec<String>,
+    /// The name of a named (ISE) downloadable ACL, whose entries, when fetched,
+    /// are `downloadable_aces`; without it the ACL is `AAA-user-USER-HASH`.
+    pub downloadable_name: Option<String>,
     /// The name of that ACL once installed (released when the session ends).
     pub downloadable_acl: Option<String>,
 }
@@ -405,11 +408,13 @@ impl SessionTable {
             return Err(LoginError::LoginsDisabled);
         }
         let mut inner = self.lock();
-        if !authz.downloadable_aces.is_empty()
-            && let Some(p) = &inner.policy
-        {
-            match p.acquire_downloadable(username, &authz.downloadable_aces) {
-                Ok(name) => {
+        let wants_acl = authz.downloadable_name.is_some() || !authz.downloadable_aces.is_empty();
+        if wants_acl && let Some(p) = &inner.policy {
+            let name = authz.downloadable_name.clone().unwrap_or_else(|| {
+                crate::policy_compile::downloadable_name(username, &authz.downloadable_aces)
+            });
+            match p.acquire_downloadable(&name, &authz.downloadable_aces) {
+                Ok(()) => {
                     authz.filter = Some(name.clone());
                     authz.downloadable_acl = Some(name);
                 }
@@ -417,7 +422,7 @@ impl SessionTable {
                     tracing::warn!(
                         user = username,
                         tunnel_group,
-                        "downloadable access-list (RADIUS ip:inacl) refused: {e}"
+                        "downloadable access-list {name} refused: {e}"
                     );
                     return Err(LoginError::DownloadableAcl);
                 }

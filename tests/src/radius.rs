@@ -188,9 +188,30 @@ impl RadiusUser {
         self
     }
 
+    /// A named downloadable ACL as ISE serves it: the entry the headend's
+    /// `aaa:event=acl-download` request (User-Name = `name`, null password) is
+    /// answered from, with `ip:inacl#N` entries. `name` like
+    /// `#ACSACL#-IP-LAB_WEB-5f3c1a2b` (quoted in the users file: `#` starts a comment).
+    pub fn downloadable_acl(name: &str, entries: &[&str]) -> RadiusUser {
+        let mut u = RadiusUser::new(name).check("Auth-Type", ":=", "Accept");
+        for (i, e) in entries.iter().enumerate() {
+            u = u.reply("Cisco-AVPair", &format!("ip:inacl#{}={e}", i + 1));
+        }
+        u
+    }
+
     /// Its entry in FreeRADIUS `users` syntax.
     pub fn render(&self) -> String {
-        check_name(&self.name);
+        let user_name = match self.name.strip_prefix("#ACSACL#-") {
+            Some(rest) => {
+                check_name(rest);
+                format!("\"{}\"", self.name)
+            }
+            None => {
+                check_name(&self.name);
+                self.name.clone()
+            }
+        };
         let check: Vec<String> = self
             .check
             .iter()
@@ -199,7 +220,7 @@ impl RadiusUser {
                 format!("{a} {op} {}", quote(v))
             })
             .collect();
-        let mut s = format!("{}\t{}\n", self.name, check.join(", "));
+        let mut s = format!("{user_name}\t{}\n", check.join(", "));
         let reply: Vec<String> = self
             .reply
             .iter()

@@ -753,9 +753,81 @@ fn downloadable_acl_from_radius_is_the_sessions_filter() {
     println!("frank:\n{out}");
     let log = lab.headend_log();
     assert!(
-        log.contains("downloadable access-list (RADIUS ip:inacl) refused: entry 1"),
+        log.lines()
+            .any(|l| l.contains("downloadable access-list AAA-user-frank-")
+                && l.contains("refused: entry 1")),
         "{}",
         lab::tail(&log, 20)
     );
     assert!(lab.show_sessions().is_empty());
+}
+
+/// (9) A named downloadable ACL as ISE sends it: the Accept names
+/// `#ACSACL#-IP-LAB_WEB-5f3c1a2b`; the headend fetches its entries with a second
+/// Access-Request (User-Name = the name, null password, `aaa:event=acl-download`),
+/// applies it as the session's filter, and a second session with the same name does
+/// not fetch it again.
+#[test]
+fn named_downloadable_acl_is_fetched_once_and_applied() {
+    const DACL: &str = "#ACSACL#-IP-LAB_WEB-5f3c1a2b";
+    let pw = "Dacl-lab-pw-3";
+    let inacl_8080 = format!("permit tcp any host {INSIDE_HOST} eq {OTHER_PORT}");
+    let user = |name: &str| {
+        RadiusUser::new(name).password(pw).reply(
+            "Cisco-AVPair",
+            &format!("ACS:CiscoSecure-Defined-ACL={DACL}"),
+        )
+    };
+    let Some(rl) = RadiusLab::start(RadiusSetup {
+        clients: 2,
+        config: policy_config(),
+        users: vec![
+            RadiusUser::downloadable_acl(DACL, &["permit icmp any any", &inacl_8080]),
+            user("gina"),
+            user("hank"),
+        ],
+        ..RadiusSetup::default()
+    }) else {
+        return;
+    };
+    let lab = &rl.lab;
+    let inside = inside_services(lab, INSIDE_HOST);
+    let login = |host, name: &str| {
+        let mut c = lab.spawn_client(host, name, pw, &["--authgroup", "RADIUS-PW"]);
+        c.wait_connected(HANG_GUARD)
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+        c
+    };
+    let gina = login(0, "gina");
+    let s = rl.session("gina");
+    assert_eq!(field(&s, "Filter Name"), DACL, "{s:?}");
+    let req = rl.primary.wait_for_request("Access-Request", DACL);
+    println!("the download request: {req:?}");
+    assert!(
+        req.attrs.has("Cisco-AVPair", "aaa:event=acl-download"),
+        "{req:?}"
+    );
+    assert!(
+        req.attrs.has("Cisco-AVPair", "aaa:service=ip_admission"),
+        "{req:?}"
+    );
+    assert!(req.get("Service-Type").is_none(), "{req:?}");
+
+    assert_ping_passes(&gina, INSIDE_HOST, "ip:inacl#1 of the named ACL");
+    assert_tcp_passes(&gina, &inside.other, "ip:inacl#2 of the named ACL");
+    assert_tcp_dropped(&gina, &inside.permitted, "443 is not in the named ACL");
+    let shown = lab.show(&["access-list", DACL]);
+    println!("show access-list {DACL}:\n{shown}");
+    assert!(hitcnt(&shown, DACL, 1) > 0, "{shown}");
+
+    let hank = login(1, "hank");
+    assert_eq!(field(&rl.session("hank"), "Filter Name"), DACL);
+    assert_ping_passes(&hank, INSIDE_HOST, "hank shares the named ACL");
+    let downloads = rl
+        .primary
+        .received()
+        .into_iter()
+        .filter(|p| p.kind == "Access-Request" && p.get("User-Name") == Some(DACL))
+        .count();
+    assert_eq!(downloads, 1, "the ACL was fetched again for hank");
 }

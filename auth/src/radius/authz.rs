@@ -105,6 +105,10 @@ pub struct Authorization {
     pub classes: Vec<Vec<u8>>,
     /// Downloadable ACL entries `ip:inacl#N=ACE`, ordered by N.
     pub inacl: Vec<String>,
+    /// A named downloadable ACL (ISE / ACS): `ACS:CiscoSecure-Defined-ACL=NAME`,
+    /// e.g. `#ACSACL#-IP-PERMIT_WEB-5f3c1a2b`; its entries are fetched with
+    /// [`crate::radius::request::acl_download`].
+    pub downloadable_acl: Option<String>,
     pub reply_messages: Vec<String>,
     /// Every well-formed Cisco-AVPair, in order (including the ones above).
     pub av_pairs: Vec<AvPair>,
@@ -288,6 +292,11 @@ impl Authorization {
                     .push(AuthorizationWarning::BadSecurityGroupTag(
                         pair.value.clone(),
                     )),
+            }
+        } else if pair.key == "ACS:CiscoSecure-Defined-ACL" {
+            let name = pair.value.trim();
+            if self.downloadable_acl.is_none() && !name.is_empty() {
+                self.downloadable_acl = Some(name.to_owned());
             }
         } else if let Some(index) = pair.key.strip_prefix("ip:inacl#") {
             match index.parse::<u32>() {
@@ -504,5 +513,23 @@ mod tests {
             vec![AuthorizationWarning::NotAnAccept(Code::AccessReject)]
         );
         assert_eq!(reply_messages(&p), vec!["Denied"]);
+    }
+
+    #[test]
+    fn named_downloadable_acl() {
+        let reply = accept(vec![
+            Attribute::cisco_av_pair("ACS:CiscoSecure-Defined-ACL=#ACSACL#-IP-PERMIT_WEB-5f3c1a2b"),
+            Attribute::cisco_av_pair("ACS:CiscoSecure-Defined-ACL=#ACSACL#-IP-OTHER-1"),
+        ]);
+        let a = Authorization::from_accept(&reply);
+        assert_eq!(
+            a.downloadable_acl.as_deref(),
+            Some("#ACSACL#-IP-PERMIT_WEB-5f3c1a2b"),
+            "the first one counts"
+        );
+        let a = Authorization::from_accept(&accept(vec![Attribute::cisco_av_pair(
+            "ACS:CiscoSecure-Defined-ACL= ",
+        )]));
+        assert_eq!(a.downloadable_acl, None);
     }
 }

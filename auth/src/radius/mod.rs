@@ -35,5 +35,5 @@ pub use dynauth::{
 pub use packet::{Code, DecodeError, EncodeError, Packet};
 pub use request::{
     AccountingRecord, Counters, EncodedRequest, OutgoingRequest, RequestKind, SessionContext,
-    accounting, authorize_only, pap_authentication,
+    accounting, acl_download, authorize_only, pap_authentication,
 };

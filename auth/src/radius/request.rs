@@ -216,6 +216,28 @@ pub fn pap_authentication(
     OutgoingRequest::access_request(attributes).with_password(password)
 }
 
+/// The Access-Request ASA sends for a named downloadable ACL (an Accept carried
+/// `ACS:CiscoSecure-Defined-ACL=NAME`): User-Name = NAME, a null User-Password,
+/// cisco-av-pairs `aaa:service=ip_admission` and `aaa:event=acl-download`.
+/// A large ACL comes back in several Access-Challenges, each with a State; the
+/// next request repeats this one with that `state`, until an Access-Accept.
+pub fn acl_download(
+    name: &str,
+    nas_ip: Ipv4Addr,
+    state: Option<&[u8]>,
+) -> Result<OutgoingRequest, EncodeError> {
+    let mut attributes = vec![
+        Attribute::UserName(name.to_owned()),
+        Attribute::NasIpAddress(nas_ip),
+        Attribute::cisco_av_pair("aaa:service=ip_admission"),
+        Attribute::cisco_av_pair("aaa:event=acl-download"),
+    ];
+    if let Some(s) = state {
+        attributes.push(Attribute::State(s.to_vec()));
+    }
+    OutgoingRequest::access_request(attributes).with_password(b"")
+}
+
 /// Traffic counters of a session, 64-bit. "Input" is what the NAS received
 /// from the user (RFC 2866 section 5.3), i.e. the client's upload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -392,6 +414,55 @@ mod tests {
             pap_authentication(&ctx(), &[b'x'; 129]).map(|_| ()),
             Err(EncodeError::PasswordTooLong(129))
         );
+    }
+
+    #[test]
+    fn acl_download_is_asa_s_request_with_a_null_password_and_state() {
+        let name = "#ACSACL#-IP-PERMIT_WEB-5f3c1a2b";
+        let nas = Ipv4Addr::new(198, 18, 1, 1);
+        for state in [None, Some(&b"ise-state-1"[..])] {
+            let enc = acl_download(name, nas, state)
+                .unwrap()
+                .encode(3, b"secret")
+                .unwrap();
+            let p = Packet::decode(&enc.bytes).unwrap();
+            assert_eq!(p.code, Code::AccessRequest);
+            assert!(matches!(
+                p.attributes[0],
+                Attribute::MessageAuthenticator(_)
+            ));
+            assert!(p.attributes.contains(&Attribute::UserName(name.into())));
+            assert!(p.attributes.contains(&Attribute::NasIpAddress(nas)));
+            assert!(
+                p.attributes
+                    .contains(&Attribute::cisco_av_pair("aaa:service=ip_admission"))
+            );
+            assert!(
+                p.attributes
+                    .contains(&Attribute::cisco_av_pair("aaa:event=acl-download"))
+            );
+            let hidden = p
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    Attribute::UserPassword(h) => Some(h.clone()),
+                    _ => None,
+                })
+                .expect("a (null) User-Password");
+            assert_eq!(hidden.len(), 16);
+            assert!(
+                reveal_password(&hidden, b"secret", &enc.authenticator)
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                p.attributes.iter().find_map(|a| match a {
+                    Attribute::State(v) => Some(v.as_slice()),
+                    _ => None,
+                }),
+                state
+            );
+        }
     }
 
     #[test]
