@@ -634,6 +634,27 @@ impl Lab {
         cmd::output(&mut c).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Local ports of client 0's established TCP connections to the headend's TLS
+    /// port, sorted (which connection `ss -K` must kill, or whether one is new).
+    pub fn client_tls_ports(&self) -> Vec<u16> {
+        let out = self.exec_client(&[
+            "ss",
+            "-Htn",
+            "state",
+            "established",
+            "dst",
+            &format!("{OUTSIDE_IP}:{TLS_PORT}"),
+        ]);
+        assert!(out.status.success(), "ss: {}", cmd::combined(&out));
+        let me = format!("{}:", self.client_host(0).ip);
+        let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix(&me)?.parse().ok())
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
     /// Raw output of `headend show WHAT...` (e.g. `show(&["access-list"])`); panics
     /// unless the command succeeds.
     pub fn show(&self, what: &[&str]) -> String {

@@ -115,6 +115,41 @@ pub fn asa_config_timed(secret: &str, timeout_secs: u32, retry_interval_secs: u3
     s
 }
 
+/// The config of the RADIUS tunnel group `RADIUS-PW` (PAP, authorize-only and
+/// accounting with `ISE`, default group policy `GP-RADIUS-DEFAULT`) and of
+/// `GP-CONTRACTORS` (bob's Class `OU=GP-CONTRACTORS;`); both group policies get
+/// `vpn-filter value FILTER` when given. Append after [`asa_config`]'s lines.
+pub fn tunnel_group_config(vpn_filter: Option<&str>) -> String {
+    let filter = vpn_filter
+        .map(|f| format!(" vpn-filter value {f}\n"))
+        .unwrap_or_default();
+    let mut s = String::new();
+    for gp in ["GP-CONTRACTORS", "GP-RADIUS-DEFAULT"] {
+        s.push_str(&format!(
+            "group-policy {gp} internal\n\
+             group-policy {gp} attributes\n \
+             vpn-tunnel-protocol ssl-client\n \
+             split-tunnel-policy tunnelspecified\n \
+             split-tunnel-network-list value SPLIT\n \
+             address-pools value VPN-POOL\n\
+             {filter}!\n"
+        ));
+    }
+    s.push_str(
+        "tunnel-group RADIUS-PW type remote-access\n\
+         tunnel-group RADIUS-PW general-attributes\n \
+         address-pool VPN-POOL\n \
+         authentication-server-group ISE\n \
+         authorization-server-group ISE\n \
+         accounting-server-group ISE\n \
+         default-group-policy GP-RADIUS-DEFAULT\n\
+         tunnel-group RADIUS-PW webvpn-attributes\n \
+         authentication aaa\n \
+         group-alias RADIUS-PW enable\n",
+    );
+    s
+}
+
 /// Appends `text` to the lab's rendered headend config (`headend.cfg`), e.g.
 /// [`asa_config`] and tunnel-group lines; call it before [`Lab::start_headend`].
 pub fn append_headend_config(lab: &Lab, text: &str) {

@@ -30,24 +30,6 @@ fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
         .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
 }
 
-/// Local ports of the client's established TCP connections to the headend's TLS port.
-fn client_tls_ports(lab: &Lab) -> Vec<u16> {
-    let out = lab.exec_client(&[
-        "ss",
-        "-Htn",
-        "state",
-        "established",
-        "dst",
-        &format!("{OUTSIDE_IP}:443"),
-    ]);
-    assert!(out.status.success(), "ss: {}", cmd::combined(&out));
-    let me = format!("{}:", lab.client_host(0).ip);
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix(&me)?.parse().ok())
-        .collect()
-}
-
 /// (a) alice logs in with her password, gets a pool address and the split route, pings
 /// the inside host through the tunnel, and `show vpn-sessiondb` lists her.
 #[test]
@@ -162,7 +144,7 @@ fn wrong_password_is_refused() {
 /// UDP (DTLS) socket stay.
 fn kill_tcp_and_expect_reconnect(lab: &Lab, client: &mut Client) {
     let addr = client.tun_addr().expect("tunnel address");
-    let before = client_tls_ports(lab);
+    let before = lab.client_tls_ports();
     assert!(
         !before.is_empty(),
         "no TLS connection from the client to the server"
@@ -182,7 +164,7 @@ fn kill_tcp_and_expect_reconnect(lab: &Lab, client: &mut Client) {
     );
 
     let reconnected = wait_until(Duration::from_secs(60), || {
-        client_tls_ports(lab)
+        lab.client_tls_ports()
             .into_iter()
             .find(|p| !before.contains(p))
     });

@@ -9,8 +9,8 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use e2e::lab::{
-    self, AUTHGROUP, AUTHGROUP_DUAL, HANG_GUARD, INSIDE_HOST, INSIDE_HOST6, OUTSIDE_IP,
-    POOL6_PREFIX_LEN, SPLIT_INCLUDE, SPLIT_INCLUDE6,
+    self, AUTHGROUP, AUTHGROUP_DUAL, HANG_GUARD, INSIDE_HOST, INSIDE_HOST6, POOL6_PREFIX_LEN,
+    SPLIT_INCLUDE, SPLIT_INCLUDE6,
 };
 use e2e::sessiondb::{field, session_of};
 use e2e::{Client, Lab, cmd, wait_until};
@@ -260,24 +260,6 @@ fn no_ipv6_without_a_pool_or_when_the_client_declines() {
     lab.assert_headend_running();
 }
 
-/// Local ports of the client's established TCP connections to the headend's TLS port.
-fn client_tls_ports(lab: &Lab) -> Vec<u16> {
-    let out = lab.exec_client(&[
-        "ss",
-        "-Htn",
-        "state",
-        "established",
-        "dst",
-        &format!("{OUTSIDE_IP}:443"),
-    ]);
-    assert!(out.status.success(), "ss: {}", cmd::combined(&out));
-    let me = format!("{}:", lab.client_host(0).ip);
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix(&me)?.parse().ok())
-        .collect()
-}
-
 /// The TCP connection dies (`ss -K` in the headend namespace); openconnect reconnects
 /// with its cookie and gets the same IPv6 address (openconnect itself quits with
 /// "Reconnect gave different IPv6 address" otherwise), and `ping -6` works again.
@@ -289,13 +271,13 @@ fn reconnect_with_the_same_cookie_keeps_the_ipv6_address() {
     let mut client = connect_dual(&lab, 0, "alice", &["--no-dtls"]);
     let v6 = assert_v6_from_pool(&client);
     assert_ping6(&lab, 0, "before the kill");
-    let before = client_tls_ports(&lab);
+    let before = lab.client_tls_ports();
     assert!(!before.is_empty(), "no TLS connection to the headend");
     let client_ip = lab.client_host(0).ip.to_string();
     let kill = lab.exec_gw(&["ss", "-K", "-t", "-n", "dst", &client_ip]);
     assert!(kill.status.success(), "ss -K: {}", cmd::combined(&kill));
     let reconnected = wait_until(Duration::from_secs(60), || {
-        client_tls_ports(&lab)
+        lab.client_tls_ports()
             .into_iter()
             .find(|p| !before.contains(p))
     });

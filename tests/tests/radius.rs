@@ -10,53 +10,32 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use e2e::lab::{self, HANG_GUARD, INSIDE_GW, INSIDE_HOST, OUTSIDE_IP};
+use e2e::lab::{self, HANG_GUARD, INSIDE_GW, INSIDE_HOST};
 use e2e::radius::{
     self, DynAuth, LoggedPacket, RADIUS_SECONDARY, RadiusLab, RadiusServer, RadiusSetup,
 };
 use e2e::sessiondb::{field, session_of};
-use e2e::{Client, Lab, Session, cmd, netns, wait_until};
+use e2e::{Client, Lab, Session, netns, wait_until};
 
 /// The tunnel group that authenticates, authorizes and accounts with RADIUS.
 const TUNNEL_GROUP: &str = "RADIUS-PW";
 /// Its default group policy: a session showing another one got it from RADIUS.
 const DEFAULT_GP: &str = "GP-RADIUS-DEFAULT";
 
-/// Appended to the lab config after the `aaa-server ISE` lines: the ACL Filter-Id names,
-/// bob's group policy (Class `OU=GP-CONTRACTORS;`), and the RADIUS tunnel group.
-const RADIUS_TUNNEL_GROUP: &str = "\
-access-list VPN-FILTER extended permit ip any any
-!
-group-policy GP-CONTRACTORS internal
-group-policy GP-CONTRACTORS attributes
- vpn-tunnel-protocol ssl-client
- split-tunnel-policy tunnelspecified
- split-tunnel-network-list value SPLIT
- address-pools value VPN-POOL
-!
-group-policy GP-RADIUS-DEFAULT internal
-group-policy GP-RADIUS-DEFAULT attributes
- vpn-tunnel-protocol ssl-client
- split-tunnel-policy tunnelspecified
- split-tunnel-network-list value SPLIT
- address-pools value VPN-POOL
-!
-tunnel-group RADIUS-PW type remote-access
-tunnel-group RADIUS-PW general-attributes
- address-pool VPN-POOL
- authentication-server-group ISE
- authorization-server-group ISE
- accounting-server-group ISE
- default-group-policy GP-RADIUS-DEFAULT
-tunnel-group RADIUS-PW webvpn-attributes
- authentication aaa
- group-alias RADIUS-PW enable
-";
+/// Appended to the lab config after the `aaa-server ISE` lines: the ACL Filter-Id
+/// names, then bob's group policy (Class `OU=GP-CONTRACTORS;`) and the RADIUS tunnel
+/// group ([`radius::tunnel_group_config`]).
+fn radius_config() -> String {
+    format!(
+        "access-list VPN-FILTER extended permit ip any any\n!\n{}",
+        radius::tunnel_group_config(None)
+    )
+}
 
 /// The lab of these tests: one client, the primary server, the tunnel group above.
 fn setup() -> RadiusSetup {
     RadiusSetup {
-        config: RADIUS_TUNNEL_GROUP.to_owned(),
+        config: radius_config(),
         ..RadiusSetup::default()
     }
 }
@@ -119,26 +98,6 @@ fn counter(r: &Record, name: &str) -> u64 {
     };
     let gigawords = name.replace("-Octets", "-Gigawords");
     (value(&gigawords) << 32) + value(name)
-}
-
-/// Local ports of the first client's established TCP connections to the headend.
-fn client_tls_ports(lab: &Lab) -> Vec<u16> {
-    let out = lab.exec_client(&[
-        "ss",
-        "-Htn",
-        "state",
-        "established",
-        "dst",
-        &format!("{OUTSIDE_IP}:443"),
-    ]);
-    assert!(out.status.success(), "ss: {}", cmd::combined(&out));
-    let me = format!("{}:", lab.client_host(0).ip);
-    let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix(&me)?.parse().ok())
-        .collect();
-    ports.sort_unstable();
-    ports
 }
 
 /// The pid of `headend run` in the headend namespace.
@@ -543,7 +502,7 @@ fn coa_changes_the_sgt() {
     let before = rl.session("alice");
     assert_eq!(field(&before, "Security Grp"), "10", "{before:?}");
     let audit = field(&before, "Audit Sess ID").to_owned();
-    let ports = client_tls_ports(lab);
+    let ports = lab.client_tls_ports();
     assert!(!ports.is_empty(), "no TLS connection from the client");
 
     let nak = rl.primary.coa(&[
@@ -605,7 +564,7 @@ fn coa_changes_the_sgt() {
     );
     assert_pings(&alice, "after the CoA");
     assert_eq!(alice.tun_addr(), Some(addr));
-    assert_eq!(client_tls_ports(lab), ports, "the client reconnected");
+    assert_eq!(lab.client_tls_ports(), ports, "the client reconnected");
     assert!(
         alice.is_running(),
         "openconnect exited:\n{}",

@@ -51,33 +51,8 @@ cts sxp default password {SXP_PASSWORD}
 cts sxp listener hold-time 9 12
 cts sxp connection peer {SXP_SPEAKER} password default mode local listener
 !
-group-policy GP-CONTRACTORS internal
-group-policy GP-CONTRACTORS attributes
- vpn-tunnel-protocol ssl-client
- split-tunnel-policy tunnelspecified
- split-tunnel-network-list value SPLIT
- address-pools value VPN-POOL
- vpn-filter value VPN-FILTER
-!
-group-policy GP-RADIUS-DEFAULT internal
-group-policy GP-RADIUS-DEFAULT attributes
- vpn-tunnel-protocol ssl-client
- split-tunnel-policy tunnelspecified
- split-tunnel-network-list value SPLIT
- address-pools value VPN-POOL
- vpn-filter value VPN-FILTER
-!
-tunnel-group RADIUS-PW type remote-access
-tunnel-group RADIUS-PW general-attributes
- address-pool VPN-POOL
- authentication-server-group ISE
- authorization-server-group ISE
- accounting-server-group ISE
- default-group-policy GP-RADIUS-DEFAULT
-tunnel-group RADIUS-PW webvpn-attributes
- authentication aaa
- group-alias RADIUS-PW enable
-"
+{}",
+        e2e::radius::tunnel_group_config(Some("VPN-FILTER"))
     )
 }
 
