@@ -1283,8 +1283,14 @@ mod tests {
         assert_eq!(
             u.render(),
             "dave\tCleartext-Password := \"pw d\\\"x\"\n\
-             \tClass = \"OU=GP-X;\",\n\
-             \tSession-Timeout = 3600\n\n"
+             \tClass += \"OU=GP-X;\",\n\
+             \tSession-Timeout += 3600\n\n"
+        );
+        let acl = RadiusUser::downloadable_acl("#ACSACL#-IP-WEB-1", &["permit ip any any"]);
+        assert_eq!(
+            acl.render(),
+            "\"#ACSACL#-IP-WEB-1\"\tAuth-Type := Accept\n\
+             \tCisco-AVPair += \"ip:inacl#1=permit ip any any\"\n\n"
         );
         assert_eq!(quote("0x00"), "0x00");
         assert_eq!(quote("audit-session-id=1"), "\"audit-session-id=1\"");
