@@ -125,6 +125,10 @@ impl PolicyState {
     /// fetched again). The name becomes the session's filter;
     /// [`PolicyState::release_downloadable`] when the session ends.
     pub fn acquire_downloadable(&self, name: &str, aces: &[String]) -> Result<(), String> {
+        // The name comes from the RADIUS server and ends up in logs and `show`.
+        if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(format!("unusable access-list name {name:?}"));
+        }
         let mut s = self.lock();
         if let Some(d) = s.downloadable.get_mut(name) {
             d.users += 1;

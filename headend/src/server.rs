@@ -392,12 +392,10 @@ pub fn reload_policy(
         "policy reloaded from {}",
         path.display()
     );
+    // Configured and downloadable ACLs alike: what the dataplane now has.
+    let tables = policy.handle.load_full();
     for s in sessions.list(Instant::now()) {
-        if let Some(f) = s
-            .filter
-            .as_deref()
-            .filter(|f| !cfg.access_lists.contains_key(*f))
-        {
+        if let Some(f) = s.filter.as_deref().filter(|f| tables.acl(f).is_none()) {
             tracing::warn!(
                 user = %s.username,
                 index = s.index,

@@ -716,6 +716,13 @@ fn downloadable_acl_from_radius_is_the_sessions_filter() {
     assert!(hitcnt(&shown, &acl, 2) > 0, "{shown}");
     assert!(hitcnt(&shown, &acl, 0) > 0, "implicit deny: {shown}");
 
+    // A reload keeps the per-user ACL (it is not in the config file).
+    let out = lab.headend_cli(&["reload"]);
+    let reply = e2e::cmd::combined(&out);
+    assert!(out.status.success(), "{reply}");
+    assert!(!reply.contains("WARNING"), "{reply}");
+    assert_ping_passes(&erin, INSIDE_HOST, "after a reload");
+
     erin.stop();
     lab.wait_sessions("without erin", |s| s.is_empty());
     assert_eq!(
