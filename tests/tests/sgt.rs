@@ -813,3 +813,80 @@ fn named_downloadable_acl_is_fetched_once_and_applied() {
         .count();
     assert_eq!(downloads, 1, "the ACL was fetched again for hank");
 }
+
+/// (10) The same enforcement on IPv6 traffic of a dual-stack session: ivy (SGT 10,
+/// group policy GP-DUAL with an IPv6 pool) reaches the inside host's IPv6 address,
+/// tagged 20 by `cts role-based sgt-map fd00:1::/64 sgt 20`, with ping and on port 443
+/// but not on 8080; after a CoA to SGT 11 ping -6 is dropped. As on ASA, `icmp` in an
+/// ACL is ICMPv4 only: with VPN-FILTER ping -6 is denied (line 3), so ivy's Filter-Id
+/// is VPN-FILTER6, which says `icmp6`.
+#[test]
+fn sgt_enforcement_applies_to_ipv6_traffic() {
+    use e2e::lab::INSIDE_HOST6;
+    let pw = "Ivy-lab-pw-6";
+    let Some(rl) = RadiusLab::start(RadiusSetup {
+        config: format!(
+            "{}!\ncts role-based sgt-map fd00:1::/64 sgt 20\n\
+             access-list VPN-FILTER6 extended permit icmp6 security-group tag 10 any security-group tag 20 any\n\
+             access-list VPN-FILTER6 extended permit tcp security-group tag 10 any security-group tag 20 any eq {PERMITTED_PORT}\n\
+             access-list VPN-FILTER6 extended deny ip any any log\n",
+            policy_config()
+        ),
+        users: vec![
+            RadiusUser::new("ivy")
+                .password(pw)
+                .reply("Class", "OU=GP-DUAL;")
+                .reply("Cisco-AVPair", "cts:security-group-tag=000a-00")
+                .reply("Filter-Id", "VPN-FILTER6"),
+        ],
+        ..RadiusSetup::default()
+    }) else {
+        return;
+    };
+    let lab = &rl.lab;
+    let at = |port| SocketAddr::new(IpAddr::V6(INSIDE_HOST6), port);
+    let https = TcpService::start(lab.inside_ns(), at(PERMITTED_PORT));
+    let other = TcpService::start(lab.inside_ns(), at(OTHER_PORT));
+    let mut ivy = lab.spawn_client(0, "ivy", pw, &["--authgroup", "RADIUS-PW"]);
+    ivy.wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let s = rl.session("ivy");
+    println!("{s:?}");
+    assert_eq!(field(&s, "Group Policy"), "GP-DUAL", "{s:?}");
+    assert!(
+        field(&s, "Assigned IPv6").starts_with("fd00:100::"),
+        "{s:?}"
+    );
+    assert_eq!(field(&s, "Security Grp"), "10", "{s:?}");
+
+    assert!(
+        lab::wait_ping6(ivy.ns(), INSIDE_HOST6, HANG_GUARD).is_some(),
+        "ping -6 10 -> 20 is permitted (line 1)"
+    );
+    let got = service::fetch_banner(ivy.ns(), https.addr(), HANG_GUARD)
+        .unwrap_or_else(|e| panic!("tcp6/443 10 -> 20 is permitted (line 2): {e}"));
+    assert_eq!(got, service::banner(https.addr()));
+    let r = service::fetch_banner(ivy.ns(), other.addr(), DROPPED_SYN_WAIT);
+    assert!(r.is_err(), "tcp6/8080 reached the inside host: {r:?}");
+    assert!(other.accepted().is_empty(), "{:?}", other.accepted());
+    let shown = lab.show(&["access-list", "VPN-FILTER6"]);
+    println!("{shown}");
+    for line in 1..=3 {
+        assert!(
+            hitcnt(&shown, "VPN-FILTER6", line) > 0,
+            "line {line}: {shown}"
+        );
+    }
+
+    let audit = field(&s, "Audit Sess ID").to_owned();
+    let ack = rl.primary.coa(&[
+        ("Cisco-AVPair", &format!("audit-session-id={audit}")),
+        ("Cisco-AVPair", "cts:security-group-tag=000b-00"),
+    ]);
+    assert!(ack.is("CoA-ACK"), "{}", ack.output);
+    assert!(
+        !lab::ping6(ivy.ns(), INSIDE_HOST6, None),
+        "ping -6 passed with SGT 11"
+    );
+    assert!(ivy.is_running());
+}
