@@ -1,10 +1,13 @@
 //! The aggregate-auth login exchange (protocol.md section 1): picks the tunnel
 //! group, shows the form, checks the password, creates the session and its cookie.
 //! Stateless between requests: the chosen tunnel group travels in `<opaque>` and
-//! `<group-select>`, so a reply may arrive on any TLS connection.
+//! `<group-select>`, so a reply may arrive on any TLS connection. The one
+//! exception is a RADIUS Access-Challenge: its State waits in [`Challenges`]
+//! under a random handle that the form's `<opaque>` carries back.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, TunnelAuthentication, TunnelGroup};
 use crate::proto::http::{Request, Response};
@@ -31,6 +34,13 @@ pub enum LoginStep {
         cookie: String,
         tunnel_group: String,
         username: String,
+    },
+    /// A RADIUS Access-Challenge (MFA): ask for the response, the pending login
+    /// bound to `handle` (sent back in the opaque).
+    Challenge {
+        tunnel_group: String,
+        handle: String,
+        message: String,
     },
     /// Only the group chooser: openconnect re-inits with `<group-select>`
     /// (it never does once it sees an SSO form, so the chooser comes first).
@@ -108,6 +118,26 @@ async fn decide(
             message: "Certificate authentication is not supported.".into(),
         };
     }
+    if msg.kind == MessageKind::AuthReply
+        && let Some(handle) = msg.opaque_context.as_deref()
+        && let Some(pending) = h.challenges.take(handle, Instant::now())
+    {
+        if pending.tunnel_group != name || pending.client_ip != client_ip {
+            tracing::warn!(%client_ip, user = %pending.user, tunnel_group = %name, "challenge response refused: it belongs to another tunnel group or client address");
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed.".into()),
+            };
+        }
+        let Some(answer) = msg.password.as_deref() else {
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed.".into()),
+            };
+        };
+        let user = pending.user.clone();
+        return radius_password_step(h, tg, &user, answer, client_ip, Some(pending)).await;
+    }
     if msg.kind != MessageKind::AuthReply {
         return LoginStep::Form {
             tunnel_group: name,
@@ -120,80 +150,204 @@ async fn decide(
             error: None,
         };
     };
-    let audit_session_id = h.sessions.new_audit_session_id();
     let server_group = tg.authentication_server_group.as_deref().unwrap_or("LOCAL");
-    // Attributes from the authentication server's Accept, if it was RADIUS; an
-    // authorization-server-group replaces them, as on ASA.
-    let mut radius_authz: Option<Authorization> = None;
-    if server_group == "LOCAL" {
-        // PBKDF2 is deliberately slow: keep it off the async workers.
-        let check = {
-            let (user, password) = (user.to_string(), password.to_string());
-            let users = h.users.clone();
-            tokio::task::spawn_blocking(move || users.check(&user, &password)).await
-        };
-        if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
-            tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
-            return LoginStep::Form {
-                tunnel_group: name,
-                error: Some("Login failed.".into()),
-            };
-        }
-    } else {
-        let Some(group) = h.radius.get(server_group) else {
-            tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: authentication-server-group {server_group} is not a RADIUS group");
-            return LoginStep::Form {
-                tunnel_group: name,
-                error: Some("Login failed: the authentication server is not available.".into()),
-            };
-        };
-        let ctx = radius_context(h, group, user, client_ip, &audit_session_id, &name);
-        let request = match radius::pap_authentication(&ctx, password.as_bytes()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: {e}");
-                return LoginStep::Form {
-                    tunnel_group: name,
-                    error: Some("Login failed.".into()),
-                };
-            }
-        };
-        match group.request(request).await {
-            Ok(reply) if reply.code == Code::AccessAccept => {
-                radius_authz = Some(Authorization::from_accept(&reply));
-            }
-            Ok(reply) => {
-                let why = radius::authz::reply_messages(&reply).join(" ");
-                tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} answered {:?} {why}", reply.code);
-                return LoginStep::Form {
-                    tunnel_group: name,
-                    error: Some(if why.is_empty() {
-                        "Login failed.".into()
-                    } else {
-                        format!("Login failed: {why}")
-                    }),
-                };
-            }
-            Err(e) => {
-                tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group}: {e}");
-                return LoginStep::Form {
-                    tunnel_group: name,
-                    error: Some("Login failed: the authentication server is not available.".into()),
-                };
-            }
-        }
+    if server_group != "LOCAL" {
+        return radius_password_step(h, tg, user, password, client_ip, None).await;
     }
+    // LOCAL: PBKDF2 is deliberately slow, keep it off the async workers.
+    let check = {
+        let (user, password) = (user.to_string(), password.to_string());
+        let users = h.users.clone();
+        tokio::task::spawn_blocking(move || users.check(&user, &password)).await
+    };
+    if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
+        tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: Some("Login failed.".into()),
+        };
+    }
+    let audit_session_id = h.sessions.new_audit_session_id();
     finish(
         h,
         tg,
         user,
         client_ip,
         audit_session_id,
-        radius_authz,
+        None,
         server_group,
         None,
     )
     .await
+}
+
+/// A login whose password (or, with `pending`, the response to an
+/// Access-Challenge) is checked by the tunnel group's RADIUS
+/// `authentication-server-group`: Accept goes on to authorization, a Challenge
+/// (one-time code, MFA) asks the client for the response, anything else fails.
+async fn radius_password_step(
+    h: &Headend,
+    tg: &crate::config::TunnelGroup,
+    user: &str,
+    password: &str,
+    client_ip: IpAddr,
+    pending: Option<PendingChallenge>,
+) -> LoginStep {
+    let name = tg.name.clone();
+    let server_group = tg.authentication_server_group.as_deref().unwrap_or("LOCAL");
+    let (audit_session_id, state, rounds) = match pending {
+        Some(p) => (p.audit_session_id, Some(p.state), p.rounds),
+        None => (h.sessions.new_audit_session_id(), None, 0),
+    };
+    let Some(group) = h.radius.get(server_group) else {
+        tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: authentication-server-group {server_group} is not a RADIUS group");
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: Some("Login failed: the authentication server is not available.".into()),
+        };
+    };
+    let ctx = radius_context(h, group, user, client_ip, &audit_session_id, &name);
+    let request = match radius::pap_authentication(&ctx, password.as_bytes()) {
+        Ok(r) => match &state {
+            Some(s) => r.with_state(s),
+            None => r,
+        },
+        Err(e) => {
+            tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: {e}");
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed.".into()),
+            };
+        }
+    };
+    let radius_authz = match group.request(request).await {
+        Ok(reply) if reply.code == Code::AccessAccept => Authorization::from_accept(&reply),
+        Ok(reply) if reply.code == Code::AccessChallenge => {
+            let message = radius::authz::reply_messages(&reply).join(" ");
+            let state = reply.attributes.iter().find_map(|a| match a {
+                radius::Attribute::State(v) => Some(v.clone()),
+                _ => None,
+            });
+            let Some(state) = state.filter(|_| rounds < MAX_CHALLENGE_ROUNDS) else {
+                tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} sent an Access-Challenge without State or after {MAX_CHALLENGE_ROUNDS} rounds");
+                return LoginStep::Form {
+                    tunnel_group: name,
+                    error: Some("Login failed.".into()),
+                };
+            };
+            let pending = PendingChallenge {
+                user: user.to_owned(),
+                tunnel_group: name.clone(),
+                client_ip,
+                state,
+                audit_session_id,
+                rounds: rounds + 1,
+                expires: Instant::now() + CHALLENGE_TTL,
+            };
+            let Some(handle) = h.challenges.insert(pending, Instant::now()) else {
+                tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: too many logins waiting for a challenge response");
+                return LoginStep::Form {
+                    tunnel_group: name,
+                    error: Some("Login failed: try again later.".into()),
+                };
+            };
+            tracing::info!(%client_ip, user, tunnel_group = %name, "RADIUS {server_group} challenges the login: {message}");
+            return LoginStep::Challenge {
+                tunnel_group: name,
+                handle,
+                message: if message.is_empty() {
+                    "Enter the response.".into()
+                } else {
+                    message
+                },
+            };
+        }
+        Ok(reply) => {
+            let why = radius::authz::reply_messages(&reply).join(" ");
+            tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} answered {:?} {why}", reply.code);
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some(if why.is_empty() {
+                    "Login failed.".into()
+                } else {
+                    format!("Login failed: {why}")
+                }),
+            };
+        }
+        Err(e) => {
+            tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group}: {e}");
+            return LoginStep::Form {
+                tunnel_group: name,
+                error: Some("Login failed: the authentication server is not available.".into()),
+            };
+        }
+    };
+    finish(
+        h,
+        tg,
+        user,
+        client_ip,
+        audit_session_id,
+        Some(radius_authz),
+        server_group,
+        None,
+    )
+    .await
+}
+
+/// How long a login waits for the response to an Access-Challenge.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(180);
+/// Most logins waiting for a response at once (each holds a few hundred bytes).
+pub const MAX_PENDING_CHALLENGES: usize = 10_000;
+/// Most Access-Challenges in one login.
+pub const MAX_CHALLENGE_ROUNDS: u8 = 5;
+
+/// A login waiting for the response to an Access-Challenge.
+#[derive(Debug)]
+pub struct PendingChallenge {
+    user: String,
+    tunnel_group: String,
+    client_ip: IpAddr,
+    state: Vec<u8>,
+    audit_session_id: String,
+    rounds: u8,
+    expires: Instant,
+}
+
+/// Logins waiting for a challenge response, by the random handle sent in the
+/// form's opaque (`aggauth-handle`). Single use, bounded, expiring.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    pending: std::sync::Mutex<HashMap<String, PendingChallenge>>,
+}
+
+impl Challenges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingChallenge>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `p` and returns its handle; `None` when too many are waiting.
+    fn insert(&self, p: PendingChallenge, now: Instant) -> Option<String> {
+        let mut m = self.lock();
+        // Expired entries are swept only when they could be in the way: the
+        // table is bounded either way.
+        if m.len() >= MAX_PENDING_CHALLENGES {
+            m.retain(|_, v| v.expires > now);
+            if m.len() >= MAX_PENDING_CHALLENGES {
+                return None;
+            }
+        }
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+        let handle: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        m.insert(handle.clone(), p);
+        Some(handle)
+    }
+
+    /// The login waiting under `handle`, once, if it has not expired.
+    fn take(&self, handle: &str, now: Instant) -> Option<PendingChallenge> {
+        self.lock().remove(handle).filter(|p| p.expires > now)
+    }
 }
 
 /// Authorization and session creation, common to every way of authenticating.
@@ -452,6 +606,19 @@ fn render(h: &Headend, step: &LoginStep) -> Response {
                 &format!("webvpn={cookie}; Secure; HttpOnly; path=/"),
             )
         }
+        LoginStep::Challenge {
+            tunnel_group,
+            handle,
+            message,
+        } => xml_response(
+            xmlauth::AuthRequestForm {
+                opaque_tunnel_group: Some(tunnel_group.clone()),
+                opaque_context: Some(handle.clone()),
+                inputs: xmlauth::FormInputs::Challenge,
+                ..xmlauth::AuthRequestForm::password("Login", message.clone())
+            }
+            .render(),
+        ),
         LoginStep::Chooser { tunnel_group } => xml_response(
             xmlauth::AuthRequestForm {
                 opaque_tunnel_group: Some(tunnel_group.clone()),
@@ -666,5 +833,45 @@ tunnel-group B webvpn-attributes
         );
         // An unknown alias selects nothing rather than silently another group.
         assert_eq!(pick(&cfg, &msg(Some("gamma"), None, None)), None);
+    }
+
+    fn pending(tg: &str, expires: Instant) -> PendingChallenge {
+        PendingChallenge {
+            user: "dana".into(),
+            tunnel_group: tg.into(),
+            client_ip: "198.18.0.2".parse().unwrap(),
+            state: b"s".to_vec(),
+            audit_session_id: "a".into(),
+            rounds: 1,
+            expires,
+        }
+    }
+
+    #[test]
+    fn challenges_are_single_use_expiring_and_bounded() {
+        let c = Challenges::default();
+        let now = Instant::now();
+        let h1 = c.insert(pending("MFA", now + CHALLENGE_TTL), now).unwrap();
+        let h2 = c.insert(pending("MFA", now + CHALLENGE_TTL), now).unwrap();
+        assert_ne!(h1, h2);
+        assert_eq!(h1.len(), 32);
+        assert!(c.take("not-a-handle", now).is_none());
+        assert_eq!(c.take(&h1, now).unwrap().user, "dana");
+        assert!(c.take(&h1, now).is_none(), "single use");
+        assert!(
+            c.take(&h2, now + CHALLENGE_TTL).is_none(),
+            "expired at its deadline"
+        );
+        // Full: refused; expired entries make room again.
+        for _ in 0..MAX_PENDING_CHALLENGES {
+            c.insert(pending("MFA", now + Duration::from_secs(1)), now)
+                .unwrap();
+        }
+        assert!(c.insert(pending("MFA", now + CHALLENGE_TTL), now).is_none());
+        let later = now + Duration::from_secs(2);
+        assert!(
+            c.insert(pending("MFA", later + CHALLENGE_TTL), later)
+                .is_some()
+        );
     }
 }

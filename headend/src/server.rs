@@ -59,6 +59,8 @@ pub struct Headend {
     pub radius: BTreeMap<String, Arc<RadiusGroup>>,
     /// SAML service providers and the SSO login state.
     pub saml: crate::saml_web::SamlState,
+    /// Logins waiting for the response to a RADIUS Access-Challenge.
+    pub challenges: crate::login::Challenges,
     /// ACLs and IP-to-SGT bindings the dataplane enforces.
     pub policy: Arc<crate::policy_state::PolicyState>,
     /// SHA-1 of the TLS certificate (DER), upper-case hex: the success answer's
@@ -246,6 +248,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         dtls,
         radius,
         saml,
+        challenges: crate::login::Challenges::default(),
         policy: policy.clone(),
         server_cert_hash,
     });

@@ -73,6 +73,12 @@ impl OutgoingRequest {
         }
     }
 
+    /// Adds the State of an Access-Challenge being answered (RFC 2865 5.24).
+    pub fn with_state(mut self, state: &[u8]) -> Self {
+        self.attributes.push(Attribute::State(state.to_vec()));
+        self
+    }
+
     /// Adds a PAP password (hidden per host at encode time).
     pub fn with_password(mut self, password: &[u8]) -> Result<Self, EncodeError> {
         if password.len() > MAX_PASSWORD_LEN {

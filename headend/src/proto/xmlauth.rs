@@ -458,6 +458,11 @@ pub enum FormInputs {
     /// No inputs: only the group list, or (with no group list) a final
     /// message/error after which openconnect gives up.
     None,
+    /// A RADIUS Access-Challenge (one-time code, MFA): `<auth id="challenge">`
+    /// with one password input named `password` labelled `Response:`; the
+    /// server's Reply-Message is the form's message. openconnect posts it back
+    /// with the opaque (`-F challenge:password=CODE` fills it non-interactively).
+    Challenge,
 }
 
 /// A `type="auth-request"` message with `<auth id="main">`.
@@ -518,7 +523,12 @@ impl AuthRequestForm {
             }
             x.push_str("</opaque>\n");
         }
-        x.push_str("<auth id=\"main\">\n");
+        let auth_id = if matches!(self.inputs, FormInputs::Challenge) {
+            "challenge"
+        } else {
+            "main"
+        };
+        let _ = writeln!(x, "<auth id=\"{auth_id}\">");
         let _ = writeln!(x, "<title>{}</title>", escape(&self.title));
         let _ = writeln!(x, "<message>{}</message>", escape(&self.message));
         if let Some(err) = &self.error {
@@ -563,10 +573,18 @@ impl AuthRequestForm {
             FormInputs::Sso(_) => {
                 x.push_str("<input type=\"sso\" name=\"sso-token\"></input>\n");
             }
+            FormInputs::Challenge => {
+                x.push_str(
+                    "<input type=\"password\" name=\"password\" label=\"Response:\"></input>\n",
+                );
+            }
             FormInputs::None => {}
         }
         // openconnect ignores an empty <select>; never mix it with SSO.
-        if !self.group_list.is_empty() && !matches!(self.inputs, FormInputs::Sso(_)) {
+        // The challenge continues a login already bound to its group.
+        if !self.group_list.is_empty()
+            && !matches!(self.inputs, FormInputs::Sso(_) | FormInputs::Challenge)
+        {
             x.push_str("<select name=\"group_list\" label=\"GROUP:\">\n");
             for (value, label) in &self.group_list {
                 let sel = if self.selected.as_deref() == Some(value.as_str()) {
@@ -1012,5 +1030,32 @@ type=\"auth-reply\" aggregate-auth-version=\"2\">{opaque_elem}<auth><username>u<
         );
         assert!(x.contains("<tunnel-group>TG</tunnel-group>"));
         assert!(!x.contains("<input"));
+    }
+
+    #[test]
+    fn challenge_form_has_its_own_auth_id_one_password_and_the_handle() {
+        let x = AuthRequestForm {
+            opaque_tunnel_group: Some("MFA".into()),
+            opaque_context: Some("abc123".into()),
+            group_list: vec![("MFA".into(), "MFA".into())],
+            inputs: FormInputs::Challenge,
+            ..AuthRequestForm::password("Login", "Enter the code <now>")
+        }
+        .render();
+        assert!(x.contains("<auth id=\"challenge\">"), "{x}");
+        assert!(
+            x.contains("<message>Enter the code &lt;now&gt;</message>"),
+            "{x}"
+        );
+        assert!(x.contains("<aggauth-handle>abc123</aggauth-handle>"), "{x}");
+        assert!(
+            x.contains("<input type=\"password\" name=\"password\" label=\"Response:\">"),
+            "{x}"
+        );
+        assert!(!x.contains("name=\"username\""), "{x}");
+        assert!(
+            !x.contains("group_list"),
+            "no group list on a challenge: {x}"
+        );
     }
 }
