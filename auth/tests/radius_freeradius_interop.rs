@@ -580,6 +580,7 @@ fn interop_child() {
             context: ctx("alice"),
             acct_session_id: "A1B2C3",
             framed_ip: authz.framed_ip,
+            framed_ipv6: None,
             classes: &authz.classes,
             counters,
             session_time: counters.map(|_| 3600),

@@ -46,6 +46,7 @@ async fn send(group: &RadiusGroup, ev: &AcctEvent, hostname: Option<&str>) {
         },
         acct_session_id: &ev.acct_session_id,
         framed_ip: ev.framed_ip,
+        framed_ipv6: ev.framed_ipv6,
         classes: &ev.classes,
         counters: Some(ev.counters),
         session_time: Some(ev.session_time),

@@ -173,6 +173,7 @@ pub struct AcctEvent {
     pub audit_session_id: String,
     pub acct_session_id: String,
     pub framed_ip: Option<Ipv4Addr>,
+    pub framed_ipv6: Option<std::net::Ipv6Addr>,
     pub classes: Vec<Vec<u8>>,
     pub counters: auth::radius::Counters,
     pub session_time: u32,
@@ -862,6 +863,7 @@ fn acct_event(
         audit_session_id: s.audit_session_id.clone(),
         acct_session_id: s.acct_session_id.clone(),
         framed_ip: s.assigned_v4.as_ref().map(|a| a.0),
+        framed_ipv6: s.assigned_v6.as_ref().map(|a| a.0),
         classes: s.authz.classes.clone(),
         counters: auth::radius::Counters {
             input_octets: s.stats.bytes_rx.load(Ordering::Relaxed),

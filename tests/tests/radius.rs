@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_GW, INSIDE_HOST};
 use e2e::radius::{
-    self, DynAuth, LoggedPacket, RADIUS_SECONDARY, RadiusLab, RadiusServer, RadiusSetup,
+    self, DynAuth, LoggedPacket, RADIUS_SECONDARY, RadiusLab, RadiusServer, RadiusSetup, RadiusUser,
 };
 use e2e::sessiondb::{field, session_of};
 use e2e::{Client, Lab, Session, netns, wait_until};
@@ -263,6 +263,42 @@ fn reject_blocks_login() {
     let acct = rl.primary.accounting_records();
     assert!(acct.is_empty(), "accounting after rejects: {acct:#?}");
     lab.assert_headend_running();
+}
+
+/// A dual-stack session (Class `OU=GP-DUAL;`, a group policy with an IPv6 pool) is
+/// accounted with its IPv6 address too: Framed-IPv6-Address (RFC 6911) next to
+/// Framed-IP-Address in Start and Stop.
+#[test]
+fn accounting_carries_the_ipv6_address_of_a_dual_stack_session() {
+    let pw = "Ivy-acct-pw-4";
+    let Some(rl) = RadiusLab::start(RadiusSetup {
+        users: vec![
+            RadiusUser::new("ivy")
+                .password(pw)
+                .reply("Class", "OU=GP-DUAL;"),
+        ],
+        ..setup()
+    }) else {
+        return;
+    };
+    let lab = &rl.lab;
+    let mut ivy = lab.spawn_client(0, "ivy", pw, &["--authgroup", TUNNEL_GROUP]);
+    ivy.wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 40)));
+    let s = rl.session("ivy");
+    let v6 = field(&s, "Assigned IPv6").to_owned();
+    assert!(v6.starts_with("fd00:100::"), "{s:?}");
+    let start = wait_acct(&rl.primary, "Start", "ivy", None);
+    println!("Start: {start:#?}");
+    assert_eq!(start.get("Framed-IPv6-Address"), Some(&v6), "{start:#?}");
+    assert_eq!(
+        start.get("Framed-IP-Address").map(String::as_str),
+        Some(field(&s, "Assigned IP")),
+        "{start:#?}"
+    );
+    ivy.stop();
+    let stop = wait_acct(&rl.primary, "Stop", "ivy", None);
+    assert_eq!(stop.get("Framed-IPv6-Address"), Some(&v6), "{stop:#?}");
 }
 
 /// (3a) Accounting Start with Class echoed, Acct-Session-Id and the assigned address;

@@ -7,7 +7,7 @@
 //! sub-attribute this module has no type for is kept raw and re-encodes to the
 //! same octets.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::packet::{DecodeError, EncodeError, wire_enum};
 
@@ -43,6 +43,8 @@ pub mod types {
     pub const NAS_PORT_TYPE: u8 = 61;
     pub const MESSAGE_AUTHENTICATOR: u8 = 80;
     pub const ERROR_CAUSE: u8 = 101;
+    /// RFC 6911.
+    pub const FRAMED_IPV6_ADDRESS: u8 = 168;
 }
 
 /// Vendor ids (IANA private enterprise numbers).
@@ -233,6 +235,8 @@ pub enum Attribute {
     NasPortType(NasPortType),
     MessageAuthenticator([u8; 16]),
     ErrorCause(ErrorCause),
+    /// RFC 6911: the IPv6 address assigned to the user.
+    FramedIpv6Address(Ipv6Addr),
     /// Any other attribute, kept as received.
     Other {
         typ: u8,
@@ -280,6 +284,7 @@ impl std::fmt::Debug for Attribute {
                 f.debug_tuple("AcctOutputGigawords").field(v).finish()
             }
             Attribute::EventTimestamp(v) => f.debug_tuple("EventTimestamp").field(v).finish(),
+            Attribute::FramedIpv6Address(v) => f.debug_tuple("FramedIpv6Address").field(v).finish(),
             Attribute::NasPortType(v) => f.debug_tuple("NasPortType").field(v).finish(),
             Attribute::MessageAuthenticator(v) => {
                 f.debug_tuple("MessageAuthenticator").field(v).finish()
@@ -391,6 +396,7 @@ impl Attribute {
             Attribute::NasPortType(_) => NAS_PORT_TYPE,
             Attribute::MessageAuthenticator(_) => MESSAGE_AUTHENTICATOR,
             Attribute::ErrorCause(_) => ERROR_CAUSE,
+            Attribute::FramedIpv6Address(_) => FRAMED_IPV6_ADDRESS,
             Attribute::Other { typ, .. } => *typ,
         }
     }
@@ -449,6 +455,14 @@ impl Attribute {
             ACCT_INPUT_GIGAWORDS => Attribute::AcctInputGigawords(integer(typ, value)?),
             ACCT_OUTPUT_GIGAWORDS => Attribute::AcctOutputGigawords(integer(typ, value)?),
             EVENT_TIMESTAMP => Attribute::EventTimestamp(integer(typ, value)?),
+            FRAMED_IPV6_ADDRESS => {
+                let bytes: [u8; 16] = value.try_into().map_err(|_| DecodeError::ValueLength {
+                    typ,
+                    len: value.len(),
+                    expected: "16 (IPv6 address)",
+                })?;
+                Attribute::FramedIpv6Address(Ipv6Addr::from(bytes))
+            }
             NAS_PORT_TYPE => Attribute::NasPortType(integer(typ, value)?.into()),
             MESSAGE_AUTHENTICATOR => {
                 let bytes: [u8; 16] = value.try_into().map_err(|_| DecodeError::ValueLength {
@@ -505,6 +519,7 @@ impl Attribute {
             Attribute::NasIpAddress(a) | Attribute::FramedIpAddress(a) => {
                 out.extend_from_slice(&a.octets())
             }
+            Attribute::FramedIpv6Address(a) => out.extend_from_slice(&a.octets()),
             Attribute::ServiceType(v) => int(out, (*v).into()),
             Attribute::NasPortType(v) => int(out, (*v).into()),
             Attribute::AcctStatusType(v) => int(out, (*v).into()),

@@ -720,4 +720,23 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn framed_ipv6_address_round_trips_and_checks_its_length() {
+        let a = Attribute::FramedIpv6Address("fd00:100::10".parse().unwrap());
+        let p = Packet {
+            code: Code::AccountingRequest,
+            identifier: 1,
+            authenticator: [0; 16],
+            attributes: vec![a.clone()],
+        };
+        let bytes = p.encode().unwrap();
+        assert_eq!(&bytes[20..22], &[168, 18]);
+        assert_eq!(Packet::decode(&bytes).unwrap().attributes, vec![a]);
+        let mut short = bytes.clone();
+        short[21] = 17;
+        short.truncate(37);
+        short[2..4].copy_from_slice(&37u16.to_be_bytes());
+        assert!(Packet::decode(&short).is_err());
+    }
 }

@@ -268,6 +268,8 @@ pub struct AccountingRecord<'a> {
     pub acct_session_id: &'a str,
     /// The address assigned to the client.
     pub framed_ip: Option<Ipv4Addr>,
+    /// The IPv6 address assigned to the client (Framed-IPv6-Address, RFC 6911).
+    pub framed_ipv6: Option<std::net::Ipv6Addr>,
     /// Every Class from the Access-Accept, in order (RFC 2865 section 5.25).
     pub classes: &'a [Vec<u8>],
     /// Interim-Update and Stop.
@@ -296,6 +298,9 @@ pub fn accounting(record: &AccountingRecord<'_>) -> OutgoingRequest {
     a.push(Attribute::CallingStationId(ctx.client_ip.to_string()));
     if let Some(ip) = record.framed_ip {
         a.push(Attribute::FramedIpAddress(ip));
+    }
+    if let Some(ip) = record.framed_ipv6 {
+        a.push(Attribute::FramedIpv6Address(ip));
     }
     a.extend(record.classes.iter().map(|c| Attribute::Class(c.clone())));
     if let Some(c) = record.counters {
@@ -488,6 +493,7 @@ mod tests {
             context: ctx(),
             acct_session_id: "A1B2C3",
             framed_ip: Some(Ipv4Addr::new(198, 18, 100, 10)),
+            framed_ipv6: Some("fd00:100::10".parse().unwrap()),
             classes: &classes,
             counters: Some(Counters {
                 input_octets: (3 << 32) + 100,
@@ -511,6 +517,9 @@ mod tests {
         has(Attribute::AcctStatusType(AcctStatusType::Stop));
         has(Attribute::AcctSessionId("A1B2C3".into()));
         has(Attribute::FramedIpAddress(Ipv4Addr::new(198, 18, 100, 10)));
+        has(Attribute::FramedIpv6Address(
+            "fd00:100::10".parse().unwrap(),
+        ));
         has(Attribute::AcctInputOctets(100));
         has(Attribute::AcctInputGigawords(3));
         has(Attribute::AcctOutputOctets(42));
