@@ -26,8 +26,9 @@ use dataplane::policy::{
 };
 
 use crate::config::{
-    AccessList, AccessListEntry, AclAction, AclEntryKind, AclProtocol, AddrMatch, Config,
-    ExtendedAce, PortMatch, SecurityGroupMatch,
+    AccessList, AccessListEntry, AceTemplate, AclAction, AclEntryKind, AclProtocol, AddrMatch,
+    AddrSlot, Config, ExtendedAce, IcmpSlot, PortMatch, PortSlot, ProtocolSlot, SecurityGroupMatch,
+    SgSlot,
 };
 
 /// A configuration item the dataplane cannot enforce, with its line.
@@ -45,13 +46,13 @@ pub fn compile(cfg: &Config) -> Result<PolicyTables, CompileError> {
     let sgt_map = static_sgt_bindings(cfg)?.build();
     let mut acls = HashMap::with_capacity(cfg.access_lists.len());
     for (name, acl) in &cfg.access_lists {
-        let ruled: Vec<(&AccessListEntry, Rule)> = acl
-            .entries
-            .iter()
-            .filter_map(|e| rule_of(cfg, name, e).transpose().map(|r| r.map(|r| (e, r))))
-            .collect::<Result<_, _>>()?;
-        let lines: Vec<usize> = ruled.iter().map(|(e, _)| e.line).collect();
-        let rules = ruled.into_iter().map(|(_, r)| r).collect();
+        let mut rules = Vec::new();
+        let mut lines = Vec::new();
+        for e in &acl.entries {
+            let r = rules_of(cfg, name, e)?;
+            lines.extend(std::iter::repeat_n(e.line, r.len()));
+            rules.extend(r);
+        }
         let compiled = CompiledAcl::new(rules).map_err(|e| CompileError {
             file: cfg.source.clone(),
             line: lines.get(e.index).copied().unwrap_or(acl.line),
@@ -107,17 +108,18 @@ pub fn compile_downloadable(
         .get(name)
         .cloned()
         .ok_or_else(|| "no entries".to_string())?;
-    let rules = acl
-        .entries
-        .iter()
-        .filter_map(|e| {
-            rule_of(cfg, name, e)
-                .map_err(|err| format!("entry {}: {}", entry_of(e.line), err.message))
-                .transpose()
-        })
-        .collect::<Result<Vec<Rule>, String>>()?;
-    let compiled =
-        CompiledAcl::new(rules).map_err(|e| format!("entry {}: {}", e.index + 1, e.problem))?;
+    let mut rules = Vec::new();
+    let mut entries = Vec::new();
+    for e in &acl.entries {
+        let r = rules_of(cfg, name, e)
+            .map_err(|err| format!("entry {}: {}", entry_of(e.line), err.message))?;
+        entries.extend(std::iter::repeat_n(entry_of(e.line), r.len()));
+        rules.extend(r);
+    }
+    let compiled = CompiledAcl::new(rules).map_err(|e| {
+        let entry = entries.get(e.index).copied().unwrap_or(e.index + 1);
+        format!("entry {entry}: {}", e.problem)
+    })?;
     Ok((acl, compiled))
 }
 
@@ -148,19 +150,33 @@ pub fn static_sgt_bindings(cfg: &Config) -> Result<SgtMapBuilder, CompileError> 
     Ok(b)
 }
 
-/// The dataplane rule for one entry; `None` for a remark.
-fn rule_of(cfg: &Config, acl: &str, e: &AccessListEntry) -> Result<Option<Rule>, CompileError> {
-    let action = match e.action {
+/// The dataplane rules of one entry: none for a remark, one for a plain entry,
+/// one per expanded entry for an entry naming object-groups.
+fn rules_of(cfg: &Config, acl: &str, e: &AccessListEntry) -> Result<Vec<Rule>, CompileError> {
+    if let AclEntryKind::Standard { network } = &e.kind {
+        return Ok(vec![Rule::new(dp_action(e.action)).dst(net(network))]);
+    }
+    e.extended_aces()
+        .iter()
+        .map(|ace| rule_of_ace(cfg, acl, e, ace))
+        .collect()
+}
+
+fn dp_action(a: AclAction) -> dp::Action {
+    match a {
         AclAction::Permit => dp::Action::Permit,
         AclAction::Deny => dp::Action::Deny,
-    };
-    let ace = match &e.kind {
-        AclEntryKind::Remark(_) => return Ok(None),
-        AclEntryKind::Standard { network } => {
-            return Ok(Some(Rule::new(action).dst(net(network))));
-        }
-        AclEntryKind::Extended(ace) => ace,
-    };
+    }
+}
+
+/// The dataplane rule for one plain extended entry of `e`.
+fn rule_of_ace(
+    cfg: &Config,
+    acl: &str,
+    e: &AccessListEntry,
+    ace: &ExtendedAce,
+) -> Result<Rule, CompileError> {
+    let action = dp_action(e.action);
     let sg = |m: &Option<SecurityGroupMatch>| -> Result<Option<u16>, CompileError> {
         match m {
             None => Ok(None),
@@ -176,7 +192,7 @@ fn rule_of(cfg: &Config, acl: &str, e: &AccessListEntry) -> Result<Option<Rule>,
             }
         }
     };
-    Ok(Some(Rule {
+    Ok(Rule {
         action,
         protocol: protocol_number(ace.protocol),
         src_sgt: sg(&ace.src_sg)?,
@@ -188,7 +204,7 @@ fn rule_of(cfg: &Config, acl: &str, e: &AccessListEntry) -> Result<Option<Rule>,
         icmp_type: ace.icmp_type,
         log: ace.log,
         inactive: ace.inactive,
-    }))
+    })
 }
 
 fn protocol_number(p: AclProtocol) -> Option<u8> {
@@ -270,11 +286,16 @@ pub fn show_one(
     acl: &AccessList,
 ) {
     let compiled = tables.acl(name);
-    let elements = acl
+    // ASA counts the expanded entries.
+    let elements: usize = acl
         .entries
         .iter()
-        .filter(|e| !matches!(e.kind, AclEntryKind::Remark(_)))
-        .count();
+        .map(|e| match &e.kind {
+            AclEntryKind::Remark(_) => 0,
+            AclEntryKind::Standard { .. } => 1,
+            _ => e.extended_aces().len(),
+        })
+        .sum();
     let _ = writeln!(
         out,
         "access-list {name}; {elements} elements; name hash: 0x{:08x}",
@@ -294,20 +315,44 @@ pub fn show_one(
             AclEntryKind::Extended(ace) => {
                 format!("extended {} {}", action(e.action), ace_text(ace))
             }
+            AclEntryKind::ExtendedObjects(o) => {
+                format!(
+                    "extended {} {}",
+                    action(e.action),
+                    template_text(&o.template)
+                )
+            }
         };
-        // Counter of the compiled rule at this position, if it is this entry.
-        let hits = match (compiled, rule_of(cfg, name, e)) {
-            (Some(c), Ok(Some(r))) if c.rules().get(rule_no) == Some(&r) => c.hits(rule_no),
-            _ => 0,
-        };
-        rule_no += 1;
-        let inactive = matches!(&e.kind, AclEntryKind::Extended(a) if a.inactive);
+        // Counters of the compiled rules at this position, if they are this entry's.
+        let rules = rules_of(cfg, name, e).unwrap_or_default();
+        let hits: Vec<u64> = rules
+            .iter()
+            .enumerate()
+            .map(|(k, r)| match compiled {
+                Some(c) if c.rules().get(rule_no + k) == Some(r) => c.hits(rule_no + k),
+                _ => 0,
+            })
+            .collect();
+        rule_no += rules.len();
+        let inactive = e.extended_aces().first().is_some_and(|a| a.inactive);
+        let inactive = if inactive { " (inactive)" } else { "" };
+        let total: u64 = hits.iter().sum();
         let _ = writeln!(
             out,
-            "access-list {name} line {line} {body} (hitcnt={hits}){} 0x{:08x}",
-            if inactive { " (inactive)" } else { "" },
+            "access-list {name} line {line} {body} (hitcnt={total}){inactive} 0x{:08x}",
             fnv1a(body.as_bytes())
         );
+        // As ASA: each expanded entry indented under its parent, own counter.
+        if let AclEntryKind::ExtendedObjects(o) = &e.kind {
+            for (ace, hits) in o.expanded.iter().zip(&hits) {
+                let body = format!("extended {} {}", action(e.action), ace_text(ace));
+                let _ = writeln!(
+                    out,
+                    "  access-list {name} line {line} {body} (hitcnt={hits}){inactive} 0x{:08x}",
+                    fnv1a(body.as_bytes())
+                );
+            }
+        }
     }
     if let Some(c) = compiled {
         let _ = writeln!(
@@ -355,6 +400,58 @@ fn ace_text(a: &ExtendedAce) -> String {
         push("inactive");
     }
     s
+}
+
+/// An entry naming objects as ASA prints its parent line: the names in place.
+fn template_text(t: &AceTemplate) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let proto = match &t.protocol {
+        ProtocolSlot::Protocol(p) => *p,
+        ProtocolSlot::ObjectGroup(n) => {
+            parts.push(format!("object-group {n}"));
+            AclProtocol::Tcp
+        }
+        ProtocolSlot::Object(n) => {
+            parts.push(format!("object {n}"));
+            AclProtocol::Tcp
+        }
+    };
+    if let ProtocolSlot::Protocol(p) = &t.protocol {
+        parts.push(protocol_name(*p));
+    }
+    let sg = |s: &Option<SgSlot>| match s {
+        None => None,
+        Some(SgSlot::One(m)) => Some(security_group(m)),
+        Some(SgSlot::ObjectGroup(n)) => Some(format!("object-group-security {n}")),
+    };
+    let address = |a: &AddrSlot| match a {
+        AddrSlot::Addr(a) => addr(a),
+        AddrSlot::Object(n) => format!("object {n}"),
+        AddrSlot::ObjectGroup(n) => format!("object-group {n}"),
+    };
+    let port = |p: &Option<PortSlot>| match p {
+        None => None,
+        Some(PortSlot::Port(m)) => Some(port_text(*m, proto)),
+        Some(PortSlot::ObjectGroup(n)) => Some(format!("object-group {n}")),
+    };
+    parts.extend(sg(&t.src_sg));
+    parts.push(address(&t.src));
+    parts.extend(port(&t.src_port));
+    parts.extend(sg(&t.dst_sg));
+    parts.push(address(&t.dst));
+    parts.extend(port(&t.dst_port));
+    match &t.icmp {
+        None => {}
+        Some(IcmpSlot::Type(ty)) => parts.push(icmp_name(*ty, proto)),
+        Some(IcmpSlot::ObjectGroup(n)) => parts.push(format!("object-group {n}")),
+    }
+    if t.log {
+        parts.push("log informational interval 300".into());
+    }
+    if t.inactive {
+        parts.push("inactive".into());
+    }
+    parts.join(" ")
 }
 
 fn protocol_name(p: AclProtocol) -> String {
@@ -837,5 +934,70 @@ access-list F extended permit icmp6 any6 any6 echo
         assert!(err(&["permit ip\rany any"]).contains("control characters"));
         assert!(err(&[&"permit ip any any ".repeat(30)]).contains("too long"));
         assert!(err(&["   "]).contains("entry 1"));
+    }
+
+    #[test]
+    fn object_groups_compile_expanded_and_show_like_asa() {
+        let cfg = parse_str(
+            "\
+object network WEB1
+ host 198.18.1.10
+object-group network SERVERS
+ network-object object WEB1
+ network-object 198.18.4.0 255.255.255.0
+object-group service WEBPORTS tcp
+ port-object eq www
+ port-object eq https
+access-list F remark web
+access-list F extended permit tcp any object-group SERVERS object-group WEBPORTS
+access-list F extended deny ip any any
+",
+            "f.cfg",
+        )
+        .unwrap();
+        let t = compile(&cfg).unwrap();
+        let acl = t.acl("F").unwrap();
+        assert_eq!(acl.len(), 5, "4 expanded + the deny");
+        let to =
+            |dst: &str, port| PacketMeta::with_ports(ip("198.18.100.10"), ip(dst), 6, 40000, port);
+        let pkts = [
+            to("198.18.4.7", 443),
+            to("198.18.4.7", 443),
+            to("198.18.1.10", 80),
+            to("198.18.1.10", 22),
+            to("198.18.1.11", 80),
+        ];
+        let v = classify(&t, "F", &pkts, None);
+        assert_eq!(
+            v.iter()
+                .map(|v| (v.is_permit(), v.rule))
+                .collect::<Vec<_>>(),
+            [(true, 3), (true, 3), (true, 0), (false, 4), (false, 4)]
+        );
+        let shown = show_access_list(&t, &cfg);
+        let strip = |l: &str| l.rsplit_once(" 0x").map_or(l, |(a, _)| a).to_string();
+        let lines: Vec<String> = shown.lines().map(strip).collect();
+        assert_eq!(
+            lines,
+            [
+                "access-list F; 5 elements; name hash:",
+                "access-list F line 1 remark web",
+                "access-list F line 2 extended permit tcp any object-group SERVERS object-group WEBPORTS (hitcnt=3)",
+                "  access-list F line 2 extended permit tcp any host 198.18.1.10 eq www (hitcnt=1)",
+                "  access-list F line 2 extended permit tcp any host 198.18.1.10 eq https (hitcnt=0)",
+                "  access-list F line 2 extended permit tcp any 198.18.4.0 255.255.255.0 eq www (hitcnt=0)",
+                "  access-list F line 2 extended permit tcp any 198.18.4.0 255.255.255.0 eq https (hitcnt=2)",
+                "access-list F line 3 extended deny ip any any (hitcnt=2)",
+                "access-list F implicit deny (hitcnt=0)",
+            ]
+        );
+        // An unknown security-group name inside a group is still a line error.
+        let cfg = parse_str(
+            "object-group security S\n security-group name Nope\naccess-list F extended permit ip object-group-security S any any\n",
+            "s.cfg",
+        )
+        .unwrap();
+        let e = compile(&cfg).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
     }
 }

@@ -2,15 +2,18 @@
 //!
 //! [`parse_str`] / [`load_file`] turn the text into a typed [`Config`] (see
 //! `model.rs`), check every cross-reference, and collect warnings for the many ASA
-//! commands the headend does not need. `policy.rs` resolves group-policy
+//! commands the headend does not need. `objects.rs` holds objects and object-groups and expands access-list entries
+//! that name them; `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
 pub mod model;
+pub mod objects;
 mod parse;
 mod policy;
 mod summary;
 
 pub use model::*;
+pub use objects::*;
 pub use parse::{load_file, parse_str};
 pub use policy::EffectivePolicy;
 

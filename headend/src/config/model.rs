@@ -24,6 +24,8 @@ pub struct Config {
     pub usernames: BTreeMap<String, LocalUser>,
     pub tunnel_groups: BTreeMap<String, TunnelGroup>,
     pub access_lists: BTreeMap<String, AccessList>,
+    /// `object network|service` and `object-group` (see `objects.rs`).
+    pub objects: super::objects::Objects,
     pub cts: Cts,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
@@ -298,6 +300,8 @@ pub enum AclEntryKind {
         network: AddrMatch,
     },
     Extended(ExtendedAce),
+    /// An extended entry that names objects or object-groups, with its expansion.
+    ExtendedObjects(Box<super::objects::ObjectAce>),
     /// `access-list NAME remark TEXT`
     Remark(String),
 }
@@ -309,6 +313,26 @@ pub struct AccessListEntry {
     /// The config line as written (for `show access-list`).
     pub text: String,
     pub line: usize,
+}
+
+impl AccessListEntry {
+    /// The plain extended entries this entry stands for: itself, or the expansion
+    /// of the object-groups it names; none for standard entries and remarks.
+    pub fn extended_aces(&self) -> &[ExtendedAce] {
+        match &self.kind {
+            AclEntryKind::Extended(a) => std::slice::from_ref(a),
+            AclEntryKind::ExtendedObjects(o) => &o.expanded,
+            _ => &[],
+        }
+    }
+
+    /// Whether this is an extended entry (plain or naming objects).
+    pub fn is_extended(&self) -> bool {
+        matches!(
+            self.kind,
+            AclEntryKind::Extended(_) | AclEntryKind::ExtendedObjects(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -175,23 +175,32 @@ impl Config {
             if e.action != AclAction::Permit {
                 continue;
             }
-            let net = match &e.kind {
-                AclEntryKind::Standard { network } => network,
-                AclEntryKind::Extended(ace) if !ace.inactive => &ace.src,
-                _ => continue,
+            // An entry naming a network object-group gives each of its networks.
+            let nets: Vec<&AddrMatch> = match &e.kind {
+                AclEntryKind::Standard { network } => vec![network],
+                _ => e
+                    .extended_aces()
+                    .iter()
+                    .filter(|a| !a.inactive)
+                    .map(|a| &a.src)
+                    .collect(),
             };
-            let route = match net {
-                AddrMatch::Any | AddrMatch::Any4 => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED),
-                AddrMatch::Prefix(IpAddr::V4(a), len) => {
-                    let mask = u32::MAX
-                        .checked_shl(32 - u32::from((*len).min(32)))
-                        .unwrap_or(0);
-                    (*a, Ipv4Addr::from(mask))
+            for net in nets {
+                let route = match net {
+                    AddrMatch::Any | AddrMatch::Any4 => {
+                        (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED)
+                    }
+                    AddrMatch::Prefix(IpAddr::V4(a), len) => {
+                        let mask = u32::MAX
+                            .checked_shl(32 - u32::from((*len).min(32)))
+                            .unwrap_or(0);
+                        (*a, Ipv4Addr::from(mask))
+                    }
+                    _ => continue,
+                };
+                if !out.contains(&route) {
+                    out.push(route);
                 }
-                _ => continue,
-            };
-            if !out.contains(&route) {
-                out.push(route);
             }
         }
         out
@@ -218,19 +227,27 @@ impl Config {
             if e.action != AclAction::Permit {
                 continue;
             }
-            let route = match &e.kind {
-                AclEntryKind::Extended(ace) if !ace.inactive => match &ace.src {
-                    AddrMatch::Any | AddrMatch::Any6 => (Ipv6Addr::UNSPECIFIED, 0),
+            let nets: Vec<&AddrMatch> = match &e.kind {
+                AclEntryKind::Standard { network } => vec![network],
+                _ => e
+                    .extended_aces()
+                    .iter()
+                    .filter(|a| !a.inactive)
+                    .map(|a| &a.src)
+                    .collect(),
+            };
+            for net in nets {
+                let route = match net {
+                    // Standard lists are IPv4 only: their `any` is `any4`.
+                    AddrMatch::Any | AddrMatch::Any6 if e.is_extended() => {
+                        (Ipv6Addr::UNSPECIFIED, 0)
+                    }
                     AddrMatch::Prefix(IpAddr::V6(a), len) => (*a, (*len).min(128)),
                     _ => continue,
-                },
-                AclEntryKind::Standard {
-                    network: AddrMatch::Prefix(IpAddr::V6(a), len),
-                } => (*a, (*len).min(128)),
-                _ => continue,
-            };
-            if !out.contains(&route) {
-                out.push(route);
+                };
+                if !out.contains(&route) {
+                    out.push(route);
+                }
             }
         }
         out
