@@ -49,7 +49,8 @@ pub enum NetworkValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceObject {
     pub name: String,
-    pub value: Option<Service>,
+    /// Empty until its `service` line; `tcp-udp` gives two.
+    pub value: Vec<Service>,
     pub line: usize,
 }
 
@@ -303,7 +304,7 @@ impl Objects {
 
     fn service_object(&self, name: &str) -> Result<Vec<Service>, String> {
         match self.service.get(name) {
-            Some(o) => Ok(o.value.into_iter().collect()),
+            Some(o) => Ok(o.value.clone()),
             None => Err(match self.kind_of(name) {
                 Some(k) => format!("`{name}` is an {k}, not an object service"),
                 None => format!("object service `{name}` is not defined"),

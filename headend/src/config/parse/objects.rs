@@ -128,7 +128,7 @@ impl Parser<'_> {
                             n.clone(),
                             ServiceObject {
                                 name: n,
-                                value: None,
+                                value: Vec::new(),
                                 line,
                             },
                         );
@@ -227,7 +227,7 @@ impl Parser<'_> {
                 _ => return self.unknown(c, Some(mode)),
             };
             if let Some(o) = self.cfg.objects.service.get_mut(name) {
-                o.value = Some(value);
+                o.value = value;
             }
             return Ok(None);
         }
@@ -299,7 +299,15 @@ impl Parser<'_> {
                 GroupMember::ServiceObject((*n).to_string())
             }
             (GroupKind::Service(None), ["service-object", rest @ ..]) => {
-                GroupMember::Service(parse_service(rest)?)
+                let services = parse_service(rest)?;
+                if let Some(g) = self.cfg.objects.groups.get_mut(name) {
+                    for s in services.into_iter().map(GroupMember::Service) {
+                        if !g.members.contains(&s) {
+                            g.members.push(s);
+                        }
+                    }
+                }
+                return Ok(None);
             }
             (GroupKind::Protocol, ["protocol-object", p]) => {
                 GroupMember::Protocol(parse_protocol(p)?)
@@ -382,10 +390,20 @@ impl Parser<'_> {
 
 /// `PROTO [source OP P] [destination OP P]`, `icmp|icmp6 [TYPE]`, or the older
 /// `PROTO OP P` (a destination port), as in `service` and `service-object`.
-fn parse_service(t: &[&str]) -> Result<Service, String> {
+/// `tcp-udp` stands for both: one service for each.
+fn parse_service(t: &[&str]) -> Result<Vec<Service>, String> {
     let p = t
         .first()
-        .ok_or("expected a protocol (tcp, udp, icmp, ip, a name or a number)")?;
+        .ok_or("expected a protocol (tcp, udp, tcp-udp, icmp, ip, a name or a number)")?;
+    if *p == "tcp-udp" {
+        let mut both = Vec::new();
+        for proto in ["tcp", "udp"] {
+            let mut one = vec![proto];
+            one.extend(t.get(1..).unwrap_or(&[]));
+            both.extend(parse_service(&one)?);
+        }
+        return Ok(both);
+    }
     let mut s = Service::protocol(parse_protocol(p)?);
     let rest = t.get(1..).unwrap_or(&[]);
     if matches!(s.protocol, AclProtocol::Icmp | AclProtocol::Icmp6) {
@@ -396,7 +414,7 @@ fn parse_service(t: &[&str]) -> Result<Service, String> {
                 return Err("ICMP codes are not supported; give only the ICMP type".into());
             }
         }
-        return Ok(s);
+        return Ok(vec![s]);
     }
     let mut i = 0;
     while let Some(w) = rest.get(i).copied() {
@@ -418,7 +436,7 @@ fn parse_service(t: &[&str]) -> Result<Service, String> {
             }
         }
     }
-    Ok(s)
+    Ok(vec![s])
 }
 
 /// An extended entry that names objects, tokens `t`, action at `start`. An
@@ -646,12 +664,12 @@ mod tests {
         );
         assert_eq!(
             o.service["HTTPS"].value,
-            Some(Service {
+            vec![Service {
                 protocol: AclProtocol::Tcp,
                 src_port: None,
                 dst_port: Some(PortMatch::Eq(443)),
                 icmp_type: None
-            })
+            }]
         );
         let g = &o.groups["SERVERS"];
         assert_eq!(g.kind, GroupKind::Network);
