@@ -66,6 +66,8 @@ pub struct Headend {
     /// SHA-1 of the TLS certificate (DER), upper-case hex: the success answer's
     /// `<server-cert-hash>`, as ASA sends it.
     pub server_cert_hash: String,
+    /// Threat detection (shuns) and local user lockout.
+    pub threats: Arc<crate::threat::Threats>,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -237,6 +239,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .values()
         .find_map(|g| g.dynamic_authorization)
         .unwrap_or(1700);
+    let threats = Arc::new(crate::threat::Threats::new(&config));
+    if let Some(hub) = &dtls {
+        hub.set_shuns(threats.clone());
+    }
     let headend = Arc::new(Headend {
         config: Arc::new(config),
         users,
@@ -251,6 +257,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         challenges: crate::login::Challenges::default(),
         policy: policy.clone(),
         server_cert_hash,
+        threats: threats.clone(),
     });
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
@@ -274,6 +281,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config_path: args.config.clone(),
         policy: policy.clone(),
         sxp: sxp.clone(),
+        threats,
     });
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
@@ -446,6 +454,11 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headen
                 continue;
             }
         };
+        // A shunned source is dropped before any TLS work (issue 17).
+        if h.threats.is_shunned(peer.ip()) {
+            drop(tcp);
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let (acceptor, h) = (acceptor.clone(), h.clone());
         tokio::spawn(async move {

@@ -25,6 +25,10 @@ pub struct Config {
     pub tunnel_groups: BTreeMap<String, TunnelGroup>,
     pub access_lists: BTreeMap<String, AccessList>,
     pub cts: Cts,
+    /// `threat-detection service ...` (config/threat.rs); all off by default.
+    pub threat_detection: super::ThreatDetection,
+    /// `aaa local authentication attempts max-fail N`; None: no lockout.
+    pub aaa_local_max_fail: Option<u32>,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }
