@@ -118,6 +118,7 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         }
         ["show", "counters"] => {
             let mut out = render_counters(&ctx.counters);
+            out.push_str(&ctx.threats.render_counters());
             if let Some(hub) = &ctx.dtls {
                 out.push_str(&render_dtls_counters(&hub.counters));
             }

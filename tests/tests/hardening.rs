@@ -190,3 +190,84 @@ fn local_user_lockout_and_clear() {
     b.stop();
     lab.assert_headend_running();
 }
+
+/// Keeps opening TCP connections to the headend that never start TLS (half-open
+/// handshakes): 40 new ones every 0.2 s, the newest 400 held, for at most 60 s.
+const HALF_OPEN_FLOOD: &str = r#"
+import socket, sys, time
+held = []
+for round in range(300):
+    for _ in range(40):
+        try:
+            s = socket.socket()
+            s.settimeout(1)
+            s.connect((sys.argv[1], int(sys.argv[2])))
+            held.append(s)
+        except OSError:
+            pass
+    while len(held) > 400:
+        held.pop(0).close()
+    print("round", round, "held", len(held), flush=True)
+    time.sleep(0.2)
+"#;
+
+/// A flood of half-open connections from one source: the source's excess
+/// connections are closed at accept (`conn-refused-half-open`), a session
+/// already up from that same source keeps working, and a second source logs in.
+#[test]
+fn half_open_flood_from_one_source_does_not_block_another() {
+    let Some(lab) = lab_with(2, "") else {
+        return;
+    };
+    let alice = lab.password("alice").to_owned();
+    let bob = lab.password("bob").to_owned();
+    let mut before = lab.connect_from(0, "alice", &alice, &[]);
+    let addr = lab.tls_addr();
+    let flood = lab.spawn_in(
+        &lab.client_host(0).ns.clone(),
+        "flood",
+        &[
+            "python3",
+            "-c",
+            HALF_OPEN_FLOOD,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ],
+    );
+    let refused = |c: &str| -> u64 {
+        c.lines()
+            .find_map(|l| l.strip_prefix("conn-refused-half-open"))
+            .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let seen = e2e::wait_until(HANG_GUARD, || {
+        let c = lab.show_counters_raw();
+        (refused(&c) > 100).then_some(c)
+    });
+    assert!(
+        seen.is_some(),
+        "the half-open flood was never refused:\n{}\nflood: {}",
+        lab.show_counters_raw(),
+        flood.output()
+    );
+    let mut second = lab.connect_from(1, "bob", &bob, &[]);
+    assert!(
+        e2e::lab::wait_ping(&lab.client_host(1).ns, e2e::lab::INSIDE_HOST, HANG_GUARD).is_some(),
+        "bob's tunnel does not pass traffic during the flood"
+    );
+    assert!(
+        e2e::lab::wait_ping(&lab.client_host(0).ns, e2e::lab::INSIDE_HOST, HANG_GUARD).is_some(),
+        "alice's tunnel from the flooding source was hurt by the flood"
+    );
+    assert!(
+        before.is_running(),
+        "alice's openconnect ended during the flood:\n{}",
+        before.output()
+    );
+    let sessions = lab.show_sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    drop(flood);
+    second.stop();
+    before.stop();
+    lab.assert_headend_running();
+}

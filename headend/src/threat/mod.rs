@@ -6,13 +6,14 @@
 //! before its TLS handshake, its DTLS ClientHellos before any work) and the
 //! admin commands of `admin.rs` (see [`Threats::admin`]).
 
+pub mod admission;
 pub mod lockout;
 pub mod tracker;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -29,10 +30,12 @@ pub struct Threats {
     shuns: AtomicUsize,
     /// The `nameif` shuns are reported on (`shun (outside) ...`).
     interface: String,
+    /// Per-source limits on connections that are not tunnels yet.
+    pub admission: Arc<admission::Admission>,
 }
 
 impl Threats {
-    pub fn new(cfg: &Config) -> Self {
+    pub fn new(cfg: &Config, limits: admission::SourceLimits) -> Self {
         let interface = cfg
             .webvpn
             .enable_interfaces
@@ -49,6 +52,7 @@ impl Threats {
             )),
             shuns: AtomicUsize::new(0),
             interface,
+            admission: admission::Admission::new(limits),
         }
     }
 
@@ -182,6 +186,18 @@ impl Threats {
         Some(reply)
     }
 
+    /// Lines for `show counters`: connections refused by the per-source limits.
+    pub fn render_counters(&self) -> String {
+        let a = &self.admission;
+        format!(
+            "{:<22}: {}\n{:<22}: {}\n",
+            "conn-refused-half-open",
+            a.refused_half_open.load(Ordering::Relaxed),
+            "conn-refused-unauth",
+            a.refused_unauthenticated.load(Ordering::Relaxed)
+        )
+    }
+
     fn show_services(&self, only: Option<Service>, entries: bool, now: Instant) -> String {
         let t = self.tracker();
         let mut out = String::new();
@@ -306,7 +322,10 @@ mod tests {
     use super::*;
 
     fn threats(text: &str) -> Threats {
-        Threats::new(&crate::config::parse_str(text, "t.cfg").unwrap())
+        Threats::new(
+            &crate::config::parse_str(text, "t.cfg").unwrap(),
+            admission::SourceLimits::default(),
+        )
     }
 
     #[test]
