@@ -26,6 +26,8 @@ pub struct AdminContext {
     pub config_path: PathBuf,
     pub policy: Arc<crate::policy_state::PolicyState>,
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
+    /// `show shun`, `clear threat-detection service`, `show aaa local user`, ...
+    pub threats: Arc<crate::threat::Threats>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -65,6 +67,9 @@ async fn handle(stream: UnixStream, ctx: &AdminContext) -> Result<()> {
 /// Runs one command line and returns what the CLI prints.
 pub fn execute(line: &str, ctx: &AdminContext) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
+    if let Some(reply) = ctx.threats.admin(&words) {
+        return reply;
+    }
     match words.as_slice() {
         ["show", "vpn-sessiondb", rest @ ..]
             if rest.is_empty() || rest == ["anyconnect"] || rest == ["detail", "anyconnect"] =>
@@ -113,6 +118,7 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         }
         ["show", "counters"] => {
             let mut out = render_counters(&ctx.counters);
+            out.push_str(&ctx.threats.render_counters());
             if let Some(hub) = &ctx.dtls {
                 out.push_str(&render_dtls_counters(&hub.counters));
             }

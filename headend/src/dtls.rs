@@ -79,6 +79,8 @@ pub struct DtlsHub {
     /// known address (NAT rebinding) to every session behind that address.
     by_ip: DashMap<std::net::IpAddr, Vec<SocketAddr>>,
     pub counters: DtlsCounters,
+    /// Shunned sources (threat detection): their ClientHellos are dropped unread.
+    shuns: std::sync::OnceLock<Arc<crate::threat::Threats>>,
 }
 
 impl DtlsHub {
@@ -101,7 +103,12 @@ impl DtlsHub {
             by_peer: DashMap::new(),
             by_ip: DashMap::new(),
             counters: DtlsCounters::default(),
+            shuns: std::sync::OnceLock::new(),
         }))
+    }
+
+    pub fn set_shuns(&self, threats: Arc<crate::threat::Threats>) {
+        let _ = self.shuns.set(threats);
     }
 
     pub fn gso_segments(&self) -> usize {
@@ -241,6 +248,14 @@ impl DtlsHub {
         seen: &mut HashMap<SocketAddr, u64>,
         pool: &dataplane::BatchPool,
     ) {
+        if dtls_hello::is_client_hello(dgram)
+            && self.shuns.get().is_some_and(|t| t.is_shunned(peer.ip()))
+        {
+            self.counters
+                .unknown_peer_drops
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // A ClientHello always goes by App-ID, even from a known address: the
         // client re-handshakes after DTLS died or after a reconnect.
         let hello_port = dtls_hello::client_hello_session_id(dgram)

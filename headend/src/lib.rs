@@ -13,5 +13,6 @@ pub mod saml_web;
 pub mod server;
 pub mod sessions;
 pub mod sxp_io;
+pub mod threat;
 pub mod tls;
 pub mod tunnel;

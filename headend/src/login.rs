@@ -14,6 +14,7 @@ use crate::proto::http::{Request, Response};
 use crate::proto::xmlauth::{self, ClientMessage, MessageKind};
 use crate::server::Headend;
 use crate::sessions::{NewSession, SessionAuthz};
+use crate::threat::tracker::ThreatEvent;
 use auth::radius::{self, Authorization, Code};
 
 /// What the login step decided, before it is rendered as XML.
@@ -102,7 +103,23 @@ async fn decide(
     h: &Headend,
 ) -> LoginStep {
     let cfg = &h.config;
+    // A shunned source that still holds a keep-alive connection from before
+    // the shun gets no further attempts on it.
+    if h.threats.is_shunned(client_ip) {
+        tracing::info!(%client_ip, "login refused: the source address is shunned");
+        return LoginStep::Refuse {
+            tunnel_group: None,
+            message: "Login denied.".into(),
+        };
+    }
+    if msg.kind == MessageKind::Init {
+        h.threats.record(ThreatEvent::ClientInitiation, client_ip);
+    }
     let Some(tg) = select_tunnel_group(cfg, msg) else {
+        if let Some(sel) = msg.group_select.as_deref().filter(|s| !s.is_empty()) {
+            tracing::info!(%client_ip, "login refused: tunnel group {sel} does not exist or is disabled");
+            h.threats.record(ThreatEvent::InvalidVpnAccess, client_ip);
+        }
         return LoginStep::Refuse {
             tunnel_group: None,
             message: "No tunnel group is configured for remote access.".into(),
@@ -154,6 +171,15 @@ async fn decide(
     if server_group != "LOCAL" {
         return radius_password_step(h, tg, user, password, client_ip, None).await;
     }
+    if h.threats.local_user_locked(user) {
+        tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: local user is locked out (clear aaa local user lockout)");
+        h.threats
+            .record(ThreatEvent::AuthenticationFailed, client_ip);
+        return LoginStep::Form {
+            tunnel_group: name,
+            error: Some("Login failed.".into()),
+        };
+    }
     // LOCAL: PBKDF2 is deliberately slow, keep it off the async workers.
     let check = {
         let (user, password) = (user.to_string(), password.to_string());
@@ -162,11 +188,15 @@ async fn decide(
     };
     if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
         tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
+        h.threats.local_login_failed(user);
+        h.threats
+            .record(ThreatEvent::AuthenticationFailed, client_ip);
         return LoginStep::Form {
             tunnel_group: name,
             error: Some("Login failed.".into()),
         };
     }
+    h.threats.local_login_succeeded(user);
     let audit_session_id = h.sessions.new_audit_session_id();
     finish(
         h,
@@ -230,6 +260,8 @@ async fn radius_password_step(
             });
             let Some(state) = state.filter(|_| rounds < MAX_CHALLENGE_ROUNDS) else {
                 tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} sent an Access-Challenge without State or after {MAX_CHALLENGE_ROUNDS} rounds");
+                h.threats
+                    .record(ThreatEvent::AuthenticationFailed, client_ip);
                 return LoginStep::Form {
                     tunnel_group: name,
                     error: Some("Login failed.".into()),
@@ -265,6 +297,8 @@ async fn radius_password_step(
         Ok(reply) => {
             let why = radius::authz::reply_messages(&reply).join(" ");
             tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} answered {:?} {why}", reply.code);
+            h.threats
+                .record(ThreatEvent::AuthenticationFailed, client_ip);
             return LoginStep::Form {
                 tunnel_group: name,
                 error: Some(if why.is_empty() {
@@ -526,6 +560,7 @@ async fn finish(
     match h.sessions.login(new, Instant::now()) {
         Ok((index, cookie)) => {
             tracing::info!(%client_ip, user, tunnel_group = %name, group_policy = %gp_name, index, "login succeeded ({authenticated_by})");
+            h.threats.login_succeeded(client_ip);
             LoginStep::Success {
                 cookie,
                 tunnel_group: name,
@@ -678,6 +713,8 @@ async fn saml_step(
             Ok(g) if g.tunnel_group == name => g,
             Ok(g) => {
                 tracing::warn!(%client_ip, tunnel_group = %name, "SSO token for tunnel group {} presented to {name}", g.tunnel_group);
+                h.threats
+                    .record(ThreatEvent::AuthenticationFailed, client_ip);
                 return sso_form(
                     h,
                     sp,
@@ -688,6 +725,8 @@ async fn saml_step(
             }
             Err(e) => {
                 tracing::info!(%client_ip, tunnel_group = %name, "SSO token refused: {e}");
+                h.threats
+                    .record(ThreatEvent::AuthenticationFailed, client_ip);
                 return sso_form(
                     h,
                     sp,

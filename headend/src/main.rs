@@ -39,6 +39,21 @@ enum Cmd {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
     },
+    /// `clear shun`, `clear threat-detection service [NAME]`,
+    /// `clear aaa local user lockout {all|username U}`.
+    Clear {
+        #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+        admin_socket: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// `no shun IP`.
+    No {
+        #[arg(long, default_value = admin::DEFAULT_SOCKET)]
+        admin_socket: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
     /// `vpn-sessiondb logoff index N | name USER | all [noconfirm]`.
     VpnSessiondb {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
@@ -82,6 +97,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Show { admin_socket, what } => {
             admin_command(&admin_socket, &format!("show {}", what.join(" ")))
+        }
+        Cmd::Clear { admin_socket, what } => {
+            admin_command(&admin_socket, &format!("clear {}", what.join(" ")))
+        }
+        Cmd::No { admin_socket, what } => {
+            admin_command(&admin_socket, &format!("no {}", what.join(" ")))
         }
         Cmd::Reload { admin_socket } => admin_command(&admin_socket, "reload"),
         Cmd::VpnSessiondb { admin_socket, args } => {

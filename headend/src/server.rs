@@ -42,6 +42,14 @@ pub struct RunArgs {
     /// Use virtio-net offload (TSO/GRO) on the TUN device.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tun_offload: bool,
+    /// Most TLS handshakes in progress from one source address; more new
+    /// connections from it are closed at once (tunnels are never affected).
+    #[arg(long, default_value_t = crate::threat::admission::DEFAULT_MAX_HALF_OPEN_PER_SOURCE)]
+    pub max_half_open_per_source: u32,
+    /// Most connections from one source address that are not tunnels yet
+    /// (handshaking or logging in).
+    #[arg(long, default_value_t = crate::threat::admission::DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE)]
+    pub max_unauthenticated_per_source: u32,
 }
 
 /// Everything a connection needs, shared read-only (plus the session table).
@@ -66,6 +74,8 @@ pub struct Headend {
     /// SHA-1 of the TLS certificate (DER), upper-case hex: the success answer's
     /// `<server-cert-hash>`, as ASA sends it.
     pub server_cert_hash: String,
+    /// Threat detection (shuns) and local user lockout.
+    pub threats: Arc<crate::threat::Threats>,
 }
 
 /// How long a TLS handshake or an incomplete request may take.
@@ -237,6 +247,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .values()
         .find_map(|g| g.dynamic_authorization)
         .unwrap_or(1700);
+    let threats = Arc::new(crate::threat::Threats::new(
+        &config,
+        crate::threat::admission::SourceLimits {
+            max_half_open: args.max_half_open_per_source,
+            max_unauthenticated: args.max_unauthenticated_per_source,
+        },
+    ));
+    if let Some(hub) = &dtls {
+        hub.set_shuns(threats.clone());
+    }
     let headend = Arc::new(Headend {
         config: Arc::new(config),
         users,
@@ -251,6 +271,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         challenges: crate::login::Challenges::default(),
         policy: policy.clone(),
         server_cert_hash,
+        threats: threats.clone(),
     });
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
@@ -274,6 +295,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config_path: args.config.clone(),
         policy: policy.clone(),
         sxp: sxp.clone(),
+        threats,
     });
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
@@ -446,10 +468,20 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headen
                 continue;
             }
         };
+        // A shunned source is dropped before any TLS work (issue 17).
+        if h.threats.is_shunned(peer.ip()) {
+            drop(tcp);
+            continue;
+        }
+        // Per-source limits: a few sources cannot hold every slot (issue 17).
+        let Ok(ticket) = h.threats.admission.admit(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (acceptor, h) = (acceptor.clone(), h.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(tcp, peer, acceptor, h).await {
+            if let Err(e) = connection(tcp, peer, acceptor, h, ticket).await {
                 tracing::debug!(%peer, "connection closed: {e:#}");
             }
             drop(permit);
@@ -464,11 +496,13 @@ async fn connection(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     h: Arc<Headend>,
+    mut ticket: crate::threat::admission::Ticket,
 ) -> Result<()> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake")?;
+    ticket.handshake_done();
     let mut parser = RequestParser::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -486,6 +520,7 @@ async fn connection(
         if req.method == "CONNECT" {
             if req.path == "/CSCOSSLC/tunnel" {
                 let leftover = parser.take_remaining();
+                ticket.tunnel();
                 return tunnel::run(tls, leftover, req, peer, h).await;
             }
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;

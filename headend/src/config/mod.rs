@@ -11,11 +11,13 @@ pub mod objects;
 mod parse;
 mod policy;
 mod summary;
+mod threat;
 
 pub use model::*;
 pub use objects::*;
 pub use parse::{load_file, parse_str};
 pub use policy::EffectivePolicy;
+pub use threat::{ServiceLimit, ThreatDetection};
 
 /// A configuration error, always tied to a line so the operator can find it.
 /// `line` is 0 when the problem is the file itself (unreadable, not UTF-8).

@@ -27,6 +27,10 @@ pub struct Config {
     /// `object network|service` and `object-group` (see `objects.rs`).
     pub objects: super::objects::Objects,
     pub cts: Cts,
+    /// `threat-detection service ...` (config/threat.rs); all off by default.
+    pub threat_detection: super::ThreatDetection,
+    /// `aaa local authentication attempts max-fail N`; None: no lockout.
+    pub aaa_local_max_fail: Option<u32>,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }

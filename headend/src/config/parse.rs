@@ -383,6 +383,13 @@ impl<'a> Parser<'a> {
                 self.cfg.cts.sxp_enable = false;
                 Ok(None)
             }
+            ["threat-detection", ..] | ["aaa", "local", "authentication", ..] => {
+                match super::threat::parse_command(&mut self.cfg, t, c.line) {
+                    Ok(true) => Ok(None),
+                    Ok(false) => self.unknown(c, None),
+                    Err(m) => fail(m),
+                }
+            }
             _ => self.unknown(c, None),
         }
     }
