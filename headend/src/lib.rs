@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod dtls;
 pub mod login;
+pub mod metrics;
 pub mod policy_compile;
 pub mod policy_state;
 pub mod pool;

@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Name of the TUN interface the headend creates.
     #[arg(long, default_value = "vpn0")]
     pub tun_name: String,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Use virtio-net offload (TSO/GRO) on the TUN device.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tun_offload: bool,
@@ -275,6 +278,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
         policy: policy.clone(),
         sxp: sxp.clone(),
     });
+    let mut metrics_task = match args.metrics_listen {
+        Some(addr) => {
+            let registry = crate::metrics::registry(crate::metrics::Sources {
+                sessions: sessions.clone(),
+                counters: counters.clone(),
+                dtls: headend.dtls.clone(),
+                policy: policy.clone(),
+                sxp: sxp.clone(),
+                tunnel_groups: headend.config.tunnel_groups.keys().cloned().collect(),
+            });
+            let listener = crate::metrics::bind(addr).await?;
+            tokio::spawn(crate::metrics::serve(listener, Arc::new(registry)))
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
 
@@ -334,6 +352,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         r = &mut dynauth => match r {
             Ok(r) => r.context("dynamic-authorization"),
             Err(e) => Err(anyhow::Error::from(e).context("dynamic-authorization task")),
+        },
+        r = &mut metrics_task => match r {
+            Ok(r) => r.context("metrics endpoint"),
+            Err(e) => Err(anyhow::Error::from(e).context("metrics task")),
         },
         r = &mut admin_task => match r {
             Ok(r) => r.context("admin socket"),

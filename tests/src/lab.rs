@@ -502,6 +502,11 @@ impl Lab {
     /// logging to `headend.log`, and waits until it listens, has its admin socket and
     /// its TUN device has an address.
     pub fn start_headend(&self) {
+        self.start_headend_with(&[]);
+    }
+
+    /// [`Lab::start_headend`] with `extra` arguments to `headend run`.
+    pub fn start_headend_with(&self, extra: &[&str]) {
         let bin = headend_bin();
         let check = cmd::output(
             Command::new(&bin)
@@ -535,6 +540,7 @@ impl Lab {
             .arg(self.admin_socket())
             .arg("--tun-name")
             .arg(HEADEND_TUN)
+            .args(extra)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
