@@ -12,6 +12,7 @@ pub mod proto;
 pub mod radius_io;
 pub mod saml_web;
 pub mod server;
+pub mod service;
 pub mod sessions;
 pub mod sxp_io;
 pub mod tls;

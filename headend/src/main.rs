@@ -72,12 +72,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Cmd::Run(args) => {
-            init_tracing();
+            init_tracing(args.log_format);
+            // Root's part first, while the process has one thread: the admin
+            // socket in /run, then become the user (TUN and 443 need only the
+            // two capabilities kept).
+            let admin_listener = match &args.user {
+                Some(name) => {
+                    let user = headend::service::RunAs::lookup(name)?;
+                    let l = admin::bind(&args.admin_socket)?;
+                    headend::service::chown(&args.admin_socket, &user)?;
+                    headend::service::drop_privileges(&user)
+                        .with_context(|| format!("dropping root to user {name}"))?;
+                    tracing::info!(
+                        uid = user.uid,
+                        gid = user.gid,
+                        "running as user {name} with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only"
+                    );
+                    Some(l)
+                }
+                None => None,
+            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(headend::server::run(args))?;
+            rt.block_on(headend::server::run_with(args, admin_listener))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Show { admin_socket, what } => {
@@ -103,14 +122,24 @@ fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
     })
 }
 
-fn init_tracing() {
+fn init_tracing(format: headend::server::LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HEADEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: logs in files stay greppable.
-    tracing_subscriber::fmt()
+    // Under systemd, stderr goes to the journal (JOURNAL_STREAM is set), which
+    // stamps every line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        headend::server::LogFormat::Json => builder.json().init(),
+        // Colour only on a terminal: logs in files stay greppable.
+        headend::server::LogFormat::Text if journal => {
+            builder.without_time().with_ansi(false).init()
+        }
+        headend::server::LogFormat::Text => {
+            builder.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
 }

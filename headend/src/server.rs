@@ -42,9 +42,22 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Started as root: become this user once the admin socket is bound,
+    /// keeping only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Use virtio-net offload (TSO/GRO) on the TUN device.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tun_offload: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Everything a connection needs, shared read-only (plus the session table).
@@ -78,6 +91,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: RunArgs) -> Result<()> {
+    run_with(args, None).await
+}
+
+/// [`run`] with the admin socket already bound (by root, before `--user`).
+pub async fn run_with(
+    args: RunArgs,
+    admin_listener: Option<std::os::unix::net::UnixListener>,
+) -> Result<()> {
     let config = crate::config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
@@ -294,7 +315,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => tokio::spawn(std::future::pending()),
     };
     let admin_path = args.admin_socket.clone();
-    let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
+    let admin_listener = match admin_listener {
+        Some(l) => l,
+        None => admin::bind(&admin_path)?,
+    };
+    let mut admin_task = tokio::spawn(admin::serve_on(admin_listener, admin_path, admin_ctx));
 
     let mut downlink = {
         let tun = tun.clone();
@@ -311,7 +336,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 return;
             };
             while hup.recv().await.is_some() {
+                crate::service::notify_status("reloading policy");
                 let _ = reload_policy(&path, &policy, &sessions);
+                crate::service::notify_status("running");
             }
         })
     };
@@ -332,6 +359,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         headend.config.hostname.as_deref().unwrap_or("headend"),
         args.listen
     );
+    // Listeners bound, TUN up, admin socket served: ready for systemd.
+    crate::service::notify_ready();
     let accept = accept_loop(listener, TlsAcceptor::from(tls), headend.clone());
     let result = tokio::select! {
         r = accept => r,
@@ -362,6 +391,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Err(e) => Err(anyhow::Error::from(e).context("admin task")),
         },
         _ = shutdown_signal() => {
+            crate::service::notify_stopping();
             tracing::info!("shutting down: logging off all sessions");
             Ok(())
         }
