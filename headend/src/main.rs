@@ -39,6 +39,13 @@ enum Cmd {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
     },
+    /// Write the man pages (`man1/*.1`) and shell completions (bash, zsh,
+    /// fish) into DIR, for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// `vpn-sessiondb logoff index N | name USER | all [noconfirm]`.
     VpnSessiondb {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
@@ -103,10 +110,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             admin_command(&admin_socket, &format!("show {}", what.join(" ")))
         }
         Cmd::Reload { admin_socket } => admin_command(&admin_socket, "reload"),
+        Cmd::GenerateAssets { out } => {
+            generate_assets(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::VpnSessiondb { admin_socket, args } => {
             admin_command(&admin_socket, &format!("vpn-sessiondb {}", args.join(" ")))
         }
     }
+}
+
+/// `man1/headend.1` plus one page per subcommand (`headend-run.1`, as git
+/// does), and `completions/{headend.bash,_headend,headend.fish}`.
+fn generate_assets(out: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    let man_dir = out.join("man1");
+    let comp_dir = out.join("completions");
+    for d in [&man_dir, &comp_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let cmd = Cli::command();
+    let write_page = |cmd: clap::Command, name: &str| -> Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        let path = man_dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
+    };
+    write_page(cmd.clone(), "headend")?;
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("headend-{}", sub.get_name());
+        write_page(sub.clone().name(name.clone()), &name)?;
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "headend", &comp_dir)
+            .with_context(|| format!("{shell} completions"))?;
+    }
+    Ok(())
 }
 
 fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
