@@ -10,6 +10,7 @@ PKGS=(
   openconnect ocserv iperf3 jq
   freeradius freeradius-utils
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
+  prometheus
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,7 +26,7 @@ fi
 # ocserv, freeradius and apache2 start system services on install; the lab runs its own
 # copies in its namespaces. Stop only the system services (by their init system), never
 # other processes of the same name: another lab on this machine may be running.
-for svc in ocserv freeradius apache2; do
+for svc in ocserv freeradius apache2 prometheus; do
   if [ -d /run/systemd/system ]; then
     systemctl stop "$svc" >/dev/null 2>&1 || true
   elif [ -x "/etc/init.d/$svc" ]; then

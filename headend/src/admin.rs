@@ -31,16 +31,32 @@ pub struct AdminContext {
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
+    serve_on(bind(&path)?, path, ctx).await
+}
+
+/// Binds the admin socket (before `--user` drops root: /run is root's).
+pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // A stale socket from a crashed run would make bind fail.
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("binding admin socket {}", path.display()))?;
     // Only root (the owner) may drive the headend.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves the admin socket bound by [`bind`].
+pub async fn serve_on(
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+    ctx: Arc<AdminContext>,
+) -> Result<()> {
+    let listener = UnixListener::from_std(listener)?;
     tracing::info!("admin socket on {}", path.display());
     loop {
         let (stream, _) = listener.accept().await?;

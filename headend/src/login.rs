@@ -55,6 +55,28 @@ pub enum LoginStep {
     },
 }
 
+/// Counts the outcome of a login exchange for the metrics endpoint: forms
+/// without an error and SSO/challenge steps are not outcomes yet.
+fn record_login(step: &LoginStep) {
+    let (tg, result) = match step {
+        LoginStep::Success { tunnel_group, .. } => (tunnel_group.as_str(), "success"),
+        LoginStep::Form {
+            tunnel_group,
+            error: Some(_),
+        }
+        | LoginStep::Sso {
+            tunnel_group,
+            error: Some(_),
+            ..
+        } => (tunnel_group.as_str(), "failure"),
+        LoginStep::Refuse { tunnel_group, .. } => {
+            (tunnel_group.as_deref().unwrap_or(""), "refused")
+        }
+        _ => return,
+    };
+    crate::metrics::record_login(tg, result);
+}
+
 /// Resolves the tunnel group a message is about, in ASA's order: an explicit
 /// group-select (alias), the group carried in opaque, the group-url, then the
 /// default (DefaultWEBVPNGroup if configured, else the first alias in the list).
@@ -93,6 +115,7 @@ pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
     };
     let strap_dh = req.header("X-AnyConnect-STRAP-DH-Pubkey");
     let step = decide(&msg, client_ip, strap_dh, h).await;
+    record_login(&step);
     render(h, &step)
 }
 

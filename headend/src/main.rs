@@ -54,6 +54,13 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         what: Vec<String>,
     },
+    /// Write the man pages (`man1/*.1`) and shell completions (bash, zsh,
+    /// fish) into DIR, for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// `vpn-sessiondb logoff index N | name USER | all [noconfirm]`.
     VpnSessiondb {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
@@ -87,12 +94,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Cmd::Run(args) => {
-            init_tracing();
+            init_tracing(args.log_format);
+            // Root's part first, while the process has one thread: the admin
+            // socket in /run, then become the user (TUN and 443 need only the
+            // two capabilities kept).
+            let admin_listener = match &args.user {
+                Some(name) => {
+                    let user = headend::service::RunAs::lookup(name)?;
+                    let l = admin::bind(&args.admin_socket)?;
+                    headend::service::chown(&args.admin_socket, &user)?;
+                    headend::service::drop_privileges(&user)
+                        .with_context(|| format!("dropping root to user {name}"))?;
+                    tracing::info!(
+                        uid = user.uid,
+                        gid = user.gid,
+                        "running as user {name} with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only"
+                    );
+                    Some(l)
+                }
+                None => None,
+            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(headend::server::run(args))?;
+            rt.block_on(headend::server::run_with(args, admin_listener))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Show { admin_socket, what } => {
@@ -105,10 +131,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             admin_command(&admin_socket, &format!("no {}", what.join(" ")))
         }
         Cmd::Reload { admin_socket } => admin_command(&admin_socket, "reload"),
+        Cmd::GenerateAssets { out } => {
+            generate_assets(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::VpnSessiondb { admin_socket, args } => {
             admin_command(&admin_socket, &format!("vpn-sessiondb {}", args.join(" ")))
         }
     }
+}
+
+/// `man1/headend.1` plus one page per subcommand (`headend-run.1`, as git
+/// does), and `completions/{headend.bash,_headend,headend.fish}`.
+fn generate_assets(out: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    let man_dir = out.join("man1");
+    let comp_dir = out.join("completions");
+    for d in [&man_dir, &comp_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let cmd = Cli::command();
+    let write_page = |cmd: clap::Command, name: &str| -> Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        let path = man_dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
+    };
+    write_page(cmd.clone(), "headend")?;
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("headend-{}", sub.get_name());
+        write_page(sub.clone().name(name.clone()), &name)?;
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "headend", &comp_dir)
+            .with_context(|| format!("{shell} completions"))?;
+    }
+    Ok(())
 }
 
 fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
@@ -124,14 +186,24 @@ fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
     })
 }
 
-fn init_tracing() {
+fn init_tracing(format: headend::server::LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HEADEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: logs in files stay greppable.
-    tracing_subscriber::fmt()
+    // Under systemd, stderr goes to the journal (JOURNAL_STREAM is set), which
+    // stamps every line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        headend::server::LogFormat::Json => builder.json().init(),
+        // Colour only on a terminal: logs in files stay greppable.
+        headend::server::LogFormat::Text if journal => {
+            builder.without_time().with_ansi(false).init()
+        }
+        headend::server::LogFormat::Text => {
+            builder.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
 }

@@ -363,6 +363,35 @@ pub fn show_one(
     }
 }
 
+/// Hit counts of one ACL for the metrics endpoint: (ASA line number as
+/// `show access-list` prints it, hits), then `implicit-deny`. Same matching of
+/// compiled rules to entries as [`show_one`].
+pub fn acl_hits(
+    tables: &PolicyTables,
+    cfg: &Config,
+    name: &str,
+    acl: &AccessList,
+) -> Vec<(String, u64)> {
+    let Some(compiled) = tables.acl(name) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rule_no = 0;
+    for (i, e) in acl.entries.iter().enumerate() {
+        if matches!(e.kind, AclEntryKind::Remark(_)) {
+            continue;
+        }
+        let hits = match rule_of(cfg, name, e) {
+            Ok(Some(r)) if compiled.rules().get(rule_no) == Some(&r) => compiled.hits(rule_no),
+            _ => 0,
+        };
+        rule_no += 1;
+        out.push(((i + 1).to_string(), hits));
+    }
+    out.push(("implicit-deny".to_string(), compiled.implicit_deny_hits()));
+    out
+}
+
 fn action(a: AclAction) -> &'static str {
     match a {
         AclAction::Permit => "permit",

@@ -207,6 +207,27 @@ impl PolicyState {
         out
     }
 
+    /// Per-line hit counts of every ACL (configured, then downloadable):
+    /// (acl, line, hits), for the metrics endpoint. Reads the published tables;
+    /// the dataplane never takes the lock held here.
+    pub fn acl_hits(&self) -> Vec<(String, String, u64)> {
+        let cfg = self.config.load_full();
+        let tables = self.handle.load_full();
+        let mut out = Vec::new();
+        for (name, acl) in &cfg.access_lists {
+            for (line, hits) in crate::policy_compile::acl_hits(&tables, &cfg, name, acl) {
+                out.push((name.clone(), line, hits));
+            }
+        }
+        let s = self.lock();
+        for (name, d) in &s.downloadable {
+            for (line, hits) in crate::policy_compile::acl_hits(&tables, &cfg, name, &d.acl) {
+                out.push((name.clone(), line, hits));
+            }
+        }
+        out
+    }
+
     /// Applies the policy parts of a re-read config: every `access-list` and the
     /// `cts role-based sgt-map` lines. Validates everything first (an error
     /// changes nothing); then publishes ACLs, the rebuilt static/SXP map and the

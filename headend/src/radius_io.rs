@@ -143,7 +143,8 @@ async fn drive(
     mut client: RadiusClient,
     mut rx: mpsc::Receiver<Command>,
 ) {
-    let mut waiting: HashMap<RequestId, oneshot::Sender<Result<Packet, RadiusError>>> =
+    // Each waiting request with when it was sent (the response-time metric).
+    let mut waiting: HashMap<RequestId, (oneshot::Sender<Result<Packet, RadiusError>>, Instant)> =
         HashMap::new();
     let mut buf = vec![0u8; 4096];
     loop {
@@ -156,7 +157,7 @@ async fn drive(
                         if let Err(e) = socket.send_to(&t.bytes, t.dest).await {
                             tracing::warn!(group = %name, server = %t.dest, "RADIUS send: {e}");
                         }
-                        waiting.insert(id, cmd.reply);
+                        waiting.insert(id, (cmd.reply, Instant::now()));
                     }
                     Err(e) => {
                         let _ = cmd.reply.send(Err(e));
@@ -167,7 +168,10 @@ async fn drive(
                 let Ok((n, from)) = r else { continue };
                 match client.on_datagram(Instant::now(), from, buf.get(..n).unwrap_or_default()) {
                     Some((id, result)) => {
-                        if let Some(w) = waiting.remove(&id) {
+                        if let Some((w, sent)) = waiting.remove(&id) {
+                            if let Ok(p) = &result {
+                                crate::metrics::record_radius(&from.to_string(), &format!("{:?}", p.code), Some(sent.elapsed()));
+                            }
                             let _ = w.send(result);
                         }
                     }
@@ -188,7 +192,8 @@ async fn drive(
                             tracing::warn!(group = %name, %host, "RADIUS server marked dead");
                         }
                         Event::Failed { request, error } => {
-                            if let Some(w) = waiting.remove(&request) {
+                            if let Some((w, _)) = waiting.remove(&request) {
+                                crate::metrics::record_radius(&name, "timeout", None);
                                 let _ = w.send(Err(error));
                             }
                         }

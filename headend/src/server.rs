@@ -39,6 +39,16 @@ pub struct RunArgs {
     /// Name of the TUN interface the headend creates.
     #[arg(long, default_value = "vpn0")]
     pub tun_name: String,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Started as root: become this user once the admin socket is bound,
+    /// keeping only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Use virtio-net offload (TSO/GRO) on the TUN device.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tun_offload: bool,
@@ -50,6 +60,12 @@ pub struct RunArgs {
     /// (handshaking or logging in).
     #[arg(long, default_value_t = crate::threat::admission::DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE)]
     pub max_unauthenticated_per_source: u32,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Everything a connection needs, shared read-only (plus the session table).
@@ -85,6 +101,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: RunArgs) -> Result<()> {
+    run_with(args, None).await
+}
+
+/// [`run`] with the admin socket already bound (by root, before `--user`).
+pub async fn run_with(
+    args: RunArgs,
+    admin_listener: Option<std::os::unix::net::UnixListener>,
+) -> Result<()> {
     let config = crate::config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
@@ -297,8 +321,27 @@ pub async fn run(args: RunArgs) -> Result<()> {
         sxp: sxp.clone(),
         threats,
     });
+    let mut metrics_task = match args.metrics_listen {
+        Some(addr) => {
+            let registry = crate::metrics::registry(crate::metrics::Sources {
+                sessions: sessions.clone(),
+                counters: counters.clone(),
+                dtls: headend.dtls.clone(),
+                policy: policy.clone(),
+                sxp: sxp.clone(),
+                tunnel_groups: headend.config.tunnel_groups.keys().cloned().collect(),
+            });
+            let listener = crate::metrics::bind(addr).await?;
+            tokio::spawn(crate::metrics::serve(listener, Arc::new(registry)))
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     let admin_path = args.admin_socket.clone();
-    let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
+    let admin_listener = match admin_listener {
+        Some(l) => l,
+        None => admin::bind(&admin_path)?,
+    };
+    let mut admin_task = tokio::spawn(admin::serve_on(admin_listener, admin_path, admin_ctx));
 
     let mut downlink = {
         let tun = tun.clone();
@@ -315,7 +358,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 return;
             };
             while hup.recv().await.is_some() {
+                crate::service::notify_status("reloading policy");
                 let _ = reload_policy(&path, &policy, &sessions);
+                crate::service::notify_status("running");
             }
         })
     };
@@ -336,6 +381,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         headend.config.hostname.as_deref().unwrap_or("headend"),
         args.listen
     );
+    // Listeners bound, TUN up, admin socket served: ready for systemd.
+    crate::service::notify_ready();
     let accept = accept_loop(listener, TlsAcceptor::from(tls), headend.clone());
     let result = tokio::select! {
         r = accept => r,
@@ -357,11 +404,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
             Ok(r) => r.context("dynamic-authorization"),
             Err(e) => Err(anyhow::Error::from(e).context("dynamic-authorization task")),
         },
+        r = &mut metrics_task => match r {
+            Ok(r) => r.context("metrics endpoint"),
+            Err(e) => Err(anyhow::Error::from(e).context("metrics task")),
+        },
         r = &mut admin_task => match r {
             Ok(r) => r.context("admin socket"),
             Err(e) => Err(anyhow::Error::from(e).context("admin task")),
         },
         _ = shutdown_signal() => {
+            crate::service::notify_stopping();
             tracing::info!("shutting down: logging off all sessions");
             Ok(())
         }

@@ -833,6 +833,37 @@ impl SessionTable {
             .collect()
     }
 
+    /// What the metrics endpoint reads: connected sessions per (tunnel group,
+    /// transport), traffic of live sessions, and free addresses per pool. The
+    /// control-plane lock only: the dataplane never takes it.
+    pub fn metrics_snapshot(&self) -> crate::metrics::SessionSnapshot {
+        let inner = self.lock();
+        let mut snap = crate::metrics::SessionSnapshot::default();
+        for s in inner.sessions.values() {
+            if let SessionState::Connected { .. } = s.state {
+                let transport = if s.stats.dtls_active.load(Ordering::Relaxed) {
+                    "dtls"
+                } else {
+                    "tls"
+                };
+                *snap
+                    .connected
+                    .entry((s.tunnel_group.clone(), transport))
+                    .or_default() += 1;
+            }
+            snap.live.add(&s.stats);
+        }
+        for (name, p) in &inner.pools {
+            snap.pool_free
+                .push((name.clone(), p.size().saturating_sub(p.in_use() as u64)));
+        }
+        for (name, p) in &inner.pools6 {
+            snap.pool_free
+                .push((name.clone(), p.size().saturating_sub(p.in_use() as u64)));
+        }
+        snap
+    }
+
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
     }
@@ -882,6 +913,7 @@ impl Inner {
             return;
         };
         self.by_cookie.remove(&s.cookie_hash);
+        crate::metrics::ENDED_SESSIONS.add(&s.stats);
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
             p.set_session(IpAddr::V4(*addr), None);
         }

@@ -46,6 +46,11 @@ pub struct SxpState {
 }
 
 impl SxpState {
+    /// Bindings learned from all SXP peers (the `headend_sxp_bindings` gauge).
+    pub fn binding_count(&self) -> usize {
+        self.conns().values().map(|v| v.bindings).sum()
+    }
+
     /// None when `cts sxp enable` is absent.
     pub fn from_config(
         cfg: &Config,

@@ -502,6 +502,32 @@ impl Lab {
     /// logging to `headend.log`, and waits until it listens, has its admin socket and
     /// its TUN device has an address.
     pub fn start_headend(&self) {
+        self.start_headend_with(&[]);
+    }
+
+    /// [`Lab::start_headend_with`] as root told to become `user` (`--user`): the
+    /// config, certificate and key become root:GROUP 0640 (GROUP: `user`'s), as
+    /// a package installs them.
+    pub fn start_headend_as(&self, user: &str, extra: &[&str]) {
+        let gid = cmd::must(&mut cmd::command("id", &["-g", user]));
+        let gid: u32 = gid
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("id -g {user}: {gid:?}: {e}"));
+        for p in [self.config_path(), self.cert_path(), self.key_path()] {
+            std::os::unix::fs::chown(&p, Some(0), Some(gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+            set_mode(&p, 0o640);
+        }
+        // The lab dir is 0700: let the user reach its files (not list the dir).
+        set_mode(&self.dir, 0o711);
+        let mut args = vec!["--user", user];
+        args.extend_from_slice(extra);
+        self.start_headend_with(&args);
+    }
+
+    /// [`Lab::start_headend`] with `extra` arguments to `headend run`.
+    pub fn start_headend_with(&self, extra: &[&str]) {
         let bin = headend_bin();
         let check = cmd::output(
             Command::new(&bin)
@@ -535,6 +561,7 @@ impl Lab {
             .arg(self.admin_socket())
             .arg("--tun-name")
             .arg(HEADEND_TUN)
+            .args(extra)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

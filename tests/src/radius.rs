@@ -1098,6 +1098,10 @@ pub struct RadiusSetup {
     pub tunnel_group: &'static str,
     /// Extra users of both FreeRADIUS servers (before the lab's).
     pub users: Vec<RadiusUser>,
+    /// Start the headend as root with `--user NAME` ([`Lab::start_headend_as`]).
+    pub run_as: Option<&'static str>,
+    /// More arguments to `headend run`.
+    pub headend_args: Vec<&'static str>,
 }
 
 impl Default for RadiusSetup {
@@ -1109,6 +1113,8 @@ impl Default for RadiusSetup {
             config: String::new(),
             tunnel_group: "RADIUS-PW",
             users: Vec::new(),
+            run_as: None,
+            headend_args: Vec::new(),
         }
     }
 }
@@ -1138,7 +1144,10 @@ impl RadiusLab {
                 setup.config
             ),
         );
-        lab.start_headend();
+        match setup.run_as {
+            Some(user) => lab.start_headend_as(user, &setup.headend_args),
+            None => lab.start_headend_with(&setup.headend_args),
+        }
         Some(RadiusLab {
             primary,
             secondary,
