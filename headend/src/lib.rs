@@ -12,6 +12,7 @@ pub mod radius_io;
 pub mod saml_web;
 pub mod server;
 pub mod sessions;
+pub mod show;
 pub mod sxp_io;
 pub mod tls;
 pub mod tunnel;
