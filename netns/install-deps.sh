@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config libssl-dev libclang-dev
   libxml2-dev libxmlsec1-dev xmlsec1
   iproute2 iputils-ping iptables nftables procps psmisc curl openssl ca-certificates
-  openconnect ocserv iperf3 jq
+  openconnect ocserv iperf3 jq python3-venv
   freeradius freeradius-utils
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
   prometheus
@@ -33,5 +33,13 @@ for svc in ocserv freeradius apache2 prometheus; do
     "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
   fi
 done
+# PyPI tools the management-plane tests drive (tests/src/textfsm.rs): TextFSM with
+# ntc-templates, and Netmiko. A venv from Debian's python3 keeps them off the system.
+LAB_PY=/opt/headend-lab-py
+if ! "$LAB_PY/bin/python" -c 'import textfsm, ntc_templates, netmiko' >/dev/null 2>&1; then
+  echo "install-deps: installing textfsm ntc-templates netmiko into $LAB_PY"
+  /usr/bin/python3 -m venv "$LAB_PY"
+  "$LAB_PY/bin/pip" install --quiet textfsm ntc-templates netmiko
+fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 echo "install-deps: ok"

@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::sessions::{EndReason, LogoffSelector, SessionTable, SessionView};
+use crate::show;
 
 pub const DEFAULT_SOCKET: &str = "/run/headend/admin.sock";
 
@@ -58,6 +59,7 @@ pub async fn serve_on(
 ) -> Result<()> {
     let listener = UnixListener::from_std(listener)?;
     tracing::info!("admin socket on {}", path.display());
+    show::mark_started();
     loop {
         let (stream, _) = listener.accept().await?;
         let ctx = ctx.clone();
@@ -74,7 +76,12 @@ async fn handle(stream: UnixStream, ctx: &AdminContext) -> Result<()> {
     let mut line = String::new();
     let mut r = BufReader::new(r.take(4096));
     tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line)).await??;
-    let reply = execute(line.trim(), ctx);
+    let line = line.trim();
+    // `json CMD` is what `headend ... --json` sends.
+    let reply = match line.strip_prefix("json ") {
+        Some(cmd) => execute_json(cmd.trim(), ctx),
+        None => execute(line, ctx),
+    };
     w.write_all(reply.as_bytes()).await?;
     w.shutdown().await?;
     Ok(())
@@ -87,15 +94,15 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         return reply;
     }
     match words.as_slice() {
-        ["show", "vpn-sessiondb", rest @ ..]
-            if rest.is_empty() || rest == ["anyconnect"] || rest == ["detail", "anyconnect"] =>
-        {
-            render_sessions(&ctx.sessions.list(Instant::now()))
+        ["show", "vpn-sessiondb"] => show::sessiondb(&summary_of(ctx)),
+        ["show", "vpn-sessiondb", "summary"] => show::summary(&summary_of(ctx)),
+        ["show", "vpn-sessiondb", "anyconnect"] => {
+            show::anyconnect(&ctx.sessions.list(Instant::now()))
         }
-        ["show", "vpn-sessiondb", "summary"] => {
-            let n = ctx.sessions.len();
-            format!("Active : Cumulative : Peak Concur\nAnyConnect Client : {n}\n")
+        ["show", "vpn-sessiondb", "detail", "anyconnect"] => {
+            show::detail_anyconnect(&ctx.sessions.list(Instant::now()))
         }
+        ["show", "version"] => show::version(hostname(ctx)),
         ["vpn-sessiondb", "logoff", "index", n, rest @ ..] if confirm_words(rest) => {
             match n.parse::<u64>() {
                 Ok(i) => logoff_reply(
@@ -120,6 +127,8 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         ),
         ["show", "access-list"] => ctx.policy.show_access_list(None),
         ["show", "access-list", name] => ctx.policy.show_access_list(Some(name)),
+        // Not an ASA form: adds the implicit deny's counter, which ASA hides.
+        ["show", "access-list", name, "detail"] => ctx.policy.show_access_list_detail(name),
         ["show", "cts", "role-based", "sgt-map", rest @ ..]
             if rest.is_empty() || rest == ["all"] =>
         {
@@ -142,6 +151,91 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         }
         _ => format!("ERROR: % Invalid input detected: {line}\n"),
     }
+}
+
+fn hostname(ctx: &AdminContext) -> &str {
+    ctx.config.hostname.as_deref().unwrap_or("headend")
+}
+
+/// The session counts of `show vpn-sessiondb [summary]`; capacity is the
+/// number of IPv4 pool addresses, one per session.
+fn summary_of(ctx: &AdminContext) -> show::SessionSummary {
+    let capacity = ctx
+        .config
+        .ip_local_pools
+        .values()
+        .map(|p| crate::pool::AddressPool::new(p).size() as usize)
+        .sum();
+    show::SessionSummary::of(
+        &ctx.sessions.list(Instant::now()),
+        ctx.sessions.totals(),
+        capacity,
+    )
+}
+
+/// `--json` answers for scripts: the same facts as the text, as data. Commands
+/// without a structured form come back as `{"command", "output"}`.
+pub fn execute_json(line: &str, ctx: &AdminContext) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let value = match words.as_slice() {
+        ["show", "vpn-sessiondb", "anyconnect"]
+        | ["show", "vpn-sessiondb", "detail", "anyconnect"] => {
+            let list: Vec<serde_json::Value> = ctx
+                .sessions
+                .list(Instant::now())
+                .iter()
+                .map(session_json)
+                .collect();
+            serde_json::json!({ "sessions": list })
+        }
+        ["show", "vpn-sessiondb"] | ["show", "vpn-sessiondb", "summary"] => {
+            serde_json::to_value(summary_of(ctx)).unwrap_or_default()
+        }
+        ["show", "counters"] => {
+            let mut m = serde_json::Map::new();
+            for line in execute(line, ctx).lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    let v = v.trim().parse::<u64>().map_or_else(
+                        |_| serde_json::Value::from(v.trim()),
+                        serde_json::Value::from,
+                    );
+                    m.insert(k.trim().to_string(), v);
+                }
+            }
+            serde_json::Value::Object(m)
+        }
+        _ => {
+            let out = execute(line, ctx);
+            let error = out.starts_with("ERROR");
+            serde_json::json!({ "command": line, "output": out, "error": error })
+        }
+    };
+    let mut text = value.to_string();
+    text.push('\n');
+    text
+}
+
+fn session_json(s: &SessionView) -> serde_json::Value {
+    serde_json::json!({
+        "index": s.index,
+        "username": s.username,
+        "tunnel_group": s.tunnel_group,
+        "group_policy": s.group_policy,
+        "public_ip": s.public_ip.to_string(),
+        "assigned_ip": s.assigned_v4.map(|a| a.to_string()),
+        "assigned_ipv6": s.assigned_v6.map(|a| a.to_string()),
+        "protocol": s.protocol,
+        "bytes_tx": s.bytes_tx,
+        "bytes_rx": s.bytes_rx,
+        "login_time": s.login_time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "duration_secs": s.duration.as_secs(),
+        "status": s.state,
+        "security_group": s.sgt,
+        "filter_name": s.filter,
+        "audit_session_id": s.audit_session_id,
+        "pkts_tx_drop": s.pkts_tx_drop,
+        "pkts_rx_drop": s.pkts_rx_drop,
+    })
 }
 
 fn confirm_words(rest: &[&str]) -> bool {
@@ -188,74 +282,6 @@ fn render_dtls_counters(c: &crate::dtls::DtlsCounters) -> String {
         let _ = writeln!(out, "{name:<22}: {}", v.load(Ordering::Relaxed));
     }
     out
-}
-
-/// `show vpn-sessiondb anyconnect`, laid out as ASA prints it.
-pub fn render_sessions(sessions: &[SessionView]) -> String {
-    if sessions.is_empty() {
-        return "INFO: There are presently no active sessions\n".to_string();
-    }
-    let mut out = String::from("\nSession Type: AnyConnect\n");
-    for s in sessions {
-        let assigned = s
-            .assigned_v4
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "-".into());
-        let _ = write!(
-            out,
-            "\n{}{}{}{}{}{}{}{}{}",
-            pair("Username", &s.username, "Index", &s.index.to_string()),
-            pair(
-                "Assigned IP",
-                &assigned,
-                "Public IP",
-                &s.public_ip.to_string()
-            ),
-            s.assigned_v6
-                .map(|a| single("Assigned IPv6", &a.to_string()))
-                .unwrap_or_default(),
-            single("Protocol", s.protocol),
-            single("License", "AnyConnect Premium"),
-            pair(
-                "Bytes Tx",
-                &s.bytes_tx.to_string(),
-                "Bytes Rx",
-                &s.bytes_rx.to_string()
-            ),
-            pair(
-                "Group Policy",
-                &s.group_policy,
-                "Tunnel Group",
-                &s.tunnel_group
-            ),
-            single("Login Time", &format_login_time(s.login_time)),
-            single("Duration", &format_duration(s.duration)),
-        );
-        let sgt = s.sgt.map_or_else(|| "none".to_string(), |t| t.to_string());
-        let filter = s.filter.as_deref().unwrap_or("none");
-        let _ = write!(
-            out,
-            "{}{}{}{}",
-            pair("Security Grp", &sgt, "Filter Name", filter),
-            pair(
-                "Pkts Tx Drop",
-                &s.pkts_tx_drop.to_string(),
-                "Pkts Rx Drop",
-                &s.pkts_rx_drop.to_string()
-            ),
-            single("Audit Sess ID", &s.audit_session_id),
-            single("Status", s.state)
-        );
-    }
-    out
-}
-
-fn pair(k1: &str, v1: &str, k2: &str, v2: &str) -> String {
-    format!("{k1:<13}: {v1:<24} {k2:<13}: {v2}\n")
-}
-
-fn single(k: &str, v: &str) -> String {
-    format!("{k:<13}: {v}\n")
 }
 
 /// `0h:05m:12s`, as ASA prints durations.
@@ -327,69 +353,5 @@ mod tests {
         assert_eq!(format_login_time(t), "08:30:00 UTC Mon Nov 23 2026");
         assert_eq!(format_duration(Duration::from_secs(3723)), "1h:02m:03s");
         assert_eq!(format_duration(Duration::from_secs(5)), "0h:00m:05s");
-    }
-
-    #[test]
-    fn empty_sessiondb() {
-        assert_eq!(
-            render_sessions(&[]),
-            "INFO: There are presently no active sessions\n"
-        );
-    }
-
-    #[test]
-    fn session_block_has_asa_fields() {
-        let v = SessionView {
-            index: 7,
-            username: "alice".into(),
-            tunnel_group: "LOCAL-PW".into(),
-            group_policy: "GP-EMPLOYEES".into(),
-            public_ip: "198.18.0.2".parse().unwrap(),
-            assigned_v4: Some("198.18.100.10".parse().unwrap()),
-            assigned_v6: None,
-            bytes_tx: 100,
-            bytes_rx: 200,
-            login_time: UNIX_EPOCH,
-            duration: Duration::from_secs(65),
-            state: "Connected",
-            protocol: "AnyConnect-Parent SSL-Tunnel",
-            sgt: Some(10),
-            filter: Some("VPN-FILTER".into()),
-            audit_session_id: "c612000100000001694a2b3c".into(),
-            pkts_tx_drop: 3,
-            pkts_rx_drop: 12,
-        };
-        let out = render_sessions(std::slice::from_ref(&v));
-        assert!(
-            out.contains("Username     : alice                    Index        : 7\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("Assigned IP  : 198.18.100.10            Public IP    : 198.18.0.2\n")
-        );
-        assert!(out.contains("Bytes Tx     : 100                      Bytes Rx     : 200\n"));
-        assert!(out.contains("Group Policy : GP-EMPLOYEES             Tunnel Group : LOCAL-PW\n"));
-        assert!(out.contains("Duration     : 0h:01m:05s\n"));
-        assert!(
-            out.contains("Security Grp : 10                       Filter Name  : VPN-FILTER\n"),
-            "{out}"
-        );
-        assert!(out.contains("Audit Sess ID: c612000100000001694a2b3c\n"));
-        assert!(
-            out.contains("Pkts Tx Drop : 3                        Pkts Rx Drop : 12\n"),
-            "{out}"
-        );
-        assert!(!out.contains("Assigned IPv6"), "{out}");
-        // Dual stack: ASA's extra line right after the IPv4 one.
-        let mut dual = v;
-        dual.assigned_v6 = Some("fd00:100::10".parse().unwrap());
-        let out = render_sessions(&[dual]);
-        assert!(
-            out.contains(
-                "Assigned IP  : 198.18.100.10            Public IP    : 198.18.0.2\n\
-                 Assigned IPv6: fd00:100::10\nProtocol"
-            ),
-            "{out}"
-        );
     }
 }

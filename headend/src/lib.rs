@@ -14,6 +14,7 @@ pub mod saml_web;
 pub mod server;
 pub mod service;
 pub mod sessions;
+pub mod show;
 pub mod sxp_io;
 pub mod threat;
 pub mod tls;

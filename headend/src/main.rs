@@ -29,6 +29,9 @@ enum Cmd {
     Show {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
+        /// Answer as JSON (for scripts) instead of ASA's text.
+        #[arg(long)]
+        json: bool,
         /// e.g. `vpn-sessiondb`, `vpn-sessiondb anyconnect`, `counters`
         #[arg(required = true, num_args = 1..)]
         what: Vec<String>,
@@ -65,6 +68,9 @@ enum Cmd {
     VpnSessiondb {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,
+        /// Answer as JSON (for scripts) instead of ASA's text.
+        #[arg(long)]
+        json: bool,
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
     },
@@ -121,23 +127,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(headend::server::run_with(args, admin_listener))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Show { admin_socket, what } => {
-            admin_command(&admin_socket, &format!("show {}", what.join(" ")))
-        }
+        Cmd::Show {
+            admin_socket,
+            json,
+            what,
+        } => admin_command(&admin_socket, json, &format!("show {}", what.join(" "))),
         Cmd::Clear { admin_socket, what } => {
-            admin_command(&admin_socket, &format!("clear {}", what.join(" ")))
+            admin_command(&admin_socket, false, &format!("clear {}", what.join(" ")))
         }
         Cmd::No { admin_socket, what } => {
-            admin_command(&admin_socket, &format!("no {}", what.join(" ")))
+            admin_command(&admin_socket, false, &format!("no {}", what.join(" ")))
         }
-        Cmd::Reload { admin_socket } => admin_command(&admin_socket, "reload"),
+        Cmd::Reload { admin_socket } => admin_command(&admin_socket, false, "reload"),
         Cmd::GenerateAssets { out } => {
             generate_assets(&out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::VpnSessiondb { admin_socket, args } => {
-            admin_command(&admin_socket, &format!("vpn-sessiondb {}", args.join(" ")))
-        }
+        Cmd::VpnSessiondb {
+            admin_socket,
+            json,
+            args,
+        } => admin_command(
+            &admin_socket,
+            json,
+            &format!("vpn-sessiondb {}", args.join(" ")),
+        ),
     }
 }
 
@@ -173,17 +187,26 @@ fn generate_assets(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn admin_command(socket: &std::path::Path, command: &str) -> Result<ExitCode> {
+fn admin_command(socket: &std::path::Path, json: bool, command: &str) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reply = rt.block_on(admin::request(socket, command))?;
-    print!("{reply}");
-    Ok(if reply.starts_with("ERROR") {
-        ExitCode::FAILURE
+    let command = if json {
+        format!("json {command}")
     } else {
-        ExitCode::SUCCESS
-    })
+        command.to_string()
+    };
+    let reply = rt.block_on(admin::request(socket, &command))?;
+    print!("{reply}");
+    Ok(
+        if reply.starts_with("ERROR")
+            || reply.starts_with("{\"command\"") && reply.contains("\"error\":true")
+        {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn init_tracing(format: headend::server::LogFormat) {

@@ -381,11 +381,18 @@ pub fn acl_hits(
         if matches!(e.kind, AclEntryKind::Remark(_)) {
             continue;
         }
-        let hits = match rule_of(cfg, name, e) {
-            Ok(Some(r)) if compiled.rules().get(rule_no) == Some(&r) => compiled.hits(rule_no),
-            _ => 0,
-        };
-        rule_no += 1;
+        // An entry naming object-groups expands into several rules; its line's
+        // count is their sum, as the parent line of `show access-list` shows.
+        let rules = rules_of(cfg, name, e).unwrap_or_default();
+        let hits: u64 = rules
+            .iter()
+            .enumerate()
+            .map(|(k, r)| match compiled.rules().get(rule_no + k) == Some(r) {
+                true => compiled.hits(rule_no + k),
+                false => 0,
+            })
+            .sum();
+        rule_no += rules.len();
         out.push(((i + 1).to_string(), hits));
     }
     out.push(("implicit-deny".to_string(), compiled.implicit_deny_hits()));

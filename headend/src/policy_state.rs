@@ -192,6 +192,22 @@ impl PolicyState {
 
     /// `show access-list [NAME]`: the configured ACLs, then the per-user ones.
     pub fn show_access_list(&self, name: Option<&str>) -> String {
+        // ASA does not print the implicit deny; a TextFSM template reading this
+        // output stops at a line it does not know. `detail` keeps it.
+        self.show_access_list_with_implicit(name)
+            .lines()
+            .filter(|l| !l.contains(" implicit deny (hitcnt="))
+            .flat_map(|l| [l, "\n"])
+            .collect()
+    }
+
+    /// `show access-list NAME` plus the implicit deny's counter (a headend
+    /// extra, shown by `show access-list NAME detail`).
+    pub fn show_access_list_detail(&self, name: &str) -> String {
+        self.show_access_list_with_implicit(Some(name))
+    }
+
+    fn show_access_list_with_implicit(&self, name: Option<&str>) -> String {
         let cfg = self.config.load_full();
         let tables = self.handle.load_full();
         let mut out = match name {

@@ -294,6 +294,8 @@ struct Inner {
     audit_counter: u32,
     /// Seconds since the epoch when the table was made.
     boot_id: u32,
+    /// Most sessions held at once (`show vpn-sessiondb` "Peak Concur").
+    peak: usize,
 }
 
 pub struct SessionTable {
@@ -348,6 +350,7 @@ impl SessionTable {
                 nas_hex: "00000000".into(),
                 policy: None,
                 audit_counter: 0,
+                peak: 0,
                 boot_id: SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as u32)
@@ -492,6 +495,7 @@ impl SessionTable {
                 cookie_hash: hash,
             },
         );
+        inner.peak = inner.peak.max(inner.sessions.len());
         Ok((index, cookie))
     }
 
@@ -866,6 +870,15 @@ impl SessionTable {
 
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
+    }
+
+    /// Sessions created since start and the most held at once.
+    pub fn totals(&self) -> crate::show::SessionTotals {
+        let inner = self.lock();
+        crate::show::SessionTotals {
+            cumulative: inner.next_index - 1,
+            peak: inner.peak,
+        }
     }
 
     pub fn is_empty(&self) -> bool {

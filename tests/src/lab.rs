@@ -710,19 +710,21 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Raw output of `headend show vpn-sessiondb`.
+    /// Raw output of `headend show vpn-sessiondb detail anyconnect`: ASA's session
+    /// fields plus the headend's extras (`Filter Name`, `Pkts Tx Drop`, `Status`).
     pub fn show_sessions_raw(&self) -> String {
-        let out = self.headend_cli(&["show", "vpn-sessiondb"]);
+        let out = self.headend_cli(&["show", "vpn-sessiondb", "detail", "anyconnect"]);
         assert!(
             out.status.success(),
-            "headend show vpn-sessiondb failed ({}):\n{}",
+            "headend show vpn-sessiondb detail anyconnect failed ({}):\n{}",
             out.status,
             cmd::combined(&out)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `headend show vpn-sessiondb`, one map per session (see [`sessiondb`]).
+    /// `headend show vpn-sessiondb detail anyconnect`, one map per session (see
+    /// [`sessiondb`]).
     pub fn show_sessions(&self) -> Vec<Session> {
         sessiondb::parse(&self.show_sessions_raw())
     }

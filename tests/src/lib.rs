@@ -18,6 +18,7 @@ pub mod service;
 pub mod sessiondb;
 pub mod sso;
 pub mod sxp;
+pub mod textfsm;
 pub mod udp;
 
 pub use lab::{Client, Lab};

@@ -9,7 +9,8 @@
 //! Fields are `Key : value`; a value ends at two or more spaces or at the end of the
 //! line; two fields may share a line. A new session starts at each `Username` field.
 //! Anything before the first `Username` (a `Session Type:` header, `INFO:` lines) is
-//! ignored.
+//! ignored. In `detail` output a field repeated in a tunnel section (`Public IP`,
+//! `Bytes Tx`) keeps the session-level value, which comes first.
 
 use std::collections::HashMap;
 

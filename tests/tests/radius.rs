@@ -151,8 +151,8 @@ fn authorization_sets_group_policy_sgt_and_filter() {
     // No Filter-Id for bob, no vpn-filter in GP-CONTRACTORS.
     assert_ne!(field(b, "Filter Name"), "VPN-FILTER", "{raw}");
     assert_ne!(field(b, "Group Policy"), DEFAULT_GP);
-    let audit_a = field(a, "Audit Sess ID").to_owned();
-    let audit_b = field(b, "Audit Sess ID").to_owned();
+    let audit_a = field(a, "Audt Sess ID").to_owned();
+    let audit_b = field(b, "Audt Sess ID").to_owned();
     assert!(!audit_a.is_empty() && audit_a != "none", "{raw}");
     assert_ne!(audit_a, audit_b, "{raw}");
 
@@ -313,7 +313,7 @@ fn accounting_start_and_stop_on_user_logout() {
     let ise = &rl.primary;
     let mut alice = rl.login(0, "alice");
     let addr = alice.tun_addr().expect("alice's address");
-    let audit = field(&rl.session("alice"), "Audit Sess ID").to_owned();
+    let audit = field(&rl.session("alice"), "Audt Sess ID").to_owned();
 
     let start = wait_acct(ise, "Start", "alice", None);
     println!("Start: {start:#?}");
@@ -437,7 +437,7 @@ fn disconnect_request_ends_the_session() {
     let ise = &rl.primary;
     let mut alice = rl.login(0, "alice");
     let id = wait_acct(ise, "Start", "alice", None)["Acct-Session-Id"].clone();
-    let audit = field(&rl.session("alice"), "Audit Sess ID").to_owned();
+    let audit = field(&rl.session("alice"), "Audt Sess ID").to_owned();
 
     // Not a configured host: ignored, whatever it asks.
     let stranger = radius::dynauth(
@@ -500,7 +500,7 @@ fn disconnect_request_ends_the_session() {
 
     // Again, by audit-session-id, from the other configured host.
     let mut alice = rl.login(0, "alice");
-    let audit = field(&rl.session("alice"), "Audit Sess ID").to_owned();
+    let audit = field(&rl.session("alice"), "Audt Sess ID").to_owned();
     let start = wait_acct(ise, "Start", "alice", None);
     let id2 = start["Acct-Session-Id"].clone();
     assert_ne!(id2, id, "a new session has a new Acct-Session-Id");
@@ -537,7 +537,7 @@ fn coa_changes_the_sgt() {
     assert_pings(&alice, "before the CoA");
     let before = rl.session("alice");
     assert_eq!(field(&before, "Security Grp"), "10", "{before:?}");
-    let audit = field(&before, "Audit Sess ID").to_owned();
+    let audit = field(&before, "Audt Sess ID").to_owned();
     let ports = lab.client_tls_ports();
     assert!(!ports.is_empty(), "no TLS connection from the client");
 
@@ -567,7 +567,7 @@ fn coa_changes_the_sgt() {
     let after = &sessions[0];
     assert_eq!(field(after, "Security Grp"), "20", "{raw}");
     assert_eq!(field(after, "Index"), field(&before, "Index"), "{raw}");
-    assert_eq!(field(after, "Audit Sess ID"), audit, "{raw}");
+    assert_eq!(field(after, "Audt Sess ID"), audit, "{raw}");
     assert_eq!(field(after, "Assigned IP"), addr.to_string(), "{raw}");
     assert_eq!(field(after, "Filter Name"), "VPN-FILTER", "{raw}");
 

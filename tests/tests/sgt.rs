@@ -329,7 +329,7 @@ fn coa_changing_the_sgt_changes_what_passes() {
     assert_ping_passes(&alice, INSIDE_HOST, "before the CoA (SGT 10)");
     assert_tcp_passes(&alice, &inside.permitted, "before the CoA (SGT 10)");
     let before = rl.session("alice");
-    let audit = field(&before, "Audit Sess ID").to_owned();
+    let audit = field(&before, "Audt Sess ID").to_owned();
 
     let ack = rl.primary.coa(&[
         ("Cisco-AVPair", &format!("audit-session-id={audit}")),
@@ -700,8 +700,9 @@ fn downloadable_acl_from_radius_is_the_sessions_filter() {
     assert_tcp_passes(&erin, &inside.other, "ip:inacl#2 permits 8080");
     assert_tcp_dropped(&erin, &inside.permitted, "443 is not in the per-user ACL");
 
-    let shown = lab.show(&["access-list", &acl]);
-    println!("show access-list {acl}:\n{shown}");
+    // `detail`: ASA's lines plus the implicit deny's counter.
+    let shown = lab.show(&["access-list", &acl, "detail"]);
+    println!("show access-list {acl} detail:\n{shown}");
     assert!(
         shown.contains(&format!("access-list {acl}; 2 elements")),
         "{shown}"
@@ -878,7 +879,7 @@ fn sgt_enforcement_applies_to_ipv6_traffic() {
         );
     }
 
-    let audit = field(&s, "Audit Sess ID").to_owned();
+    let audit = field(&s, "Audt Sess ID").to_owned();
     let ack = rl.primary.coa(&[
         ("Cisco-AVPair", &format!("audit-session-id={audit}")),
         ("Cisco-AVPair", "cts:security-group-tag=000b-00"),
