@@ -125,6 +125,20 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
+        ["show", "ip", "local", "pool", name] => match ctx.sessions.pool_usage(name) {
+            // ASA: Begin/End/Mask/Free/Held/In use; we hold no addresses apart.
+            Some((first, last, mask, size, used)) => format!(
+                "Begin           End             Mask            Free     Held     In use\n\
+                 {:<15} {:<15} {:<15} {:>5} {:>8} {:>8}\n",
+                first.to_string(),
+                last.to_string(),
+                mask.to_string(),
+                size.saturating_sub(used as u64),
+                0,
+                used
+            ),
+            None => format!("ERROR: Pool {name} not found\n"),
+        },
         ["show", "access-list"] => ctx.policy.show_access_list(None),
         ["show", "access-list", name] => ctx.policy.show_access_list(Some(name)),
         // Not an ASA form: adds the implicit deny's counter, which ASA hides.

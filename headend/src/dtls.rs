@@ -466,6 +466,18 @@ impl Outbound {
         self.buf.clear();
         self.lens.clear();
     }
+
+    /// Copies the datagrams out and clears (tests and tools, not the data path).
+    pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.lens.len());
+        let mut off = 0;
+        for &l in &self.lens {
+            out.push(self.buf.get(off..off + l).unwrap_or_default().to_vec());
+            off += l;
+        }
+        self.clear();
+        out
+    }
 }
 
 /// The BIO under OpenSSL: one datagram in at a time, datagrams out appended.

@@ -94,6 +94,14 @@ impl AddressPool {
         self.range.used.len()
     }
 
+    pub fn first(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.range.first as u32)
+    }
+
+    pub fn last(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.range.last as u32)
+    }
+
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         self.range.contains(v4(a))
     }

@@ -881,6 +881,13 @@ impl SessionTable {
         }
     }
 
+    /// `show ip local pool NAME`: (first, last, mask, size, in use).
+    pub fn pool_usage(&self, name: &str) -> Option<(Ipv4Addr, Ipv4Addr, Ipv4Addr, u64, usize)> {
+        let inner = self.lock();
+        let p = inner.pools.get(name)?;
+        Some((p.first(), p.last(), p.mask, p.size(), p.in_use()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

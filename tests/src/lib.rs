@@ -9,6 +9,7 @@
 pub mod cmd;
 pub mod idp;
 pub mod lab;
+pub mod loadgen;
 pub mod netns;
 pub mod nft;
 pub mod ocserv;

@@ -1,0 +1,508 @@
+//! One loadgen session: a task that logs in, CONNECTs, brings DTLS up (unless
+//! CSTP only), then sends its inner packets and answers DPD/keepalives until
+//! told to log out. One task per session, fixed buffers per session, nothing
+//! allocated per packet on the data path.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use headend::proto::cstp::{self, FrameDecoder, FrameType};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::auth::{Login, Step};
+use super::dtls::{DtlsClient, DtlsClientContext};
+use super::http::{self, AuthHeaders, ResponseHead, Tunnel};
+use super::packet::{self, Inbound};
+use super::report::Stats;
+
+/// Where the run is; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connect and send traffic.
+    Run,
+    /// Stop sending; keep receiving (late echo replies).
+    Drain,
+    /// Send DISCONNECT and close.
+    Logout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Icmp,
+    Udp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub kind: Kind,
+    pub target: Ipv4Addr,
+    pub udp_port: u16,
+    /// The UDP target echoes: count its replies like echo replies.
+    pub udp_echo: bool,
+    /// Packets per second per session (0: none).
+    pub pps: f64,
+    /// Inner IP packet size in bytes.
+    pub size: usize,
+    /// Stop after this many packets per session (0: until the drain).
+    pub count: u64,
+}
+
+pub struct Setup {
+    pub tls: Arc<rustls::ClientConfig>,
+    /// `None`: CSTP only (no `X-DTLS-*` in the CONNECT).
+    pub dtls: Option<DtlsClientContext>,
+    pub server: SocketAddr,
+    pub host: String,
+    pub group_access: String,
+    pub strap: AuthHeaders,
+    /// `{n}` is replaced with the session number.
+    pub user_pattern: String,
+    pub password: String,
+    pub group: Option<String>,
+    pub traffic: Traffic,
+    pub stats: Arc<Stats>,
+    /// Source port of our UDP packets (inner), the port replies come back to.
+    pub inner_udp_port: u16,
+}
+
+const MTU_ASK: u16 = 1390;
+/// UDP payload size for DTLS on a 1500-byte path.
+const DTLS_MTU: u32 = 1472;
+/// Echo send times kept per session, for RTTs (older replies count, no RTT).
+const RING: usize = 64;
+const READ_BUF: usize = 4096;
+
+type Tls = TlsStream<TcpStream>;
+
+pub fn user_name(pattern: &str, n: usize) -> String {
+    pattern.replace("{n}", &n.to_string())
+}
+
+/// Runs one session to the end; failures are counted in `setup.stats`.
+pub async fn run(
+    setup: Arc<Setup>,
+    index: usize,
+    permit: OwnedSemaphorePermit,
+    phase: watch::Receiver<Phase>,
+) {
+    let stats = setup.stats.clone();
+    stats.attempted.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let (tls, tunnel, leftover) = match connect(&setup, index).await {
+        Ok(c) => c,
+        Err(e) => {
+            stats.fail(&e);
+            return;
+        }
+    };
+    let mut tls = tls;
+    let mut dtls = None;
+    if let Some(ctx) = &setup.dtls {
+        match bring_up_dtls(ctx, &setup, &tls, &tunnel).await {
+            Ok(d) => dtls = Some(d),
+            Err(e) => {
+                stats.fail(&e);
+                let _ = tls.write_all(&logout_frame()).await;
+                let _ = tls.shutdown().await;
+                return;
+            }
+        }
+    }
+    stats.add_connect(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+    stats.up.fetch_add(1, Ordering::Relaxed);
+    if dtls.is_some() {
+        stats.dtls_up.fetch_add(1, Ordering::Relaxed);
+    }
+    drop(permit);
+    let mut t = UpSession {
+        setup: &setup,
+        tunnel,
+        ident: (index as u16).wrapping_add(1),
+        ring: [(u64::MAX, started); RING],
+        seq: 0,
+        rtts: Vec::with_capacity(64),
+    };
+    let end = t.run(&mut tls, dtls, leftover, phase).await;
+    stats.add_rtts(&t.rtts);
+    match end {
+        Ok(()) => {
+            stats.down.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.lost.fetch_add(1, Ordering::Relaxed);
+            stats.fail(&format!("lost: {e}"));
+        }
+    }
+}
+
+fn logout_frame() -> Vec<u8> {
+    // openconnect: DISCONNECT with 0xb0 + reason on every normal exit.
+    cstp::disconnect_frame("loadgen logout")
+}
+
+async fn connect(setup: &Setup, index: usize) -> Result<(Tls, Tunnel, Vec<u8>), String> {
+    let tcp = TcpStream::connect(setup.server)
+        .await
+        .map_err(|e| format!("tcp connect: {}", e.kind()))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(setup.host.clone()).map_err(|e| format!("server name: {e}"))?;
+    let mut tls = TlsConnector::from(setup.tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let user = user_name(&setup.user_pattern, index);
+    let mut login = Login::new(
+        &setup.group_access,
+        &user,
+        &setup.password,
+        setup.group.as_deref(),
+    );
+    let mut buf = Vec::with_capacity(READ_BUF);
+    let mut step = login.start();
+    let cookie = loop {
+        match step {
+            Step::Post(body) => {
+                tls.write_all(&http::auth_post(&setup.host, &setup.strap, &body))
+                    .await
+                    .map_err(|e| format!("auth write: {}", e.kind()))?;
+                let head = read_head(&mut tls, &mut buf).await?;
+                let len = head.content_length().unwrap_or(0).min(http::MAX_BODY);
+                let body = read_body(&mut tls, &mut buf, head.head_len, len).await?;
+                let text = String::from_utf8_lossy(&body).into_owned();
+                step = login.on_response(head.status, head.webvpn_cookie(), &text);
+            }
+            Step::Done(cookie) => break cookie,
+            Step::Failed(why) => return Err(why),
+        }
+    };
+    let req = http::connect_request(&setup.host, &cookie, MTU_ASK, setup.dtls.is_some());
+    tls.write_all(&req)
+        .await
+        .map_err(|e| format!("connect write: {}", e.kind()))?;
+    let head = read_head(&mut tls, &mut buf).await?;
+    let tunnel = http::parse_tunnel(&head)?;
+    let leftover = buf.split_off(head.head_len);
+    Ok((tls, tunnel, leftover))
+}
+
+/// Reads until `buf` starts with a complete response head.
+async fn read_head(tls: &mut Tls, buf: &mut Vec<u8>) -> Result<ResponseHead, String> {
+    let mut chunk = [0u8; 2048];
+    // Bounded by MAX_HEAD: parse_response_head errors beyond it.
+    loop {
+        if let Some(h) = http::parse_response_head(buf)? {
+            return Ok(h);
+        }
+        let n = tls
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {}", e.kind()))?;
+        if n == 0 {
+            return Err("server closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads a body of `len` bytes after `head_len`; leaves what follows in `buf`.
+async fn read_body(
+    tls: &mut Tls,
+    buf: &mut Vec<u8>,
+    head_len: usize,
+    len: usize,
+) -> Result<Vec<u8>, String> {
+    let mut chunk = [0u8; 2048];
+    while buf.len() < head_len + len {
+        let n = tls
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read body: {}", e.kind()))?;
+        if n == 0 {
+            return Err("server closed during a response body".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let rest = buf.split_off(head_len + len);
+    let body = buf.split_off(head_len);
+    *buf = rest;
+    Ok(body)
+}
+
+struct Dtls {
+    udp: UdpSocket,
+    client: DtlsClient,
+}
+
+fn flush_dtls(udp: &UdpSocket, client: &mut DtlsClient, stats: &Stats) {
+    client.drain_out(|dgram| {
+        if udp.try_send(dgram).is_err() {
+            stats.tx_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+async fn bring_up_dtls(
+    ctx: &DtlsClientContext,
+    setup: &Setup,
+    tls: &Tls,
+    tunnel: &Tunnel,
+) -> Result<Dtls, String> {
+    let (app_id, port) = tunnel
+        .dtls
+        .clone()
+        .ok_or("dtls: the server offered no DTLS (X-DTLS-App-ID/Port)")?;
+    let mut psk = [0u8; 32];
+    tls.get_ref()
+        .1
+        .export_keying_material(&mut psk, headend::dtls::PSK_EXPORTER_LABEL, None)
+        .map_err(|e| format!("dtls: exporter: {e}"))?;
+    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .await
+        .map_err(|e| format!("dtls: udp bind: {}", e.kind()))?;
+    udp.connect((setup.server.ip(), port))
+        .await
+        .map_err(|e| format!("dtls: udp connect: {}", e.kind()))?;
+    let client = ctx
+        .connect(psk, &app_id, DTLS_MTU)
+        .map_err(|e| format!("dtls: {e}"))?;
+    let mut d = Dtls { udp, client };
+    let mut ubuf = [0u8; 2048];
+    let mut rbuf = [0u8; 2048];
+    let mut timeouts = 0;
+    // Bounded: at most 6 retransmission timeouts and 64 datagrams.
+    for _ in 0..64 {
+        flush_dtls(&d.udp, &mut d.client, &setup.stats);
+        match tokio::time::timeout(Duration::from_secs(1), d.udp.recv(&mut ubuf)).await {
+            Ok(Ok(n)) => {
+                d.client.input(&ubuf[..n], &mut rbuf, |_| {})?;
+                if d.client.established {
+                    flush_dtls(&d.udp, &mut d.client, &setup.stats);
+                    return Ok(d);
+                }
+            }
+            Ok(Err(e)) => return Err(format!("dtls: udp receive: {}", e.kind())),
+            Err(_) => {
+                timeouts += 1;
+                if timeouts > 6 {
+                    return Err("dtls: handshake timed out".into());
+                }
+                d.client.on_timeout();
+            }
+        }
+    }
+    Err("dtls: handshake did not finish".into())
+}
+
+/// The up phase of a session.
+struct UpSession<'a> {
+    setup: &'a Setup,
+    tunnel: Tunnel,
+    ident: u16,
+    ring: [(u64, Instant); RING],
+    seq: u64,
+    rtts: Vec<u32>,
+}
+
+impl UpSession<'_> {
+    async fn run(
+        &mut self,
+        tls: &mut Tls,
+        dtls: Option<Dtls>,
+        leftover: Vec<u8>,
+        mut phase: watch::Receiver<Phase>,
+    ) -> Result<(), String> {
+        let stats = self.setup.stats.clone();
+        let tr = self.setup.traffic.clone();
+        let (udp, mut client) = match dtls {
+            Some(d) => (Some(d.udp), Some(d.client)),
+            None => (None, None),
+        };
+        let mut dec = FrameDecoder::new(cstp::DEFAULT_MAX_PAYLOAD);
+        dec.feed(&leftover);
+        self.cstp_frames(&mut dec, tls).await?;
+        let mut rbuf = vec![0u8; READ_BUF];
+        let mut ubuf = [0u8; 2048];
+        let mut plain = [0u8; 2048];
+        let mut pkt = [0u8; 2048];
+        let mut wbuf: Vec<u8> = Vec::with_capacity(2048);
+        let sending = tr.pps > 0.0;
+        let period = Duration::from_secs_f64(if sending { 1.0 / tr.pps } else { 3600.0 });
+        let mut send_tick = tokio::time::interval(period);
+        send_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let keepalive = Duration::from_secs(self.tunnel.keepalive_secs.unwrap_or(20).max(1));
+        let mut ka_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+        let size = tr.size.min(usize::from(self.tunnel.mtu));
+        loop {
+            let running = *phase.borrow() == Phase::Run;
+            let want_send = sending && running && (tr.count == 0 || self.seq < tr.count);
+            tokio::select! {
+                r = tls.read(&mut rbuf) => {
+                    let n = r.map_err(|e| format!("tls read: {}", e.kind()))?;
+                    if n == 0 {
+                        return Err("server closed the TLS connection".into());
+                    }
+                    dec.feed(&rbuf[..n]);
+                    self.cstp_frames(&mut dec, tls).await?;
+                }
+                r = recv_opt(udp.as_ref(), &mut ubuf) => {
+                    let n = r.map_err(|e| format!("udp receive: {}", e.kind()))?;
+                    if let (Some(c), Some(u)) = (client.as_mut(), udp.as_ref()) {
+                        let mut dpd: Option<usize> = None;
+                        let mut end = None;
+                        c.input(&ubuf[..n], &mut plain, |rec| match rec.first() {
+                            Some(0) => self.inbound(&rec[1..]),
+                            Some(3) => {
+                                // MTU probe / DPD: echo the record as a DPD-RESP.
+                                let l = rec.len().min(pkt.len());
+                                pkt[..l].copy_from_slice(&rec[..l]);
+                                pkt[0] = 4;
+                                dpd = Some(l);
+                            }
+                            Some(5) | Some(9) => end = Some("server ended the session over DTLS"),
+                            _ => {}
+                        })?;
+                        if let Some(l) = dpd {
+                            c.write_record(&pkt[..l]);
+                        }
+                        flush_dtls(u, c, &stats);
+                        if let Some(why) = end {
+                            return Err(why.into());
+                        }
+                    }
+                }
+                _ = send_tick.tick(), if want_send => {
+                    let seq = self.seq;
+                    self.seq += 1;
+                    let me = self.tunnel.address;
+                    // The record type byte goes in front of the packet.
+                    let n = match tr.kind {
+                        Kind::Icmp => packet::icmp_echo(&mut pkt[1..], size, me, tr.target, self.ident, seq),
+                        Kind::Udp => packet::udp(
+                            &mut pkt[1..],
+                            size,
+                            (me, self.setup.inner_udp_port),
+                            (tr.target, tr.udp_port),
+                            seq,
+                        ),
+                    };
+                    if tr.kind == Kind::Icmp || tr.udp_echo {
+                        self.ring[seq as usize % RING] = (seq, Instant::now());
+                        stats.echo_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats.tx_pkts.fetch_add(1, Ordering::Relaxed);
+                    stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    match (client.as_mut(), udp.as_ref()) {
+                        (Some(c), Some(u)) => {
+                            pkt[0] = 0;
+                            if !c.write_record(&pkt[..=n]) {
+                                return Err("dtls write failed".into());
+                            }
+                            flush_dtls(u, c, &stats);
+                        }
+                        _ => {
+                            wbuf.clear();
+                            let _ = cstp::encode_into(FrameType::Data, &pkt[1..=n], &mut wbuf);
+                            tls.write_all(&wbuf)
+                                .await
+                                .map_err(|e| format!("tls write: {}", e.kind()))?;
+                        }
+                    }
+                }
+                _ = ka_tick.tick() => {
+                    tls.write_all(&cstp::empty_frame(FrameType::Keepalive))
+                        .await
+                        .map_err(|e| format!("tls write: {}", e.kind()))?;
+                    if let (Some(c), Some(u)) = (client.as_mut(), udp.as_ref()) {
+                        c.write_record(&[7]);
+                        flush_dtls(u, c, &stats);
+                    }
+                }
+                _ = flush_tick.tick() => {
+                    stats.add_rtts(&self.rtts);
+                    self.rtts.clear();
+                }
+                r = phase.changed() => {
+                    if r.is_err() || *phase.borrow() == Phase::Logout {
+                        let _ = tls.write_all(&logout_frame()).await;
+                        let _ = tls.flush().await;
+                        let _ = tls.shutdown().await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the complete CSTP frames in `dec`.
+    async fn cstp_frames(&mut self, dec: &mut FrameDecoder, tls: &mut Tls) -> Result<(), String> {
+        let mut dpd_reqs = 0usize;
+        // Bounded by the bytes fed: each frame consumes at least a header.
+        loop {
+            let frame = dec
+                .next_frame()
+                .map_err(|e| format!("bad CSTP frame from server: {e}"))?;
+            let Some(f) = frame else { break };
+            match f.kind {
+                FrameType::Data => self.inbound(f.payload),
+                FrameType::DpdReq => dpd_reqs += 1,
+                FrameType::Disconnect | FrameType::Terminate => {
+                    let why = String::from_utf8_lossy(f.payload.get(1..).unwrap_or_default())
+                        .into_owned();
+                    return Err(format!("server disconnect: {why}"));
+                }
+                _ => {}
+            }
+        }
+        for _ in 0..dpd_reqs {
+            tls.write_all(&cstp::empty_frame(FrameType::DpdResp))
+                .await
+                .map_err(|e| format!("tls write: {}", e.kind()))?;
+        }
+        Ok(())
+    }
+
+    /// One inner packet from the server.
+    fn inbound(&mut self, pkt: &[u8]) {
+        let stats = &self.setup.stats;
+        stats.rx_pkts.fetch_add(1, Ordering::Relaxed);
+        stats
+            .rx_bytes
+            .fetch_add(pkt.len() as u64, Ordering::Relaxed);
+        let tr = &self.setup.traffic;
+        let seq = match packet::classify(
+            pkt,
+            self.tunnel.address,
+            self.ident,
+            self.setup.inner_udp_port,
+        ) {
+            Inbound::EchoReply { seq } => seq,
+            Inbound::Udp { seq } if tr.udp_echo => seq,
+            _ => {
+                stats.other_rx.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        stats.echo_recv.fetch_add(1, Ordering::Relaxed);
+        let (s, at) = self.ring[seq as usize % RING];
+        if s == seq {
+            self.rtts
+                .push(u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+}
+
+async fn recv_opt(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match udp {
+        Some(u) => u.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,156 @@
+//! Runs `benches`' `loadgen` binary in a client namespace of a [`Lab`]: many
+//! sessions over the real protocol from one process (no openconnect, no TUN).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::lab::{HANG_GUARD, Lab, OUTSIDE_IP, headend_bin};
+use crate::netns;
+
+/// `target/<profile>/loadgen`, next to the headend binary (`cargo build --workspace --bins`).
+pub fn loadgen_bin() -> PathBuf {
+    let p = headend_bin().with_file_name("loadgen");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build --workspace --bins`",
+        p.display()
+    );
+    p
+}
+
+/// Adds `count` local users `PREFIXn` (n = 0..count) with `password` to the lab's
+/// config (before `start_headend`): loadgen logs in as `PREFIX{n}`.
+pub fn add_users(lab: &Lab, prefix: &str, count: usize, password: &str) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(lab.config_path())
+        .expect("open lab config");
+    let mut s = String::from("!\n! loadgen users\n");
+    for n in 0..count {
+        s.push_str(&format!("username {prefix}{n} password {password}\n"));
+    }
+    f.write_all(s.as_bytes()).expect("append users");
+}
+
+/// A running loadgen started with `--wait-stdin`: its sessions stay up until
+/// [`Loadgen::finish`].
+pub struct Loadgen {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Everything loadgen printed on stdout so far.
+    pub stdout: Vec<String>,
+    /// The `LOADGEN_READY up=N failed=M` line.
+    pub ready: String,
+}
+
+/// The longest loadgen may take to bring its sessions up and drain (a hang guard,
+/// not a speed requirement).
+const LOADGEN_GUARD: Duration = Duration::from_secs(300);
+
+impl Loadgen {
+    /// Starts loadgen from client namespace 0 against the lab's headend with
+    /// the lab's certificate pin and `args`; returns once all sessions are up
+    /// (or failed) and their echoes drained.
+    pub fn start(lab: &Lab, name: &str, args: &[&str]) -> Loadgen {
+        let log = File::create(lab.dir().join(format!("{name}.log"))).expect("loadgen log");
+        let server = format!("https://{OUTSIDE_IP}/");
+        let pin = format!("pin-sha256:{}", lab.pin());
+        let bin = loadgen_bin();
+        let mut c = netns::exec(lab.client_ns(), &[bin.as_os_str()]);
+        c.args(["--server", &server, "--servercert", &pin])
+            .args(args)
+            .arg("--wait-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = c.spawn().expect("spawn loadgen");
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut l = Loadgen {
+            child,
+            stdin,
+            lines,
+            stdout: Vec::new(),
+            ready: String::new(),
+        };
+        l.ready = l
+            .read_until("LOADGEN_READY")
+            .unwrap_or_else(|| panic!("loadgen never got ready:\n{}", l.stdout.join("\n")));
+        l
+    }
+
+    fn read_until(&mut self, prefix: &str) -> Option<String> {
+        // Bounded: each wait has the guard; loadgen exits at the latest after it.
+        while let Ok(line) = self.lines.recv_timeout(LOADGEN_GUARD) {
+            self.stdout.push(line.clone());
+            if line.starts_with(prefix) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Lets loadgen log out, waits for it, and returns its `RESULT_JSON`.
+    pub fn finish(mut self) -> serde_json::Value {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.write_all(b"\n");
+        }
+        let line = self
+            .read_until("RESULT_JSON ")
+            .unwrap_or_else(|| panic!("no RESULT_JSON from loadgen:\n{}", self.stdout.join("\n")));
+        let json: serde_json::Value =
+            serde_json::from_str(line.trim_start_matches("RESULT_JSON ")).expect("RESULT_JSON");
+        let _ = crate::wait_until(HANG_GUARD, || self.child.try_wait().ok().flatten());
+        json
+    }
+}
+
+impl Drop for Loadgen {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `show ip local pool NAME`: (free, in use).
+pub fn pool_usage(lab: &Lab, pool: &str) -> (u64, u64) {
+    let out = lab.show(&["ip", "local", "pool", pool]);
+    let nums: Vec<u64> = out
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("show ip local pool {pool}:\n{out}"))
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match nums.as_slice() {
+        [free, _held, used] => (*free, *used),
+        _ => panic!("show ip local pool {pool}: unexpected\n{out}"),
+    }
+}
+
+/// Sessions per username prefix, e.g. `{"lg": 50}`.
+pub fn users_by_prefix(sessions: &[crate::sessiondb::Session]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in sessions {
+        let u = s.get("Username").cloned().unwrap_or_default();
+        let p: String = u.chars().take_while(|c| !c.is_ascii_digit()).collect();
+        *m.entry(p).or_default() += 1;
+    }
+    m
+}

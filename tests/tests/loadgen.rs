@@ -1,0 +1,104 @@
+//! `loadgen` (benches/src/bin/loadgen.rs) against the headend in the lab: many
+//! sessions over the real protocol from one process, over DTLS and over CSTP
+//! only. Asserts behaviour, never speed: every session comes up with its own
+//! pool address, every echo through the tunnel is answered, and after logout
+//! no session is left and every address is free again.
+
+use std::collections::BTreeSet;
+
+use e2e::lab::{AUTHGROUP, Lab, in_pool};
+use e2e::loadgen::{Loadgen, add_users, pool_usage, users_by_prefix};
+use e2e::sessiondb::field;
+
+const PASSWORD: &str = "Lg-Pass-4711";
+const PER_RUN: usize = 50;
+
+#[test]
+fn loadgen_sessions_over_dtls_and_cstp_come_up_echo_and_leave_no_trace() {
+    let Some(lab) = Lab::new() else { return };
+    add_users(&lab, "lg", 2 * PER_RUN, PASSWORD);
+    lab.start_headend();
+    let pid = lab.headend_pid().to_string();
+    let (free0, used0) = pool_usage(&lab, "VPN-POOL");
+    assert_eq!(used0, 0);
+
+    for (transport, first) in [("dtls", 0usize), ("cstp", PER_RUN)] {
+        let n = PER_RUN.to_string();
+        let first_s = first.to_string();
+        let run = Loadgen::start(
+            &lab,
+            &format!("loadgen-{transport}"),
+            &[
+                "--transport",
+                transport,
+                "--sessions",
+                &n,
+                "--first",
+                &first_s,
+                "--user",
+                "lg{n}",
+                "--password",
+                PASSWORD,
+                "--group",
+                AUTHGROUP,
+                "--concurrency",
+                "16",
+                "--pps",
+                "5",
+                "--count",
+                "3",
+                "--duration",
+                "0",
+                "--drain",
+                "60",
+                "--server-pid",
+                &pid,
+                "--quiet",
+            ],
+        );
+        assert!(
+            run.ready.contains(&format!("up={PER_RUN} failed=0")),
+            "{transport}: {}",
+            run.ready
+        );
+
+        // The headend lists exactly these sessions, each with its own pool address
+        // and the transport loadgen asked for.
+        let sessions = lab.show_sessions();
+        assert_eq!(sessions.len(), PER_RUN, "{transport}: {sessions:?}");
+        assert_eq!(users_by_prefix(&sessions)["lg"], PER_RUN);
+        let users: BTreeSet<String> = sessions
+            .iter()
+            .map(|s| field(s, "Username").to_owned())
+            .collect();
+        let want: BTreeSet<String> = (first..first + PER_RUN).map(|i| format!("lg{i}")).collect();
+        assert_eq!(users, want, "{transport}");
+        let addrs: BTreeSet<std::net::Ipv4Addr> = sessions
+            .iter()
+            .map(|s| field(s, "Assigned IP").parse().expect("Assigned IP"))
+            .collect();
+        assert_eq!(addrs.len(), PER_RUN, "{transport}: addresses not distinct");
+        assert!(addrs.iter().all(|a| in_pool(*a)), "{addrs:?}");
+        for s in &sessions {
+            let dtls = field(s, "Protocol").contains("DTLS-Tunnel");
+            assert_eq!(dtls, transport == "dtls", "{transport}: {s:?}");
+        }
+        assert_eq!(pool_usage(&lab, "VPN-POOL").1, PER_RUN as u64);
+
+        let r = run.finish();
+        assert_eq!(r["up"], PER_RUN, "{transport}: {r}");
+        assert_eq!(r["failed"], 0, "{transport}: {r}");
+        assert_eq!(r["lost"], 0, "{transport}: {r}");
+        assert_eq!(r["logged_out"], PER_RUN, "{transport}: {r}");
+        let want_dtls = if transport == "dtls" { PER_RUN } else { 0 };
+        assert_eq!(r["dtls_up"], want_dtls, "{transport}: {r}");
+        assert_eq!(r["echo"]["sent"], 3 * PER_RUN, "{transport}: {r}");
+        assert_eq!(r["echo"]["received"], 3 * PER_RUN, "{transport}: {r}");
+        assert!(r["server"]["rss_kib_per_session"].is_number(), "{r}");
+
+        // Logout (CSTP DISCONNECT 0xb0) ends every session and frees its address.
+        lab.wait_sessions("empty after loadgen logged out", |s| s.is_empty());
+        assert_eq!(pool_usage(&lab, "VPN-POOL"), (free0, 0), "{transport}");
+    }
+    lab.assert_headend_running();
+}
