@@ -26,6 +26,8 @@ pub struct AdminContext {
     pub config_path: PathBuf,
     pub policy: Arc<crate::policy_state::PolicyState>,
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
+    /// Running `aaa-server` groups, for `show aaa-server`.
+    pub radius: std::collections::BTreeMap<String, Arc<crate::radius_io::RadiusGroup>>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -97,6 +99,15 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             ctx.sessions
                 .logoff(LogoffSelector::All, EndReason::AdminLogoff),
         ),
+        ["show", "aaa-server"] | ["show", "aaa-server", "protocol", "radius"] => ctx
+            .radius
+            .values()
+            .map(|g| g.show(Instant::now(), SystemTime::now()))
+            .collect(),
+        ["show", "aaa-server", name] => match ctx.radius.get(*name) {
+            Some(g) => g.show(Instant::now(), SystemTime::now()),
+            None => format!("ERROR: aaa-server group {name} does not exist\n"),
+        },
         ["show", "access-list"] => ctx.policy.show_access_list(None),
         ["show", "access-list", name] => ctx.policy.show_access_list(Some(name)),
         ["show", "cts", "role-based", "sgt-map", rest @ ..]

@@ -278,7 +278,7 @@ async fn radius_password_step(
             tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group}: {e}");
             return LoginStep::Form {
                 tunnel_group: name,
-                error: Some("Login failed: the authentication server is not available.".into()),
+                error: Some(server_failure_message("Login failed", "authentication", &e)),
             };
         }
     };
@@ -392,7 +392,7 @@ async fn finish(
                 tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: authorization by {authz_group}: {e}");
                 return LoginStep::Refuse {
                     tunnel_group: Some(name),
-                    message: "Login denied: the authorization server is not available.".into(),
+                    message: server_failure_message("Login denied", "authorization", &e),
                 };
             }
         }
@@ -754,6 +754,18 @@ fn sso_form(
         login_url: format!("{base}/+CSCOE+/saml/sp/login?tgname={tunnel_group}&ctx={ctx}"),
         final_url: format!("{base}/+CSCOE+/saml_ac_login.html"),
         error,
+    }
+}
+
+/// What the client is told when a RADIUS request failed: "not available" only
+/// when no server answered; a server whose answer was refused (unsigned, wrong
+/// secret) is named as such, so the admin looks at the right thing.
+fn server_failure_message(prefix: &str, what: &str, e: &auth::radius::RadiusError) -> String {
+    match e {
+        auth::radius::RadiusError::ReplyRefused { .. } => format!(
+            "{prefix}: the {what} server answered, but its answer was refused (not signed or not authentic; see the headend log)."
+        ),
+        _ => format!("{prefix}: the {what} server is not available."),
     }
 }
 

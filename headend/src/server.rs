@@ -274,6 +274,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config_path: args.config.clone(),
         policy: policy.clone(),
         sxp: sxp.clone(),
+        radius: headend.radius.clone(),
     });
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));

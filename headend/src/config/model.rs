@@ -135,6 +135,10 @@ pub struct AaaServerHost {
     pub timeout_secs: u32,
     /// `retry-interval SECONDS` (default 10)
     pub retry_interval_secs: u32,
+    /// `accept-unsigned-replies` (headend-only; ASA has no such command): accept
+    /// Access-Accept/Reject/Challenge without Message-Authenticator from this server.
+    /// Weakens the BlastRADIUS (CVE-2024-3596) protection; warned about at start.
+    pub accept_unsigned_replies: bool,
     pub line: usize,
 }
 
@@ -148,6 +152,7 @@ impl std::fmt::Debug for AaaServerHost {
             .field("accounting_port", &self.accounting_port)
             .field("timeout_secs", &self.timeout_secs)
             .field("retry_interval_secs", &self.retry_interval_secs)
+            .field("accept_unsigned_replies", &self.accept_unsigned_replies)
             .field("line", &self.line)
             .finish()
     }

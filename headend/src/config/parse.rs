@@ -771,6 +771,7 @@ impl<'a> Parser<'a> {
                     accounting_port: 1813,
                     timeout_secs: 10,
                     retry_interval_secs: 10,
+                    accept_unsigned_replies: false,
                     line: c.line,
                 });
                 g.hosts.len() - 1
@@ -1349,6 +1350,9 @@ impl<'a> Parser<'a> {
             ["retry-interval", n] => {
                 h.retry_interval_secs = parse_num(n, "retry-interval (seconds)", 1, 10)?
             }
+            // Not an ASA command (ASA has none for this): see AaaServerHost.
+            ["accept-unsigned-replies"] => h.accept_unsigned_replies = true,
+            ["no", "accept-unsigned-replies"] => h.accept_unsigned_replies = false,
             [
                 "authentication-port" | "accounting-port" | "timeout" | "retry-interval",
                 ..,
