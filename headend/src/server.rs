@@ -255,10 +255,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
-        let (sessions, policy) = (sessions.clone(), policy.clone());
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
-            sessions.dynamic_authorization(req, |acl| policy.handle.load().acl(acl).is_some())
-        });
+        let h = headend.clone();
+        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| crate::coa::handle(&h, req));
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
             dynauth_clients,
