@@ -51,6 +51,9 @@ pub enum LoginStep {
         login_url: String,
         final_url: String,
         error: Option<String>,
+        /// `<sso-v2-browser-mode>external`: the tunnel group enables the external
+        /// browser and the client offered it; else the embedded browser (no element).
+        external: bool,
     },
 }
 
@@ -634,14 +637,16 @@ fn render(h: &Headend, step: &LoginStep) -> Response {
             login_url,
             final_url,
             error,
+            external,
         } => xml_response(
             xmlauth::AuthRequestForm {
                 error: error.clone(),
                 opaque_tunnel_group: Some(tunnel_group.clone()),
-                inputs: xmlauth::FormInputs::Sso(xmlauth::SsoLogin::external(
-                    login_url.clone(),
-                    final_url.clone(),
-                )),
+                inputs: xmlauth::FormInputs::Sso(if *external {
+                    xmlauth::SsoLogin::external(login_url.clone(), final_url.clone())
+                } else {
+                    xmlauth::SsoLogin::embedded(login_url.clone(), final_url.clone())
+                }),
                 ..xmlauth::AuthRequestForm::password(
                     "Login",
                     "Please complete the authentication process in the browser.",
@@ -662,9 +667,13 @@ async fn saml_step(
     h: &Headend,
 ) -> LoginStep {
     let name = tg.name.clone();
-    // Seal for the STRAP key only for external-browser clients, on every SSO form
+    // ASA uses the client's embedded browser unless the tunnel group enables the
+    // external one (9.17+), and then only for a client that offers it.
+    let external =
+        tg.saml_external_browser && msg.has_capability("single-sign-on-external-browser");
+    // Seal for the STRAP key only in the external-browser flow, on every SSO form
     // (also the one that follows a refused token).
-    let strap_dh = external_key(msg, strap_dh);
+    let strap_dh = external_key(msg, strap_dh).filter(|_| external);
     let Some(sp) = h.saml.sps.get(&name) else {
         return LoginStep::Refuse {
             tunnel_group: Some(name),
@@ -683,6 +692,7 @@ async fn saml_step(
                     sp,
                     &name,
                     strap_dh,
+                    external,
                     Some("Login failed: the SSO token belongs to another group.".into()),
                 );
             }
@@ -693,6 +703,7 @@ async fn saml_step(
                     sp,
                     &name,
                     strap_dh,
+                    external,
                     Some("Login failed: the SSO token is not valid. Please log in again.".into()),
                 );
             }
@@ -720,7 +731,7 @@ async fn saml_step(
     {
         return LoginStep::Chooser { tunnel_group: name };
     }
-    sso_form(h, sp, &name, strap_dh, None)
+    sso_form(h, sp, &name, strap_dh, external, None)
 }
 
 /// The STRAP key to seal the token for, if the client runs an external
@@ -734,6 +745,7 @@ fn sso_form(
     sp: &auth::saml::SamlSp,
     tunnel_group: &str,
     strap_dh: Option<&str>,
+    external: bool,
     error: Option<String>,
 ) -> LoginStep {
     let ctx = h.saml.contexts.mint(
@@ -754,6 +766,7 @@ fn sso_form(
         login_url: format!("{base}/+CSCOE+/saml/sp/login?tgname={tunnel_group}&ctx={ctx}"),
         final_url: format!("{base}/+CSCOE+/saml_ac_login.html"),
         error,
+        external,
     }
 }
 

@@ -282,6 +282,9 @@ pub struct TunnelGroup {
     /// (url, enabled)
     pub group_urls: Vec<(String, bool)>,
     pub saml_identity_provider: Option<String>,
+    /// ASA 9.17+ external browser for SAML (`saml external-browser enable`);
+    /// false = the client's embedded browser, ASA's default.
+    pub saml_external_browser: bool,
     pub line: usize,
 }
 

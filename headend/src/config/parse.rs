@@ -20,6 +20,7 @@ use super::model::*;
 use super::{ConfigError, DEFAULT_GROUP_POLICY};
 
 mod objects;
+mod saml;
 
 /// Parse a whole configuration. `source` is the file name used in messages.
 pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
@@ -1365,6 +1366,9 @@ impl<'a> Parser<'a> {
     }
 
     fn sub_webvpn(&mut self, mode: &Mode, c: &Cmd) -> Step {
+        if let Some(step) = self.webvpn_saml(c) {
+            return step;
+        }
         let w = &mut self.cfg.webvpn;
         match c.toks.as_slice() {
             ["enable", iface] => {
@@ -1762,6 +1766,9 @@ impl<'a> Parser<'a> {
     }
 
     fn sub_tunnel_webvpn(&mut self, name: &str, mode: &Mode, c: &Cmd) -> Step {
+        if let Some(step) = self.tunnel_webvpn_saml(name, mode, c) {
+            return step;
+        }
         let t = c.toks.as_slice();
         match t {
             ["authentication", methods @ ..] => {
