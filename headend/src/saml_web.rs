@@ -73,13 +73,17 @@ impl SamlState {
                 .and_then(|t| cfg.trustpoints.get(t))
                 .map(|t| t.ca_certs_der.clone())
                 .unwrap_or_default();
-            let base = idp.base_url.clone().ok_or_else(|| {
+            let (base, from) = saml_base_url(cfg, idp).ok_or_else(|| {
                 anyhow!(
-                    "{}:{}: saml idp {idp_id} has no base-url",
+                    "{}:{}: saml idp {idp_id} has no base-url, and there is no `hostname` and `domain-name` to derive it from (as ASA does: https://HOSTNAME.DOMAIN); add `base-url https://VPN-NAME` under `saml idp {idp_id}`",
                     cfg.source,
                     idp.line
                 )
             })?;
+            tracing::info!(
+                "SAML tunnel-group {}: base URL {base} ({from})",
+                tg.name
+            );
             let sign_in = idp.sign_in_url.clone().ok_or_else(|| {
                 anyhow!(
                     "{}:{}: saml idp {idp_id} has no url sign-in",
@@ -122,6 +126,21 @@ impl SamlState {
             contexts: SsoTokenStore::new(CONTEXT_TTL, 100_000),
             tokens: SsoTokenStore::new(TOKEN_TTL, 100_000),
         })
+    }
+}
+
+/// The URL the SP's entity ID and ACS hang off, and where it came from: the
+/// IdP's `base-url`, else `https://HOSTNAME.DOMAIN-NAME` as ASA derives it.
+pub fn saml_base_url(
+    cfg: &Config,
+    idp: &crate::config::SamlIdp,
+) -> Option<(String, &'static str)> {
+    if let Some(b) = &idp.base_url {
+        return Some((b.clone(), "base-url"));
+    }
+    match (&cfg.hostname, &cfg.domain_name) {
+        (Some(h), Some(d)) => Some((format!("https://{h}.{d}"), "hostname and domain-name")),
+        _ => None,
     }
 }
 
@@ -311,5 +330,39 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
             .header("Set-Cookie", &cookie)
             .header("Cache-Control", "no-store")
             .body(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod base_url_tests {
+    use super::*;
+
+    #[test]
+    fn saml_base_url_from_base_url_else_hostname_and_domain() {
+        let idp_cfg = |extra: &str| {
+            crate::config::parse_str(
+                &format!("{extra}webvpn\n saml idp https://idp.example/md\n"),
+                "b.cfg",
+            )
+            .unwrap()
+        };
+        let c = idp_cfg("hostname vpn-edge\ndomain-name corp.example\n");
+        let idp = &c.webvpn.saml_idps["https://idp.example/md"];
+        assert_eq!(
+            saml_base_url(&c, idp),
+            Some((
+                "https://vpn-edge.corp.example".to_string(),
+                "hostname and domain-name"
+            ))
+        );
+        let mut with_base = idp.clone();
+        with_base.base_url = Some("https://vpn.example".into());
+        assert_eq!(
+            saml_base_url(&c, &with_base),
+            Some(("https://vpn.example".to_string(), "base-url"))
+        );
+        let c = idp_cfg("hostname vpn-edge\n");
+        let idp = &c.webvpn.saml_idps["https://idp.example/md"];
+        assert_eq!(saml_base_url(&c, idp), None);
     }
 }

@@ -12,6 +12,9 @@ pub struct Config {
     /// File name as given (for messages).
     pub source: String,
     pub hostname: Option<String>,
+    /// `domain-name NAME` (with `hostname`, the name SAML URLs derive from when
+    /// `saml idp` has no `base-url`, as on ASA).
+    pub domain_name: Option<String>,
     pub interfaces: Vec<Interface>,
     pub ip_local_pools: BTreeMap<String, Ipv4Pool>,
     pub ipv6_local_pools: BTreeMap<String, Ipv6Pool>,

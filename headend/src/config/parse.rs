@@ -298,6 +298,11 @@ impl<'a> Parser<'a> {
                 Ok(None)
             }
             ["hostname", ..] => fail("expected `hostname NAME`"),
+            ["domain-name", name] => {
+                self.cfg.domain_name = Some((*name).to_string());
+                Ok(None)
+            }
+            ["domain-name", ..] => fail("expected `domain-name NAME`"),
             ["ip", "local", "pool", ..] => self.ip_local_pool(c),
             ["ipv6", "local", "pool", ..] => self.ipv6_local_pool(c),
             ["interface", name] => {
