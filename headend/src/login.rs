@@ -94,7 +94,7 @@ pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
         }
     };
     let strap_dh = req.header("X-AnyConnect-STRAP-DH-Pubkey");
-    let step = decide(&msg, client_ip, strap_dh, h).await;
+    let step = decide(&msg, client_ip, strap_dh, req.header("Host"), h).await;
     render(h, &step)
 }
 
@@ -102,6 +102,7 @@ async fn decide(
     msg: &ClientMessage,
     client_ip: IpAddr,
     strap_dh: Option<&str>,
+    host: Option<&str>,
     h: &Headend,
 ) -> LoginStep {
     let cfg = &h.config;
@@ -113,7 +114,7 @@ async fn decide(
     };
     let name = tg.name.clone();
     if tg.authentication == TunnelAuthentication::Saml {
-        return saml_step(msg, client_ip, strap_dh, tg, h).await;
+        return saml_step(msg, client_ip, strap_dh, host, tg, h).await;
     }
     if tg.authentication == TunnelAuthentication::Certificate {
         return LoginStep::Refuse {
@@ -663,6 +664,7 @@ async fn saml_step(
     msg: &ClientMessage,
     client_ip: IpAddr,
     strap_dh: Option<&str>,
+    host: Option<&str>,
     tg: &crate::config::TunnelGroup,
     h: &Headend,
 ) -> LoginStep {
@@ -674,12 +676,13 @@ async fn saml_step(
     // Seal for the STRAP key only in the external-browser flow, on every SSO form
     // (also the one that follows a refused token).
     let strap_dh = external_key(msg, strap_dh).filter(|_| external);
-    let Some(sp) = h.saml.sps.get(&name) else {
+    let Some(sp) = h.saml.sp(&name, host) else {
         return LoginStep::Refuse {
             tunnel_group: Some(name),
             message: "SAML is not configured for this tunnel group.".into(),
         };
     };
+    let sp = &*sp;
     if msg.kind == MessageKind::AuthReply
         && let Some(token) = msg.sso_token.as_deref()
     {
