@@ -252,6 +252,9 @@ tunnel-group $SAML_TG webvpn-attributes
  authentication saml
  group-alias $SAML_TG enable
  saml identity-provider $IDP_ENTITY_ID
+ ! ASA 9.17+: openconnect logs in with an external browser; without this line
+ ! the headend (as an ASA) offers only the client's embedded browser.
+ saml external-browser enable
 !
 CFG
 }

@@ -491,6 +491,7 @@ fn interop_child() {
             secret: SECRET.as_bytes().to_vec(),
             timeout: Duration::from_secs(2),
             retries: 1,
+            accept_unsigned_replies: false,
         }],
         max_failed_attempts: 3,
         dead_time: Duration::from_secs(60),

@@ -29,6 +29,8 @@ pub struct AdminContext {
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
     /// `show shun`, `clear threat-detection service`, `show aaa local user`, ...
     pub threats: Arc<crate::threat::Threats>,
+    /// Running `aaa-server` groups, for `show aaa-server`.
+    pub radius: std::collections::BTreeMap<String, Arc<crate::radius_io::RadiusGroup>>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -138,6 +140,15 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
                 used
             ),
             None => format!("ERROR: Pool {name} not found\n"),
+        },
+        ["show", "aaa-server"] | ["show", "aaa-server", "protocol", "radius"] => ctx
+            .radius
+            .values()
+            .map(|g| g.show(Instant::now(), SystemTime::now()))
+            .collect(),
+        ["show", "aaa-server", name] => match ctx.radius.get(*name) {
+            Some(g) => g.show(Instant::now(), SystemTime::now()),
+            None => format!("ERROR: aaa-server group {name} does not exist\n"),
         },
         ["show", "access-list"] => ctx.policy.show_access_list(None),
         ["show", "access-list", name] => ctx.policy.show_access_list(Some(name)),

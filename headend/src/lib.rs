@@ -1,6 +1,7 @@
 //! VPN headend library: configuration, protocol codecs and the server.
 pub mod accounting;
 pub mod admin;
+pub mod coa;
 pub mod config;
 pub mod dtls;
 pub mod login;

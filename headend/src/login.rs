@@ -52,6 +52,9 @@ pub enum LoginStep {
         login_url: String,
         final_url: String,
         error: Option<String>,
+        /// `<sso-v2-browser-mode>external`: the tunnel group enables the external
+        /// browser and the client offered it; else the embedded browser (no element).
+        external: bool,
     },
 }
 
@@ -114,7 +117,7 @@ pub async fn handle(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
         }
     };
     let strap_dh = req.header("X-AnyConnect-STRAP-DH-Pubkey");
-    let step = decide(&msg, client_ip, strap_dh, h).await;
+    let step = decide(&msg, client_ip, strap_dh, req.header("Host"), h).await;
     record_login(&step);
     render(h, &step)
 }
@@ -123,6 +126,7 @@ async fn decide(
     msg: &ClientMessage,
     client_ip: IpAddr,
     strap_dh: Option<&str>,
+    host: Option<&str>,
     h: &Headend,
 ) -> LoginStep {
     let cfg = &h.config;
@@ -150,7 +154,7 @@ async fn decide(
     };
     let name = tg.name.clone();
     if tg.authentication == TunnelAuthentication::Saml {
-        return saml_step(msg, client_ip, strap_dh, tg, h).await;
+        return saml_step(msg, client_ip, strap_dh, host, tg, h).await;
     }
     if tg.authentication == TunnelAuthentication::Certificate {
         return LoginStep::Refuse {
@@ -335,7 +339,7 @@ async fn radius_password_step(
             tracing::warn!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group}: {e}");
             return LoginStep::Form {
                 tunnel_group: name,
-                error: Some("Login failed: the authentication server is not available.".into()),
+                error: Some(server_failure_message("Login failed", "authentication", &e)),
             };
         }
     };
@@ -449,7 +453,7 @@ async fn finish(
                 tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: authorization by {authz_group}: {e}");
                 return LoginStep::Refuse {
                     tunnel_group: Some(name),
-                    message: "Login denied: the authorization server is not available.".into(),
+                    message: server_failure_message("Login denied", "authorization", &e),
                 };
             }
         }
@@ -692,14 +696,16 @@ fn render(h: &Headend, step: &LoginStep) -> Response {
             login_url,
             final_url,
             error,
+            external,
         } => xml_response(
             xmlauth::AuthRequestForm {
                 error: error.clone(),
                 opaque_tunnel_group: Some(tunnel_group.clone()),
-                inputs: xmlauth::FormInputs::Sso(xmlauth::SsoLogin::external(
-                    login_url.clone(),
-                    final_url.clone(),
-                )),
+                inputs: xmlauth::FormInputs::Sso(if *external {
+                    xmlauth::SsoLogin::external(login_url.clone(), final_url.clone())
+                } else {
+                    xmlauth::SsoLogin::embedded(login_url.clone(), final_url.clone())
+                }),
                 ..xmlauth::AuthRequestForm::password(
                     "Login",
                     "Please complete the authentication process in the browser.",
@@ -716,19 +722,25 @@ async fn saml_step(
     msg: &ClientMessage,
     client_ip: IpAddr,
     strap_dh: Option<&str>,
+    host: Option<&str>,
     tg: &crate::config::TunnelGroup,
     h: &Headend,
 ) -> LoginStep {
     let name = tg.name.clone();
-    // Seal for the STRAP key only for external-browser clients, on every SSO form
+    // ASA uses the client's embedded browser unless the tunnel group enables the
+    // external one (9.17+), and then only for a client that offers it.
+    let external =
+        tg.saml_external_browser && msg.has_capability("single-sign-on-external-browser");
+    // Seal for the STRAP key only in the external-browser flow, on every SSO form
     // (also the one that follows a refused token).
-    let strap_dh = external_key(msg, strap_dh);
-    let Some(sp) = h.saml.sps.get(&name) else {
+    let strap_dh = external_key(msg, strap_dh).filter(|_| external);
+    let Some(sp) = h.saml.sp(&name, host) else {
         return LoginStep::Refuse {
             tunnel_group: Some(name),
             message: "SAML is not configured for this tunnel group.".into(),
         };
     };
+    let sp = &*sp;
     if msg.kind == MessageKind::AuthReply
         && let Some(token) = msg.sso_token.as_deref()
     {
@@ -743,6 +755,7 @@ async fn saml_step(
                     sp,
                     &name,
                     strap_dh,
+                    external,
                     Some("Login failed: the SSO token belongs to another group.".into()),
                 );
             }
@@ -755,6 +768,7 @@ async fn saml_step(
                     sp,
                     &name,
                     strap_dh,
+                    external,
                     Some("Login failed: the SSO token is not valid. Please log in again.".into()),
                 );
             }
@@ -782,7 +796,7 @@ async fn saml_step(
     {
         return LoginStep::Chooser { tunnel_group: name };
     }
-    sso_form(h, sp, &name, strap_dh, None)
+    sso_form(h, sp, &name, strap_dh, external, None)
 }
 
 /// The STRAP key to seal the token for, if the client runs an external
@@ -796,6 +810,7 @@ fn sso_form(
     sp: &auth::saml::SamlSp,
     tunnel_group: &str,
     strap_dh: Option<&str>,
+    external: bool,
     error: Option<String>,
 ) -> LoginStep {
     let ctx = h.saml.contexts.mint(
@@ -816,6 +831,19 @@ fn sso_form(
         login_url: format!("{base}/+CSCOE+/saml/sp/login?tgname={tunnel_group}&ctx={ctx}"),
         final_url: format!("{base}/+CSCOE+/saml_ac_login.html"),
         error,
+        external,
+    }
+}
+
+/// What the client is told when a RADIUS request failed: "not available" only
+/// when no server answered; a server whose answer was refused (unsigned, wrong
+/// secret) is named as such, so the admin looks at the right thing.
+fn server_failure_message(prefix: &str, what: &str, e: &auth::radius::RadiusError) -> String {
+    match e {
+        auth::radius::RadiusError::ReplyRefused { .. } => format!(
+            "{prefix}: the {what} server answered, but its answer was refused (not signed or not authentic; see the headend log)."
+        ),
+        _ => format!("{prefix}: the {what} server is not available."),
     }
 }
 

@@ -3,14 +3,15 @@
 //! serves dynamic authorization (CoA / Disconnect, RFC 5176) on UDP 1700.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use auth::radius::{
-    ClientConfig, DynAuthClient, DynAuthConfig, DynAuthServer, Event, HostConfig, OutgoingRequest,
-    Packet, RadiusClient, RadiusError, RequestId,
+    ClientConfig, DynAuthClient, DynAuthConfig, DynAuthServer, Event, HostConfig, HostStatus,
+    OutgoingRequest, Packet, RadiusClient, RadiusError, RequestId,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +31,10 @@ pub struct RadiusGroup {
     tx: mpsc::Sender<Command>,
     /// The longest a request can take: every host, every try.
     pub worst_case: Duration,
+    /// `authorize-only`: its Access-Requests are authorizations (`show aaa-server`).
+    authorize_only: bool,
+    /// The hosts' state and counters as of the client task's last step.
+    status: Arc<Mutex<Vec<HostStatus>>>,
 }
 
 impl RadiusGroup {
@@ -45,7 +50,15 @@ impl RadiusGroup {
                 secret: h.key.clone().unwrap_or_default().into_bytes(),
                 timeout,
                 retries,
+                accept_unsigned_replies: h.accept_unsigned_replies,
             });
+            if h.accept_unsigned_replies {
+                tracing::warn!(
+                    "aaa-server {} host {}: `accept-unsigned-replies` is set: Access-Accept/Reject/Challenge without Message-Authenticator are accepted from it, which weakens the protection against BlastRADIUS (CVE-2024-3596) forgeries; make the server sign its replies and remove the setting",
+                    group.name,
+                    h.address
+                );
+            }
         }
         let first = hosts
             .first()
@@ -67,13 +80,93 @@ impl RadiusGroup {
         });
         let (tx, rx) = mpsc::channel(1024);
         let name = group.name.clone();
-        tokio::spawn(drive(name.clone(), socket, client, rx));
+        let status = Arc::new(Mutex::new(client.host_status()));
+        tokio::spawn(drive(name.clone(), socket, client, rx, status.clone()));
         Ok(Arc::new(Self {
             name,
             nas_ip,
             tx,
             worst_case,
+            authorize_only: group.authorize_only,
+            status,
         }))
+    }
+
+    /// The group as ASA's `show aaa-server` prints it, one block per host, with
+    /// two more counters: replies without Message-Authenticator dropped, and
+    /// accepted (`accept-unsigned-replies`).
+    pub fn show(&self, now: Instant, wall: SystemTime) -> String {
+        let hosts = self
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        let mut out = String::new();
+        for h in hosts {
+            let k = h.counters;
+            let status = match h.dead_until {
+                Some(until) if until > now => "FAILED".to_string(),
+                _ => "ACTIVE".to_string(),
+            };
+            let last = h
+                .last_reply
+                .and_then(|t| wall.checked_sub(now.saturating_duration_since(t)))
+                .map(|t| {
+                    format!(
+                        ", Last transaction at {}",
+                        crate::admin::format_login_time(t)
+                    )
+                })
+                .unwrap_or_default();
+            let rtt = k
+                .average_rtt()
+                .map_or_else(|| "0ms".to_string(), |d| format!("{}ms", d.as_millis()));
+            let (authn, authz) = if self.authorize_only {
+                (0, k.auth_requests)
+            } else {
+                (k.auth_requests, 0)
+            };
+            let _ = writeln!(out, "Server Group:    {}", self.name);
+            let _ = writeln!(out, "Server Protocol: radius");
+            let _ = writeln!(out, "Server Hostname: {}", h.auth_addr.ip());
+            let _ = writeln!(out, "Server Address:  {}", h.auth_addr.ip());
+            let _ = writeln!(out, "Server port:     {}", h.auth_addr.port());
+            let _ = writeln!(out, "Server status:   {status}{last}");
+            let rows: [(&str, String); 15] = [
+                ("Number of pending requests", h.pending.to_string()),
+                ("Average round trip time", rtt),
+                ("Number of authentication requests", authn.to_string()),
+                ("Number of authorization requests", authz.to_string()),
+                ("Number of accounting requests", k.acct_requests.to_string()),
+                ("Number of retransmissions", k.retransmissions.to_string()),
+                ("Number of accepts", k.accepts.to_string()),
+                ("Number of rejects", k.rejects.to_string()),
+                ("Number of challenges", k.challenges.to_string()),
+                ("Number of malformed responses", k.malformed.to_string()),
+                (
+                    "Number of bad authenticators",
+                    k.bad_authenticators.to_string(),
+                ),
+                ("Number of timeouts", k.timeouts.to_string()),
+                (
+                    "Number of unrecognized responses",
+                    k.unrecognized.to_string(),
+                ),
+                (
+                    "Number of unsigned replies dropped",
+                    k.unsigned_dropped.to_string(),
+                ),
+                (
+                    "Number of unsigned replies accepted",
+                    k.unsigned_accepted.to_string(),
+                ),
+            ];
+            for (label, v) in &rows {
+                let _ = writeln!(out, "{label:<40}{v}");
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// Sends a request and waits for the authenticated answer, or the group's
@@ -142,12 +235,20 @@ async fn drive(
     socket: UdpSocket,
     mut client: RadiusClient,
     mut rx: mpsc::Receiver<Command>,
+    status: Arc<Mutex<Vec<HostStatus>>>,
 ) {
     // Each waiting request with when it was sent (the response-time metric).
     let mut waiting: HashMap<RequestId, (oneshot::Sender<Result<Packet, RadiusError>>, Instant)> =
         HashMap::new();
     let mut buf = vec![0u8; 4096];
     loop {
+        // Rate limited by the client: once per server and interval.
+        while let Some(d) = client.poll_dropped() {
+            tracing::warn!(group = %name, "{d}");
+        }
+        if let Ok(mut s) = status.lock() {
+            *s = client.host_status();
+        }
         let deadline = client.poll_timeout();
         tokio::select! {
             cmd = rx.recv() => {
@@ -185,7 +286,7 @@ async fn drive(
                             let _ = socket.send_to(&transmit.bytes, transmit.dest).await;
                         }
                         Event::Failover { from, transmit, .. } => {
-                            tracing::warn!(group = %name, %from, to = %transmit.dest, "RADIUS server did not answer; failing over");
+                            tracing::warn!(group = %name, %from, to = %transmit.dest, "no usable answer from the RADIUS server in time; failing over");
                             let _ = socket.send_to(&transmit.bytes, transmit.dest).await;
                         }
                         Event::HostDead { host, .. } => {
@@ -368,5 +469,102 @@ mod tests {
         .await;
         let e = download_acl(&*group(port).await, NAME).await.unwrap_err();
         assert!(e.contains("without State"), "{e}");
+    }
+
+    /// A server like FreeRADIUS before 3.2.5: it answers every request (up to
+    /// `n`) with an Access-Accept that has no Message-Authenticator.
+    async fn unsigned_server(n: usize) -> u16 {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = sock.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..n {
+                let Ok((len, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let req = Packet::decode(&buf[..len]).unwrap();
+                let reply = Packet {
+                    code: Code::AccessAccept,
+                    identifier: req.identifier,
+                    authenticator: [0; 16],
+                    attributes: vec![Attribute::Class(b"OU=GP;".to_vec())],
+                };
+                let bytes = reply.encode_reply(&req.authenticator, SECRET).unwrap();
+                let _ = sock.send_to(&bytes, from).await;
+            }
+        });
+        port
+    }
+
+    async fn unsigned_group(port: u16, accept_unsigned: bool) -> Arc<RadiusGroup> {
+        let extra = if accept_unsigned {
+            " accept-unsigned-replies\n"
+        } else {
+            ""
+        };
+        let cfg = crate::config::parse_str(
+            &format!(
+                "aaa-server ISE protocol radius\naaa-server ISE (inside) host 127.0.0.1\n key s3cret\n authentication-port {port}\n timeout 1\n retry-interval 1\n{extra}"
+            ),
+            "t.cfg",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.aaa_server_groups["ISE"].hosts[0].accept_unsigned_replies,
+            accept_unsigned
+        );
+        RadiusGroup::spawn(&cfg.aaa_server_groups["ISE"])
+            .await
+            .unwrap()
+    }
+
+    fn row<'a>(show: &'a str, label: &str) -> &'a str {
+        show.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{show}"))
+            .trim()
+    }
+
+    #[tokio::test]
+    async fn unsigned_replies_are_refused_by_default_and_counted() {
+        let port = unsigned_server(4).await;
+        let g = unsigned_group(port, false).await;
+        let ctx = auth::radius::SessionContext {
+            user_name: "alice",
+            nas_ip: Ipv4Addr::LOCALHOST,
+            nas_identifier: None,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            audit_session_id: "c612",
+            tunnel_group: "TG",
+        };
+        let err = g
+            .request(auth::radius::authorize_only(&ctx))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RadiusError::ReplyRefused { .. }),
+            "not `refused`: {err}"
+        );
+        let show = g.show(Instant::now(), SystemTime::now());
+        assert!(
+            show.starts_with(
+                "Server Group:    ISE\nServer Protocol: radius\nServer Hostname: 127.0.0.1\n"
+            ),
+            "{show}"
+        );
+        assert_eq!(row(&show, "Server status:"), "ACTIVE");
+        assert_eq!(row(&show, "Number of authentication requests"), "1");
+        assert_eq!(row(&show, "Number of unsigned replies dropped"), "1");
+        assert_eq!(row(&show, "Number of accepts"), "0");
+        assert_eq!(row(&show, "Number of timeouts"), "1");
+
+        let port = unsigned_server(4).await;
+        let g = unsigned_group(port, true).await;
+        let reply = g.request(auth::radius::authorize_only(&ctx)).await.unwrap();
+        assert_eq!(reply.code, Code::AccessAccept);
+        let show = g.show(Instant::now(), SystemTime::now());
+        assert_eq!(row(&show, "Number of unsigned replies accepted"), "1");
+        assert_eq!(row(&show, "Number of accepts"), "1");
+        assert!(row(&show, "Server status:").starts_with("ACTIVE, Last transaction at "));
     }
 }

@@ -5,7 +5,7 @@
 //! browser), and as the `acSamlv2Token` cookie (embedded browsers).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
@@ -33,8 +33,11 @@ pub struct SsoGrant {
 }
 
 pub struct SamlState {
-    /// One SP per tunnel group with `authentication saml`.
+    /// One SP per tunnel group with `authentication saml` and a known base URL.
     pub sps: BTreeMap<String, Arc<SamlSp>>,
+    /// Tunnel groups whose base URL is the request's Host (no `base-url`, no
+    /// `hostname` + `domain-name`): their SP settings and one SP per Host seen.
+    host_sps: BTreeMap<String, HostSps>,
     pub contexts: SsoTokenStore<SsoContext>,
     pub tokens: SsoTokenStore<SsoGrant>,
 }
@@ -47,6 +50,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(120);
 impl SamlState {
     pub fn from_config(cfg: &Config) -> Result<Self> {
         let mut sps = BTreeMap::new();
+        let mut host_sps = BTreeMap::new();
         for tg in cfg
             .tunnel_groups
             .values()
@@ -73,13 +77,17 @@ impl SamlState {
                 .and_then(|t| cfg.trustpoints.get(t))
                 .map(|t| t.ca_certs_der.clone())
                 .unwrap_or_default();
-            let base = idp.base_url.clone().ok_or_else(|| {
-                anyhow!(
-                    "{}:{}: saml idp {idp_id} has no base-url",
-                    cfg.source,
-                    idp.line
-                )
-            })?;
+            let (base, from) = saml_base_url(cfg, idp)
+                .unwrap_or_else(|| (HOST_PLACEHOLDER.to_string(), "the request's Host"));
+            let host_derived = base == HOST_PLACEHOLDER;
+            if host_derived {
+                tracing::info!(
+                    "SAML tunnel-group {}: no base-url and no hostname + domain-name: the base URL is https://<the request's Host>",
+                    tg.name
+                );
+            } else {
+                tracing::info!("SAML tunnel-group {}: base URL {base} ({from})", tg.name);
+            }
             let sign_in = idp.sign_in_url.clone().ok_or_else(|| {
                 anyhow!(
                     "{}:{}: saml idp {idp_id} has no url sign-in",
@@ -107,7 +115,7 @@ impl SamlState {
                     .map(sp_credentials)
                     .transpose()?;
             }
-            let built = SamlSp::new(sp).map_err(|e| {
+            let built = SamlSp::new(sp.clone()).map_err(|e| {
                 anyhow!(
                     "{}:{}: SAML for tunnel-group {}: {e}",
                     cfg.source,
@@ -115,13 +123,87 @@ impl SamlState {
                     tg.name
                 )
             })?;
-            sps.insert(tg.name.clone(), Arc::new(built));
+            if host_derived {
+                host_sps.insert(
+                    tg.name.clone(),
+                    HostSps {
+                        config: sp,
+                        by_host: Mutex::new(BTreeMap::new()),
+                    },
+                );
+            } else {
+                sps.insert(tg.name.clone(), Arc::new(built));
+            }
         }
         Ok(Self {
             sps,
+            host_sps,
             contexts: SsoTokenStore::new(CONTEXT_TTL, 100_000),
             tokens: SsoTokenStore::new(TOKEN_TTL, 100_000),
         })
+    }
+}
+
+/// Stands for the request's Host while checking a host-derived SP's settings.
+const HOST_PLACEHOLDER: &str = "https://headend.invalid";
+/// Hosts one host-derived tunnel group keeps an SP for (a bound against Host
+/// headers made up by clients).
+const MAX_HOSTS: usize = 16;
+
+struct HostSps {
+    config: SpConfig,
+    by_host: Mutex<BTreeMap<String, Arc<SamlSp>>>,
+}
+
+impl SamlState {
+    /// Whether `tg` has SAML configured at all.
+    pub fn has(&self, tg: &str) -> bool {
+        self.sps.contains_key(tg) || self.host_sps.contains_key(tg)
+    }
+
+    /// The SP of tunnel group `tg`; for one whose base URL is the request's
+    /// Host, the SP for `host` (made on first use; a malformed Host or one past
+    /// [`MAX_HOSTS`] gets none).
+    pub fn sp(&self, tg: &str, host: Option<&str>) -> Option<Arc<SamlSp>> {
+        if let Some(sp) = self.sps.get(tg) {
+            return Some(sp.clone());
+        }
+        let h = self.host_sps.get(tg)?;
+        let host = host.filter(|h| plausible_host(h))?.to_ascii_lowercase();
+        let mut by_host = h.by_host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sp) = by_host.get(&host) {
+            return Some(sp.clone());
+        }
+        if by_host.len() >= MAX_HOSTS {
+            tracing::warn!(tunnel_group = %tg, %host, "SAML: too many Host names for a host-derived base URL; set base-url");
+            return None;
+        }
+        let mut config = h.config.clone();
+        config.base_url = format!("https://{host}");
+        let sp = Arc::new(SamlSp::new(config).ok()?);
+        tracing::info!(tunnel_group = %tg, "SAML: base URL https://{host} (from the request's Host)");
+        by_host.insert(host, sp.clone());
+        Some(sp)
+    }
+}
+
+/// A Host header value usable in a URL: a DNS name or address, optional port.
+fn plausible_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 260
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+/// The URL the SP's entity ID and ACS hang off, and where it came from: the
+/// IdP's `base-url`, else `https://HOSTNAME.DOMAIN-NAME` as ASA derives it.
+pub fn saml_base_url(cfg: &Config, idp: &crate::config::SamlIdp) -> Option<(String, &'static str)> {
+    if let Some(b) = &idp.base_url {
+        return Some((b.clone(), "base-url"));
+    }
+    match (&cfg.hostname, &cfg.domain_name) {
+        (Some(h), Some(d)) => Some((format!("https://{h}.{d}"), "hostname and domain-name")),
+        _ => None,
     }
 }
 
@@ -163,7 +245,7 @@ pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
     if req.method == "GET"
         && let Some(tg) = path.strip_prefix("/saml/sp/metadata/")
     {
-        return Some(match saml.sps.get(tg) {
+        return Some(match saml.sp(tg, req.header("Host")) {
             Some(sp) => Response::new(200, "OK")
                 .header("Content-Type", "application/samlmetadata+xml")
                 .body(sp.metadata_xml().into_bytes()),
@@ -201,7 +283,7 @@ fn login_redirect(req: &Request, saml: &SamlState) -> Response {
             "<p>Start the login from your VPN client.</p>",
         );
     };
-    let Some(sp) = saml.sps.get(tg) else {
+    let Some(sp) = saml.sp(tg, req.header("Host")) else {
         return page(404, "Not Found", "Unknown tunnel group", "");
     };
     match sp.authn_request(SystemTime::now(), Some(ctx)) {
@@ -229,7 +311,7 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
             "<p>No tunnel group.</p>",
         );
     };
-    let Some(sp) = saml.sps.get(&tg).cloned() else {
+    let Some(sp) = saml.sp(&tg, req.header("Host")) else {
         return page(404, "Not Found", "Unknown tunnel group", "");
     };
     let form: BTreeMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
@@ -311,5 +393,99 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
             .header("Set-Cookie", &cookie)
             .header("Cache-Control", "no-store")
             .body(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod base_url_tests {
+    use super::*;
+
+    #[test]
+    fn saml_base_url_from_base_url_else_hostname_and_domain() {
+        let idp_cfg = |extra: &str| {
+            crate::config::parse_str(
+                &format!("{extra}webvpn\n saml idp https://idp.example/md\n"),
+                "b.cfg",
+            )
+            .unwrap()
+        };
+        let c = idp_cfg("hostname vpn-edge\ndomain-name corp.example\n");
+        let idp = &c.webvpn.saml_idps["https://idp.example/md"];
+        assert_eq!(
+            saml_base_url(&c, idp),
+            Some((
+                "https://vpn-edge.corp.example".to_string(),
+                "hostname and domain-name"
+            ))
+        );
+        let mut with_base = idp.clone();
+        with_base.base_url = Some("https://vpn.example".into());
+        assert_eq!(
+            saml_base_url(&c, &with_base),
+            Some(("https://vpn.example".to_string(), "base-url"))
+        );
+        let c = idp_cfg("hostname vpn-edge\n");
+        let idp = &c.webvpn.saml_idps["https://idp.example/md"];
+        assert_eq!(saml_base_url(&c, idp), None);
+    }
+}
+
+#[cfg(test)]
+mod host_base_tests {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    fn idp_pem() -> String {
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "idp.example").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+    }
+
+    fn cfg(top: &str) -> Config {
+        let text = format!(
+            "{top}crypto ca trustpoint IDP\ncrypto ca authenticate IDP\n{}quit\nwebvpn\n saml idp https://idp.example/md\n  url sign-in https://idp.example/sso\n  trustpoint idp IDP\ntunnel-group TG type remote-access\ntunnel-group TG webvpn-attributes\n authentication saml\n saml identity-provider https://idp.example/md\n",
+            idp_pem()
+        );
+        crate::config::parse_str(&text, "h.cfg").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn base_url_from_the_request_host_when_nothing_else_names_it() {
+        let s = SamlState::from_config(&cfg("hostname gw\n")).unwrap();
+        assert!(s.sps.is_empty() && s.has("TG"));
+        let a = s.sp("TG", Some("VPN.Example.com")).expect("SP for a Host");
+        assert_eq!(a.entity_id(), "https://vpn.example.com/saml/sp/metadata/TG");
+        let again = s.sp("TG", Some("vpn.example.com")).unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "one SP per Host");
+        assert!(s.sp("TG", None).is_none());
+        assert!(s.sp("TG", Some("evil/path")).is_none());
+        assert!(s.sp("OTHER", Some("vpn.example.com")).is_none());
+        for i in 0..MAX_HOSTS {
+            let _ = s.sp("TG", Some(&format!("h{i}.example")));
+        }
+        assert!(s.sp("TG", Some("one-too-many.example")).is_none());
+        // hostname + domain-name: fixed, whatever the Host.
+        let s = SamlState::from_config(&cfg("hostname gw\ndomain-name corp.example\n")).unwrap();
+        let sp = s.sp("TG", Some("other.example")).unwrap();
+        assert_eq!(
+            sp.entity_id(),
+            "https://gw.corp.example/saml/sp/metadata/TG"
+        );
     }
 }

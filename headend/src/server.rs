@@ -300,10 +300,8 @@ pub async fn run_with(
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
-        let (sessions, policy) = (sessions.clone(), policy.clone());
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
-            sessions.dynamic_authorization(req, |acl| policy.handle.load().acl(acl).is_some())
-        });
+        let h = headend.clone();
+        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| crate::coa::handle(&h, req));
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
             dynauth_clients,
@@ -320,6 +318,7 @@ pub async fn run_with(
         policy: policy.clone(),
         sxp: sxp.clone(),
         threats,
+        radius: headend.radius.clone(),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {

@@ -733,24 +733,7 @@ impl SessionTable {
         if sel.is_empty() {
             return Err(ErrorCause::MissingAttribute);
         }
-        let matches: Vec<u64> = inner
-            .sessions
-            .values()
-            .filter(|s| {
-                sel.acct_session_id
-                    .as_ref()
-                    .is_none_or(|v| *v == s.acct_session_id)
-                    && sel
-                        .audit_session_id
-                        .as_ref()
-                        .is_none_or(|v| *v == s.audit_session_id)
-                    && sel
-                        .framed_ip
-                        .is_none_or(|ip| s.assigned_v4.as_ref().is_some_and(|a| a.0 == ip))
-                    && sel.user_name.as_ref().is_none_or(|v| *v == s.username)
-            })
-            .map(|s| s.index)
-            .collect();
+        let matches = inner.select(sel);
         if matches.is_empty() {
             return Err(ErrorCause::SessionContextNotFound);
         }
@@ -762,6 +745,8 @@ impl SessionTable {
                 Ok(())
             }
             DynAuthKind::Coa => {
+                // `subscriber:command=reauthenticate` and named downloadable ACLs
+                // need RADIUS round trips: `crate::coa` handles them before this.
                 if req.command.is_some() {
                     return Err(ErrorCause::UnsupportedService);
                 }
@@ -771,30 +756,103 @@ impl SessionTable {
                 {
                     return Err(ErrorCause::InvalidAttributeValue);
                 }
-                let inner_policy = inner.policy.clone();
-                for i in matches {
-                    if let Some(s) = inner.sessions.get_mut(&i) {
-                        if let Some(sgt) = changes.sgt {
-                            tracing::info!(user = %s.username, index = i, "CoA: security group tag {:?} -> {sgt}", s.authz.sgt);
-                            s.authz.sgt = Some(sgt);
-                            s.filter.set_sgt(Some(sgt));
-                            if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v4) {
-                                p.set_session(IpAddr::V4(*addr), Some(sgt));
+                // ip:inacl entries: the session's new per-user ACL (checked for
+                // every session before any changes, so a bad entry changes nothing).
+                let mut acls: Vec<(u64, String)> = Vec::new();
+                if !changes.inacl.is_empty() {
+                    let Some(p) = inner.policy.clone() else {
+                        return Err(ErrorCause::UnsupportedService);
+                    };
+                    for i in &matches {
+                        let Some(s) = inner.sessions.get(i) else {
+                            continue;
+                        };
+                        let name =
+                            crate::policy_compile::downloadable_name(&s.username, &changes.inacl);
+                        if let Err(e) = p.acquire_downloadable(&name, &changes.inacl) {
+                            tracing::warn!(user = %s.username, index = i, "CoA: downloadable access-list refused: {e}");
+                            for (_, n) in &acls {
+                                p.release_downloadable(n);
                             }
-                            if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v6) {
-                                p.set_session(IpAddr::V6(*addr), Some(sgt));
-                            }
+                            return Err(ErrorCause::InvalidAttributeValue);
                         }
-                        if let Some(f) = &changes.filter_id {
-                            tracing::info!(user = %s.username, index = i, "CoA: filter {:?} -> {f}", s.authz.filter);
-                            s.authz.filter = Some(f.clone());
-                            s.filter.set_acl(Some(f.clone()));
-                        }
+                        acls.push((*i, name));
                     }
                 }
+                for (i, name) in acls {
+                    inner.set_downloadable(i, Some(name));
+                }
+                Inner::apply_coa(&mut inner, &matches, changes);
                 Ok(())
             }
         }
+    }
+
+    /// Indexes of the sessions all given selectors match (RFC 5176 section 3).
+    pub fn select(&self, sel: &auth::radius::SessionSelectors) -> Vec<u64> {
+        self.lock().select(sel)
+    }
+
+    /// Who session `index` is, for re-running its authorization: (user, tunnel
+    /// group, public address, audit-session-id).
+    pub fn identity(&self, index: u64) -> Option<(String, String, IpAddr, String)> {
+        let inner = self.lock();
+        let s = inner.sessions.get(&index)?;
+        Some((
+            s.username.clone(),
+            s.tunnel_group.clone(),
+            s.public_ip,
+            s.audit_session_id.clone(),
+        ))
+    }
+
+    /// Applies a new authorization to a running session (ISE CoA
+    /// reauthenticate): the group-policy and its live parts (filter, timeouts),
+    /// the SGT, and the filter or per-user ACL, with ASA's precedence
+    /// (downloadable ACL > Filter-Id > the group-policy's vpn-filter). The
+    /// address and tunnel stay. `downloadable` is an installed ACL name (the
+    /// caller acquired it; it is released when replaced or the session ends).
+    pub fn reauthorize(
+        &self,
+        index: u64,
+        group_policy: Option<(String, EffectivePolicy)>,
+        sgt: Option<u16>,
+        filter_id: Option<String>,
+        downloadable: Option<String>,
+    ) -> bool {
+        let mut inner = self.lock();
+        let Some(s) = inner.sessions.get_mut(&index) else {
+            if let (Some(p), Some(n)) = (&inner.policy, &downloadable) {
+                p.release_downloadable(n);
+            }
+            return false;
+        };
+        if let Some((name, policy)) = group_policy {
+            if name != s.group_policy {
+                tracing::info!(user = %s.username, index, "reauthorization: group-policy {} -> {name}", s.group_policy);
+            }
+            s.group_policy = name;
+            s.policy = policy;
+        }
+        let filter = filter_id.or_else(|| s.policy.vpn_filter.clone());
+        let changes = auth::radius::Authorization {
+            sgt,
+            ..auth::radius::Authorization::default()
+        };
+        let had_downloadable = s.authz.downloadable_acl.is_some();
+        if downloadable.is_some() || had_downloadable {
+            inner.set_downloadable(index, downloadable.clone());
+        }
+        if downloadable.is_none()
+            && let Some(s) = inner.sessions.get_mut(&index)
+            && s.authz.filter != filter
+        {
+            tracing::info!(user = %s.username, index, "reauthorization: filter {:?} -> {:?}", s.authz.filter, filter);
+            s.authz.filter = filter.clone();
+            s.filter.set_acl(filter);
+        }
+        Inner::apply_coa(&mut inner, &[index], &changes);
+        true
     }
 
     pub fn list(&self, now: Instant) -> Vec<SessionView> {
@@ -927,6 +985,78 @@ fn acct_event(
 }
 
 impl Inner {
+    /// Indexes of the sessions all given selectors match (RFC 5176 section 3).
+    fn select(&self, sel: &auth::radius::SessionSelectors) -> Vec<u64> {
+        self.sessions
+            .values()
+            .filter(|s| {
+                sel.acct_session_id
+                    .as_ref()
+                    .is_none_or(|v| *v == s.acct_session_id)
+                    && sel
+                        .audit_session_id
+                        .as_ref()
+                        .is_none_or(|v| *v == s.audit_session_id)
+                    && sel
+                        .framed_ip
+                        .is_none_or(|ip| s.assigned_v4.as_ref().is_some_and(|a| a.0 == ip))
+                    && sel.user_name.as_ref().is_none_or(|v| *v == s.username)
+            })
+            .map(|s| s.index)
+            .collect()
+    }
+
+    /// Makes `name` (already acquired by the caller, or None) session `index`'s
+    /// per-user ACL and filter, releasing the one it had.
+    fn set_downloadable(&mut self, index: u64, name: Option<String>) {
+        let policy = self.policy.clone();
+        let Some(s) = self.sessions.get_mut(&index) else {
+            if let (Some(p), Some(n)) = (&policy, &name) {
+                p.release_downloadable(n);
+            }
+            return;
+        };
+        let old = std::mem::replace(&mut s.authz.downloadable_acl, name.clone());
+        if let Some(n) = &name {
+            tracing::info!(user = %s.username, index, "CoA: filter {:?} -> downloadable {n}", s.authz.filter);
+            s.authz.filter = Some(n.clone());
+            s.filter.set_acl(Some(n.clone()));
+        } else {
+            // Back to the group-policy's filter.
+            s.authz.filter = s.policy.vpn_filter.clone();
+            s.filter.set_acl(s.authz.filter.clone());
+        }
+        if let (Some(p), Some(o)) = (&policy, old) {
+            p.release_downloadable(&o);
+        }
+    }
+
+    /// SGT and Filter-Id of a CoA on the given sessions.
+    fn apply_coa(&mut self, matches: &[u64], changes: &auth::radius::Authorization) {
+        let inner_policy = self.policy.clone();
+        for i in matches {
+            let Some(s) = self.sessions.get_mut(i) else {
+                continue;
+            };
+            if let Some(sgt) = changes.sgt {
+                tracing::info!(user = %s.username, index = i, "CoA: security group tag {:?} -> {sgt}", s.authz.sgt);
+                s.authz.sgt = Some(sgt);
+                s.filter.set_sgt(Some(sgt));
+                if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v4) {
+                    p.set_session(IpAddr::V4(*addr), Some(sgt));
+                }
+                if let (Some(p), Some((addr, _, _))) = (&inner_policy, &s.assigned_v6) {
+                    p.set_session(IpAddr::V6(*addr), Some(sgt));
+                }
+            }
+            if let Some(f) = &changes.filter_id {
+                tracing::info!(user = %s.username, index = i, "CoA: filter {:?} -> {f}", s.authz.filter);
+                s.authz.filter = Some(f.clone());
+                s.filter.set_acl(Some(f.clone()));
+            }
+        }
+    }
+
     /// Removes a session, frees its address and tells its connection.
     fn end(&mut self, index: u64, reason: EndReason) {
         let Some(s) = self.sessions.remove(&index) else {
@@ -1288,5 +1418,85 @@ tunnel-group TG general-attributes
         let c = login6(&t, &cfg, "NOV6", "bob");
         let b = t.attach(&c, ip("198.18.0.3"), None, true).unwrap();
         assert_eq!(b.address6, Some(("fd00:200::10".parse().unwrap(), 64)));
+    }
+
+    #[test]
+    fn coa_inacl_and_reauthorization_change_the_filter_live() {
+        let cfg = crate::config::parse_str(
+            &format!(
+                "{CFG}access-list F1 extended permit ip any any\naccess-list F2 extended deny ip any any\ngroup-policy GP attributes\n vpn-filter value F1\ngroup-policy GP2 internal\ngroup-policy GP2 attributes\n vpn-filter value F2\n"
+            ),
+            "test.cfg",
+        )
+        .expect("config");
+        let t = SessionTable::new(&cfg);
+        let policy = Arc::new(crate::policy_state::PolicyState::new(&cfg).unwrap());
+        t.set_policy(policy.clone());
+        let now = Instant::now();
+        let (index, _) = t
+            .login(
+                NewSession {
+                    username: "alice",
+                    tunnel_group: "TG",
+                    group_policy: "GP",
+                    policy: cfg.effective_policy("GP"),
+                    pools: vec!["P".into()],
+                    public_ip: ip("198.18.0.2"),
+                    authz: SessionAuthz {
+                        filter: Some("F1".into()),
+                        ..SessionAuthz::default()
+                    },
+                    audit_session_id: t.new_audit_session_id(),
+                },
+                now,
+            )
+            .expect("login");
+        let coa = |inacl: &[&str]| DynAuthRequest {
+            kind: DynAuthKind::Coa,
+            from: "198.18.1.20:3799".parse().unwrap(),
+            identifier: 1,
+            selectors: auth::radius::SessionSelectors {
+                user_name: Some("alice".into()),
+                ..Default::default()
+            },
+            changes: auth::radius::Authorization {
+                inacl: inacl.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            command: None,
+        };
+        let filter = || t.list(now)[0].filter.clone();
+        // A bad entry: NAK, nothing changes.
+        assert_eq!(
+            t.dynamic_authorization(&coa(&["permit bogus any any"]), |_| true),
+            Err(ErrorCause::InvalidAttributeValue)
+        );
+        assert_eq!(filter().as_deref(), Some("F1"));
+        // Good entries: the per-user ACL becomes the filter.
+        t.dynamic_authorization(&coa(&["permit icmp any any", "deny ip any any"]), |_| true)
+            .unwrap();
+        let dacl = filter().unwrap();
+        assert!(dacl.starts_with("AAA-user-alice-"), "{dacl}");
+        assert!(policy.has_downloadable(&dacl));
+        // Reauthorization into GP2 without a per-user ACL: GP2's vpn-filter, the
+        // per-user ACL released, SGT set; same session.
+        assert!(t.reauthorize(
+            index,
+            Some(("GP2".into(), cfg.effective_policy("GP2"))),
+            Some(20),
+            None,
+            None
+        ));
+        let v = &t.list(now)[0];
+        assert_eq!(
+            (v.index, v.group_policy.as_str(), v.sgt),
+            (index, "GP2", Some(20))
+        );
+        assert_eq!(v.filter.as_deref(), Some("F2"));
+        assert!(!policy.has_downloadable(&dacl));
+        // Filter-Id beats the group-policy's vpn-filter.
+        assert!(t.reauthorize(index, None, None, Some("F1".into()), None));
+        assert_eq!(filter().as_deref(), Some("F1"));
+        assert!(!t.reauthorize(999, None, None, None, None));
     }
 }

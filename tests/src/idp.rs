@@ -401,12 +401,13 @@ impl Idp {
 
     /// A SAML tunnel group in the shape of seed-asa.cfg's `company-vpn`, on the lab
     /// config's `VPN-POOL` and `group_policy`.
+    /// With `saml external-browser enable` (ASA 9.17+), which stock openconnect needs.
     pub fn asa_tunnel_group_block(&self, tg: &str, group_policy: &str) -> String {
         format!(
             "tunnel-group {tg} type remote-access\ntunnel-group {tg} general-attributes\n \
              address-pool VPN-POOL\n default-group-policy {group_policy}\n\
              tunnel-group {tg} webvpn-attributes\n authentication saml\n group-alias {tg} enable\n \
-             saml identity-provider {entity}\n!\n",
+             saml identity-provider {entity}\n saml external-browser enable\n!\n",
             entity = self.entity_id
         )
     }

@@ -37,6 +37,13 @@ fn saml_lab(clients: usize) -> Option<(Lab, Idp)> {
 /// config, so it heads the group list and is the default (the headend then shows the
 /// group chooser before any form).
 fn saml_lab_with(clients: usize, saml_first: bool) -> Option<(Lab, Idp)> {
+    saml_lab_full(clients, saml_first, true)
+}
+
+/// [`saml_lab_with`]; `base_url` false leaves `base-url` out of `saml idp` (as seed
+/// guide 000 does): the lab has no `domain-name`, so the headend takes the base URL
+/// from the request's Host, `https://198.18.0.1` as the clients connect.
+fn saml_lab_full(clients: usize, saml_first: bool, base_url: bool) -> Option<(Lab, Idp)> {
     let lab = Lab::with_clients(clients)?;
     if !idp::available() {
         return None;
@@ -56,7 +63,14 @@ fn saml_lab_with(clients: usize, saml_first: bool) -> Option<(Lab, Idp)> {
         config.insert_str(at, &tunnel_group);
     }
     config.push_str("!\n! SAML (appended by tests/tests/saml.rs)\n");
-    config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
+    let block = idp.asa_config_block(&format!("https://{OUTSIDE_IP}"));
+    let base_line = format!("  base-url https://{OUTSIDE_IP}\n");
+    assert!(block.contains(&base_line), "{block}");
+    if base_url {
+        config.push_str(&block);
+    } else {
+        config.push_str(&block.replace(&base_line, ""));
+    }
     if !saml_first {
         config.push_str(&tunnel_group);
     }
@@ -557,4 +571,30 @@ fn sp_metadata_and_acs_refusals() {
         "sessions after refused responses: {sessions:?}"
     );
     lab.assert_headend_running();
+}
+
+/// Without `base-url` (and without `domain-name` to derive it from) the headend
+/// says at start that it uses the request's Host, and openconnect's external-browser
+/// login works as with it.
+#[test]
+fn saml_without_base_url_uses_the_request_host() {
+    let Some((lab, idp)) = saml_lab_full(1, false, false) else {
+        return;
+    };
+    let log = lab.headend_log();
+    assert!(
+        log.contains("the base URL is https://<the request's Host>"),
+        "start log does not say where the base URL comes from:\n{}",
+        lab::tail(&log, 30)
+    );
+    let (_client, addr) = connect_saml(&lab, &idp, 0, "alice");
+    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
+    assert_pings(_client.ns(), "after the SAML login without base-url");
+    assert!(
+        lab.headend_log().contains(&format!(
+            "base URL https://{OUTSIDE_IP} (from the request's Host)"
+        )),
+        "{}",
+        lab::tail(&lab.headend_log(), 30)
+    );
 }

@@ -42,6 +42,12 @@ const AC_USER_AGENT: &str = "AnyConnect Linux_64 4.7.00136";
 /// appended to the config as tests/tests/saml.rs does, and a running headend; `None` =
 /// skipped.
 fn saml_lab() -> Option<(Lab, Idp)> {
+    saml_lab_with(true)
+}
+
+/// [`saml_lab`]; `external_browser` false leaves `saml external-browser enable` out
+/// of the tunnel group (ASA's default: the embedded browser only).
+fn saml_lab_with(external_browser: bool) -> Option<(Lab, Idp)> {
     let lab = Lab::new()?;
     if !idp::available() {
         return None;
@@ -55,7 +61,13 @@ fn saml_lab() -> Option<(Lab, Idp)> {
     let mut config = std::fs::read_to_string(lab.config_path()).expect("read lab config");
     config.push_str("!\n! SAML (appended by tests/tests/saml_embedded.rs)\n");
     config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
-    config.push_str(&idp.asa_tunnel_group_block(TG, GP));
+    let block = idp.asa_tunnel_group_block(TG, GP);
+    assert!(block.contains(" saml external-browser enable\n"), "{block}");
+    if external_browser {
+        config.push_str(&block);
+    } else {
+        config.push_str(&block.replace(" saml external-browser enable\n", ""));
+    }
     std::fs::write(lab.config_path(), config).expect("write lab config");
     lab.start_headend();
     Some((lab, idp))
@@ -676,5 +688,52 @@ fn embedded_retry_after_refused_token_stays_embedded() {
     let acs = post_acs(&client.curl, &saml, &client.curl.path("browser-cookies"));
     let token = expect_cookie_redirect(&acs);
     expect_success(&client.reply("reply", &retry.opaque, &token));
+    lab.assert_headend_running();
+}
+
+/// (5) The browser mode is the tunnel group's (ASA 9.17+): with `saml external-browser
+/// enable` only a client offering `single-sign-on-external-browser` is told
+/// `<sso-v2-browser-mode>external`; without it (ASA's default) even that client gets
+/// the embedded flow: no browser mode, and the ACS sets the token cookie instead of
+/// sending the browser to openconnect's listener.
+#[test]
+fn browser_mode_follows_the_tunnel_group() {
+    let mode = |r: &Reply| r.element("sso-v2-browser-mode");
+    if let Some((lab, _idp)) = saml_lab_with(true) {
+        let external = XmlClient::new(&lab, "ext-on-external", Flavour::StrapExternal);
+        let reply = external.init();
+        expect_sso_form(&reply);
+        assert_eq!(mode(&reply).as_deref(), Some("external"), "{reply}");
+        let embedded = XmlClient::new(&lab, "ext-on-embedded", Flavour::StrapEmbedded);
+        let reply = embedded.init();
+        expect_sso_form(&reply);
+        assert_eq!(
+            mode(&reply),
+            None,
+            "an embedded client told external:\n{reply}"
+        );
+    }
+    let Some((lab, _idp)) = saml_lab_with(false) else {
+        return;
+    };
+    let external = XmlClient::new(&lab, "ext-off-external", Flavour::StrapExternal);
+    let reply = external.init();
+    let form = expect_sso_form(&reply);
+    assert_eq!(
+        mode(&reply),
+        None,
+        "external mode without the command:\n{reply}"
+    );
+    let saml = idp_response(&lab, "bob", &form.login_url, &external.curl.path("browser"));
+    let acs = post_acs(
+        &external.curl,
+        &saml,
+        &external.curl.path("browser-cookies"),
+    );
+    let location = acs.header("Location").unwrap_or_default();
+    assert!(
+        !location.starts_with("http://localhost:29786/"),
+        "embedded tunnel group sent the browser to openconnect's listener:\n{acs}"
+    );
     lab.assert_headend_running();
 }

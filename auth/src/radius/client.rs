@@ -18,11 +18,11 @@
 //! requests in flight per destination, [`RadiusError::TooManyOutstanding`]
 //! beyond.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::crypto::{self, MessageAuthenticatorPolicy};
+use super::crypto::{self, AuthenticatorError, MessageAuthenticatorPolicy};
 use super::packet::{Code, DecodeError, EncodeError, Packet};
 use super::request::{OutgoingRequest, RequestKind};
 
@@ -39,6 +39,11 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// Retransmissions after the first try on this host.
     pub retries: u32,
+    /// Accept Access-Accept/Reject/Challenge without a Message-Authenticator
+    /// (`accept-unsigned-replies`). Off by default: an unsigned reply can be forged
+    /// by the BlastRADIUS attack (CVE-2024-3596). Only for servers that cannot
+    /// sign (FreeRADIUS before 3.2.5, NPS without the setting).
+    pub accept_unsigned_replies: bool,
 }
 
 impl std::fmt::Debug for HostConfig {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for HostConfig {
             .field("secret", &"<hidden>")
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("accept_unsigned_replies", &self.accept_unsigned_replies)
             .finish()
     }
 }
@@ -114,6 +120,14 @@ pub struct Transmit {
 pub enum RadiusError {
     #[error("no RADIUS server answered (all servers of the group are dead)")]
     AllServersDead,
+    /// A server answered, but every answer was dropped (unsigned or not
+    /// authentic), so the request ran out of time.
+    #[error("a RADIUS server answered, but its reply was refused: {}", DroppedReply { server: *server, code: *code, reason: *reason, suppressed: 0 })]
+    ReplyRefused {
+        server: SocketAddr,
+        code: Code,
+        reason: DropReason,
+    },
     #[error("the server group has no hosts")]
     NoServers,
     #[error("256 requests already outstanding to every live server")]
@@ -175,6 +189,120 @@ pub struct HostStatus {
     pub dead_until: Option<Instant>,
     pub consecutive_failures: u32,
     pub last_reply: Option<Instant>,
+    /// Requests waiting for this host now.
+    pub pending: usize,
+    pub counters: HostCounters,
+}
+
+/// Per-host counters, the ones ASA's `show aaa-server` prints plus the dropped
+/// unsigned replies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    pub auth_requests: u64,
+    pub acct_requests: u64,
+    pub retransmissions: u64,
+    pub accepts: u64,
+    pub rejects: u64,
+    pub challenges: u64,
+    pub accounting_responses: u64,
+    pub malformed: u64,
+    /// Replies whose Response Authenticator or Message-Authenticator did not verify.
+    pub bad_authenticators: u64,
+    /// Access-Accept/Reject/Challenge without Message-Authenticator, dropped.
+    pub unsigned_dropped: u64,
+    /// The same, accepted because of `accept-unsigned-replies`.
+    pub unsigned_accepted: u64,
+    /// Transactions this host did not answer in time.
+    pub timeouts: u64,
+    /// Datagrams from this host that answer no outstanding request.
+    pub unrecognized: u64,
+    /// Sum of round-trip times of authenticated replies, for the average.
+    pub rtt_total: Duration,
+}
+
+impl HostCounters {
+    pub fn replies(&self) -> u64 {
+        self.accepts + self.rejects + self.challenges + self.accounting_responses
+    }
+
+    pub fn average_rtt(&self) -> Option<Duration> {
+        let n = u32::try_from(self.replies()).ok().filter(|n| *n > 0)?;
+        Some(self.rtt_total / n)
+    }
+}
+
+/// How often a server's dropped replies are reported (each report counts the
+/// ones dropped quietly since the previous).
+pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a reply of a server was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Authentic Response Authenticator, no Message-Authenticator.
+    Unsigned,
+    BadResponseAuthenticator,
+    BadMessageAuthenticator,
+    /// Malformed attributes around the Message-Authenticator.
+    Malformed,
+}
+
+/// A dropped reply to report (rate limited per server, see [`DROP_REPORT_INTERVAL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedReply {
+    pub server: SocketAddr,
+    pub code: Code,
+    pub reason: DropReason,
+    /// Replies of this server dropped since the previous report, not reported.
+    pub suppressed: u64,
+}
+
+impl DropReason {
+    fn describe(self) -> &'static str {
+        match self {
+            DropReason::Unsigned => {
+                "without Message-Authenticator dropped: an unsigned reply can be forged (BlastRADIUS, CVE-2024-3596); \
+                 make the server sign its replies (FreeRADIUS 3.2.5+, NPS \"Message-Authenticator\" setting) \
+                 or, accepting that risk, add `accept-unsigned-replies` under this `aaa-server ... host`"
+            }
+            DropReason::BadResponseAuthenticator => {
+                "with a bad Response Authenticator dropped: the server's shared secret differs from the `key` configured here"
+            }
+            DropReason::BadMessageAuthenticator => {
+                "with a bad Message-Authenticator dropped: the server's shared secret differs from the `key` configured here, or the reply was forged"
+            }
+            DropReason::Malformed => "dropped: its Message-Authenticator attribute is malformed",
+        }
+    }
+}
+
+impl std::fmt::Display for DroppedReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} from {} {}",
+            code_name(self.code),
+            self.server.ip(),
+            self.reason.describe()
+        )?;
+        if self.suppressed > 0 {
+            write!(
+                f,
+                " ({} more dropped since the last report)",
+                self.suppressed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn code_name(c: Code) -> String {
+    match c {
+        Code::AccessAccept => "Access-Accept".into(),
+        Code::AccessReject => "Access-Reject".into(),
+        Code::AccessChallenge => "Access-Challenge".into(),
+        Code::AccountingResponse => "Accounting-Response".into(),
+        other => format!("RADIUS code {}", u8::from(other)),
+    }
 }
 
 /// 256 identifiers of one destination.
@@ -210,6 +338,10 @@ struct HostState {
     last_reply: Option<Instant>,
     auth_ids: IdAllocator,
     acct_ids: IdAllocator,
+    counters: HostCounters,
+    /// When the last dropped reply was reported, and how many since.
+    last_drop_report: Option<Instant>,
+    drops_unreported: u64,
 }
 
 impl HostState {
@@ -233,6 +365,12 @@ struct Pending {
     retries_left: u32,
     deadline: Instant,
     tried: Vec<bool>,
+    /// Sent on this host at (for the round-trip time).
+    sent: Instant,
+    /// A reply of some host was dropped: why, for the error if none is accepted.
+    refused: Option<(SocketAddr, Code, DropReason)>,
+    /// The current host answered (a dropped reply): it is alive.
+    host_answered: bool,
 }
 
 /// Client state machine of one server group.
@@ -244,6 +382,7 @@ pub struct RadiusClient {
     by_wire: HashMap<(SocketAddr, u8), RequestId>,
     next_request: u64,
     stats: ClientStats,
+    dropped: VecDeque<DroppedReply>,
 }
 
 impl RadiusClient {
@@ -265,6 +404,9 @@ impl RadiusClient {
                     next: rng.random(),
                     ..Default::default()
                 },
+                counters: HostCounters::default(),
+                last_drop_report: None,
+                drops_unreported: 0,
             })
             .collect();
         Self {
@@ -274,6 +416,40 @@ impl RadiusClient {
             by_wire: HashMap::new(),
             next_request: 1,
             stats: ClientStats::default(),
+            dropped: VecDeque::new(),
+        }
+    }
+
+    /// The next dropped reply to log; at most one per server per
+    /// [`DROP_REPORT_INTERVAL`] (the others are counted in the next one).
+    pub fn poll_dropped(&mut self) -> Option<DroppedReply> {
+        self.dropped.pop_front()
+    }
+
+    fn report_drop(&mut self, now: Instant, host: usize, code: Code, reason: DropReason) {
+        let h = &mut self.hosts[host];
+        if reason == DropReason::Unsigned {
+            h.counters.unsigned_dropped += 1;
+        } else {
+            h.counters.bad_authenticators += 1;
+        }
+        let due = h
+            .last_drop_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= DROP_REPORT_INTERVAL);
+        if !due {
+            h.drops_unreported += 1;
+            return;
+        }
+        h.last_drop_report = Some(now);
+        let suppressed = std::mem::take(&mut h.drops_unreported);
+        // A bounded queue: the I/O side drains it after every datagram.
+        if self.dropped.len() < 64 {
+            self.dropped.push_back(DroppedReply {
+                server: self.config.hosts[host].auth_addr,
+                code,
+                reason,
+                suppressed,
+            });
         }
     }
 
@@ -290,11 +466,14 @@ impl RadiusClient {
             .hosts
             .iter()
             .zip(&self.hosts)
-            .map(|(c, s)| HostStatus {
+            .enumerate()
+            .map(|(i, (c, s))| HostStatus {
                 auth_addr: c.auth_addr,
                 dead_until: s.dead_until,
                 consecutive_failures: s.consecutive_failures,
                 last_reply: s.last_reply,
+                pending: self.pending.values().filter(|p| p.host == i).count(),
+                counters: s.counters,
             })
             .collect()
     }
@@ -380,6 +559,7 @@ impl RadiusClient {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.stats.requests += 1;
+        self.count_request(host, request.kind());
         let transmit = Transmit {
             dest,
             bytes: bytes.clone(),
@@ -398,9 +578,20 @@ impl RadiusClient {
                 authenticator,
                 bytes,
                 tried,
+                sent: now,
+                refused: None,
+                host_answered: false,
             },
         );
         Ok((id, transmit))
+    }
+
+    fn count_request(&mut self, host: usize, kind: RequestKind) {
+        let c = &mut self.hosts[host].counters;
+        match kind {
+            RequestKind::Authentication => c.auth_requests += 1,
+            RequestKind::Accounting => c.acct_requests += 1,
+        }
     }
 
     /// Forgets a request (the user went away); a late reply is then unmatched.
@@ -450,6 +641,7 @@ impl RadiusClient {
             p.retries_left -= 1;
             p.deadline = now + self.config.hosts[p.host].timeout;
             self.stats.retransmits += 1;
+            self.hosts[p.host].counters.retransmissions += 1;
             events.push(Event::Retransmit {
                 request: id,
                 transmit: Transmit {
@@ -466,8 +658,13 @@ impl RadiusClient {
         self.stats.host_timeouts += 1;
         let from = p.dest;
         let host = &mut self.hosts[p.host];
-        host.consecutive_failures = host.consecutive_failures.saturating_add(1);
-        if !self.config.dead_time.is_zero()
+        host.counters.timeouts += 1;
+        // A host whose replies were refused is up: it does not go dead for it.
+        if !p.host_answered {
+            host.consecutive_failures = host.consecutive_failures.saturating_add(1);
+        }
+        if !p.host_answered
+            && !self.config.dead_time.is_zero()
             && host.dead_until.is_none()
             && host.consecutive_failures >= self.config.max_failed_attempts.max(1)
         {
@@ -502,6 +699,7 @@ impl RadiusClient {
                         bytes: bytes.clone(),
                     },
                 });
+                self.count_request(host, p.request.kind());
                 p.host = host;
                 p.dest = dest;
                 p.identifier = identifier;
@@ -509,15 +707,22 @@ impl RadiusClient {
                 p.bytes = bytes;
                 p.retries_left = self.config.hosts[host].retries;
                 p.deadline = now + self.config.hosts[host].timeout;
+                p.sent = now;
+                p.host_answered = false;
                 self.by_wire.insert((dest, identifier), id);
                 self.pending.insert(id, p);
             }
             Ok(None) => {
                 self.stats.failed += 1;
-                events.push(Event::Failed {
-                    request: id,
-                    error: RadiusError::AllServersDead,
-                });
+                let error = match p.refused {
+                    Some((server, code, reason)) => RadiusError::ReplyRefused {
+                        server,
+                        code,
+                        reason,
+                    },
+                    None => RadiusError::AllServersDead,
+                };
+                events.push(Event::Failed { request: id, error });
             }
             Err(error) => {
                 self.stats.failed += 1;
@@ -536,24 +741,64 @@ impl RadiusClient {
         from: SocketAddr,
         bytes: &[u8],
     ) -> Option<(RequestId, Result<Packet, RadiusError>)> {
+        let unmatched = |c: &mut Self| {
+            c.stats.unmatched += 1;
+            if let Some(h) = c
+                .config
+                .hosts
+                .iter()
+                .position(|h| h.auth_addr == from || h.acct_addr() == from)
+            {
+                c.hosts[h].counters.unrecognized += 1;
+            }
+            None
+        };
         let Some(&identifier) = bytes.get(1) else {
-            self.stats.unmatched += 1;
-            return None;
+            return unmatched(self);
         };
         let Some(&id) = self.by_wire.get(&(from, identifier)) else {
-            self.stats.unmatched += 1;
-            return None;
+            return unmatched(self);
         };
         let p = self.pending.get(&id)?;
-        let policy = if p.request.code() == Code::AccessRequest {
+        let (host, request_code) = (p.host, p.request.code());
+        let policy = if request_code == Code::AccessRequest {
             MessageAuthenticatorPolicy::Required
         } else {
             MessageAuthenticatorPolicy::IfPresent
         };
-        let secret = &self.config.hosts[p.host].secret;
-        if crypto::verify_reply(bytes, &p.authenticator, secret, policy).is_err() {
-            self.stats.bad_authenticator += 1;
-            return None;
+        let host_cfg = &self.config.hosts[host];
+        let code = bytes.first().map_or(Code::Unknown(0), |c| Code::from(*c));
+        match crypto::verify_reply(bytes, &p.authenticator, &host_cfg.secret, policy) {
+            Ok(()) => {}
+            // BlastRADIUS (CVE-2024-3596): an Access-* reply must be signed, unless
+            // the admin accepted the risk for this server.
+            Err(AuthenticatorError::MissingMessageAuthenticator)
+                if host_cfg.accept_unsigned_replies =>
+            {
+                self.hosts[host].counters.unsigned_accepted += 1;
+            }
+            Err(e) => {
+                self.stats.bad_authenticator += 1;
+                let reason = match e {
+                    AuthenticatorError::MissingMessageAuthenticator => DropReason::Unsigned,
+                    AuthenticatorError::BadMessageAuthenticator => {
+                        DropReason::BadMessageAuthenticator
+                    }
+                    AuthenticatorError::BadResponseAuthenticator
+                    | AuthenticatorError::BadRequestAuthenticator => {
+                        DropReason::BadResponseAuthenticator
+                    }
+                    _ => DropReason::Malformed,
+                };
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.refused = Some((from, code, reason));
+                    // Only an authentic Response Authenticator proves the host
+                    // itself answered.
+                    p.host_answered |= reason == DropReason::Unsigned;
+                }
+                self.report_drop(now, host, code, reason);
+                return None;
+            }
         }
         let p = self.pending.remove(&id)?;
         self.release(&p);
@@ -564,14 +809,23 @@ impl RadiusClient {
         let result = match Packet::decode(bytes) {
             Ok(packet) if packet.code.answers(p.request.code()) => {
                 self.stats.replies += 1;
+                host.counters.rtt_total += now.saturating_duration_since(p.sent);
+                match packet.code {
+                    Code::AccessAccept => host.counters.accepts += 1,
+                    Code::AccessReject => host.counters.rejects += 1,
+                    Code::AccessChallenge => host.counters.challenges += 1,
+                    _ => host.counters.accounting_responses += 1,
+                }
                 Ok(packet)
             }
             Ok(packet) => {
                 self.stats.malformed += 1;
+                host.counters.malformed += 1;
                 Err(RadiusError::UnexpectedReply(packet.code))
             }
             Err(e) => {
                 self.stats.malformed += 1;
+                host.counters.malformed += 1;
                 Err(RadiusError::Malformed(e))
             }
         };
@@ -595,6 +849,7 @@ mod tests {
             secret: secret.as_bytes().to_vec(),
             timeout: T,
             retries: 1,
+            accept_unsigned_replies: false,
         }
     }
 
@@ -886,5 +1141,114 @@ mod tests {
         );
         assert_eq!(HostConfig::asa_timing(12, 3), (Duration::from_secs(3), 3));
         assert_eq!(HostConfig::asa_timing(0, 0), (Duration::from_secs(1), 0));
+    }
+
+    #[test]
+    fn unsigned_replies_are_refused_reported_and_counted() {
+        let t0 = Instant::now();
+        let mut c = client(vec![host(20, "s1")]);
+        let (id, tx) = c.start(t0, authorize_only(&ctx())).unwrap();
+        let unsigned = answer(&tx.bytes, Code::AccessAccept, "s1", false);
+        assert!(c.on_datagram(t0, tx.dest, &unsigned).is_none());
+        let r = c.poll_dropped().expect("first drop is reported");
+        assert_eq!(
+            (r.server, r.code, r.reason, r.suppressed),
+            (tx.dest, Code::AccessAccept, DropReason::Unsigned, 0)
+        );
+        let text = r.to_string();
+        assert!(
+            text.starts_with(
+                "Access-Accept from 198.18.1.20 without Message-Authenticator dropped: "
+            ),
+            "{text}"
+        );
+        assert!(text.contains("CVE-2024-3596") && text.contains("accept-unsigned-replies"));
+        // The retransmitted request's answer again: counted, not reported again.
+        let ev = c.on_timeout(t0 + T);
+        assert!(matches!(ev[..], [Event::Retransmit { .. }]));
+        assert!(c.on_datagram(t0 + T, tx.dest, &unsigned).is_none());
+        assert_eq!(c.poll_dropped(), None);
+        // Out of tries: the error says the answer was refused, and the host that
+        // answered is not dead.
+        let ev = c.on_timeout(t0 + 2 * T);
+        assert_eq!(
+            ev,
+            vec![Event::Failed {
+                request: id,
+                error: RadiusError::ReplyRefused {
+                    server: tx.dest,
+                    code: Code::AccessAccept,
+                    reason: DropReason::Unsigned
+                }
+            }]
+        );
+        let msg = RadiusError::ReplyRefused {
+            server: tx.dest,
+            code: Code::AccessAccept,
+            reason: DropReason::Unsigned,
+        }
+        .to_string();
+        assert!(msg.starts_with("a RADIUS server answered, but its reply was refused: Access-Accept from 198.18.1.20 without"), "{msg}");
+        let st = c.host_status()[0];
+        assert_eq!(st.dead_until, None);
+        assert_eq!(st.consecutive_failures, 0);
+        assert_eq!(
+            (st.counters.auth_requests, st.counters.retransmissions),
+            (1, 1)
+        );
+        assert_eq!(
+            (
+                st.counters.unsigned_dropped,
+                st.counters.timeouts,
+                st.counters.accepts
+            ),
+            (2, 1, 0)
+        );
+        // A later request: a bad secret is a different reason; one interval after the
+        // first report the next drop is reported with the quiet ones counted.
+        let t1 = t0 + DROP_REPORT_INTERVAL;
+        let (_, tx) = c.start(t1, authorize_only(&ctx())).unwrap();
+        let wrong = answer(&tx.bytes, Code::AccessReject, "nope", true);
+        assert!(c.on_datagram(t1, tx.dest, &wrong).is_none());
+        let r = c.poll_dropped().expect("reported after the interval");
+        assert_eq!(
+            (r.code, r.reason, r.suppressed),
+            (Code::AccessReject, DropReason::BadResponseAuthenticator, 1)
+        );
+        assert!(
+            r.to_string()
+                .contains("(1 more dropped since the last report)")
+        );
+        assert_eq!(c.host_status()[0].counters.bad_authenticators, 1);
+        // The signed answer still completes it.
+        let good = answer(&tx.bytes, Code::AccessAccept, "s1", true);
+        assert!(c.on_datagram(t1, tx.dest, &good).unwrap().1.is_ok());
+        assert_eq!(c.host_status()[0].counters.accepts, 1);
+    }
+
+    #[test]
+    fn accept_unsigned_replies_lets_them_through_and_only_them() {
+        let now = Instant::now();
+        let mut h = host(20, "s1");
+        h.accept_unsigned_replies = true;
+        let mut c = client(vec![h]);
+        let (id, tx) = c.start(now, authorize_only(&ctx())).unwrap();
+        // Still verified: a wrong secret or a bad Message-Authenticator is dropped.
+        let wrong = answer(&tx.bytes, Code::AccessAccept, "s2", false);
+        assert!(c.on_datagram(now, tx.dest, &wrong).is_none());
+        let unsigned = answer(&tx.bytes, Code::AccessAccept, "s1", false);
+        let (got, result) = c.on_datagram(now, tx.dest, &unsigned).unwrap();
+        assert_eq!(got, id);
+        assert_eq!(result.unwrap().code, Code::AccessAccept);
+        let k = c.host_status()[0].counters;
+        assert_eq!(
+            (
+                k.unsigned_accepted,
+                k.unsigned_dropped,
+                k.bad_authenticators,
+                k.accepts
+            ),
+            (1, 0, 1, 1)
+        );
     }
 }

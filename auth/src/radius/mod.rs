@@ -24,8 +24,8 @@ pub use attribute::{
 };
 pub use authz::{Authorization, AuthorizationWarning, AvPair};
 pub use client::{
-    ClientConfig, ClientStats, Event, HostConfig, HostStatus, RadiusClient, RadiusError, RequestId,
-    Transmit,
+    ClientConfig, ClientStats, DROP_REPORT_INTERVAL, DropReason, DroppedReply, Event, HostConfig,
+    HostCounters, HostStatus, RadiusClient, RadiusError, RequestId, Transmit,
 };
 pub use crypto::{AuthenticatorError, MessageAuthenticatorPolicy};
 pub use dynauth::{

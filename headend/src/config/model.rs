@@ -12,6 +12,9 @@ pub struct Config {
     /// File name as given (for messages).
     pub source: String,
     pub hostname: Option<String>,
+    /// `domain-name NAME` (with `hostname`, the name SAML URLs derive from when
+    /// `saml idp` has no `base-url`, as on ASA).
+    pub domain_name: Option<String>,
     pub interfaces: Vec<Interface>,
     pub ip_local_pools: BTreeMap<String, Ipv4Pool>,
     pub ipv6_local_pools: BTreeMap<String, Ipv6Pool>,
@@ -139,6 +142,10 @@ pub struct AaaServerHost {
     pub timeout_secs: u32,
     /// `retry-interval SECONDS` (default 10)
     pub retry_interval_secs: u32,
+    /// `accept-unsigned-replies` (headend-only; ASA has no such command): accept
+    /// Access-Accept/Reject/Challenge without Message-Authenticator from this server.
+    /// Weakens the BlastRADIUS (CVE-2024-3596) protection; warned about at start.
+    pub accept_unsigned_replies: bool,
     pub line: usize,
 }
 
@@ -152,6 +159,7 @@ impl std::fmt::Debug for AaaServerHost {
             .field("accounting_port", &self.accounting_port)
             .field("timeout_secs", &self.timeout_secs)
             .field("retry_interval_secs", &self.retry_interval_secs)
+            .field("accept_unsigned_replies", &self.accept_unsigned_replies)
             .field("line", &self.line)
             .finish()
     }
@@ -281,6 +289,9 @@ pub struct TunnelGroup {
     /// (url, enabled)
     pub group_urls: Vec<(String, bool)>,
     pub saml_identity_provider: Option<String>,
+    /// ASA 9.17+ external browser for SAML (`saml external-browser enable`);
+    /// false = the client's embedded browser, ASA's default.
+    pub saml_external_browser: bool,
     pub line: usize,
 }
 

@@ -20,6 +20,7 @@ use super::model::*;
 use super::{ConfigError, DEFAULT_GROUP_POLICY};
 
 mod objects;
+mod saml;
 
 /// Parse a whole configuration. `source` is the file name used in messages.
 pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
@@ -297,6 +298,11 @@ impl<'a> Parser<'a> {
                 Ok(None)
             }
             ["hostname", ..] => fail("expected `hostname NAME`"),
+            ["domain-name", name] => {
+                self.cfg.domain_name = Some((*name).to_string());
+                Ok(None)
+            }
+            ["domain-name", ..] => fail("expected `domain-name NAME`"),
             ["ip", "local", "pool", ..] => self.ip_local_pool(c),
             ["ipv6", "local", "pool", ..] => self.ipv6_local_pool(c),
             ["interface", name] => {
@@ -778,6 +784,7 @@ impl<'a> Parser<'a> {
                     accounting_port: 1813,
                     timeout_secs: 10,
                     retry_interval_secs: 10,
+                    accept_unsigned_replies: false,
                     line: c.line,
                 });
                 g.hosts.len() - 1
@@ -1356,6 +1363,9 @@ impl<'a> Parser<'a> {
             ["retry-interval", n] => {
                 h.retry_interval_secs = parse_num(n, "retry-interval (seconds)", 1, 10)?
             }
+            // Not an ASA command (ASA has none for this): see AaaServerHost.
+            ["accept-unsigned-replies"] => h.accept_unsigned_replies = true,
+            ["no", "accept-unsigned-replies"] => h.accept_unsigned_replies = false,
             [
                 "authentication-port" | "accounting-port" | "timeout" | "retry-interval",
                 ..,
@@ -1368,6 +1378,9 @@ impl<'a> Parser<'a> {
     }
 
     fn sub_webvpn(&mut self, mode: &Mode, c: &Cmd) -> Step {
+        if let Some(step) = self.webvpn_saml(c) {
+            return step;
+        }
         let w = &mut self.cfg.webvpn;
         match c.toks.as_slice() {
             ["enable", iface] => {
@@ -1765,6 +1778,9 @@ impl<'a> Parser<'a> {
     }
 
     fn sub_tunnel_webvpn(&mut self, name: &str, mode: &Mode, c: &Cmd) -> Step {
+        if let Some(step) = self.tunnel_webvpn_saml(name, mode, c) {
+            return step;
+        }
         let t = c.toks.as_slice();
         match t {
             ["authentication", methods @ ..] => {

@@ -427,7 +427,8 @@ pub struct SsoLogin {
     pub token_cookie_name: String,
     /// `<sso-v2-error-cookie-name>`, normally `acSamlv2Error`.
     pub error_cookie_name: String,
-    /// `<sso-v2-browser-mode>`: `external` (compared case-sensitively).
+    /// `<sso-v2-browser-mode>`: `external` (compared case-sensitively); empty =
+    /// no element, which means the client's embedded browser.
     pub browser_mode: String,
 }
 
@@ -440,6 +441,15 @@ impl SsoLogin {
             token_cookie_name: "acSamlv2Token".to_owned(),
             error_cookie_name: "acSamlv2Error".to_owned(),
             browser_mode: "external".to_owned(),
+        }
+    }
+
+    /// The same for the client's embedded browser (ASA's default): no
+    /// `<sso-v2-browser-mode>`.
+    pub fn embedded(login_url: impl Into<String>, login_final_url: impl Into<String>) -> Self {
+        Self {
+            browser_mode: String::new(),
+            ..Self::external(login_url, login_final_url)
         }
     }
 }
@@ -551,11 +561,13 @@ impl AuthRequestForm {
                 "<sso-v2-error-cookie-name>{}</sso-v2-error-cookie-name>",
                 escape(&sso.error_cookie_name)
             );
-            let _ = writeln!(
-                x,
-                "<sso-v2-browser-mode>{}</sso-v2-browser-mode>",
-                escape(&sso.browser_mode)
-            );
+            if !sso.browser_mode.is_empty() {
+                let _ = writeln!(
+                    x,
+                    "<sso-v2-browser-mode>{}</sso-v2-browser-mode>",
+                    escape(&sso.browser_mode)
+                );
+            }
         }
         match &self.action {
             Some(a) => {
@@ -924,6 +936,14 @@ mod tests {
         assert!(x.contains("<sso-v2-token-cookie-name>acSamlv2Token</sso-v2-token-cookie-name>\n"));
         assert!(x.contains("<sso-v2-error-cookie-name>acSamlv2Error</sso-v2-error-cookie-name>\n"));
         assert!(x.contains("<sso-v2-browser-mode>external</sso-v2-browser-mode>\n"));
+        // The embedded browser (ASA's default) has no browser-mode element.
+        let embedded = AuthRequestForm {
+            inputs: FormInputs::Sso(SsoLogin::embedded("https://a/l", "https://a/f")),
+            ..form.clone()
+        }
+        .render();
+        assert!(embedded.contains("<sso-v2-login>https://a/l</sso-v2-login>\n"));
+        assert!(!embedded.contains("sso-v2-browser-mode"), "{embedded}");
         assert!(x.contains(
             "<form method=\"post\" action=\"/auth?tg=1&amp;x=2\">\n<input type=\"sso\" name=\"sso-token\"></input>\n</form>\n"
         ));
