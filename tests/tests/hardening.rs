@@ -361,3 +361,74 @@ fn accounting_stop_after_kill_9_is_sent_once_at_restart() {
     bob.stop();
     lab.assert_headend_running();
 }
+
+/// `threat-detection service invalid-vpn-access`: a login naming a tunnel group
+/// that does not exist shuns the source at once (733201 with
+/// Service[invalid-vpn-access]); its next connection gets no HTTP answer, while
+/// the other source still logs in.
+#[test]
+fn invalid_vpn_access_shuns_at_once() {
+    let Some(lab) = lab_with(2, "threat-detection service invalid-vpn-access\n") else {
+        return;
+    };
+    let src = lab.client_host(0).ip.to_string();
+    let init = |group: &str| {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<config-auth client=\"vpn\" type=\"init\" \
+             aggregate-auth-version=\"2\"><version who=\"vpn\">9.01</version>\
+             <group-select>{group}</group-select></config-auth>"
+        );
+        lab.exec_client(&[
+            "curl",
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "X-Aggregate-Auth: 1",
+            "-H",
+            "X-Transcend-Version: 1",
+            "--data-binary",
+            &xml,
+            &lab.url(),
+        ])
+    };
+    // A known group: answered, not shunned.
+    let ok = init(e2e::lab::AUTHGROUP);
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "200",
+        "{}",
+        cmd::combined(&ok)
+    );
+    assert_eq!(admin(&lab, &["show", "shun"]), "");
+    // A group that does not exist: refused, and the source is shunned.
+    let bad = init("DefaultL2LGroup-NOPE");
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stdout),
+        "200",
+        "{}",
+        cmd::combined(&bad)
+    );
+    assert_eq!(
+        admin(&lab, &["show", "shun"]),
+        format!("shun (outside) {src} 0.0.0.0 0 0 0\n")
+    );
+    assert!(lab.headend_log().contains(&format!(
+        "%ASA-4-733201: Threat-detection: Service[invalid-vpn-access] Peer[{src}]"
+    )));
+    let after = init(e2e::lab::AUTHGROUP);
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        "000",
+        "a shunned source got an HTTP answer: {}",
+        cmd::combined(&after)
+    );
+    let alice = lab.password("alice").to_owned();
+    let mut other = lab.connect_from(1, "alice", &alice, &[]);
+    other.stop();
+    lab.assert_headend_running();
+}
