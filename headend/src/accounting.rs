@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use auth::radius::{self, AccountingRecord, Code, SessionContext};
+use auth::radius::{self, AccountingRecord, AcctStatusType, Code, SessionContext};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -18,9 +18,22 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<AcctEvent>,
     groups: BTreeMap<String, Arc<RadiusGroup>>,
     hostname: Option<String>,
+    journal: Option<Arc<crate::acct_journal::AcctJournal>>,
 ) {
     let mut in_flight = JoinSet::new();
     while let Some(ev) = rx.recv().await {
+        if let Some(j) = &journal {
+            // A Stop is journaled before it is sent: after a crash, never a
+            // second Stop for this session (acct_journal.rs).
+            let r = match ev.status {
+                AcctStatusType::Stop => j.ended(&ev.acct_session_id),
+                AcctStatusType::InterimUpdate => j.checkpoint(std::slice::from_ref(&ev)),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                tracing::error!(user = %ev.username, session = %ev.acct_session_id, "accounting journal: {e}");
+            }
+        }
         let Some(group) = groups.get(&ev.group).cloned() else {
             tracing::warn!(group = %ev.group, "accounting-server-group is not a RADIUS group; record dropped");
             continue;

@@ -1,5 +1,6 @@
 //! VPN headend library: configuration, protocol codecs and the server.
 pub mod accounting;
+pub mod acct_journal;
 pub mod admin;
 pub mod coa;
 pub mod config;

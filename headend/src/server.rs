@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// (handshaking or logging in).
     #[arg(long, default_value_t = crate::threat::admission::DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE)]
     pub max_unauthenticated_per_source: u32,
+    /// Crash-safe accounting journal (Starts without a Stop yet); used when an
+    /// `aaa-server` group is configured.
+    #[arg(long, default_value = crate::acct_journal::DEFAULT_PATH)]
+    pub accounting_journal: PathBuf,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,8 @@ pub struct Headend {
     pub threats: Arc<crate::threat::Threats>,
 }
 
+/// How often the accounting journal checkpoints every session's counters.
+const ACCOUNTING_CHECKPOINT: Duration = Duration::from_secs(60);
 /// How long a TLS handshake or an incomplete request may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -184,6 +190,37 @@ pub async fn run_with(
         tun.tcp_gso()
     );
 
+    // Before the session table: the Stops a crash left unsent, and new
+    // Acct-Session-Ids (boot second + index) that cannot collide with theirs.
+    let journal = if config.aaa_server_groups.is_empty() {
+        None
+    } else {
+        let (j, stops) = crate::acct_journal::AcctJournal::open(
+            &args.accounting_journal,
+            crate::acct_journal::DEFAULT_MAX_BYTES,
+        )
+        .with_context(|| format!("accounting journal {}", args.accounting_journal.display()))?;
+        if !stops.is_empty() {
+            tracing::warn!(
+                "accounting journal {}: {} session(s) left open by a crash; sending their Stops (NAS-Reboot)",
+                args.accounting_journal.display(),
+                stops.len()
+            );
+            let newest = stops
+                .iter()
+                .filter_map(|s| u32::from_str_radix(s.acct_session_id.get(..8)?, 16).ok())
+                .max()
+                .unwrap_or(0);
+            while std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() <= u64::from(newest))
+                .unwrap_or(false)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Some((Arc::new(j), stops))
+    };
     let sessions = Arc::new(SessionTable::new(&config));
     let policy = Arc::new(crate::policy_state::PolicyState::new(&config)?);
     sessions.set_policy(policy.clone());
@@ -249,12 +286,35 @@ pub async fn run_with(
             .next()
             .map(|g| g.nas_ip)
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let journal = journal.map(|(j, stops)| {
+            for stop in stops {
+                let _ = tx.send(stop);
+            }
+            sessions.set_accounting_journal(j.clone());
+            j
+        });
         sessions.set_accounting(tx, nas_ip);
-        Some(tokio::spawn(crate::accounting::run(
-            rx,
-            radius.clone(),
-            config.hostname.clone(),
-        )))
+        Some((
+            tokio::spawn(crate::accounting::run(
+                rx,
+                radius.clone(),
+                config.hostname.clone(),
+                journal.clone(),
+            )),
+            journal.map(|j| {
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(ACCOUNTING_CHECKPOINT);
+                    loop {
+                        tick.tick().await;
+                        let snap = sessions.accounting_snapshot(Instant::now());
+                        if let Err(e) = j.checkpoint(&snap) {
+                            tracing::error!("accounting journal checkpoint: {e}");
+                        }
+                    }
+                })
+            }),
+        ))
     };
     let dynauth_clients: Vec<auth::radius::DynAuthClient> = config
         .aaa_server_groups
@@ -426,7 +486,10 @@ pub async fn run_with(
     // accounting task finish its last requests (bounded by the RADIUS timeouts).
     drop(headend);
     sessions.close_accounting();
-    if let Some(task) = accounting {
+    if let Some((task, checkpoints)) = accounting {
+        if let Some(c) = checkpoints {
+            c.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     }
     reaper.abort();

@@ -285,6 +285,8 @@ struct Inner {
     next_index: u64,
     next_generation: u64,
     events: Option<mpsc::UnboundedSender<AcctEvent>>,
+    /// Crash-safe record of the Starts (acct_journal.rs).
+    journal: Option<Arc<crate::acct_journal::AcctJournal>>,
     /// How often to send Interim-Update, per accounting group.
     interim: BTreeMap<String, Duration>,
     /// NAS-IP-Address as hex, the first part of audit-session-ids.
@@ -338,6 +340,7 @@ impl SessionTable {
                 next_index: 1,
                 next_generation: 1,
                 events: None,
+                journal: None,
                 interim: config
                     .aaa_server_groups
                     .values()
@@ -386,6 +389,34 @@ impl SessionTable {
         let mut inner = self.lock();
         inner.events = Some(tx);
         inner.nas_hex = format!("{:08x}", u32::from(nas_ip));
+    }
+
+    /// Every Start is journaled (fsync'd) before its tunnel comes up.
+    pub fn set_accounting_journal(&self, journal: Arc<crate::acct_journal::AcctJournal>) {
+        self.lock().journal = Some(journal);
+    }
+
+    /// Interim-style records of every session with a Start: the counters the
+    /// accounting journal checkpoints.
+    pub fn accounting_snapshot(&self, now: Instant) -> Vec<AcctEvent> {
+        let inner = self.lock();
+        inner
+            .sessions
+            .values()
+            .filter_map(|s| {
+                let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone())
+                else {
+                    return None;
+                };
+                Some(acct_event(
+                    s,
+                    auth::radius::AcctStatusType::InterimUpdate,
+                    None,
+                    group,
+                    now,
+                ))
+            })
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -594,6 +625,13 @@ impl SessionTable {
             s.acct_started = Some(now);
             s.last_interim = now;
             let ev = acct_event(s, auth::radius::AcctStatusType::Start, None, group, now);
+            // Durable before the tunnel is up: a crash from here on still
+            // gets its Stop at the next start (issue 17).
+            if let Some(j) = &inner.journal
+                && let Err(e) = j.started(&ev)
+            {
+                tracing::error!(user = %ev.username, session = %ev.acct_session_id, "accounting journal: {e}; a crash would lose this session's Stop");
+            }
             if let Some(tx) = &inner.events {
                 let _ = tx.send(ev);
             }

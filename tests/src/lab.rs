@@ -561,6 +561,8 @@ impl Lab {
             .arg(self.admin_socket())
             .arg("--tun-name")
             .arg(HEADEND_TUN)
+            .arg("--accounting-journal")
+            .arg(self.dir.join("accounting.journal"))
             .args(extra)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
@@ -603,6 +605,25 @@ impl Lab {
                 self.headend_log()
             );
         }
+    }
+
+    /// After the headend has exited (a crash, `kill -9`): keeps its log as
+    /// `headend.N.log` and starts it again with the same config and state dir.
+    pub fn restart_headend(&self) {
+        let status = wait_until(HANG_GUARD, || self.headend_exit_status())
+            .unwrap_or_else(|| panic!("headend still running: restart_headend needs it exited"));
+        eprintln!("headend exited ({status}); restarting it");
+        *self.headend.lock().unwrap() = None;
+        let mut n = 1;
+        while self.dir.join(format!("headend.{n}.log")).exists() {
+            n += 1;
+        }
+        fs::rename(
+            self.headend_log_path(),
+            self.dir.join(format!("headend.{n}.log")),
+        )
+        .expect("keep the old headend log");
+        self.start_headend();
     }
 
     /// `Some(status)` once the headend has exited; `None` while it runs or was not started.

@@ -271,3 +271,164 @@ fn half_open_flood_from_one_source_does_not_block_another() {
     before.stop();
     lab.assert_headend_running();
 }
+
+/// Accounting survives a crash: alice's Start is journaled, the headend is
+/// killed with SIGKILL (no Stop can be sent), and the restarted headend sends
+/// her Stop with Acct-Terminate-Cause NAS-Reboot, once, and clears the journal.
+/// Another crash and restart after that sends no second Stop.
+#[test]
+fn accounting_stop_after_kill_9_is_sent_once_at_restart() {
+    use e2e::radius::{self as radius, RadiusLab, RadiusSetup};
+    let Some(rl) = RadiusLab::start(RadiusSetup {
+        config: format!(
+            "access-list VPN-FILTER extended permit ip any any\n!\n{}",
+            radius::tunnel_group_config(None)
+        ),
+        ..RadiusSetup::default()
+    }) else {
+        return;
+    };
+    let lab = &rl.lab;
+    let ise = &rl.primary;
+    let is = |r: &std::collections::HashMap<String, String>, status: &str, id: &str| {
+        r.get("Acct-Status-Type").map(String::as_str) == Some(status)
+            && r.get("Acct-Session-Id").map(String::as_str) == Some(id)
+    };
+    let mut alice = rl.login(0, "alice");
+    let records = ise.wait_accounting("a Start for alice", |rs| {
+        rs.iter().any(|r| {
+            r.get("Acct-Status-Type").map(String::as_str) == Some("Start")
+                && r.get("User-Name").map(String::as_str) == Some("alice")
+        })
+    });
+    let start = records
+        .iter()
+        .find(|r| r.get("User-Name").map(String::as_str) == Some("alice"))
+        .expect("alice's Start");
+    let id = start["Acct-Session-Id"].clone();
+    let journal = lab.dir().join("accounting.journal");
+    assert!(
+        fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .starts_with("S "),
+        "alice's Start is not in the journal {}",
+        journal.display()
+    );
+
+    lab.signal_headend(libc::SIGKILL);
+    alice.stop();
+    assert!(
+        !ise.accounting_records().iter().any(|r| is(r, "Stop", &id)),
+        "a Stop before the restart: SIGKILL cannot send one"
+    );
+    lab.restart_headend();
+    let records = ise.wait_accounting("alice's Stop after the restart", |rs| {
+        rs.iter().any(|r| is(r, "Stop", &id))
+    });
+    let stop = records.iter().find(|r| is(r, "Stop", &id)).expect("Stop");
+    println!("Stop: {stop:#?}");
+    assert_eq!(stop["Acct-Terminate-Cause"], "NAS-Reboot", "{stop:#?}");
+    assert_eq!(stop["Class"], start["Class"], "{stop:#?}");
+    assert_eq!(
+        stop["Framed-IP-Address"], start["Framed-IP-Address"],
+        "{stop:#?}"
+    );
+    assert!(stop.contains_key("Acct-Session-Time"), "{stop:#?}");
+    assert!(lab.headend_log().contains("left open by a crash"));
+    assert_eq!(
+        fs::metadata(&journal).map(|m| m.len()).unwrap_or(0),
+        0,
+        "the journal is not cleared after the Stop"
+    );
+
+    // Crash again: nothing is owed any more, so no second Stop.
+    lab.signal_headend(libc::SIGKILL);
+    lab.restart_headend();
+    let mut bob = rl.login(0, "bob");
+    ise.wait_accounting("a Start for bob", |rs| {
+        rs.iter().any(|r| {
+            r.get("Acct-Status-Type").map(String::as_str) == Some("Start")
+                && r.get("User-Name").map(String::as_str) == Some("bob")
+        })
+    });
+    let stops = ise
+        .accounting_records()
+        .iter()
+        .filter(|r| is(r, "Stop", &id))
+        .count();
+    assert_eq!(stops, 1, "Stops for alice's session {id}");
+    assert!(!lab.headend_log().contains("left open by a crash"));
+    bob.stop();
+    lab.assert_headend_running();
+}
+
+/// `threat-detection service invalid-vpn-access`: a login naming a tunnel group
+/// that does not exist shuns the source at once (733201 with
+/// Service[invalid-vpn-access]); its next connection gets no HTTP answer, while
+/// the other source still logs in.
+#[test]
+fn invalid_vpn_access_shuns_at_once() {
+    let Some(lab) = lab_with(2, "threat-detection service invalid-vpn-access\n") else {
+        return;
+    };
+    let src = lab.client_host(0).ip.to_string();
+    let init = |group: &str| {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<config-auth client=\"vpn\" type=\"init\" \
+             aggregate-auth-version=\"2\"><version who=\"vpn\">9.01</version>\
+             <group-select>{group}</group-select></config-auth>"
+        );
+        lab.exec_client(&[
+            "curl",
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "X-Aggregate-Auth: 1",
+            "-H",
+            "X-Transcend-Version: 1",
+            "--data-binary",
+            &xml,
+            &lab.url(),
+        ])
+    };
+    // A known group: answered, not shunned.
+    let ok = init(e2e::lab::AUTHGROUP);
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "200",
+        "{}",
+        cmd::combined(&ok)
+    );
+    assert_eq!(admin(&lab, &["show", "shun"]), "");
+    // A group that does not exist: refused, and the source is shunned.
+    let bad = init("DefaultL2LGroup-NOPE");
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stdout),
+        "200",
+        "{}",
+        cmd::combined(&bad)
+    );
+    assert_eq!(
+        admin(&lab, &["show", "shun"]),
+        format!("shun (outside) {src} 0.0.0.0 0 0 0\n")
+    );
+    assert!(lab.headend_log().contains(&format!(
+        "%ASA-4-733201: Threat-detection: Service[invalid-vpn-access] Peer[{src}]"
+    )));
+    let after = init(e2e::lab::AUTHGROUP);
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        "000",
+        "a shunned source got an HTTP answer: {}",
+        cmd::combined(&after)
+    );
+    let alice = lab.password("alice").to_owned();
+    let mut other = lab.connect_from(1, "alice", &alice, &[]);
+    other.stop();
+    lab.assert_headend_running();
+}
