@@ -16,9 +16,9 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
@@ -28,9 +28,9 @@ fi
 # other processes of the same name: another lab on this machine may be running.
 for svc in ocserv freeradius apache2 prometheus; do
   if [ -d /run/systemd/system ]; then
-    systemctl stop "$svc" >/dev/null 2>&1 || true
+    $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
   elif [ -x "/etc/init.d/$svc" ]; then
-    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
   fi
 done
 # PyPI tools the management-plane tests drive (tests/src/textfsm.rs): TextFSM with
@@ -38,8 +38,15 @@ done
 LAB_PY=/opt/headend-lab-py
 if ! "$LAB_PY/bin/python" -c 'import textfsm, ntc_templates, netmiko' >/dev/null 2>&1; then
   echo "install-deps: installing textfsm ntc-templates netmiko into $LAB_PY"
-  /usr/bin/python3 -m venv "$LAB_PY"
-  "$LAB_PY/bin/pip" install --quiet textfsm ntc-templates netmiko
+  $SUDO /usr/bin/python3 -m venv "$LAB_PY"
+  $SUDO "$LAB_PY/bin/pip" install --quiet textfsm ntc-templates netmiko
 fi
-command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# cargo-nextest (netns/test.sh) for the user who builds, with that user's cargo.
+# shellcheck source=netns/as-user.sh
+. "$(dirname "${BASH_SOURCE[0]}")/as-user.sh"
+if as_build_user sh -c 'command -v cargo >/dev/null'; then
+  as_build_user sh -c 'command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest'
+else
+  echo "install-deps: no cargo for user $(build_user) (install Rust with rustup); cargo-nextest not installed"
+fi
 echo "install-deps: ok"

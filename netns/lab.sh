@@ -19,7 +19,7 @@
 # company-vpn with `authentication saml`, next to the password groups LOCAL-PW,
 # LOCAL-NODTLS and the dual-stack LOCAL-DUAL).
 #
-# Usage: lab.sh up ID | start ID | show ID | down ID | demo
+# Usage: lab.sh up ID | start ID | show ID | down ID | demo [--keep]
 #        lab.sh connect ID [USER] [--client N] [-- OPENCONNECT-ARGS…]
 #             openconnect with USER's local password on LOCAL-PW
 #        lab.sh connect-saml ID USER [--client N] [-- OPENCONNECT-ARGS…]
@@ -29,11 +29,18 @@
 # State (certs, keys, configs, passwords, pids, logs) lives in /tmp/headend-lab-ID/:
 # password-USER (local, LOCAL-PW), idp-password-USER (at the IdP), idp/ (IdP config
 # and state), idp.log, headend.log, oc-USER.log, sso-browser-USER.log.
-# demo: LAB_NO_INSTALL=1 skips netns/install-deps.sh; HEADEND_BIN=PATH skips the build.
+# demo [--keep]: LAB_NO_INSTALL=1 skips netns/install-deps.sh; HEADEND_BIN=PATH skips the
+# build; --keep leaves the lab running and prints what to try. Run as a normal user, it
+# builds with that user's cargo and asks sudo for root; as root through sudo, it builds
+# as $SUDO_USER (netns/as-user.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
+LAB_ARGS=("$@")
+# shellcheck source=netns/as-user.sh
+. "$HERE/as-user.sh"
+METRICS_PORT=9273
 OUTSIDE_IP=198.18.0.1
 CLIENT_IP=198.18.0.2
 CLIENT2_IP=198.18.0.3
@@ -80,7 +87,15 @@ check_id() {
   [ -n "${1:-}" ] || die "missing ID"
   [[ "$1" =~ ^[A-Za-z0-9_.-]{1,40}$ ]] || die "bad ID '$1' (letters, digits, _ . - only)"
 }
-need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces)"; }
+# Network namespaces need root: a normal user's run continues through sudo (the
+# build, if any, is done by then, as that user).
+need_root() {
+  [ "$(id -u)" -eq 0 ] && return 0
+  command -v sudo >/dev/null || die "must run as root (network namespaces) and sudo is not installed"
+  log "network namespaces need root: continuing with sudo"
+  exec sudo env ${HEADEND_BIN:+"HEADEND_BIN=$HEADEND_BIN"} ${LAB_NO_INSTALL:+"LAB_NO_INSTALL=$LAB_NO_INSTALL"} \
+    ${HEADEND_ARGS:+"HEADEND_ARGS=$HEADEND_ARGS"} bash "$HERE/lab.sh" "${LAB_ARGS[@]}"
+}
 
 headend_bin() {
   if [ -n "${HEADEND_BIN:-}" ]; then echo "$HEADEND_BIN"; return; fi
@@ -484,43 +499,89 @@ cmd_down() {
 }
 
 cmd_demo() {
-  local id="demo$$" why
-  need_root
+  local id="demo$$" why keep=0 arg c c2 g sessions
+  for arg in "$@"; do
+    case "$arg" in
+      --keep) keep=1 ;;
+      *) die "demo: unknown argument '$arg' (only --keep)" ;;
+    esac
+  done
   if [ "${LAB_NO_INSTALL:-0}" = 1 ]; then
     log "LAB_NO_INSTALL=1: not running netns/install-deps.sh"
   else
     bash "$HERE/install-deps.sh"
+    export LAB_NO_INSTALL=1
   fi
-  why=$(idp_unavailable)
-  [ -z "$why" ] || die "the demo needs the SAML IdP: $why (run netns/install-deps.sh)"
   if [ -n "${HEADEND_BIN:-}" ]; then
     [ -x "$HEADEND_BIN" ] || die "HEADEND_BIN=$HEADEND_BIN is not an executable"
     log "HEADEND_BIN=$HEADEND_BIN: not building"
   else
-    (cd "$ROOT" && cargo build --release --bins)
+    require_cargo
+    log "building the headend (release) as $(build_user)"
+    (cd "$ROOT" && as_build_user cargo build --release -p headend --bin headend)
     export HEADEND_BIN="$ROOT/target/release/headend"
   fi
-  # Expanded now: $id is local and gone by the time the EXIT trap runs.
-  # shellcheck disable=SC2064
-  trap "cmd_down '$id'" EXIT
+  case " ${HEADEND_ARGS:-} " in
+    *" --metrics-listen "*) ;;
+    *) export HEADEND_ARGS="${HEADEND_ARGS:-} --metrics-listen $OUTSIDE_IP:$METRICS_PORT" ;;
+  esac
+  need_root
+  why=$(idp_unavailable)
+  [ -z "$why" ] || die "the demo needs the SAML IdP: $why (run netns/install-deps.sh)"
+  c=$(ns_client "$id"); c2=$(ns_client2 "$id"); g=$(ns_gw "$id")
+  if [ "$keep" = 0 ]; then
+    # Expanded now: $id is local and gone by the time the EXIT trap runs.
+    # shellcheck disable=SC2064
+    trap "cmd_down '$id'" EXIT
+  else
+    # Only a failed demo is torn down; a finished one stays for you to use.
+    # shellcheck disable=SC2064
+    trap "[ \$? -eq 0 ] || cmd_down '$id'" EXIT
+  fi
   trap 'exit 130' INT TERM
   cmd_up "$id"
   cmd_start "$id"
-  log "alice: SAML login (tunnel group $SAML_TG) from $(ns_client "$id"), browser = netns/sso-browser.sh"
+  log "alice: SAML login (tunnel group $SAML_TG) from $c, browser = netns/sso-browser.sh"
   cmd_connect_saml "$id" alice
-  log "ping $INSIDE_HOST from $(ns_client "$id") through alice's tunnel"
-  ip netns exec "$(ns_client "$id")" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
-  log "bob: local password (tunnel group LOCAL-PW) from $(ns_client2 "$id")"
+  log "ping $INSIDE_HOST from $c through alice's tunnel"
+  ip netns exec "$c" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
+  log "bob: local password (tunnel group LOCAL-PW) from $c2"
   cmd_connect "$id" bob --client 2
-  log "ping $INSIDE_HOST from $(ns_client2 "$id") through bob's tunnel"
-  ip netns exec "$(ns_client2 "$id")" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
+  log "ping $INSIDE_HOST from $c2 through bob's tunnel"
+  ip netns exec "$c2" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
   log "headend show vpn-sessiondb"
   cmd_show "$id"
+  sessions=$(ip netns exec "$g" curl -sf --max-time 5 "http://$OUTSIDE_IP:$METRICS_PORT/metrics" |
+    awk '/^headend_sessions\{/ { n += $2 } END { print n + 0 }')
+  cat <<SUMMARY
+
+=== demo summary ===
+- lab $id: clients $c (198.18.0.2) and $c2 ($CLIENT2_IP), headend in $g ($OUTSIDE_IP),
+  inside host $INSIDE_HOST, SAML IdP at $IDP_BASE_URL
+- alice logged in with SAML (tunnel group $SAML_TG), bob with a local password (LOCAL-PW)
+- both pinged $INSIDE_HOST through their tunnels
+- show vpn-sessiondb listed both sessions; /metrics reports headend_sessions = $sessions
+SUMMARY
+  if [ "$keep" = 1 ]; then
+    cat <<KEEP
+The lab is still running (--keep). Things to try (as root, or prefix with sudo):
+  ip netns exec $g $HEADEND_BIN show vpn-sessiondb --admin-socket $(lab_dir "$id")/admin.sock
+  ip netns exec $g $HEADEND_BIN show counters --admin-socket $(lab_dir "$id")/admin.sock
+  ip netns exec $c ping -c 3 $INSIDE_HOST            # through alice's tunnel
+  ip netns exec $g curl -s http://$OUTSIDE_IP:$METRICS_PORT/metrics | grep ^headend_
+  bash netns/lab.sh connect $id alice                # a second session for alice (LOCAL-PW)
+  less $(lab_dir "$id")/headend.log
+When done:
+  bash netns/lab.sh down $id
+KEEP
+  else
+    echo "The lab is removed now (run 'bash netns/lab.sh demo --keep' to keep it)."
+  fi
 }
 
 usage() {
   echo "usage: $0 up ID | start ID | connect ID [USER] [--client N] [-- OPENCONNECT-ARGS...] |" >&2
-  echo "       connect-saml ID USER [--client N] [-- OPENCONNECT-ARGS...] | show ID | down ID | demo" >&2
+  echo "       connect-saml ID USER [--client N] [-- OPENCONNECT-ARGS...] | show ID | down ID | demo [--keep]" >&2
   exit 2
 }
 
@@ -529,6 +590,6 @@ case "$cmd" in
 up | start | show | down) check_id "${2:-}"; "cmd_$cmd" "$2" ;;
 connect) check_id "${2:-}"; shift; cmd_connect "$@" ;;
 connect-saml) check_id "${2:-}"; shift; cmd_connect_saml "$@" ;;
-demo) cmd_demo ;;
+demo) shift; cmd_demo "$@" ;;
 *) usage ;;
 esac
