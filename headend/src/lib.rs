@@ -1,6 +1,7 @@
 //! VPN headend library: configuration, protocol codecs and the server.
 pub mod accounting;
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod dtls;
 pub mod login;
@@ -14,5 +15,6 @@ pub mod server;
 pub mod sessions;
 pub mod show;
 pub mod sxp_io;
+pub mod syslog;
 pub mod tls;
 pub mod tunnel;

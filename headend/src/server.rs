@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// Use virtio-net offload (TSO/GRO) on the TUN device.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tun_offload: bool,
+    /// TCP port of the SSH CLI (started when the config has `ssh` lines).
+    #[arg(long, default_value_t = 22)]
+    pub ssh_port: u16,
+    /// SSH host key (OpenSSH format); generated (Ed25519) on first start.
+    #[arg(long, default_value = crate::cli::ssh::DEFAULT_HOST_KEY)]
+    pub ssh_host_key: PathBuf,
 }
 
 /// Everything a connection needs, shared read-only (plus the session table).
@@ -76,6 +82,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = crate::config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::syslog::init(
+        &config.management.logging,
+        config.hostname.as_deref().unwrap_or("headend"),
+    );
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
     }
@@ -275,6 +285,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         policy: policy.clone(),
         sxp: sxp.clone(),
     });
+    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA.
+    if !headend.config.management.ssh_access.is_empty() {
+        let ssh = crate::cli::ssh::SshArgs {
+            port: args.ssh_port,
+            host_key: args.ssh_host_key.clone(),
+        };
+        let ctx = admin_ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::cli::ssh::serve(ssh, ctx).await {
+                tracing::error!("SSH CLI stopped: {e:#}");
+            }
+        });
+    }
     let admin_path = args.admin_socket.clone();
     let mut admin_task = tokio::spawn(admin::serve(admin_path, admin_ctx));
 

@@ -535,6 +535,9 @@ impl Lab {
             .arg(self.admin_socket())
             .arg("--tun-name")
             .arg(HEADEND_TUN)
+            // Used only when the config has `ssh` lines (tests/tests/mgmt.rs).
+            .arg("--ssh-host-key")
+            .arg(self.dir.join("ssh_host_ed25519_key"))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

@@ -5,6 +5,7 @@
 //! commands the headend does not need. `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
+pub mod mgmt;
 pub mod model;
 mod parse;
 mod policy;

@@ -25,6 +25,8 @@ pub struct Config {
     pub tunnel_groups: BTreeMap<String, TunnelGroup>,
     pub access_lists: BTreeMap<String, AccessList>,
     pub cts: Cts,
+    /// SSH CLI access and logging (`config/mgmt.rs`).
+    pub management: super::mgmt::Management,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }

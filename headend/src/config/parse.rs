@@ -376,7 +376,11 @@ impl<'a> Parser<'a> {
                 self.cfg.cts.sxp_enable = false;
                 Ok(None)
             }
-            _ => self.unknown(c, None),
+            // ssh, enable password, aaa authentication ssh, logging: config/mgmt.rs.
+            _ => match super::mgmt::apply(&mut self.cfg.management, t, c.line) {
+                Some(r) => r.map(|()| None).map_err(Fail::Here),
+                None => self.unknown(c, None),
+            },
         }
     }
 
