@@ -161,12 +161,23 @@ async fn decide(
         tokio::task::spawn_blocking(move || users.check(&user, &password)).await
     };
     if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
+        crate::syslog::emit(crate::syslog::Message::LocalAuthRejected {
+            reason: "Invalid password".into(),
+            user: user.to_string(),
+            user_ip: client_ip,
+        });
         tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
         return LoginStep::Form {
             tunnel_group: name,
             error: Some("Login failed.".into()),
         };
     }
+    crate::syslog::emit(crate::syslog::Message::LocalAuthSuccess {
+        user: user.to_string(),
+    });
+    crate::syslog::emit(crate::syslog::Message::AaaAccept {
+        user: user.to_string(),
+    });
     let audit_session_id = h.sessions.new_audit_session_id();
     finish(
         h,

@@ -130,10 +130,19 @@ fn init_tracing() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HEADEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::prelude::*;
     // Colour only on a terminal: logs in files stay greppable.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    // The dataplane's `log` ACE matches become ASA syslog 106100.
+    let acl_log = headend::syslog::AclLogBridge.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("dataplane::enforce", tracing::Level::INFO),
+    );
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(acl_log)
         .init();
 }

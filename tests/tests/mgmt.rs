@@ -416,3 +416,131 @@ fn netmiko_drives_the_ssh_cli() {
         "{shown}"
     );
 }
+
+/// A group whose vpn-filter denies (and logs) TCP to the inside host's port 2222.
+const LOGGED_GROUP: &str = "\
+access-list LOGGED extended deny tcp any host 198.18.1.10 eq 2222 log
+access-list LOGGED extended permit ip any any
+group-policy GP-LOGGED internal
+group-policy GP-LOGGED attributes
+ vpn-tunnel-protocol ssl-client
+ split-tunnel-policy tunnelspecified
+ split-tunnel-network-list value SPLIT
+ vpn-filter value LOGGED
+ address-pools value VPN-POOL
+tunnel-group LOGGED type remote-access
+tunnel-group LOGGED general-attributes
+ address-pool VPN-POOL
+ default-group-policy GP-LOGGED
+tunnel-group LOGGED webvpn-attributes
+ authentication aaa
+ group-alias LOGGED enable
+logging enable
+logging timestamp
+logging device-id hostname
+logging trap informational
+logging host inside 198.18.1.10 udp/5514
+logging host inside 198.18.1.10 tcp/1470
+! Nobody listens here: a dead log host must not hold anything up.
+logging host inside 198.18.1.99 tcp/1470
+";
+
+/// rsyslog with one file per transport; `%rawmsg%` keeps what came on the wire.
+fn rsyslog_conf(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"global(workDirectory="{d}")
+module(load="imudp")
+module(load="imtcp")
+template(name="raw" type="string" string="%rawmsg%\n")
+ruleset(name="udp") {{ action(type="omfile" file="{d}/syslog-udp.log" template="raw") }}
+ruleset(name="tcp") {{ action(type="omfile" file="{d}/syslog-tcp.log" template="raw") }}
+input(type="imudp" address="198.18.1.10" port="5514" ruleset="udp")
+input(type="imtcp" address="198.18.1.10" port="1470" ruleset="tcp")
+"#
+    )
+}
+
+/// A real rsyslog (Debian) on the inside host receives, over UDP and over TCP
+/// (octet counting), ASA's messages for a login, an ACL deny and a logout.
+#[test]
+fn rsyslog_receives_login_acl_deny_and_logout() {
+    if !e2e::cmd::in_path("rsyslogd") {
+        assert!(
+            !e2e::lab::required(),
+            "rsyslogd missing (netns/install-deps.sh installs rsyslog)"
+        );
+        eprintln!("SKIP: rsyslogd missing");
+        return;
+    }
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    let conf = lab.dir().join("rsyslog.conf");
+    std::fs::write(&conf, rsyslog_conf(lab.dir())).unwrap();
+    let pid = lab.dir().join("rsyslog.pid");
+    let _rsyslog = lab.spawn_in(
+        lab.inside_ns(),
+        "rsyslogd",
+        &[
+            "rsyslogd",
+            "-n",
+            "-f",
+            conf.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+        ],
+    );
+    let listening = e2e::wait_until(e2e::lab::HANG_GUARD, || {
+        let out = lab.exec_inside(&["ss", "-Hltn", "sport = :1470"]);
+        (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
+    });
+    assert!(listening.is_some(), "rsyslogd does not listen");
+    e2e::radius::append_headend_config(&lab, LOGGED_GROUP);
+    lab.start_headend();
+
+    let mut alice = lab.spawn_client_in_group(0, "alice", lab.password("alice"), "LOGGED", &[]);
+    alice
+        .wait_connected(e2e::lab::HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.headend_log()));
+    // Denied by the filter (and logged); the connect just times out.
+    let _ = lab.exec_client(&[
+        "timeout",
+        "3",
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/198.18.1.10/2222",
+    ]);
+    lab.logoff_name("alice");
+    assert!(alice.wait_exit(e2e::lab::HANG_GUARD).is_some());
+
+    let wants = [
+        "%ASA-6-113039: Group <GP-LOGGED> User <alice> IP <198.18.0.2> AnyConnect parent session started.",
+        "%ASA-6-722022: Group <GP-LOGGED> User <alice> IP <198.18.0.2> TCP SVC connection established without compression",
+        "%ASA-6-722051: Group <GP-LOGGED> User <alice> IP <198.18.0.2> IPv4 Address <198.18.100.",
+        "%ASA-6-106100: access-list LOGGED denied tcp outside/198.18.100.",
+        "-> inside/198.18.1.10(2222) hit-cnt 1 first hit",
+        "%ASA-4-113019: Group = GP-LOGGED, Username = alice, IP = 198.18.0.2, Session disconnected. Session Type: AnyConnect-Parent, Duration: ",
+        "Reason: Administrator Reset",
+        // ASA's layout with `logging timestamp` and `logging device-id hostname`.
+        " vpn-gw : %ASA-6-113012: AAA user authentication Successful : local database : user = alice",
+    ];
+    for file in ["syslog-udp.log", "syslog-tcp.log"] {
+        let path = lab.dir().join(file);
+        let mut got = String::new();
+        let all = e2e::wait_until(e2e::lab::HANG_GUARD, || {
+            got = std::fs::read_to_string(&path).unwrap_or_default();
+            wants.iter().all(|w| got.contains(w)).then_some(())
+        });
+        println!("{file}:\n{got}");
+        for w in wants {
+            assert!(
+                all.is_some() && got.contains(w),
+                "{file}: no {w:?} in\n{got}\n--- headend log ---\n{}",
+                lab.headend_log()
+            );
+        }
+        // Facility 20 (local4), severity 6: <166>.
+        assert!(got.contains("<166>"), "{got}");
+    }
+}

@@ -9,7 +9,10 @@
 //! bounded queue, a full queue drops the message and counts it, and a host that
 //! is down only costs its own task reconnect attempts.
 
+mod acl_bridge;
 mod transport;
+
+pub use acl_bridge::AclLogBridge;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -72,6 +75,14 @@ pub enum Message {
     AaaRejected {
         reason: String,
         server: IpAddr,
+        user: String,
+        user_ip: IpAddr,
+    },
+    /// 113012/6 [U]: authentication against the local user database succeeded.
+    LocalAuthSuccess { user: String },
+    /// 113015/6 [U]: authentication against the local user database rejected.
+    LocalAuthRejected {
+        reason: String,
         user: String,
         user_ip: IpAddr,
     },
@@ -155,6 +166,8 @@ impl Message {
             Message::AaaSuccess { .. } => 113004,
             Message::AaaRejected { .. } => 113005,
             Message::AaaAccept { .. } => 113008,
+            Message::LocalAuthSuccess { .. } => 113012,
+            Message::LocalAuthRejected { .. } => 113015,
             Message::WebVpnStarted { .. } => 716001,
             Message::WebVpnTerminated { .. } => 716002,
             Message::SvcClosing { .. } => 722037,
@@ -249,6 +262,17 @@ impl Message {
                 hide(user)
             ),
             Message::AaaAccept { user } => format!("AAA transaction status ACCEPT : user = {user}"),
+            Message::LocalAuthSuccess { user } => {
+                format!("AAA user authentication Successful : local database : user = {user}")
+            }
+            Message::LocalAuthRejected {
+                reason,
+                user,
+                user_ip,
+            } => format!(
+                "AAA user authentication Rejected : reason = {reason} : local database : user = {} : user IP = {user_ip}",
+                hide(user)
+            ),
             Message::WebVpnStarted { group, user, ip } => {
                 format!("Group {group} User {user} IP {ip} WebVPN session started.")
             }
