@@ -844,13 +844,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn running_config(text: &str, section: &[String]) -> String {
     let mut out = String::new();
     let mut keep = section.is_empty();
+    // The PKCS#12 blob after `crypto ca import NAME pkcs12 PASS`, up to `quit`,
+    // is key material: ASA never prints it back.
+    let mut in_import = false;
     for line in text.lines() {
+        if in_import {
+            in_import = line.trim() != "quit";
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        in_import = matches!(
+            words.as_slice(),
+            ["crypto", "ca", "import", _, "pkcs12", ..]
+        );
         if line.trim_start().starts_with('!') && !section.is_empty() {
             continue;
         }
         let top = !line.starts_with(' ');
         if top && !section.is_empty() {
-            let words: Vec<&str> = line.split_whitespace().collect();
             keep = words.len() >= section.len() && words.iter().zip(section).all(|(w, s)| w == s);
         }
         if keep {
@@ -861,32 +872,26 @@ pub fn running_config(text: &str, section: &[String]) -> String {
     out
 }
 
-/// ASA masks passwords and shared keys in `show running-config`.
+/// ASA masks passwords and shared keys in `show running-config`: the word after
+/// `password`, `passwd`, `pre-shared-key` or `pkcs12`, and the value of `key`,
+/// `radius-common-pw` and `ldap-login-password` lines.
 pub fn mask_secrets(line: &str) -> String {
     let indent = &line[..line.len() - line.trim_start().len()];
     let words: Vec<&str> = line.split_whitespace().collect();
-    let secret_after: &[&str] = match words.first().copied() {
-        Some("username") | Some("enable") | Some("passwd") => &["password", "passwd"],
-        Some("key") | Some("radius-common-pw") | Some("ldap-login-password") => &[],
-        Some("crypto") => &["pkcs12"],
-        Some("cts") | Some("cluster") => &["password", "key"],
-        _ => return line.to_string(),
-    };
-    let mut masked: Vec<String> = Vec::new();
-    let mut hide_next = matches!(
+    let value_line = matches!(
         words.first().copied(),
-        Some("key") | Some("radius-common-pw") | Some("ldap-login-password")
+        Some("key" | "radius-common-pw" | "ldap-login-password")
     );
+    let mut hide_next = false;
+    let mut masked: Vec<&str> = Vec::with_capacity(words.len());
     for (i, w) in words.iter().enumerate() {
-        if hide_next && !(i == 0 && secret_after.is_empty()) {
-            masked.push("*****".into());
+        if hide_next || (value_line && i == 1) {
+            masked.push("*****");
             hide_next = false;
             continue;
         }
-        masked.push((*w).to_string());
-        if secret_after.contains(w) {
-            hide_next = true;
-        }
+        masked.push(w);
+        hide_next = matches!(*w, "password" | "passwd" | "pre-shared-key" | "pkcs12");
     }
     format!("{indent}{}", masked.join(" "))
 }
@@ -909,7 +914,7 @@ mod tests {
         }
         fn running_config(&mut self, section: &[String]) -> String {
             running_config(
-                "hostname vpn\nusername admin password Secr3t privilege 15\nenable password En4ble\naaa-server ISE (inside) host 198.18.1.5\n key RadKey\ntunnel-group TG type remote-access\n",
+                "hostname vpn\nusername admin password Secr3t privilege 15\nenable password En4ble\naaa-server ISE (inside) host 198.18.1.5\n key RadKey\ntunnel-group TG type remote-access\ncrypto ca import ID pkcs12 P12pass\nMIIKEYBLOB\nquit\n",
                 section,
             )
         }
@@ -1068,7 +1073,11 @@ mod tests {
         );
         assert!(out.contains("enable password *****\r\n"), "{out}");
         assert!(out.contains(" key *****\r\n"), "{out}");
-        for secret in ["Secr3t", "En4ble", "RadKey"] {
+        assert!(
+            out.contains("crypto ca import ID pkcs12 *****\r\n"),
+            "{out}"
+        );
+        for secret in ["Secr3t", "En4ble", "RadKey", "P12pass", "MIIKEYBLOB"] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         let out = typed(&mut cli, &mut f, "show running-config aaa-server\r");
