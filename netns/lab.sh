@@ -448,7 +448,7 @@ cmd_connect_saml() {
 cmd_show() {
   local id=$1 dir g
   dir=$(lab_dir "$id"); g=$(ns_gw "$id")
-  ip netns exec "$g" "$(headend_bin)" show vpn-sessiondb --admin-socket "$dir/admin.sock"
+  ip netns exec "$g" "$(headend_bin)" show vpn-sessiondb anyconnect --admin-socket "$dir/admin.sock"
 }
 
 # Stop a pid we recorded: TERM, up to 5 s grace, then KILL.
@@ -511,7 +511,7 @@ cmd_demo() {
   cmd_connect "$id" bob --client 2
   log "ping $INSIDE_HOST from $(ns_client2 "$id") through bob's tunnel"
   ip netns exec "$(ns_client2 "$id")" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
-  log "headend show vpn-sessiondb"
+  log "headend show vpn-sessiondb anyconnect"
   cmd_show "$id"
 }
 

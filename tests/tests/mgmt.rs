@@ -415,6 +415,13 @@ fn netmiko_drives_the_ssh_cli() {
         shown.contains("%ASA-6-605004: Login denied from 198.18.0.2/"),
         "{shown}"
     );
+    // ntc-templates' `cisco_asa_show_logging` reads the buffer.
+    let rows = textfsm::parse("cisco_asa_show_logging", &shown);
+    assert!(
+        rows.iter()
+            .any(|r| get(r, "MNEMONIC") == "605004" && get(r, "SEVERITY") == "6"),
+        "{rows:?}\n{shown}"
+    );
 }
 
 /// A group whose vpn-filter denies (and logs) TCP to the inside host's port 2222.
