@@ -363,6 +363,11 @@ fn netmiko_drives_the_ssh_cli() {
     );
     lab.wait_sessions("without alice", |s| s.is_empty());
 
+    // Without an enable secret Netmiko uses ASA's `login` (privilege from the user).
+    let (code, out, err) = python_in(&ns0, NETMIKO, &[&host, "admin", "Adm1n-pw", "", ""]);
+    assert_eq!(code, 0, "netmiko via login:\n{out}\n{err}");
+    assert!(out.contains("\"prompt\": \"vpn-gw#\""), "{out}");
+
     // A wrong password.
     let (code, out, _) = python_in(&ns0, NETMIKO, &[&host, "admin", "wrong", "x", ""]);
     assert_eq!(code, 3, "{out}");

@@ -31,6 +31,8 @@ pub trait Backend {
     fn show_logging(&mut self) -> String;
     /// Something an operator did or was refused (logged and sent to syslog).
     fn event(&mut self, event: CliEvent);
+    /// `login`: the privilege of `user` when `password` is right (LOCAL).
+    fn check_login(&mut self, user: &str, password: &str) -> Option<u8>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,7 @@ enum Action {
     Pager,
     Width,
     Enable,
+    Login,
     Disable,
     Exit,
     ConfigureTerminal,
@@ -268,6 +271,11 @@ static COMMANDS: &[Command] = &[
         0,
         Action::Disable,
         [Kw("disable", "Turn off privileged commands")]
+    ),
+    cmd!(
+        0,
+        Action::Login,
+        [Kw("login", "Log in as a particular user")]
     ),
     cmd!(0, Action::Exit, [Kw("exit", "Exit from the EXEC")]),
     cmd!(0, Action::Exit, [Kw("quit", "Exit from the EXEC")]),
@@ -477,12 +485,17 @@ fn help(words: &[&str], partial: Option<&str>, privilege: u8, config_mode: bool)
     out
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
     Exec,
     Config,
     EnablePassword {
         tries: u8,
+    },
+    /// `login`: typing the user name (echoed), then its password.
+    LoginUser,
+    LoginPassword {
+        user: String,
     },
     /// Paged output waits for a key.
     More,
@@ -562,9 +575,11 @@ impl CliSession {
             if cr_pair {
                 continue;
             }
-            match self.mode {
+            match self.mode.clone() {
                 Mode::More => self.more_key(b, &mut out),
                 Mode::EnablePassword { tries } => self.password_key(b, tries, &mut out, backend),
+                Mode::LoginUser => self.login_user_key(b, &mut out),
+                Mode::LoginPassword { user } => self.login_password_key(b, user, &mut out, backend),
                 _ => self.key(b, &mut out, backend),
             }
         }
@@ -580,7 +595,11 @@ impl CliSession {
                 self.execute(&line, out, backend);
                 if !matches!(
                     self.mode,
-                    Mode::Closed | Mode::More | Mode::EnablePassword { .. }
+                    Mode::Closed
+                        | Mode::More
+                        | Mode::EnablePassword { .. }
+                        | Mode::LoginUser
+                        | Mode::LoginPassword { .. }
                 ) {
                     out.bytes.extend_from_slice(self.prompt().as_bytes());
                 }
@@ -651,6 +670,69 @@ impl CliSession {
                     self.mode = Mode::EnablePassword { tries: tries + 1 };
                     out.bytes.extend_from_slice(b"Password: ");
                 }
+            }
+            0x08 | 0x7f => {
+                self.line.pop();
+            }
+            0x03 => {
+                self.line.clear();
+                self.mode = Mode::Exec;
+                out.bytes.extend_from_slice(b"\r\n");
+                out.bytes.extend_from_slice(self.prompt().as_bytes());
+            }
+            0x20..=0x7e if self.line.len() < MAX_LINE => self.line.push(b as char),
+            _ => {}
+        }
+    }
+
+    fn login_user_key(&mut self, b: u8, out: &mut Output) {
+        match b {
+            b'\r' | b'\n' => {
+                let user = std::mem::take(&mut self.line);
+                out.bytes.extend_from_slice(b"\r\nPassword: ");
+                self.mode = Mode::LoginPassword { user };
+            }
+            0x03 => {
+                self.line.clear();
+                self.mode = Mode::Exec;
+                out.bytes.extend_from_slice(b"\r\n");
+                out.bytes.extend_from_slice(self.prompt().as_bytes());
+            }
+            0x08 | 0x7f if self.line.pop().is_some() => out.bytes.extend_from_slice(b"\x08 \x08"),
+            0x20..=0x7e if self.line.len() < MAX_LINE => {
+                self.line.push(b as char);
+                out.bytes.push(b);
+            }
+            _ => {}
+        }
+    }
+
+    fn login_password_key(
+        &mut self,
+        b: u8,
+        user: String,
+        out: &mut Output,
+        backend: &mut dyn Backend,
+    ) {
+        match b {
+            b'\r' | b'\n' => {
+                out.bytes.extend_from_slice(b"\r\n");
+                let password = std::mem::take(&mut self.line);
+                self.mode = Mode::Exec;
+                match backend.check_login(&user, &password) {
+                    Some(level) => {
+                        let from = self.privilege;
+                        self.user = user.clone();
+                        self.privilege = level;
+                        backend.event(CliEvent::PrivilegeChanged {
+                            user,
+                            from,
+                            to: level,
+                        });
+                    }
+                    None => push_text(&mut out.bytes, "Invalid password\n"),
+                }
+                out.bytes.extend_from_slice(self.prompt().as_bytes());
             }
             0x08 | 0x7f => {
                 self.line.pop();
@@ -806,6 +888,10 @@ impl CliSession {
                 self.mode = Mode::EnablePassword { tries: 0 };
                 out.bytes.extend_from_slice(b"Password: ");
             }
+            Action::Login => {
+                self.mode = Mode::LoginUser;
+                out.bytes.extend_from_slice(b"Username: ");
+            }
             Action::Disable => {
                 self.privilege = PRIV_USER;
                 self.mode = Mode::Exec;
@@ -923,6 +1009,9 @@ mod tests {
         }
         fn event(&mut self, e: CliEvent) {
             self.events.push(e);
+        }
+        fn check_login(&mut self, user: &str, password: &str) -> Option<u8> {
+            (user == "admin" && password == "Secr3t").then_some(15)
         }
     }
 
@@ -1044,6 +1133,19 @@ mod tests {
         let out = typed(&mut cli, &mut f, "show counters\r");
         assert!(out.contains("line 30\r\nvpn> "), "{out}");
         assert!(!out.contains("More"), "{out}");
+    }
+
+    #[test]
+    fn login_as_a_local_user() {
+        let (mut cli, mut f) = (s(), Fake::default());
+        let out = typed(&mut cli, &mut f, "login\radmin\rbad\r");
+        assert_eq!(
+            out,
+            "login\r\nUsername: admin\r\nPassword: \r\nInvalid password\r\nvpn> "
+        );
+        let out = typed(&mut cli, &mut f, "login\radmin\rSecr3t\r");
+        assert!(out.ends_with("Password: \r\nvpn# "), "{out:?}");
+        assert_eq!(cli.privilege(), 15);
     }
 
     #[test]

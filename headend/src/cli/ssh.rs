@@ -173,6 +173,32 @@ impl Backend for AdminBackend<'_> {
         crate::syslog::show_logging()
     }
 
+    fn check_login(&mut self, user: &str, password: &str) -> Option<u8> {
+        use crate::syslog::Message;
+        let cfg = &self.ctx.admin.config;
+        let ok = cfg.management.ssh_auth_local
+            && self.ctx.users.check(user, password) == auth::PasswordCheck::Accepted;
+        let (src, dst, interface) = (self.peer, self.local, self.interface.to_string());
+        let user_s = user.to_string();
+        if ok {
+            crate::syslog::emit(Message::LoginPermitted {
+                src,
+                interface,
+                dst,
+                user: user_s,
+            });
+            cfg.usernames.get(user).map(|u| u.privilege)
+        } else {
+            crate::syslog::emit(Message::LoginDenied {
+                src,
+                interface,
+                dst,
+                user: user_s,
+            });
+            None
+        }
+    }
+
     fn event(&mut self, event: CliEvent) {
         use crate::syslog::Message;
         let ip = self.peer.ip();
