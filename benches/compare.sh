@@ -226,7 +226,7 @@ stop_headend() {
 }
 
 headend_show() {
-  "$HEADEND_BIN" show vpn-sessiondb --admin-socket "$DIR/admin.sock"
+  "$HEADEND_BIN" show vpn-sessiondb anyconnect --admin-socket "$DIR/admin.sock"
 }
 
 # ocserv with the e2e control's settings (tests/src/ocserv.rs); $1 = its `mtu`.
@@ -396,7 +396,7 @@ check_transport() {
       ok=0
     fi
     if [ "$server" = headend ]; then
-      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb --admin-socket '$DIR/admin.sock' | grep -q DTLS-Tunnel" || ok=0
+      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb anyconnect --admin-socket '$DIR/admin.sock' | grep -q DTLS-Tunnel" || ok=0
     fi
     if [ "$ok" -eq 0 ]; then
       if [ "$when" = before ]; then die "$server: DTLS is not up (see the logs)"; fi

@@ -8,6 +8,7 @@ PKGS=(
   libxml2-dev libxmlsec1-dev xmlsec1
   iproute2 iputils-ping iptables nftables procps psmisc curl openssl ca-certificates
   openconnect ocserv iperf3 jq python3-venv
+  rsyslog   # the lab runs its own rsyslogd in a namespace; the system one is left alone
   freeradius freeradius-utils
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
   prometheus

@@ -466,7 +466,7 @@ cmd_connect_saml() {
 cmd_show() {
   local id=$1 dir g
   dir=$(lab_dir "$id"); g=$(ns_gw "$id")
-  ip netns exec "$g" "$(headend_bin)" show vpn-sessiondb --admin-socket "$dir/admin.sock"
+  ip netns exec "$g" "$(headend_bin)" show vpn-sessiondb anyconnect --admin-socket "$dir/admin.sock"
 }
 
 # Stop a pid we recorded: TERM, up to 5 s grace, then KILL.
@@ -549,7 +549,7 @@ cmd_demo() {
   cmd_connect "$id" bob --client 2
   log "ping $INSIDE_HOST from $c2 through bob's tunnel"
   ip netns exec "$c2" ping -c 3 -i 0.2 -W 2 "$INSIDE_HOST"
-  log "headend show vpn-sessiondb"
+  log "headend show vpn-sessiondb anyconnect"
   cmd_show "$id"
   sessions=$(ip netns exec "$g" curl -sf --max-time 5 "http://$OUTSIDE_IP:$METRICS_PORT/metrics" |
     awk '/^headend_sessions\{/ { n += $2 } END { print n + 0 }')
@@ -565,7 +565,7 @@ SUMMARY
   if [ "$keep" = 1 ]; then
     cat <<KEEP
 The lab is still running (--keep). Things to try (as root, or prefix with sudo):
-  ip netns exec $g $HEADEND_BIN show vpn-sessiondb --admin-socket $(lab_dir "$id")/admin.sock
+  ip netns exec $g $HEADEND_BIN show vpn-sessiondb anyconnect --admin-socket $(lab_dir "$id")/admin.sock
   ip netns exec $g $HEADEND_BIN show counters --admin-socket $(lab_dir "$id")/admin.sock
   ip netns exec $c ping -c 3 $INSIDE_HOST            # through alice's tunnel
   ip netns exec $g curl -s http://$OUTSIDE_IP:$METRICS_PORT/metrics | grep ^headend_

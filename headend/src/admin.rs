@@ -105,6 +105,12 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             show::detail_anyconnect(&ctx.sessions.list(Instant::now()))
         }
         ["show", "version"] => show::version(hostname(ctx)),
+        ["show", "logging"] => crate::syslog::show_logging(),
+        // The hit counters live in the dataplane's compiled ACLs, which have no
+        // reset yet: say so rather than pretend.
+        ["clear", "access-list", _, "counters"] => {
+            "ERROR: clear access-list counters is not supported yet\n".to_string()
+        }
         ["vpn-sessiondb", "logoff", "index", n, rest @ ..] if confirm_words(rest) => {
             match n.parse::<u64>() {
                 Ok(i) => logoff_reply(
@@ -337,7 +343,7 @@ pub fn format_login_time(t: SystemTime) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

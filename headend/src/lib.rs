@@ -2,6 +2,7 @@
 pub mod accounting;
 pub mod acct_journal;
 pub mod admin;
+pub mod cli;
 pub mod coa;
 pub mod config;
 pub mod dtls;
@@ -18,6 +19,7 @@ pub mod service;
 pub mod sessions;
 pub mod show;
 pub mod sxp_io;
+pub mod syslog;
 pub mod threat;
 pub mod tls;
 pub mod tunnel;

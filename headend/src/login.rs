@@ -214,6 +214,11 @@ async fn decide(
         tokio::task::spawn_blocking(move || users.check(&user, &password)).await
     };
     if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
+        crate::syslog::emit(crate::syslog::Message::LocalAuthRejected {
+            reason: "Invalid password".into(),
+            user: user.to_string(),
+            user_ip: client_ip,
+        });
         tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: wrong username or password (LOCAL)");
         h.threats.local_login_failed(user);
         h.threats
@@ -224,6 +229,12 @@ async fn decide(
         };
     }
     h.threats.local_login_succeeded(user);
+    crate::syslog::emit(crate::syslog::Message::LocalAuthSuccess {
+        user: user.to_string(),
+    });
+    crate::syslog::emit(crate::syslog::Message::AaaAccept {
+        user: user.to_string(),
+    });
     let audit_session_id = h.sessions.new_audit_session_id();
     finish(
         h,

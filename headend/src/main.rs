@@ -213,20 +213,28 @@ fn init_tracing(format: headend::server::LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HEADEND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::prelude::*;
+    // The dataplane's `log` ACE matches become ASA syslog 106100.
+    let acl_log = headend::syslog::AclLogBridge.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("dataplane::enforce", tracing::Level::INFO),
+    );
     // Under systemd, stderr goes to the journal (JOURNAL_STREAM is set), which
     // stamps every line itself.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(acl_log);
     match format {
-        headend::server::LogFormat::Json => builder.json().init(),
+        headend::server::LogFormat::Json => registry.with(fmt.json().with_filter(filter)).init(),
+        headend::server::LogFormat::Text if journal => registry
+            .with(fmt.without_time().with_ansi(false).with_filter(filter))
+            .init(),
         // Colour only on a terminal: logs in files stay greppable.
-        headend::server::LogFormat::Text if journal => {
-            builder.without_time().with_ansi(false).init()
-        }
-        headend::server::LogFormat::Text => {
-            builder.with_ansi(std::io::stderr().is_terminal()).init()
-        }
+        headend::server::LogFormat::Text => registry
+            .with(
+                fmt.with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
+            .init(),
     }
 }

@@ -64,6 +64,12 @@ pub struct RunArgs {
     /// `aaa-server` group is configured.
     #[arg(long, default_value = crate::acct_journal::DEFAULT_PATH)]
     pub accounting_journal: PathBuf,
+    /// TCP port of the SSH CLI (started when the config has `ssh` lines).
+    #[arg(long, default_value_t = 22)]
+    pub ssh_port: u16,
+    /// SSH host key (OpenSSH format); generated (Ed25519) on first start.
+    #[arg(long, default_value = crate::cli::ssh::DEFAULT_HOST_KEY)]
+    pub ssh_host_key: PathBuf,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +122,10 @@ pub async fn run_with(
     admin_listener: Option<std::os::unix::net::UnixListener>,
 ) -> Result<()> {
     let config = crate::config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::syslog::init(
+        &config.management.logging,
+        config.hostname.as_deref().unwrap_or("headend"),
+    );
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
     }
@@ -395,6 +405,19 @@ pub async fn run_with(
         }
         None => tokio::spawn(std::future::pending()),
     };
+    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA.
+    if !headend.config.management.ssh_access.is_empty() {
+        let ssh = crate::cli::ssh::SshArgs {
+            port: args.ssh_port,
+            host_key: args.ssh_host_key.clone(),
+        };
+        let ctx = admin_ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::cli::ssh::serve(ssh, ctx).await {
+                tracing::error!("SSH CLI stopped: {e:#}");
+            }
+        });
+    }
     let admin_path = args.admin_socket.clone();
     let admin_listener = match admin_listener {
         Some(l) => l,

@@ -527,6 +527,11 @@ impl SessionTable {
             },
         );
         inner.peak = inner.peak.max(inner.sessions.len());
+        crate::syslog::emit(crate::syslog::Message::ParentSessionStarted {
+            group: group_policy.to_string(),
+            user: username.to_string(),
+            ip: public_ip,
+        });
         Ok((index, cookie))
     }
 
@@ -636,6 +641,23 @@ impl SessionTable {
                 let _ = tx.send(ev);
             }
         }
+        {
+            use crate::syslog::{Message, emit};
+            let (group, user, ip) = (s.group_policy.clone(), s.username.clone(), public_ip);
+            emit(Message::SvcEstablished {
+                group: group.clone(),
+                user: user.clone(),
+                ip,
+                udp: false,
+            });
+            emit(Message::AddressAssigned {
+                group_policy: group,
+                user,
+                ip,
+                v4: Some(address),
+                v6: address6.map(|(a, _)| a),
+            });
+        }
         Ok(Attached {
             index,
             generation,
@@ -666,6 +688,12 @@ impl SessionTable {
             Detach::End(reason) => inner.end(index, reason),
             Detach::Lost(why) => {
                 tracing::info!(user = %s.username, index, "tunnel lost ({why}); session kept for reconnection");
+                crate::syslog::emit(crate::syslog::Message::SvcTerminated {
+                    group: s.group_policy.clone(),
+                    user: s.username.clone(),
+                    ip: s.public_ip,
+                    udp: false,
+                });
                 s.control = None;
                 s.state = SessionState::Disconnected { since: now };
             }
@@ -1136,6 +1164,26 @@ impl Inner {
             if let Some(tx) = &self.events {
                 let _ = tx.send(ev);
             }
+        }
+        {
+            use crate::syslog::{Message, emit};
+            if matches!(s.state, SessionState::Connected { .. }) {
+                emit(Message::SvcTerminated {
+                    group: s.group_policy.clone(),
+                    user: s.username.clone(),
+                    ip: s.public_ip,
+                    udp: false,
+                });
+            }
+            emit(Message::SessionDisconnected {
+                group: s.group_policy.clone(),
+                user: s.username.clone(),
+                ip: s.public_ip,
+                duration: Instant::now().saturating_duration_since(s.login_instant),
+                bytes_tx: s.stats.bytes_tx.load(Ordering::Relaxed),
+                bytes_rx: s.stats.bytes_rx.load(Ordering::Relaxed),
+                reason: reason.to_string(),
+            });
         }
         tracing::info!(
             user = %s.username,

@@ -564,6 +564,9 @@ impl Lab {
             .arg("--accounting-journal")
             .arg(self.dir.join("accounting.journal"))
             .args(extra)
+            // Used only when the config has `ssh` lines (tests/tests/mgmt.rs).
+            .arg("--ssh-host-key")
+            .arg(self.dir.join("ssh_host_ed25519_key"))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

@@ -6,6 +6,7 @@
 //! that name them; `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
+pub mod mgmt;
 pub mod model;
 pub mod objects;
 mod parse;

@@ -34,6 +34,8 @@ pub struct Config {
     pub threat_detection: super::ThreatDetection,
     /// `aaa local authentication attempts max-fail N`; None: no lockout.
     pub aaa_local_max_fail: Option<u32>,
+    /// SSH CLI access and logging (`config/mgmt.rs`).
+    pub management: super::mgmt::Management,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }

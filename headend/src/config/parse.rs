@@ -396,7 +396,11 @@ impl<'a> Parser<'a> {
                     Err(m) => fail(m),
                 }
             }
-            _ => self.unknown(c, None),
+            // ssh, enable password, aaa authentication ssh, logging: config/mgmt.rs.
+            _ => match super::mgmt::apply(&mut self.cfg.management, t, c.line) {
+                Some(r) => r.map(|()| None).map_err(Fail::Here),
+                None => self.unknown(c, None),
+            },
         }
     }
 
