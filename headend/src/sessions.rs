@@ -258,6 +258,10 @@ pub enum LoginError {
     /// The entries are in the log, not in the message the user sees.
     #[error("the access list from the authorization server is not valid")]
     DownloadableAcl,
+    /// `vpn-sessiondb max-anyconnect-premium-or-essentials-limit` /
+    /// `max-session-limit` (ASA syslog 716023 words it the same way).
+    #[error("session could not be established: session limit of {0} reached")]
+    SessionLimit(usize),
 }
 
 /// How a live connection ended, reported by its task.
@@ -294,6 +298,8 @@ struct Inner {
     audit_counter: u32,
     /// Seconds since the epoch when the table was made.
     boot_id: u32,
+    /// `vpn-sessiondb` limit on sessions at once (None: no limit configured).
+    max_sessions: Option<usize>,
 }
 
 pub struct SessionTable {
@@ -335,6 +341,7 @@ impl SessionTable {
                     .collect(),
                 next_index: 1,
                 next_generation: 1,
+                max_sessions: config.vpn_sessiondb.anyconnect_limit().map(|n| n as usize),
                 events: None,
                 interim: config
                     .aaa_server_groups
@@ -444,6 +451,17 @@ impl SessionTable {
                 "logging off oldest session: vpn-simultaneous-logins {limit} reached"
             );
             inner.end(oldest, EndReason::SimultaneousLogins);
+        }
+        if let Some(max) = inner.max_sessions
+            && inner.sessions.len() >= max
+        {
+            tracing::warn!(
+                user = username,
+                tunnel_group,
+                "Group <{group_policy}> User <{username}> Session could not be established: \
+                 session limit of {max} reached (vpn-sessiondb)"
+            );
+            return Err(LoginError::SessionLimit(max));
         }
         let index = inner.next_index;
         inner.next_index += 1;
@@ -1075,6 +1093,45 @@ group-policy GP attributes
             a1.control.try_recv().unwrap(),
             SessionCommand::Logoff(EndReason::SimultaneousLogins)
         );
+    }
+
+    #[test]
+    fn session_limit_refuses_the_next_login_and_frees_with_logoff() {
+        let cfg = crate::config::parse_str(
+            "ip local pool P 198.18.100.10-198.18.100.20 mask 255.255.255.0\n\
+             vpn-sessiondb max-session-limit 5\n\
+             vpn-sessiondb max-anyconnect-premium-or-essentials-limit 2\n\
+             group-policy GP internal\n",
+            "t.cfg",
+        )
+        .unwrap();
+        let t = SessionTable::new(&cfg);
+        let now = Instant::now();
+        let try_login = |user: &str| {
+            t.login(
+                NewSession {
+                    username: user,
+                    tunnel_group: "TG",
+                    group_policy: "GP",
+                    policy: cfg.effective_policy("GP"),
+                    pools: vec!["P".into()],
+                    public_ip: ip("198.18.0.2"),
+                    authz: SessionAuthz::default(),
+                    audit_session_id: t.new_audit_session_id(),
+                },
+                now,
+            )
+        };
+        let (first, _) = try_login("u1").unwrap();
+        try_login("u2").unwrap();
+        assert_eq!(try_login("u3"), Err(LoginError::SessionLimit(2)));
+        assert_eq!(
+            LoginError::SessionLimit(2).to_string(),
+            "session could not be established: session limit of 2 reached"
+        );
+        assert_eq!(t.len(), 2);
+        t.logoff(LogoffSelector::Index(first), EndReason::AdminLogoff);
+        assert!(try_login("u3").is_ok());
     }
 
     #[test]

@@ -102,3 +102,87 @@ fn loadgen_sessions_over_dtls_and_cstp_come_up_echo_and_leave_no_trace() {
     }
     lab.assert_headend_running();
 }
+
+/// `vpn-sessiondb max-anyconnect-premium-or-essentials-limit 5`: five logins
+/// succeed, the sixth is refused with the reason in the auth form (what
+/// openconnect prints) and a log line; after a logout there is room again.
+#[test]
+fn session_limit_refuses_the_login_over_the_limit() {
+    let Some(lab) = Lab::new() else { return };
+    add_users(&lab, "lim", 7, PASSWORD);
+    let mut cfg = std::fs::OpenOptions::new()
+        .append(true)
+        .open(lab.config_path())
+        .expect("config");
+    std::io::Write::write_all(
+        &mut cfg,
+        b"vpn-sessiondb max-session-limit 100\nvpn-sessiondb max-anyconnect-premium-or-essentials-limit 5\n",
+    )
+    .expect("append");
+    lab.start_headend();
+    let common = [
+        "--transport",
+        "cstp",
+        "--user",
+        "lim{n}",
+        "--password",
+        PASSWORD,
+        "--group",
+        AUTHGROUP,
+        "--pps",
+        "0",
+        "--duration",
+        "0",
+        "--quiet",
+    ];
+    // One login at a time, so the sixth is the one over the limit.
+    let mut args = vec!["--sessions", "6", "--concurrency", "1"];
+    args.extend_from_slice(&common);
+    let run = Loadgen::start(&lab, "loadgen-limit", &args);
+    assert!(run.ready.contains("up=5 failed=1"), "{}", run.ready);
+    assert_eq!(lab.show_sessions().len(), 5);
+    let refused = lab.show_sessions();
+    assert!(
+        refused.iter().all(|s| field(s, "Username") != "lim5"),
+        "{refused:?}"
+    );
+
+    // A seventh user from a second loadgen while five are up: refused too.
+    let mut args = vec!["--sessions", "1", "--first", "6"];
+    args.extend_from_slice(&common);
+    let second = Loadgen::start(&lab, "loadgen-limit-2", &args);
+    assert!(second.ready.contains("up=0 failed=1"), "{}", second.ready);
+    let r2 = second.finish();
+    let why = r2["failures"].to_string();
+    assert!(
+        why.contains("session limit of 5 reached"),
+        "refusal reason not given to the client: {r2}"
+    );
+    let log = lab.headend_log();
+    assert!(
+        log.contains("User <lim6> Session could not be established: session limit of 5 reached"),
+        "no log line for the refusal:\n{log}"
+    );
+    assert!(
+        log.contains("RLIMIT_NOFILE raised from"),
+        "RLIMIT_NOFILE not logged at start:\n{log}"
+    );
+
+    let r = run.finish();
+    assert_eq!(r["up"], 5, "{r}");
+    assert_eq!(r["failed"], 1, "{r}");
+    assert!(
+        r["failures"]
+            .to_string()
+            .contains("session limit of 5 reached"),
+        "{r}"
+    );
+    lab.wait_sessions("empty after logout", |s| s.is_empty());
+
+    // Room again once the sessions are gone.
+    let mut args = vec!["--sessions", "1", "--first", "6"];
+    args.extend_from_slice(&common);
+    let third = Loadgen::start(&lab, "loadgen-limit-3", &args);
+    assert!(third.ready.contains("up=1 failed=0"), "{}", third.ready);
+    assert_eq!(third.finish()["up"], 1);
+}

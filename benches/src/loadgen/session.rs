@@ -240,9 +240,25 @@ struct Dtls {
     client: DtlsClient,
 }
 
+/// Sends what OpenSSL produced. A plain non-blocking send(2): tokio's
+/// `try_send` refuses until the reactor has seen the socket writable, which
+/// would drop a fresh session's ClientHello. A full send buffer drops the
+/// datagram (counted), as a kernel queue would.
 fn flush_dtls(udp: &UdpSocket, client: &mut DtlsClient, stats: &Stats) {
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
     client.drain_out(|dgram| {
-        if udp.try_send(dgram).is_err() {
+        // SAFETY: `fd` is the live connected UDP socket owned by `udp`; the
+        // pointer/length pair is the borrowed datagram.
+        let n = unsafe {
+            libc::send(
+                fd,
+                dgram.as_ptr().cast(),
+                dgram.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
             stats.tx_drops.fetch_add(1, Ordering::Relaxed);
         }
     });

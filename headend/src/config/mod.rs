@@ -8,11 +8,13 @@
 pub mod model;
 mod parse;
 mod policy;
+pub mod sessiondb;
 mod summary;
 
 pub use model::*;
 pub use parse::{load_file, parse_str};
 pub use policy::EffectivePolicy;
+pub use sessiondb::VpnSessionDb;
 
 /// A configuration error, always tied to a line so the operator can find it.
 /// `line` is 0 when the problem is the file itself (unreadable, not UTF-8).

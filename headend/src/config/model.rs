@@ -25,6 +25,8 @@ pub struct Config {
     pub tunnel_groups: BTreeMap<String, TunnelGroup>,
     pub access_lists: BTreeMap<String, AccessList>,
     pub cts: Cts,
+    /// `vpn-sessiondb max-*-limit N` (`sessiondb.rs`).
+    pub vpn_sessiondb: super::VpnSessionDb,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }
