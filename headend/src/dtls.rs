@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use dashmap::DashMap;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslStream,
+    SslVersion,
 };
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
@@ -413,6 +414,9 @@ fn build_context(psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>) -> Result<Ss
     b.set_cipher_list(PSK_CIPHERS)?;
     // Our BIO is not a socket: the MTU comes from the CONNECT, not a query.
     b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    // OpenSSL frees an association's ~34 KiB of record buffers while it has
+    // nothing in flight (an idle session then holds none).
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_psk_server_callback(move |ssl, identity, out| {
         // openconnect's identity is "psk"; the key is the session's exporter.
         let Some(psk) = ssl.ex_data(psk_index) else {
