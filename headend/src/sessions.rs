@@ -2,7 +2,7 @@
 //! disconnected grace period and timeouts. Control plane only: locked per event,
 //! never per packet (the dataplane reads `dataplane::SessionRoutes`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -282,6 +282,9 @@ pub enum LogoffSelector<'a> {
 struct Inner {
     sessions: BTreeMap<u64, Session>,
     by_cookie: HashMap<[u8; 32], u64>,
+    /// Each user's session indices, oldest first: a login looks at its own
+    /// user's sessions, not at every session.
+    by_user: HashMap<String, BTreeSet<u64>>,
     pools: BTreeMap<String, AddressPool>,
     pools6: BTreeMap<String, Ipv6AddressPool>,
     /// Each tunnel group's `ipv6-address-pool` list.
@@ -328,6 +331,7 @@ impl SessionTable {
             inner: Mutex::new(Inner {
                 sessions: BTreeMap::new(),
                 by_cookie: HashMap::new(),
+                by_user: HashMap::new(),
                 pools,
                 pools6: config
                     .ipv6_local_pools
@@ -436,15 +440,18 @@ impl SessionTable {
                 }
             }
         }
-        let mut mine: Vec<u64> = inner
-            .sessions
-            .values()
-            .filter(|s| s.username == username)
-            .map(|s| s.index)
-            .collect();
-        mine.sort_unstable();
-        while mine.len() >= limit {
-            let oldest = mine.remove(0);
+        let mine = inner.by_user.get(username).map_or(0, BTreeSet::len);
+        let victims: Vec<u64> = inner
+            .by_user
+            .get(username)
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .take((mine + 1).saturating_sub(limit))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for oldest in victims {
             tracing::info!(
                 user = username,
                 index = oldest,
@@ -480,6 +487,11 @@ impl SessionTable {
         } else {
             policy.ipv6_address_pools.clone()
         };
+        inner
+            .by_user
+            .entry(username.to_string())
+            .or_default()
+            .insert(index);
         inner.sessions.insert(
             index,
             Session {
@@ -907,6 +919,12 @@ impl Inner {
             return;
         };
         self.by_cookie.remove(&s.cookie_hash);
+        if let Some(v) = self.by_user.get_mut(&s.username) {
+            v.remove(&index);
+            if v.is_empty() {
+                self.by_user.remove(&s.username);
+            }
+        }
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
             p.set_session(IpAddr::V4(*addr), None);
         }
