@@ -206,6 +206,11 @@ impl DtlsHub {
         }
     }
 
+    /// Connections registered for DTLS (`show counters`).
+    pub fn app_id_count(&self) -> usize {
+        self.by_app_id.len()
+    }
+
     /// Peers routed at all (tests and `show counters`).
     pub fn peer_count(&self) -> usize {
         self.by_peer.len()

@@ -344,9 +344,10 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     let server_peak = sample(args.server_pid);
     if args.wait_stdin {
         println!(
-            "LOADGEN_READY up={} failed={}",
+            "LOADGEN_READY up={} failed={} failures={}",
             g(&stats.up),
-            stats.failed()
+            stats.failed(),
+            json!(stats.failures())
         );
         let _ = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
