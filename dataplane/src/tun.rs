@@ -285,6 +285,14 @@ impl Uplink {
         self.used
     }
 
+    /// Frees the packet buffers (an idle session holds none); they are made
+    /// again by the next burst.
+    pub fn release_buffers(&mut self) {
+        if self.used == 0 {
+            self.bufs = Vec::new();
+        }
+    }
+
     /// Writes everything queued (and permitted by the filter) to TUN.
     pub async fn flush(&mut self) -> usize {
         let mut n = self.used;

@@ -177,6 +177,9 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             out.push_str(&ctx.threats.render_counters());
             if let Some(hub) = &ctx.dtls {
                 out.push_str(&render_dtls_counters(&hub.counters));
+                // Live registrations: back to 0 when every session is gone.
+                let _ = writeln!(out, "{:<22}: {}", "dtls-app-ids", hub.app_id_count());
+                let _ = writeln!(out, "{:<22}: {}", "dtls-peers", hub.peer_count());
             }
             out
         }

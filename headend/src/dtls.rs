@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use dashmap::DashMap;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslStream,
+    SslVersion,
 };
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
@@ -78,6 +79,10 @@ pub struct DtlsHub {
     /// The peers of `by_peer` by IP, to offer a datagram from a new port of a
     /// known address (NAT rebinding) to every session behind that address.
     by_ip: DashMap<std::net::IpAddr, Vec<SocketAddr>>,
+    /// The peers of `by_peer` by connection generation, so that a connection's
+    /// peers are found without walking every peer (issue 12: no work
+    /// proportional to the number of sessions on connect or disconnect).
+    by_generation: DashMap<u64, Vec<SocketAddr>>,
     pub counters: DtlsCounters,
     /// Shunned sources (threat detection): their ClientHellos are dropped unread.
     shuns: std::sync::OnceLock<Arc<crate::threat::Threats>>,
@@ -102,6 +107,7 @@ impl DtlsHub {
             by_app_id: DashMap::new(),
             by_peer: DashMap::new(),
             by_ip: DashMap::new(),
+            by_generation: DashMap::new(),
             counters: DtlsCounters::default(),
             shuns: std::sync::OnceLock::new(),
         }))
@@ -124,27 +130,55 @@ impl DtlsHub {
     pub fn unregister(&self, app_id: &AppId, generation: u64) {
         self.by_app_id
             .remove_if(app_id, |_, p| p.generation == generation);
-        self.remove_peers(|_, p| p.generation == generation);
+        self.remove_generation_peers(generation, None);
     }
 
     fn insert_peer(&self, peer: SocketAddr, port: Port) {
-        self.by_peer.insert(peer, port);
+        let generation = port.generation;
+        if let Some(old) = self.by_peer.insert(peer, port)
+            && old.generation != generation
+        {
+            // The address moved to another connection (a new handshake).
+            self.forget_generation_peer(old.generation, peer);
+        }
         let mut v = self.by_ip.entry(peer.ip()).or_default();
         if !v.contains(&peer) {
             v.push(peer);
         }
+        drop(v);
+        let mut g = self.by_generation.entry(generation).or_default();
+        if !g.contains(&peer) {
+            g.push(peer);
+        }
     }
 
-    fn remove_peers(&self, remove: impl Fn(&SocketAddr, &Port) -> bool) {
-        let mut removed = Vec::new();
-        self.by_peer.retain(|a, p| {
-            let gone = remove(a, p);
-            if gone {
-                removed.push(*a);
+    fn forget_generation_peer(&self, generation: u64, peer: SocketAddr) {
+        if let Some(mut g) = self.by_generation.get_mut(&generation) {
+            g.retain(|a| *a != peer);
+        }
+        self.by_generation
+            .remove_if(&generation, |_, v| v.is_empty());
+    }
+
+    /// Removes the peers of connection `generation` (all, or all but `keep`):
+    /// work proportional to that connection's peers (usually one).
+    fn remove_generation_peers(&self, generation: u64, keep: Option<SocketAddr>) {
+        let Some((_, peers)) = self.by_generation.remove(&generation) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        for a in peers {
+            if Some(a) == keep {
+                kept.push(a);
+                continue;
             }
-            !gone
-        });
-        for a in removed {
+            if self
+                .by_peer
+                .remove_if(&a, |_, p| p.generation == generation)
+                .is_none()
+            {
+                continue;
+            }
             let empty = match self.by_ip.get_mut(&a.ip()) {
                 Some(mut v) => {
                     v.retain(|x| *x != a);
@@ -155,6 +189,12 @@ impl DtlsHub {
             if empty {
                 self.by_ip.remove_if(&a.ip(), |_, v| v.is_empty());
             }
+        }
+        if !kept.is_empty() {
+            self.by_generation
+                .entry(generation)
+                .or_default()
+                .extend(kept);
         }
     }
 
@@ -168,9 +208,19 @@ impl DtlsHub {
         {
             let port = p.clone();
             drop(p);
-            self.remove_peers(|a, p| p.generation == generation && *a != peer);
+            self.remove_generation_peers(generation, Some(peer));
             self.insert_peer(peer, port);
         }
+    }
+
+    /// Connections registered for DTLS (`show counters`).
+    pub fn app_id_count(&self) -> usize {
+        self.by_app_id.len()
+    }
+
+    /// Peers routed at all (tests and `show counters`).
+    pub fn peer_count(&self) -> usize {
+        self.by_peer.len()
     }
 
     /// A fresh server-side DTLS state keyed with `psk`.
@@ -428,6 +478,9 @@ fn build_context(psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>) -> Result<Ss
     b.set_cipher_list(PSK_CIPHERS)?;
     // Our BIO is not a socket: the MTU comes from the CONNECT, not a query.
     b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    // OpenSSL frees an association's ~34 KiB of record buffers while it has
+    // nothing in flight (an idle session then holds none).
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_psk_server_callback(move |ssl, identity, out| {
         // openconnect's identity is "psk"; the key is the session's exporter.
         let Some(psk) = ssl.ex_data(psk_index) else {
@@ -726,6 +779,42 @@ mod tests {
         let r = runs(&big, 64);
         assert!(r.iter().all(|(i, j)| (j - i) * 1444 <= MAX_GSO_BYTES));
         assert_eq!(r.iter().map(|(i, j)| j - i).sum::<usize>(), 100);
+    }
+
+    #[tokio::test]
+    async fn peers_follow_their_connection_and_go_with_it() {
+        let hub = DtlsHub::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (tx1, _rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        let (id1, id2) = ([1u8; 32], [2u8; 32]);
+        hub.register(id1, 1, tx1);
+        hub.register(id2, 2, tx2);
+        let a: SocketAddr = "198.18.0.2:1000".parse().unwrap();
+        let b: SocketAddr = "198.18.0.2:1001".parse().unwrap();
+        let c: SocketAddr = "198.18.0.3:1000".parse().unwrap();
+        // A hello from a, then the handshake binds a; a NAT rebinding to b.
+        hub.insert_peer(a, hub.by_app_id.get(&id1).unwrap().clone());
+        hub.bind_peer(a, 1, &id1);
+        hub.bind_peer(c, 2, &id2);
+        assert_eq!(hub.peer_count(), 2);
+        hub.bind_peer(b, 1, &id1);
+        assert!(
+            hub.by_peer.get(&a).is_none(),
+            "old port of generation 1 removed"
+        );
+        assert_eq!(hub.by_peer.get(&b).unwrap().generation, 1);
+        assert_eq!(hub.by_ip.get(&a.ip()).unwrap().as_slice(), &[b]);
+        // Address c moves to generation 1 (a new handshake): generation 2 forgets it.
+        hub.bind_peer(c, 1, &id1);
+        assert_eq!(hub.by_peer.get(&c).unwrap().generation, 1);
+        assert!(hub.by_peer.get(&b).is_none());
+        assert!(hub.by_generation.get(&2).is_none());
+        // Unregistering a stale generation removes nothing of the live one.
+        hub.unregister(&id2, 2);
+        assert_eq!(hub.peer_count(), 1);
+        hub.unregister(&id1, 1);
+        assert_eq!(hub.peer_count(), 0);
+        assert!(hub.by_ip.is_empty() && hub.by_generation.is_empty());
     }
 
     #[test]

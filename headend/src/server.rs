@@ -129,6 +129,13 @@ pub async fn run_with(
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", config.source, w.line, w.message);
     }
+    let nofile = raise_nofile_limit();
+    match config.vpn_sessiondb.anyconnect_limit() {
+        Some(n) => tracing::info!("vpn-sessiondb: at most {n} AnyConnect sessions"),
+        None => tracing::info!(
+            "vpn-sessiondb: no session limit configured (bounded by RLIMIT_NOFILE {nofile})"
+        ),
+    }
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
         _ => Identity::from_config(&config)?,
@@ -587,11 +594,67 @@ async fn shutdown_signal() {
     }
 }
 
-/// Concurrent TLS connections (tunnels and logins); more wait in the backlog.
-const MAX_CONNECTIONS: usize = 8192;
+/// Raises the soft RLIMIT_NOFILE to the hard limit (a systemd service starts
+/// with a soft limit of 1024: one fd per session would stop at ~1000) and
+/// returns the soft limit now in force.
+fn raise_nofile_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a live local rlimit.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    if !got {
+        tracing::warn!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return 1024;
+    }
+    let before = r.rlim_cur;
+    if r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            tracing::warn!(
+                "raising RLIMIT_NOFILE {before} to {}: {}",
+                r.rlim_max,
+                std::io::Error::last_os_error()
+            );
+            return before;
+        }
+    }
+    tracing::info!(
+        "RLIMIT_NOFILE raised from {before} to {} (hard limit)",
+        r.rlim_cur
+    );
+    r.rlim_cur
+}
+
+/// fds kept for everything but client connections (TUN queues, UDP, logs,
+/// RADIUS, admin socket...).
+const RESERVED_FDS: usize = 256;
+
+/// Concurrent TLS connections (tunnels and logins): what RLIMIT_NOFILE allows;
+/// more wait in the backlog instead of failing accept() with EMFILE. How many
+/// sessions may exist is `vpn-sessiondb`'s business, not this.
+fn connection_slots() -> usize {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a pointer to a live local rlimit.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        usize::try_from(r.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    cur.saturating_sub(RESERVED_FDS)
+        .clamp(64, tokio::sync::Semaphore::MAX_PERMITS)
+}
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headend>) -> Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(connection_slots()));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             bail!("connection limiter closed");

@@ -2,7 +2,7 @@
 //! disconnected grace period and timeouts. Control plane only: locked per event,
 //! never per packet (the dataplane reads `dataplane::SessionRoutes`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -258,6 +258,10 @@ pub enum LoginError {
     /// The entries are in the log, not in the message the user sees.
     #[error("the access list from the authorization server is not valid")]
     DownloadableAcl,
+    /// `vpn-sessiondb max-anyconnect-premium-or-essentials-limit` /
+    /// `max-session-limit` (ASA syslog 716023 words it the same way).
+    #[error("session could not be established: session limit of {0} reached")]
+    SessionLimit(usize),
 }
 
 /// How a live connection ended, reported by its task.
@@ -278,6 +282,9 @@ pub enum LogoffSelector<'a> {
 struct Inner {
     sessions: BTreeMap<u64, Session>,
     by_cookie: HashMap<[u8; 32], u64>,
+    /// Each user's session indices, oldest first: a login looks at its own
+    /// user's sessions, not at every session.
+    by_user: HashMap<String, BTreeSet<u64>>,
     pools: BTreeMap<String, AddressPool>,
     pools6: BTreeMap<String, Ipv6AddressPool>,
     /// Each tunnel group's `ipv6-address-pool` list.
@@ -298,6 +305,8 @@ struct Inner {
     boot_id: u32,
     /// Most sessions held at once (`show vpn-sessiondb` "Peak Concur").
     peak: usize,
+    /// `vpn-sessiondb` limit on sessions at once (None: no limit configured).
+    max_sessions: Option<usize>,
 }
 
 pub struct SessionTable {
@@ -326,6 +335,7 @@ impl SessionTable {
             inner: Mutex::new(Inner {
                 sessions: BTreeMap::new(),
                 by_cookie: HashMap::new(),
+                by_user: HashMap::new(),
                 pools,
                 pools6: config
                     .ipv6_local_pools
@@ -339,6 +349,7 @@ impl SessionTable {
                     .collect(),
                 next_index: 1,
                 next_generation: 1,
+                max_sessions: config.vpn_sessiondb.anyconnect_limit().map(|n| n as usize),
                 events: None,
                 journal: None,
                 interim: config
@@ -463,21 +474,35 @@ impl SessionTable {
                 }
             }
         }
-        let mut mine: Vec<u64> = inner
-            .sessions
-            .values()
-            .filter(|s| s.username == username)
-            .map(|s| s.index)
-            .collect();
-        mine.sort_unstable();
-        while mine.len() >= limit {
-            let oldest = mine.remove(0);
+        let mine = inner.by_user.get(username).map_or(0, BTreeSet::len);
+        let victims: Vec<u64> = inner
+            .by_user
+            .get(username)
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .take((mine + 1).saturating_sub(limit))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for oldest in victims {
             tracing::info!(
                 user = username,
                 index = oldest,
                 "logging off oldest session: vpn-simultaneous-logins {limit} reached"
             );
             inner.end(oldest, EndReason::SimultaneousLogins);
+        }
+        if let Some(max) = inner.max_sessions
+            && inner.sessions.len() >= max
+        {
+            tracing::warn!(
+                user = username,
+                tunnel_group,
+                "Group <{group_policy}> User <{username}> Session could not be established: \
+                 session limit of {max} reached (vpn-sessiondb)"
+            );
+            return Err(LoginError::SessionLimit(max));
         }
         let index = inner.next_index;
         inner.next_index += 1;
@@ -496,6 +521,11 @@ impl SessionTable {
         } else {
             policy.ipv6_address_pools.clone()
         };
+        inner
+            .by_user
+            .entry(username.to_string())
+            .or_default()
+            .insert(index);
         inner.sessions.insert(
             index,
             Session {
@@ -1130,6 +1160,12 @@ impl Inner {
         };
         self.by_cookie.remove(&s.cookie_hash);
         crate::metrics::ENDED_SESSIONS.add(&s.stats);
+        if let Some(v) = self.by_user.get_mut(&s.username) {
+            v.remove(&index);
+            if v.is_empty() {
+                self.by_user.remove(&s.username);
+            }
+        }
         if let (Some(p), Some((addr, _, _))) = (&self.policy, &s.assigned_v4) {
             p.set_session(IpAddr::V4(*addr), None);
         }
@@ -1336,6 +1372,45 @@ group-policy GP attributes
             a1.control.try_recv().unwrap(),
             SessionCommand::Logoff(EndReason::SimultaneousLogins)
         );
+    }
+
+    #[test]
+    fn session_limit_refuses_the_next_login_and_frees_with_logoff() {
+        let cfg = crate::config::parse_str(
+            "ip local pool P 198.18.100.10-198.18.100.20 mask 255.255.255.0\n\
+             vpn-sessiondb max-session-limit 5\n\
+             vpn-sessiondb max-anyconnect-premium-or-essentials-limit 2\n\
+             group-policy GP internal\n",
+            "t.cfg",
+        )
+        .unwrap();
+        let t = SessionTable::new(&cfg);
+        let now = Instant::now();
+        let try_login = |user: &str| {
+            t.login(
+                NewSession {
+                    username: user,
+                    tunnel_group: "TG",
+                    group_policy: "GP",
+                    policy: cfg.effective_policy("GP"),
+                    pools: vec!["P".into()],
+                    public_ip: ip("198.18.0.2"),
+                    authz: SessionAuthz::default(),
+                    audit_session_id: t.new_audit_session_id(),
+                },
+                now,
+            )
+        };
+        let (first, _) = try_login("u1").unwrap();
+        try_login("u2").unwrap();
+        assert_eq!(try_login("u3"), Err(LoginError::SessionLimit(2)));
+        assert_eq!(
+            LoginError::SessionLimit(2).to_string(),
+            "session could not be established: session limit of 2 reached"
+        );
+        assert_eq!(t.len(), 2);
+        t.logoff(LogoffSelector::Index(first), EndReason::AdminLogoff);
+        assert!(try_login("u3").is_ok());
     }
 
     #[test]

@@ -31,6 +31,50 @@ use dataplane::policy::Direction;
 /// Downlink batches queued per session before the dataplane drops.
 const DOWNLINK_QUEUE: usize = 256;
 
+/// What an idle session keeps for TLS reads: a small buffer. When a read fills
+/// it, the rest of what TLS has ready is drained at once through the worker
+/// thread's [`SCRATCH`] (issue 12: no 64 KiB per session while idle).
+const SESSION_READ_BUF: usize = 2048;
+
+/// A session without data for this long drops its uplink buffers and shrinks
+/// its CSTP decoder (at its next DPD/keepalive/idle timer).
+const IDLE_TRIM_AFTER: Duration = Duration::from_secs(5);
+
+/// Large enough for any TLS read or DTLS record (16 KiB plaintext max).
+const SCRATCH_LEN: usize = 64 * 1024;
+
+thread_local! {
+    /// One per worker thread, borrowed only by synchronous code (never across
+    /// an await): bounded by the thread count, not by the session count.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; SCRATCH_LEN]);
+}
+
+/// Feeds what TLS has ready right now into `decoder`, without waiting.
+/// Errors and EOF are left for the next awaited read to report.
+fn drain_ready(tls: &mut Tls, decoder: &mut FrameDecoder) {
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::{AsyncRead, ReadBuf};
+    // A no-op waker is fine: the caller's loop polls a real read next, which
+    // registers the task's own waker again.
+    let mut cx = Context::from_waker(Waker::noop());
+    SCRATCH.with_borrow_mut(|buf| {
+        // Bounded: 16 reads of up to 64 KiB, then back to the event loop.
+        for _ in 0..16 {
+            let mut rb = ReadBuf::new(buf);
+            match std::pin::Pin::new(&mut *tls).poll_read(&mut cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    let full = rb.remaining() == 0;
+                    decoder.feed(rb.filled());
+                    if !full {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    });
+}
+
 pub async fn run(
     mut tls: Tls,
     leftover: Vec<u8>,
@@ -353,7 +397,7 @@ async fn pump(
     let stats = att.stats.clone();
     // Make sure rustls takes a whole frame per write (one frame = one record).
     tls.get_mut().1.set_buffer_limit(None);
-    let mut rbuf = vec![0u8; 64 * 1024];
+    let mut rbuf = [0u8; SESSION_READ_BUF];
 
     // Frames that arrived with the CONNECT request.
     if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
@@ -373,6 +417,9 @@ async fn pump(
                     Err(e) => return Outcome::Lost(format!("TLS read: {e}")),
                 };
                 decoder.feed(rbuf.get(..n).unwrap_or_default());
+                if n == rbuf.len() {
+                    drain_ready(tls, &mut decoder);
+                }
                 let data_before = cstp.counters().packets_in;
                 if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
                     uplink.flush().await;
@@ -445,6 +492,12 @@ async fn pump(
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
+                // DPD/keepalive timers fire while a session is quiet: give
+                // back what a burst made it hold.
+                if cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
+                    uplink.release_buffers();
+                    decoder.shrink_if_empty();
+                }
                 match cstp.on_timeout(Instant::now()) {
                     TimerAction::Nothing => {}
                     TimerAction::SendDpdReq => {
@@ -500,7 +553,6 @@ struct DtlsPath {
     last_rx: Instant,
     /// DTLS counts as dead after this long without an authenticated record.
     dead_after: Duration,
-    rbuf: Vec<u8>,
     /// DPD/MTU probes to echo (rare; copied out of the read path).
     echoes: Vec<Vec<u8>>,
 }
@@ -551,7 +603,6 @@ impl DtlsPath {
                         .unwrap_or(30),
                 ),
             ),
-            rbuf: vec![0u8; 64 * 1024],
             echoes: Vec::new(),
         })
     }
@@ -618,27 +669,29 @@ impl DtlsPath {
         let echoes = &mut self.echoes;
         let mut failed = false;
         for dgram in batch.iter() {
-            let event = ch.input(dgram, &mut self.rbuf, |record| {
-                authentic += 1;
-                match record.split_first() {
-                    Some((0, pkt)) => {
-                        if uplink.push(pkt) {
-                            bytes += pkt.len() as u64;
-                            packets += 1;
-                            cstp.on_data_received(now, pkt.len());
-                        } else {
-                            stats.spoofed_drops.fetch_add(1, Ordering::Relaxed);
+            let event = SCRATCH.with_borrow_mut(|rbuf| {
+                ch.input(dgram, rbuf, |record| {
+                    authentic += 1;
+                    match record.split_first() {
+                        Some((0, pkt)) => {
+                            if uplink.push(pkt) {
+                                bytes += pkt.len() as u64;
+                                packets += 1;
+                                cstp.on_data_received(now, pkt.len());
+                            } else {
+                                stats.spoofed_drops.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
+                        // DPD-REQ, also MTU probes: echo the whole record as DPD-RESP.
+                        Some((3, rest)) => {
+                            let mut e = Vec::with_capacity(record.len());
+                            e.push(4);
+                            e.extend_from_slice(rest);
+                            echoes.push(e);
+                        }
+                        _ => {}
                     }
-                    // DPD-REQ, also MTU probes: echo the whole record as DPD-RESP.
-                    Some((3, rest)) => {
-                        let mut e = Vec::with_capacity(record.len());
-                        e.push(4);
-                        e.extend_from_slice(rest);
-                        echoes.push(e);
-                    }
-                    _ => {}
-                }
+                })
             });
             match event {
                 Some(DtlsEvent::Established) => {

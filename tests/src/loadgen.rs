@@ -1,7 +1,6 @@
 //! Runs `benches`' `loadgen` binary in a client namespace of a [`Lab`]: many
 //! sessions over the real protocol from one process (no openconnect, no TUN).
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -35,6 +34,28 @@ pub fn add_users(lab: &Lab, prefix: &str, count: usize, password: &str) {
         s.push_str(&format!("username {prefix}{n} password {password}\n"));
     }
     f.write_all(s.as_bytes()).expect("append users");
+}
+
+/// Appends `text` to the lab's config (before `start_headend`).
+pub fn append_config(lab: &Lab, text: &str) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(lab.config_path())
+        .expect("open lab config");
+    f.write_all(text.as_bytes()).expect("append to config");
+}
+
+/// One local user `name` that may hold `sessions` sessions at once (LOCAL-PW's
+/// group policy GP-EMPLOYEES). Cheaper to start than many users: every local
+/// password is hashed (PBKDF2) when the headend starts.
+pub fn add_shared_user(lab: &Lab, name: &str, password: &str, sessions: usize) {
+    append_config(
+        lab,
+        &format!(
+            "!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins {sessions}\n\
+             username {name} password {password}\n"
+        ),
+    );
 }
 
 /// A running loadgen started with `--wait-stdin`: its sessions stay up until
@@ -142,15 +163,4 @@ pub fn pool_usage(lab: &Lab, pool: &str) -> (u64, u64) {
         [free, _held, used] => (*free, *used),
         _ => panic!("show ip local pool {pool}: unexpected\n{out}"),
     }
-}
-
-/// Sessions per username prefix, e.g. `{"lg": 50}`.
-pub fn users_by_prefix(sessions: &[crate::sessiondb::Session]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for s in sessions {
-        let u = s.get("Username").cloned().unwrap_or_default();
-        let p: String = u.chars().take_while(|c| !c.is_ascii_digit()).collect();
-        *m.entry(p).or_default() += 1;
-    }
-    m
 }

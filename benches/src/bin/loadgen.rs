@@ -344,9 +344,10 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     let server_peak = sample(args.server_pid);
     if args.wait_stdin {
         println!(
-            "LOADGEN_READY up={} failed={}",
+            "LOADGEN_READY up={} failed={} failures={}",
             g(&stats.up),
-            stats.failed()
+            stats.failed(),
+            json!(stats.failures())
         );
         let _ = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
@@ -388,7 +389,9 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
             "connect_cpu_s": server_up.map(|s| s.cpu_s - s0.cpu_s),
         })
     });
-    let mut summary = report::summary_json(&stats, n, &transport, ramp_s, traffic_s, server_json);
+    let run_s = t0.elapsed().as_secs_f64();
+    let mut summary =
+        report::summary_json(&stats, n, &transport, ramp_s, traffic_s, run_s, server_json);
     // Throughput over the hold only (the ramp has fewer sessions).
     let (a, b) = (traffic_start.1, traffic_end.0);
     let secs = traffic_s.max(1e-9);

@@ -296,6 +296,7 @@ pub fn summary_json(
     transport: &str,
     ramp_s: f64,
     traffic_s: f64,
+    run_s: f64,
     server: Option<serde_json::Value>,
 ) -> serde_json::Value {
     let mut c = stats.connect_all();
@@ -304,7 +305,8 @@ pub fn summary_json(
     let rp = percentiles(&mut r, &[50.0, 90.0, 99.0, 100.0]);
     let ms = |v: Option<u32>| v.map(|us| f64::from(us) / 1000.0);
     let g = Stats::get;
-    let secs = traffic_s.max(1e-9);
+    // Totals are over the whole run; the hold alone is reported by the caller.
+    let secs = run_s.max(1e-3);
     let sent = g(&stats.echo_sent);
     let recv = g(&stats.echo_recv);
     json!({
@@ -320,6 +322,7 @@ pub fn summary_json(
         "ramp_s": ramp_s,
         "connects_per_s": if ramp_s > 0.0 { g(&stats.up) as f64 / ramp_s } else { 0.0 },
         "traffic_s": traffic_s,
+        "run_s": run_s,
         "tx": {"packets": g(&stats.tx_pkts), "bytes": g(&stats.tx_bytes),
                "gbit_s": g(&stats.tx_bytes) as f64 * 8.0 / secs / 1e9,
                "pps": g(&stats.tx_pkts) as f64 / secs, "local_drops": g(&stats.tx_drops)},

@@ -240,9 +240,25 @@ struct Dtls {
     client: DtlsClient,
 }
 
+/// Sends what OpenSSL produced. A plain non-blocking send(2): tokio's
+/// `try_send` refuses until the reactor has seen the socket writable, which
+/// would drop a fresh session's ClientHello. A full send buffer drops the
+/// datagram (counted), as a kernel queue would.
 fn flush_dtls(udp: &UdpSocket, client: &mut DtlsClient, stats: &Stats) {
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
     client.drain_out(|dgram| {
-        if udp.try_send(dgram).is_err() {
+        // SAFETY: `fd` is the live connected UDP socket owned by `udp`; the
+        // pointer/length pair is the borrowed datagram.
+        let n = unsafe {
+            libc::send(
+                fd,
+                dgram.as_ptr().cast(),
+                dgram.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
             stats.tx_drops.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -275,11 +291,13 @@ async fn bring_up_dtls(
     let mut d = Dtls { udp, client };
     let mut ubuf = [0u8; 2048];
     let mut rbuf = [0u8; 2048];
-    let mut timeouts = 0;
-    // Bounded: at most 6 retransmission timeouts and 64 datagrams.
+    let mut timeouts = 0u32;
+    // Bounded: at most 7 retransmission timeouts (1+2+4+8+8+8+8 s, doubling
+    // like OpenSSL's own timer: a busy server is slow, not gone) and 64 datagrams.
     for _ in 0..64 {
         flush_dtls(&d.udp, &mut d.client, &setup.stats);
-        match tokio::time::timeout(Duration::from_secs(1), d.udp.recv(&mut ubuf)).await {
+        let wait = Duration::from_secs(1 << timeouts.min(3));
+        match tokio::time::timeout(wait, d.udp.recv(&mut ubuf)).await {
             Ok(Ok(n)) => {
                 d.client.input(&ubuf[..n], &mut rbuf, |_| {})?;
                 if d.client.established {
@@ -290,7 +308,7 @@ async fn bring_up_dtls(
             Ok(Err(e)) => return Err(format!("dtls: udp receive: {}", e.kind())),
             Err(_) => {
                 timeouts += 1;
-                if timeouts > 6 {
+                if timeouts > 7 {
                     return Err("dtls: handshake timed out".into());
                 }
                 d.client.on_timeout();

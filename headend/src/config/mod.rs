@@ -11,6 +11,7 @@ pub mod model;
 pub mod objects;
 mod parse;
 mod policy;
+pub mod sessiondb;
 mod summary;
 mod threat;
 
@@ -18,6 +19,7 @@ pub use model::*;
 pub use objects::*;
 pub use parse::{load_file, parse_str};
 pub use policy::EffectivePolicy;
+pub use sessiondb::VpnSessionDb;
 pub use threat::{ServiceLimit, ThreatDetection};
 
 /// A configuration error, always tied to a line so the operator can find it.

@@ -36,6 +36,8 @@ pub struct Config {
     pub aaa_local_max_fail: Option<u32>,
     /// SSH CLI access and logging (`config/mgmt.rs`).
     pub management: super::mgmt::Management,
+    /// `vpn-sessiondb max-*-limit N` (`sessiondb.rs`).
+    pub vpn_sessiondb: super::VpnSessionDb,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }

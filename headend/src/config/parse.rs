@@ -304,6 +304,10 @@ impl<'a> Parser<'a> {
             }
             ["domain-name", ..] => fail("expected `domain-name NAME`"),
             ["ip", "local", "pool", ..] => self.ip_local_pool(c),
+            ["vpn-sessiondb", ..] => {
+                super::sessiondb::parse(&mut self.cfg.vpn_sessiondb, t).map_err(Fail::Here)?;
+                Ok(None)
+            }
             ["ipv6", "local", "pool", ..] => self.ipv6_local_pool(c),
             ["interface", name] => {
                 let idx = match self.cfg.interfaces.iter().position(|i| i.name == *name) {

@@ -263,6 +263,15 @@ impl FrameDecoder {
         }
     }
 
+    /// Gives the buffer back when everything was consumed (an idle session
+    /// should not keep what a burst of jumbo frames grew it to).
+    pub fn shrink_if_empty(&mut self) {
+        if self.pending() == 0 {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Bytes buffered but not yet returned as frames.
     pub fn pending(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
@@ -560,6 +569,23 @@ fn printable(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_gives_its_buffer_back_only_when_empty() {
+        let mut f = Vec::new();
+        encode_into(FrameType::Data, &[1u8; 9000], &mut f).unwrap();
+        let mut d = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+        d.feed(&f[..100]);
+        // A partial frame is kept.
+        d.shrink_if_empty();
+        assert_eq!(d.pending(), 100);
+        d.feed(&f[100..]);
+        assert_eq!(d.next_frame().unwrap().unwrap().payload.len(), 9000);
+        d.shrink_if_empty();
+        assert_eq!(d.pending(), 0);
+        d.feed(&f);
+        assert_eq!(d.next_frame().unwrap().unwrap().kind, FrameType::Data);
+    }
 
     const S: Duration = Duration::from_secs(1);
 
