@@ -226,6 +226,10 @@ pub fn connect_reply(
     if let Some(b) = &p.banner {
         let _ = write!(r, "X-CSTP-Banner: {}\r\n", url_encode(b));
     }
+    // split-dns, tunnel-all-dns, client-bypass, rekey: config/client_settings.rs.
+    for (k, v) in cfg.client_settings(&p.name).push_headers() {
+        let _ = write!(r, "{k}: {}\r\n", header_safe(&v));
+    }
     if let Some((app_id, port)) = dtls {
         let hex: String = app_id.iter().map(|b| format!("{b:02X}")).collect();
         let _ = write!(r, "X-DTLS-App-ID: {hex}\r\n");

@@ -6,6 +6,7 @@
 //! that name them; `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
+mod client_settings;
 pub mod model;
 pub mod objects;
 mod parse;
@@ -13,6 +14,7 @@ mod policy;
 mod summary;
 mod threat;
 
+pub use client_settings::{EffectiveClientSettings, RekeyMethod};
 pub use model::*;
 pub use objects::*;
 pub use parse::{load_file, parse_str};
