@@ -387,12 +387,10 @@ pub fn acl_hits(
         let hits: u64 = rules
             .iter()
             .enumerate()
-            .map(
-                |(k, r)| match compiled.rules().get(rule_no + k) == Some(r) {
-                    true => compiled.hits(rule_no + k),
-                    false => 0,
-                },
-            )
+            .map(|(k, r)| match compiled.rules().get(rule_no + k) == Some(r) {
+                true => compiled.hits(rule_no + k),
+                false => 0,
+            })
             .sum();
         rule_no += rules.len();
         out.push(((i + 1).to_string(), hits));
