@@ -3,6 +3,7 @@ pub mod accounting;
 pub mod admin;
 pub mod config;
 pub mod dtls;
+pub mod dtls_resume;
 pub mod login;
 pub mod metrics;
 pub mod policy_compile;

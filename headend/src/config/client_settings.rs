@@ -9,6 +9,7 @@
 //!  webvpn
 //!   anyconnect ssl rekey time MINUTES|none
 //!   anyconnect ssl rekey method new-tunnel|ssl|none
+//!   anyconnect dtls-resume enable|disable|always   ! headend extension
 //! ```
 //!
 //! Each attribute inherits from DfltGrpPolicy like the others (`None` = not
@@ -17,6 +18,7 @@
 
 use super::DEFAULT_GROUP_POLICY;
 use super::model::Config;
+pub use crate::proto::dtls_resume::ResumePolicy;
 
 /// ASA's range for `anyconnect ssl rekey time` (minutes; ASA 9.x command
 /// reference: 4 to 10080, i.e. one week).
@@ -46,6 +48,8 @@ pub struct ClientSettings {
     pub client_bypass_protocol: Option<bool>,
     pub rekey_time_min: Option<u32>,
     pub rekey_method: Option<RekeyMethod>,
+    /// `anyconnect dtls-resume enable|disable|always` (headend extension).
+    pub dtls_resume: Option<ResumePolicy>,
 }
 
 /// The settings resolved for one session (named policy, then DfltGrpPolicy,
@@ -57,6 +61,7 @@ pub struct EffectiveClientSettings {
     pub client_bypass_protocol: bool,
     pub rekey_time_min: Option<u32>,
     pub rekey_method: RekeyMethod,
+    pub dtls_resume: ResumePolicy,
 }
 
 /// What [`parse`] did with a line.
@@ -75,6 +80,19 @@ pub enum Parsed {
 pub fn parse(toks: &[&str], webvpn: bool, s: &mut ClientSettings) -> Result<Parsed, String> {
     match toks {
         ["anyconnect", "ssl", "rekey", rest @ ..] => return rekey(rest, s),
+        // Not an ASA command (an ASA always resumes): which clients get
+        // session-resume DTLS (legacy-dtls.md); `always` behaves like an ASA.
+        ["anyconnect", "dtls-resume", v] => {
+            s.dtls_resume = Some(match *v {
+                "enable" => ResumePolicy::Enable,
+                "disable" => ResumePolicy::Disable,
+                "always" => ResumePolicy::Always,
+                _ => return Err("expected `anyconnect dtls-resume enable|disable|always`".into()),
+            })
+        }
+        ["anyconnect", "dtls-resume", ..] => {
+            return Err("expected `anyconnect dtls-resume enable|disable|always`".into());
+        }
         _ if webvpn => return Ok(Parsed::NotMine),
         ["split-dns", "none"] => s.split_dns = Some(Vec::new()),
         ["split-dns", "value", domains @ ..] if !domains.is_empty() => {
@@ -180,6 +198,7 @@ impl Config {
             client_bypass_protocol: pick!(client_bypass_protocol).copied().unwrap_or(false),
             rekey_time_min: pick!(rekey_time_min).copied().filter(|m| *m != 0),
             rekey_method: pick!(rekey_method).copied().unwrap_or_default(),
+            dtls_resume: pick!(dtls_resume).copied().unwrap_or_default(),
         }
     }
 }
@@ -240,6 +259,7 @@ mod tests {
             " client-bypass-protocol enable\n",
             " webvpn\n",
             "  anyconnect ssl rekey method new-tunnel\n",
+            "  anyconnect dtls-resume always\n",
             "group-policy NONE internal\n",
             "group-policy NONE attributes\n",
             " split-dns none\n",
@@ -252,6 +272,8 @@ mod tests {
         assert!(gp.client_bypass_protocol);
         assert_eq!(gp.rekey_time_min, Some(60));
         assert_eq!(gp.rekey_method, RekeyMethod::NewTunnel);
+        assert_eq!(gp.dtls_resume, ResumePolicy::Always);
+        assert_eq!(c.client_settings("NONE").dtls_resume, ResumePolicy::Enable);
         let h = gp.push_headers();
         let lines: Vec<String> = h.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         assert_eq!(

@@ -14,7 +14,7 @@ mod policy;
 mod summary;
 mod threat;
 
-pub use client_settings::{EffectiveClientSettings, RekeyMethod};
+pub use client_settings::{EffectiveClientSettings, RekeyMethod, ResumePolicy};
 pub use model::*;
 pub use objects::*;
 pub use parse::{load_file, parse_str};
