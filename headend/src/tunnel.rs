@@ -677,6 +677,7 @@ impl DtlsPath {
             match event {
                 Some(DtlsEvent::Established) => {
                     tracing::info!(%peer, cipher = ch.cipher_name().unwrap_or("?"), "DTLS up");
+                    *stats.dtls_cipher.lock().unwrap_or_else(|e| e.into_inner()) = ch.cipher_name();
                     self.hub.bind_peer(peer, self.generation, &self.app_id);
                     self.last_rx = now;
                     self.active = true;

@@ -7,6 +7,7 @@
 //! with another session id gets no answer. Deadlines are hang guards only.
 
 use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP, TLS_PORT};
 use e2e::nft::{self, Counter};
@@ -17,6 +18,9 @@ const MITM: &str = "possible MITM attack";
 /// Datagrams this long are tunnelled pings; DTLS keepalive/DPD records are shorter.
 const DATA_SIZED: u32 = 100;
 const TABLE: &str = "e2e_resume";
+/// Hang guard for openconnect's DTLS DPD (2 x 5 s here) and its next DTLS attempt
+/// (every 60 s in 9.01).
+const DTLS_RECOVERY_GUARD: Duration = Duration::from_secs(180);
 
 fn lab_with_headend() -> Option<Lab> {
     let lab = Lab::with_clients(1)?;
@@ -31,7 +35,10 @@ fn lab_with_headend() -> Option<Lab> {
 
 /// Counters in the client namespace: data-sized UDP from the headend's port, and
 /// anything from that port to a socket other than openconnect's (`stray`).
+/// Replaces an earlier table (openconnect's DTLS port changes on each new attempt).
 fn install_counters(ns: &str, oc_port: u16) {
+    // No table yet is fine.
+    let _ = nft::apply(ns, &format!("delete table inet {TABLE}\n"));
     nft::must_apply(
         ns,
         &format!(
@@ -130,6 +137,12 @@ fn resume_with(extra: &[&str], expect: &str, reply_header: &str) -> Option<(Lab,
             .any(|s| s.get("Protocol").is_some_and(|p| p.contains("DTLS-Tunnel")))
     });
     assert_eq!(sessions.len(), 1);
+    // ASA's Encryption / Hashing lines name the DTLS suite.
+    let raw = lab.show_sessions_raw();
+    assert!(
+        raw.contains("DTLS-Tunnel: (1)AES-GCM-256") && raw.contains("DTLS-Tunnel: (1)SHA384"),
+        "{raw}"
+    );
     Some((lab, client))
 }
 
@@ -192,5 +205,104 @@ fn resume_oc_dtls12_aes256_gcm() {
         client.output()
     );
     assert!(client.is_running(), "{}", client.output());
+    lab.assert_headend_running();
+}
+
+fn session_ids(c: &Client) -> Vec<String> {
+    c.output()
+        .lines()
+        .filter(|l| l.starts_with("X-DTLS-Session-ID:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// UDP blocked mid-session: openconnect's DPD gives up on DTLS, CSTP carries the
+/// traffic, and once UDP is back the client resumes DTLS again (a fresh session on
+/// the headend, same Session-ID). Then a CSTP reconnect: the new CONNECT gets a new
+/// Session-ID and DTLS is resumed once more, keyed from that CONNECT. Never a MITM
+/// warning, always the same session and address.
+#[test]
+fn resume_survives_udp_loss_and_cstp_reconnect() {
+    let Some((lab, mut client)) = resume_with(
+        &["--dtls12-ciphers=AES256-GCM-SHA384", "--force-dpd", "5"],
+        "(DTLS1.2)-(RSA)-(AES-256-GCM)",
+        "X-DTLS12-CipherSuite: AES256-GCM-SHA384",
+    ) else {
+        return;
+    };
+    let addr = client.tun_addr().expect("tunnel address");
+    let ns = lab.client_ns().to_owned();
+    let client_ip = lab.client_host(0).ip;
+    // Silent drops on both sides (see dtls.rs: a drop in the client's output hook
+    // would fail its send at once instead of exercising DPD).
+    let block = |ns: &str, rule: &str| {
+        nft::must_apply(
+            ns,
+            &format!(
+                "table inet e2e_block {{
+  chain in {{
+    type filter hook input priority 0; policy accept;
+    {rule} drop
+  }}
+}}
+"
+            ),
+        );
+    };
+    block(&ns, &format!("ip saddr {OUTSIDE_IP} udp sport {TLS_PORT}"));
+    block(
+        lab.gw_ns(),
+        &format!("ip saddr {client_ip} ip daddr {OUTSIDE_IP} udp dport {TLS_PORT}"),
+    );
+    let over_cstp = wait_until(DTLS_RECOVERY_GUARD, || {
+        (client
+            .output()
+            .contains("DTLS Dead Peer Detection detected dead peer")
+            && lab.ping_from_client(INSIDE_HOST))
+        .then_some(())
+    });
+    assert!(
+        over_cstp.is_some(),
+        "no CSTP fallback with UDP blocked:\n{}",
+        client.output()
+    );
+    nft::delete_table(&ns, "inet", "e2e_block");
+    nft::delete_table(lab.gw_ns(), "inet", "e2e_block");
+    let again = wait_until(DTLS_RECOVERY_GUARD, || {
+        (client.dtls_established_count() >= 2).then_some(())
+    });
+    assert!(
+        again.is_some(),
+        "DTLS not resumed again after UDP came back:\n{}\n--- headend log ---\n{}",
+        client.output(),
+        lab::tail(&lab.headend_log(), 40)
+    );
+    install_counters(&ns, client.dtls_port().expect("DTLS socket"));
+    assert_ping_over_dtls(&lab, "after UDP came back");
+
+    let kill = lab.exec_gw(&["ss", "-K", "-t", "-n", "dst", &client_ip.to_string()]);
+    assert!(kill.status.success(), "ss -K: {}", cmd::combined(&kill));
+    let redone = wait_until(DTLS_RECOVERY_GUARD, || {
+        (client.dtls_established_count() >= 3).then_some(())
+    });
+    assert!(
+        redone.is_some(),
+        "DTLS not resumed after the CSTP reconnect:\n{}\n--- headend log ---\n{}",
+        client.output(),
+        lab::tail(&lab.headend_log(), 40)
+    );
+    let ids = session_ids(&client);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(
+        ids[0], ids[1],
+        "the Session-ID did not change with the CONNECT"
+    );
+    install_counters(&ns, client.dtls_port().expect("DTLS socket"));
+    assert_ping_over_dtls(&lab, "after the CSTP reconnect");
+    let out = client.output();
+    assert!(!out.contains(MITM), "{out}");
+    assert!(client.is_running(), "{out}");
+    assert_eq!(client.tun_addr(), Some(addr), "address changed");
+    assert_eq!(lab.show_sessions().len(), 1, "{}", lab.show_sessions_raw());
     lab.assert_headend_running();
 }

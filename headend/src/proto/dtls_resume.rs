@@ -57,14 +57,29 @@ impl ResumeSuite {
             Self::EcdheRsaAes128GcmSha256 => [0xc0, 0x2f],
         }
     }
+}
 
-    /// `Encryption` / `Hashing` as `show vpn-sessiondb detail` prints them.
-    pub fn show_names(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Aes256GcmSha384 | Self::EcdheRsaAes256GcmSha384 => ("AES-GCM-256", "SHA384"),
-            Self::Aes128GcmSha256 | Self::EcdheRsaAes128GcmSha256 => ("AES-GCM-128", "SHA256"),
-        }
-    }
+/// `Encryption` / `Hashing` of an OpenSSL suite name as ASA's `show
+/// vpn-sessiondb` prints them (`AES-GCM-256` / `SHA384`), for resume and PSK
+/// suites alike.
+pub fn asa_algorithms(openssl_name: &str) -> (&'static str, &'static str) {
+    let enc = if openssl_name.contains("AES256-GCM") {
+        "AES-GCM-256"
+    } else if openssl_name.contains("AES128-GCM") {
+        "AES-GCM-128"
+    } else if openssl_name.contains("CHACHA20") {
+        "CHACHA20-POLY1305"
+    } else {
+        "unknown"
+    };
+    let hash = if openssl_name.ends_with("SHA384") {
+        "SHA384"
+    } else if openssl_name.ends_with("SHA256") || openssl_name.contains("CHACHA20") {
+        "SHA256"
+    } else {
+        "unknown"
+    };
+    (enc, hash)
 }
 
 /// The DTLS mode chosen for one CONNECT.
@@ -394,6 +409,23 @@ mod tests {
             reply_headers(&[0; 32], 443, None, None, &DtlsMode::Psk, 1),
             ""
         );
+    }
+
+    #[test]
+    fn asa_names_of_suites() {
+        assert_eq!(
+            asa_algorithms("AES256-GCM-SHA384"),
+            ("AES-GCM-256", "SHA384")
+        );
+        assert_eq!(
+            asa_algorithms("ECDHE-RSA-AES128-GCM-SHA256"),
+            ("AES-GCM-128", "SHA256")
+        );
+        assert_eq!(
+            asa_algorithms("PSK-CHACHA20-POLY1305"),
+            ("CHACHA20-POLY1305", "SHA256")
+        );
+        assert_eq!(asa_algorithms("NULL"), ("unknown", "unknown"));
     }
 
     #[test]
