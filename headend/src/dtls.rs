@@ -582,6 +582,23 @@ pub enum DtlsEvent {
 }
 
 impl DtlsChannel {
+    /// An association over a server `Ssl` set up elsewhere (resume mode,
+    /// `dtls_resume.rs`), in accept state.
+    pub fn from_ssl(mut ssl: Ssl, peer: SocketAddr) -> Result<Self> {
+        ssl.set_accept_state();
+        let stream = SslStream::new(ssl, DatagramIo::default())?;
+        Ok(Self {
+            stream,
+            peer,
+            established: false,
+        })
+    }
+
+    /// The negotiated suite's OpenSSL name, once established.
+    pub fn cipher_name(&self) -> Option<&'static str> {
+        self.stream.ssl().current_cipher().map(|c| c.name())
+    }
+
     /// Feeds one datagram; decrypted records are passed to `on_record`.
     /// Returns an event when the handshake completes or fails.
     pub fn input(

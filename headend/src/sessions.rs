@@ -30,6 +30,8 @@ pub struct SessionStats {
     pub spoofed_drops: AtomicU64,
     /// The downlink currently goes over DTLS.
     pub dtls_active: std::sync::atomic::AtomicBool,
+    /// OpenSSL name of the last established DTLS suite (for `show vpn-sessiondb`).
+    pub dtls_cipher: std::sync::Mutex<Option<&'static str>>,
 }
 
 /// Why a session ended (logged, and shown to the client where it can be).
@@ -217,6 +219,8 @@ pub struct SessionView {
     pub pkts_tx_drop: u64,
     /// Packets the filter dropped from the client (ASA "Pkts Rx Drop").
     pub pkts_rx_drop: u64,
+    /// OpenSSL name of the DTLS suite, once DTLS came up.
+    pub dtls_cipher: Option<&'static str>,
 }
 
 /// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
@@ -978,6 +982,11 @@ impl SessionTable {
                 audit_session_id: s.audit_session_id.clone(),
                 pkts_tx_drop: s.filter.denied_to_client.load(Ordering::Relaxed),
                 pkts_rx_drop: s.filter.denied_from_client.load(Ordering::Relaxed),
+                dtls_cipher: *s
+                    .stats
+                    .dtls_cipher
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
                 protocol: match s.state {
                     SessionState::Connected { .. }
                         if s.stats.dtls_active.load(Ordering::Relaxed) =>

@@ -149,16 +149,19 @@ fn single(k: &str, v: &str) -> String {
 
 /// ASA lists a parent, an SSL and (when up) a DTLS tunnel in `Protocol`;
 /// `Encryption` and `Hashing` name one algorithm per tunnel in that order.
-/// The negotiated suites are not recorded per session yet, so the tunnels'
-/// algorithms read `unknown` rather than a guess.
-fn per_tunnel(protocol: &str) -> String {
-    protocol
+/// The DTLS suite is recorded when DTLS comes up (`hashing` picks the column);
+/// the TLS suite is not recorded yet, so it reads `unknown` rather than a guess.
+fn per_tunnel(s: &SessionView, hashing: bool) -> String {
+    s.protocol
         .split_whitespace()
         .map(|t| {
-            let alg = if t == "AnyConnect-Parent" {
-                "none"
-            } else {
-                "unknown"
+            let alg = match (t, s.dtls_cipher) {
+                ("AnyConnect-Parent", _) => "none",
+                ("DTLS-Tunnel", Some(c)) => {
+                    let (enc, hash) = crate::proto::dtls_resume::asa_algorithms(c);
+                    if hashing { hash } else { enc }
+                }
+                _ => "unknown",
             };
             format!("{t}: (1){alg}")
         })
@@ -195,8 +198,8 @@ fn head(out: &mut String, s: &SessionView, detail: bool) {
     }
     out.push_str(&single("Protocol", s.protocol));
     out.push_str(&single("License", "AnyConnect Premium"));
-    out.push_str(&single("Encryption", &per_tunnel(s.protocol)));
-    out.push_str(&single("Hashing", &per_tunnel(s.protocol)));
+    out.push_str(&single("Encryption", &per_tunnel(s, false)));
+    out.push_str(&single("Hashing", &per_tunnel(s, true)));
     out.push_str(&pair(
         "Bytes Tx",
         &s.bytes_tx.to_string(),
@@ -381,7 +384,23 @@ mod tests {
             audit_session_id: "c612000100000001694a2b3c".into(),
             pkts_tx_drop: 3,
             pkts_rx_drop: 12,
+            dtls_cipher: None,
         }
+    }
+
+    #[test]
+    fn dtls_suite_shows_as_asa_names() {
+        let mut v = view();
+        v.protocol = "AnyConnect-Parent SSL-Tunnel DTLS-Tunnel";
+        v.dtls_cipher = Some("ECDHE-RSA-AES256-GCM-SHA384");
+        let out = anyconnect(&[v]);
+        assert!(
+            out.contains(
+                "Encryption   : AnyConnect-Parent: (1)none  SSL-Tunnel: (1)unknown  DTLS-Tunnel: (1)AES-GCM-256\n\
+                 Hashing      : AnyConnect-Parent: (1)none  SSL-Tunnel: (1)unknown  DTLS-Tunnel: (1)SHA384\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

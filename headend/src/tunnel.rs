@@ -22,6 +22,7 @@ use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, Dt
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
 };
+use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
 use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
@@ -106,9 +107,11 @@ pub async fn run(
     };
     let span = tracing::info_span!("session", index = att.index, user = %att.username, tunnel_group = %att.tunnel_group, ip = %att.address);
     let (index, generation) = (att.index, att.generation);
-    let dtls = match (&h.dtls, dtls_offered(&req)) {
-        (Some(hub), true) if att.policy.anyconnect_dtls => {
-            match DtlsPath::new(hub.clone(), &tls, generation, &req, &att.policy) {
+    // PSK-NEGOTIATE or session-resume mode (proto/dtls_resume.rs).
+    let mode = dtls_resume::choose(&req, h.config.client_settings(&att.policy.name).dtls_resume);
+    let dtls = match (&h.dtls, &mode) {
+        (Some(hub), DtlsMode::Psk | DtlsMode::Resume { .. }) if att.policy.anyconnect_dtls => {
+            match DtlsPath::new(hub.clone(), &tls, generation, &req, &att.policy, &mode) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(parent: &span, "DTLS not offered: {e:#}");
@@ -118,8 +121,27 @@ pub async fn run(
         }
         _ => None,
     };
-    let dtls_offer = dtls.as_ref().map(|d| (d.app_id, d.hub.port));
-    let reply = connect_reply(&h.config, &att, &req, dtls_offer.as_ref());
+    let dtls_offer = dtls
+        .as_ref()
+        .filter(|d| d.resume.is_none())
+        .map(|d| (d.app_id, d.hub.port));
+    let mut reply = connect_reply(&h.config, &att, &req, dtls_offer.as_ref());
+    if let Some(d) = dtls.as_ref().filter(|d| d.resume.is_some()) {
+        // Resume mode: its X-DTLS-* headers go before the blank line.
+        let p = &att.policy;
+        let mtu = dtls_resume::dtls_mtu(d.mtu, tunnel_mtu(p.anyconnect_mtu, &req));
+        let extra = dtls_resume::reply_headers(
+            &d.app_id,
+            d.hub.port,
+            p.anyconnect_keepalive_secs,
+            p.anyconnect_dpd_client_secs,
+            &mode,
+            mtu,
+        );
+        reply.truncate(reply.len() - 2);
+        reply.push_str(&extra);
+        reply.push_str("\r\n");
+    }
     if let Err(e) = async {
         tls.write_all(reply.as_bytes()).await?;
         tls.flush().await
@@ -270,6 +292,10 @@ pub fn connect_reply(
     if let Some(b) = &p.banner {
         let _ = write!(r, "X-CSTP-Banner: {}\r\n", url_encode(b));
     }
+    // split-dns, tunnel-all-dns, client-bypass, rekey: config/client_settings.rs.
+    for (k, v) in cfg.client_settings(&p.name).push_headers() {
+        let _ = write!(r, "{k}: {}\r\n", header_safe(&v));
+    }
     if let Some((app_id, port)) = dtls {
         let hex: String = app_id.iter().map(|b| format!("{b:02X}")).collect();
         let _ = write!(r, "X-DTLS-App-ID: {hex}\r\n");
@@ -305,12 +331,6 @@ fn client_does_ipv6(req: &Request) -> bool {
             .header("X-CSTP-Full-IPv6-Capability")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
     }
-}
-
-/// openconnect lists PSK-NEGOTIATE in X-DTLS-CipherSuite unless run with --no-dtls.
-fn dtls_offered(req: &Request) -> bool {
-    req.headers_named("X-DTLS-CipherSuite")
-        .any(|v| v.split(':').any(|c| c.trim() == "PSK-NEGOTIATE"))
 }
 
 /// The policy MTU, capped by what the client asked for (it computed the most
@@ -545,6 +565,9 @@ struct DtlsPath {
     app_id: AppId,
     generation: u64,
     psk: [u8; 32],
+    /// Session-resume mode: the suite and the CONNECT's master secret (the
+    /// App-ID then serves as X-DTLS-Session-ID).
+    resume: Option<(ResumeSuite, [u8; dtls_resume::MASTER_SECRET_LEN])>,
     mtu: u32,
     rx: mpsc::Receiver<DtlsDatagrams>,
     channel: Option<DtlsChannel>,
@@ -564,6 +587,7 @@ impl DtlsPath {
         generation: u64,
         req: &Request,
         policy: &crate::config::EffectivePolicy,
+        mode: &DtlsMode,
     ) -> Result<Self> {
         let mut psk = [0u8; 32];
         tls.get_ref()
@@ -585,6 +609,10 @@ impl DtlsPath {
             app_id,
             generation,
             psk,
+            resume: match mode {
+                DtlsMode::Resume { suite, master, .. } => Some((*suite, *master)),
+                _ => None,
+            },
             mtu: base - 28,
             rx,
             channel: None,
@@ -638,7 +666,13 @@ impl DtlsPath {
     ) {
         let DtlsDatagrams { peer, batch, kind } = msg;
         if kind == DatagramKind::Hello {
-            match self.hub.new_channel(self.psk, peer, self.mtu) {
+            let made = match &self.resume {
+                Some((suite, master)) => {
+                    crate::dtls_resume::channel(*suite, &self.app_id, master, peer, self.mtu)
+                }
+                None => self.hub.new_channel(self.psk, peer, self.mtu),
+            };
+            match made {
                 Ok(c) => {
                     tracing::debug!(%peer, "DTLS ClientHello: new association");
                     self.channel = Some(c);
@@ -695,7 +729,8 @@ impl DtlsPath {
             });
             match event {
                 Some(DtlsEvent::Established) => {
-                    tracing::info!(%peer, "DTLS up");
+                    tracing::info!(%peer, cipher = ch.cipher_name().unwrap_or("?"), "DTLS up");
+                    *stats.dtls_cipher.lock().unwrap_or_else(|e| e.into_inner()) = ch.cipher_name();
                     self.hub.bind_peer(peer, self.generation, &self.app_id);
                     self.last_rx = now;
                     self.active = true;

@@ -28,6 +28,7 @@ fn view(index: u64, user: &str) -> SessionView {
         audit_session_id: "c612000100000001694a2b3c".into(),
         pkts_tx_drop: 3,
         pkts_rx_drop: 12,
+        dtls_cipher: None,
     }
 }
 

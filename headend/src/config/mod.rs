@@ -6,6 +6,7 @@
 //! that name them; `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
+mod client_settings;
 pub mod mgmt;
 pub mod model;
 pub mod objects;
@@ -15,6 +16,7 @@ pub mod sessiondb;
 mod summary;
 mod threat;
 
+pub use client_settings::{EffectiveClientSettings, RekeyMethod, ResumePolicy};
 pub use model::*;
 pub use objects::*;
 pub use parse::{load_file, parse_str};

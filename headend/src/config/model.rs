@@ -231,6 +231,8 @@ pub struct GroupPolicy {
     /// `anyconnect ssl dtls enable|disable`
     pub anyconnect_dtls: Option<bool>,
     pub banner: Option<String>,
+    /// Pushed client settings (split-dns, rekey, ...): `client_settings.rs`.
+    pub client: super::client_settings::ClientSettings,
     pub line: usize,
 }
 

@@ -1238,7 +1238,7 @@ impl<'a> Parser<'a> {
             Mode::SamlIdp(n) => self.sub_saml_idp(n, mode, c),
             Mode::GroupPolicy(n) => self.sub_group_policy(n, mode, c),
             Mode::GroupPolicyWebvpn(n) => {
-                if self.gp_anyconnect(n, c)? {
+                if self.gp_anyconnect(n, c)? || self.gp_client_settings(n, c, true)? {
                     Ok(None)
                 } else {
                     self.unknown(c, Some(mode))
@@ -1494,7 +1494,7 @@ impl<'a> Parser<'a> {
     }
 
     fn sub_group_policy(&mut self, name: &str, mode: &Mode, c: &Cmd) -> Step {
-        if self.gp_anyconnect(name, c)? {
+        if self.gp_anyconnect(name, c)? || self.gp_client_settings(name, c, false)? {
             return Ok(None);
         }
         let t = c.toks.as_slice();
@@ -1633,6 +1633,21 @@ impl<'a> Parser<'a> {
             _ => return self.unknown(c, Some(mode)),
         }
         Ok(None)
+    }
+
+    /// Pushed client settings (`client_settings.rs`). False when not one of them.
+    fn gp_client_settings(&mut self, name: &str, c: &Cmd, webvpn: bool) -> PResult<bool> {
+        let Some(gp) = self.cfg.group_policies.get_mut(name) else {
+            return Ok(false);
+        };
+        match super::client_settings::parse(&c.toks, webvpn, &mut gp.client)? {
+            super::client_settings::Parsed::NotMine => Ok(false),
+            super::client_settings::Parsed::Done => Ok(true),
+            super::client_settings::Parsed::Warn(m) => {
+                self.warn(c.line, m);
+                Ok(true)
+            }
+        }
     }
 
     /// `anyconnect ...` settings, valid directly in group-policy attributes and in

@@ -18,5 +18,6 @@
 
 pub mod cstp;
 pub mod dtls_hello;
+pub mod dtls_resume;
 pub mod http;
 pub mod xmlauth;
