@@ -24,7 +24,7 @@ enum Cmd {
     /// Validate an ASA config and print a summary.
     CheckConfig { file: PathBuf },
     /// Run the headend.
-    Run(headend::server::RunArgs),
+    Run(Box<headend::server::RunArgs>),
     /// `show ...` commands, answered by a running headend.
     Show {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
@@ -100,6 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Cmd::Run(args) => {
+            let args = *args;
             init_tracing(args.log_format);
             // Root's part first, while the process has one thread: the admin
             // socket in /run, then become the user (TUN and 443 need only the
