@@ -78,6 +78,16 @@ fn realistic_config_with_objects_loads() {
     );
     assert_eq!(n("ACL-STAFF", 3), 3 * 2, "3 inside nets x 2 ICMP types");
     assert_eq!(n("ACL-STAFF", 4), 2, "1 source SGT x 2 destination SGTs");
+    // check-config counts the expanded elements, as `show access-list` does.
+    let summary = c.summary();
+    assert!(
+        summary.contains("  ACL-STAFF: 5 entries (21 elements)\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("objects: 7 network, 2 service; object-groups: 10\n"),
+        "{summary}"
+    );
 }
 
 #[test]

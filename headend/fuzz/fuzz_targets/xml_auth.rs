@@ -24,13 +24,16 @@ fuzz_target!(|data: &[u8]| {
             .collect(),
         selected: msg.capabilities.first().cloned(),
         inputs: match &msg.sso_token {
-            Some(t) => FormInputs::Sso(SsoLogin::external(t.clone(), text(&msg.opaque))),
+            Some(t) if msg.has_capability("single-sign-on-external-browser") => {
+                FormInputs::Sso(SsoLogin::external(t.clone(), text(&msg.opaque)))
+            }
+            Some(t) => FormInputs::Sso(SsoLogin::embedded(t.clone(), text(&msg.opaque))),
             None => FormInputs::Password,
         },
     };
     for xml in [
         form.render(),
-        xmlauth::render_success(&text(&msg.sso_token)),
+        xmlauth::render_success(&text(&msg.sso_token), &text(&msg.opaque)),
     ] {
         if xml.len() <= MAX_XML_LEN {
             let again = xmlauth::parse_client(xml.as_bytes());

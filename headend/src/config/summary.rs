@@ -88,11 +88,36 @@ impl Config {
                 .iter()
                 .filter(|e| !matches!(e.kind, AclEntryKind::Remark(_)))
                 .count();
+            // Entries naming object-groups count as ASA's `elements` do, expanded.
+            let expanded: usize = acl
+                .entries
+                .iter()
+                .map(|e| match e.kind {
+                    AclEntryKind::Remark(_) => 0,
+                    AclEntryKind::Standard { .. } => 1,
+                    _ => e.extended_aces().len(),
+                })
+                .sum();
+            let elements = if expanded == n {
+                String::new()
+            } else {
+                format!(" ({expanded} elements)")
+            };
             writeln!(
                 s,
-                "  {}: {n} entr{}",
+                "  {}: {n} entr{}{elements}",
                 acl.name,
                 if n == 1 { "y" } else { "ies" }
+            )?;
+        }
+        let o = &self.objects;
+        if !(o.network.is_empty() && o.service.is_empty() && o.groups.is_empty()) {
+            writeln!(
+                s,
+                "objects: {} network, {} service; object-groups: {}",
+                o.network.len(),
+                o.service.len(),
+                o.groups.len()
             )?;
         }
 
