@@ -10,7 +10,7 @@
 # stopped at the end. Exit status 0 = every check passed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DEB=$(ls -1t "$ROOT"/target/debian/headend_*.deb 2>/dev/null | head -1)
+DEB=${DEB:-$(ls -1t "$ROOT"/target/debian/headend_*.deb 2>/dev/null | head -1)}
 [ -n "$DEB" ] || { echo "no target/debian/headend_*.deb: run packaging/build-deb.sh" >&2; exit 1; }
 FS=${DEB12_ROOT:-/var/tmp/headend-deb12}
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 1; }
@@ -25,6 +25,12 @@ if [ ! -x "$FS/lib/systemd/systemd" ]; then
 fi
 echo headend-deb12 >"$FS/etc/hostname"
 cp "$DEB" "$FS/root/"
+# The container has no network (--private-network): fetch the .deb's Debian
+# dependencies into its apt cache from here first (a chroot shares our network).
+cp /etc/resolv.conf "$FS/etc/resolv.conf"
+chroot "$FS" apt-get update -qq >"$FS.apt-update.log" 2>&1 || fail "apt-get update (log $FS.apt-update.log)"
+chroot "$FS" env DEBIAN_FRONTEND=noninteractive apt-get install -y --download-only \
+  "/root/$(basename "$DEB")" >"$FS.apt-download.log" 2>&1 || fail "downloading dependencies (log $FS.apt-download.log)"
 
 # Boot it: own network namespace (only lo), no registration with a host systemd.
 systemd-nspawn -q -D "$FS" --keep-unit --register=no --private-network --boot \
@@ -65,7 +71,7 @@ ok "binary, headend user, man page, completions, self-signed cert; unit not enab
 # A user to log in as and the metrics endpoint; then start the unit.
 c sh -c 'echo "username alice password lab-secret-pw" >>/etc/headend/headend.cfg'
 c sh -c 'echo "HEADEND_ARGS=\"--tls-cert /etc/headend/tls/cert.pem --tls-key /etc/headend/tls/key.pem --metrics-listen 127.0.0.1:9273\"" >/etc/default/headend'
-c systemd-analyze verify /lib/systemd/system/headend.service >"$FS.verify.log" 2>&1 ||
+c systemd-analyze verify --man=no /usr/lib/systemd/system/headend.service >"$FS.verify.log" 2>&1 ||
   { cat "$FS.verify.log"; fail "systemd-analyze verify"; }
 ok "systemd-analyze verify headend.service"
 c systemctl start headend || { c journalctl -u headend --no-pager | tail -n 30; fail "systemctl start headend"; }
