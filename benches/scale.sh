@@ -139,7 +139,7 @@ run() {
     --quiet "$@" 2>>"$WORK/loadgen.log" | sed -n 's/^RESULT_JSON //p') || true
   [ -n "$json" ] || die "loadgen gave no result ($WORK/loadgen.log)"
   jq -c --arg s "$server" --arg m "$mode" --arg l "$load" --argjson n "$n" \
-    '{server: $s, n: $n, mode: $m, load: $l} + .' <<<"$json" >>"$RESULTS"
+    '{side: $s, n: $n, mode: $m, load: $l} + .' <<<"$json" >>"$RESULTS"
   # Every session must be gone before the next run.
   wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
     log "connections still open after the run"
@@ -218,8 +218,8 @@ jq -rs '
   def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
   def ratio(a; b): if a == null or b == null or b == 0 then "-" else r(a / b) end;
   (group_by([.n, .mode]) | .[]) as $g
-  | ($g | map(select(.server == "headend")) | .[0]) as $h
-  | ($g | map(select(.server == "ocserv")) | .[0]) as $o
+  | ($g | map(select(.side == "headend")) | .[0]) as $h
+  | ($g | map(select(.side == "ocserv")) | .[0]) as $o
   | [$g[0].n, $g[0].mode,
      "\($h.up // "-")/\($o.up // "-")",
      r($h.server.rss_kib_per_session), r($o.server.rss_kib_per_session),
