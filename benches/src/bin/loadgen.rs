@@ -95,6 +95,10 @@ struct Args {
     /// Server process to sample (RSS, CPU, threads, fds).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Sample every process of this network namespace instead (summed), e.g.
+    /// ocserv's main, sec-mod and per-session workers.
+    #[arg(long, conflicts_with = "server_pid")]
+    server_netns: Option<String>,
     /// Write the per-second timeline here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -223,7 +227,11 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         args.size
     );
 
-    let sample = |pid: Option<u32>| pid.and_then(procstat::sample);
+    let netns = args.server_netns.clone();
+    let sample = |pid: Option<u32>| match &netns {
+        Some(ns) => procstat::sample_all(&procstat::pids_in_netns(ns)),
+        None => pid.and_then(procstat::sample),
+    };
     let server0 = sample(args.server_pid);
     let t0 = Instant::now();
     let (phase_tx, phase_rx) = watch::channel(Phase::Run);

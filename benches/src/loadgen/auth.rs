@@ -136,8 +136,8 @@ pub fn init_body(group_access: &str, group_select: Option<&str>) -> String {
 /// The auth-reply with the form filled in.
 pub fn reply_body(
     opaque: Option<&str>,
-    user: &str,
-    password: &str,
+    user: Option<&str>,
+    password: Option<&str>,
     group_select: Option<&str>,
 ) -> String {
     let mut x = String::with_capacity(512);
@@ -147,11 +147,20 @@ pub fn reply_body(
     if let Some(o) = opaque {
         x.push_str(o);
     }
-    x.push_str("<auth><username>");
-    x.push_str(&escape(user));
-    x.push_str("</username><password>");
-    x.push_str(&escape(password));
-    x.push_str("</password></auth>");
+    // Only the inputs the form asked for (ocserv asks for the username and
+    // the password in two forms).
+    x.push_str("<auth>");
+    if let Some(u) = user {
+        x.push_str("<username>");
+        x.push_str(&escape(u));
+        x.push_str("</username>");
+    }
+    if let Some(p) = password {
+        x.push_str("<password>");
+        x.push_str(&escape(p));
+        x.push_str("</password>");
+    }
+    x.push_str("</auth>");
     if let Some(g) = group_select {
         x.push_str("<group-select>");
         x.push_str(&escape(g));
@@ -253,16 +262,17 @@ impl Login {
             self.selected = Some(value);
             return Step::Post(init_body(&self.group_access, self.selected.as_deref()));
         }
-        if form.has_password && form.has_username {
-            if self.replied {
+        if form.has_password || form.has_username {
+            // Asked again for the password: it was refused.
+            if form.has_password && self.replied {
                 let why = form.error.unwrap_or_else(|| "login refused".into());
                 return Step::Failed(format!("auth: {why}"));
             }
-            self.replied = true;
+            self.replied |= form.has_password;
             return Step::Post(reply_body(
                 form.opaque.as_deref(),
-                &self.user,
-                &self.password,
+                form.has_username.then_some(self.user.as_str()),
+                form.has_password.then_some(self.password.as_str()),
                 self.selected.as_deref(),
             ));
         }
@@ -380,6 +390,40 @@ mod tests {
             steps += 1;
             assert!(steps < 20, "login never gives up");
         }
+    }
+
+    /// ocserv's plain auth: a username form, then a password form.
+    #[test]
+    fn username_then_password_forms() {
+        let user_form = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<config-auth client=\"vpn\" type=\"auth-request\"><auth id=\"main\"><message>Please enter your username.</message>\
+<form method=\"post\" action=\"/auth\"><input type=\"text\" name=\"username\" label=\"Username:\" /></form></auth></config-auth>";
+        let pass_form = user_form.replace("username.", "password.").replace(
+            "type=\"text\" name=\"username\"",
+            "type=\"password\" name=\"password\"",
+        );
+        let mut l = Login::new("https://h/", "u1", "pw", None);
+        l.start();
+        let Step::Post(r1) = l.on_response(200, None, user_form) else {
+            panic!()
+        };
+        let m = parse(&r1);
+        assert_eq!(
+            (m.username.as_deref(), m.password.as_deref()),
+            (Some("u1"), None)
+        );
+        let Step::Post(r2) = l.on_response(200, None, &pass_form) else {
+            panic!()
+        };
+        let m = parse(&r2);
+        assert_eq!(
+            (m.username.as_deref(), m.password.as_deref()),
+            (None, Some("pw"))
+        );
+        assert!(matches!(
+            l.on_response(200, None, &pass_form),
+            Step::Failed(_)
+        ));
     }
 
     #[test]

@@ -54,6 +54,37 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// The processes whose network namespace is `/run/netns/NAME` (`ip netns
+/// pids NAME`): ocserv runs a process per session, all in its namespace.
+pub fn pids_in_netns(name: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(want) = std::fs::metadata(format!("/run/netns/{name}")).map(|m| m.ino()) else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want)
+        })
+        .collect()
+}
+
+/// The sum over `pids` (RSS, CPU, threads, fds); None if none could be read.
+pub fn sample_all(pids: &[u32]) -> Option<ProcSample> {
+    let mut total: Option<ProcSample> = None;
+    for s in pids.iter().filter_map(|p| sample(*p)) {
+        let t = total.get_or_insert_with(ProcSample::default);
+        t.rss_kib += s.rss_kib;
+        t.cpu_s += s.cpu_s;
+        t.threads += s.threads;
+        t.fds += s.fds;
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +103,16 @@ mod tests {
         let s = "Name:\theadend\nVmPeak:\t  9000 kB\nVmRSS:\t    15360 kB\nThreads:\t3\n";
         assert_eq!(parse_rss_kib(s), Some(15360));
         assert_eq!(parse_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn sums_over_processes_and_unknown_netns_is_empty() {
+        let me = std::process::id();
+        let one = sample_all(&[me]).unwrap();
+        let two = sample_all(&[me, me]).unwrap();
+        assert!(two.fds >= 2 * one.fds.saturating_sub(1) && two.threads >= one.threads);
+        assert_eq!(sample_all(&[]), None);
+        assert!(pids_in_netns("no-such-netns-loadgen").is_empty());
     }
 
     #[test]
