@@ -521,9 +521,32 @@ impl Lab {
         }
         // The lab dir is 0700: let the user reach its files (not list the dir).
         set_mode(&self.dir, 0o711);
+        // The accounting journal is the user's to write (and compact) in its own
+        // directory, as /var/lib/headend is the service's.
+        let state = self.state_dir();
+        let uid = cmd::must(&mut cmd::command("id", &["-u", user]));
+        let uid: u32 = uid
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("id -u {user}: {uid:?}: {e}"));
+        std::os::unix::fs::chown(&state, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", state.display()));
+        set_mode(&state, 0o700);
         let mut args = vec!["--user", user];
         args.extend_from_slice(extra);
         self.start_headend_with(&args);
+    }
+
+    /// The headend's state directory in this lab (the accounting journal lives there).
+    fn state_dir(&self) -> PathBuf {
+        let d = self.dir.join("state");
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        d
+    }
+
+    /// The crash-safe accounting journal this lab's headend writes.
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir().join("accounting.journal")
     }
 
     /// [`Lab::start_headend`] with `extra` arguments to `headend run`.
@@ -562,7 +585,7 @@ impl Lab {
             .arg("--tun-name")
             .arg(HEADEND_TUN)
             .arg("--accounting-journal")
-            .arg(self.dir.join("accounting.journal"))
+            .arg(self.journal_path())
             .args(extra)
             // Used only when the config has `ssh` lines (tests/tests/mgmt.rs).
             .arg("--ssh-host-key")

@@ -306,7 +306,7 @@ fn accounting_stop_after_kill_9_is_sent_once_at_restart() {
         .find(|r| r.get("User-Name").map(String::as_str) == Some("alice"))
         .expect("alice's Start");
     let id = start["Acct-Session-Id"].clone();
-    let journal = lab.dir().join("accounting.journal");
+    let journal = lab.journal_path();
     assert!(
         fs::read_to_string(&journal)
             .unwrap_or_default()

@@ -70,7 +70,7 @@ fn coa_reauthenticate_and_acl_pushes_apply_live() {
     assert_pings(&alice, "at login");
     let before = rl.session("alice");
     assert_eq!(field(&before, "Security Grp"), "10", "{before:?}");
-    let audit = field(&before, "Audit Sess ID").to_owned();
+    let audit = field(&before, "Audt Sess ID").to_owned();
     let index = field(&before, "Index").to_owned();
     let by_audit = format!("audit-session-id={audit}");
 
@@ -188,7 +188,7 @@ fn coa_reauthenticate_and_acl_pushes_apply_live() {
     );
     assert_eq!(field(&s, "Index"), index, "{s:?}");
     assert_eq!(field(&s, "Assigned IP"), addr.to_string(), "{s:?}");
-    assert_eq!(field(&s, "Audit Sess ID"), audit, "{s:?}");
+    assert_eq!(field(&s, "Audt Sess ID"), audit, "{s:?}");
     let shown = rl.lab.show(&["access-list"]);
     assert!(
         shown.contains("permit icmp any host 198.18.1.10"),

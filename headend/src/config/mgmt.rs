@@ -176,11 +176,13 @@ pub fn apply(m: &mut Management, toks: &[&str], line: usize) -> Option<Result<()
             "`aaa authentication ssh console {g}`: only LOCAL is supported"
         )),
         ["enable", "password", p, rest @ ..] => {
-            if p.chars().all(|c| c == '*') {
-                Err("the enable password is masked (`*****`); give the real password".into())
-            } else if rest.iter().any(|w| matches!(*w, "pbkdf2" | "encrypted")) {
-                // A hashed one cannot be checked: left to the unknown-command
-                // warning (which masks it); `enable` then stays refused.
+            if p.chars().all(|c| c == '*')
+                || rest.iter().any(|w| matches!(*w, "pbkdf2" | "encrypted"))
+            {
+                // A masked (`*****`, as `show running-config` prints it) or hashed
+                // one cannot be checked: left to the unknown-command warning, and
+                // `enable` stays refused. Pasted running-configs carry it, so it
+                // must not stop the config from loading.
                 return None;
             } else {
                 m.enable_password = Some((*p).to_string());
@@ -304,7 +306,16 @@ mod tests {
         assert!(run(&["ssh version 1"]).is_err());
         assert!(run(&["ssh 198.18.0.0 255.0.255.0 outside"]).is_err());
         assert!(run(&["ssh timeout 0"]).is_err());
-        assert!(run(&["enable password *****"]).is_err());
+        // Masked as `show running-config` prints it: not ours (a warning), enable
+        // stays refused.
+        assert!(
+            apply(
+                &mut Management::default(),
+                &["enable", "password", "*****", "pbkdf2"],
+                1
+            )
+            .is_none()
+        );
         assert!(
             apply(
                 &mut Management::default(),
