@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for xml in [
         form.render(),
-        xmlauth::render_success(&text(&msg.sso_token)),
+        xmlauth::render_success(&text(&msg.sso_token), "00FF"),
     ] {
         if xml.len() <= MAX_XML_LEN {
             let again = xmlauth::parse_client(xml.as_bytes());
