@@ -153,6 +153,21 @@ pub enum Message {
     },
     /// 502103/5 [U]: privilege level changed by `enable`.
     PrivilegeChanged { user: String, from: u8, to: u8 },
+    /// 733201/4: threat detection shunned a peer (asa-syntax.md section 4).
+    ShunAdded {
+        service: &'static str,
+        peer: IpAddr,
+        threshold: u32,
+        interface: String,
+        reason: &'static str,
+    },
+    /// 401003/4: a shun was removed.
+    ShunDeleted { ip: IpAddr },
+    /// 113006/6: a local user locked out by `aaa local authentication attempts
+    /// max-fail`.
+    UserLockedOut { user: String, max_fail: u32 },
+    /// 113007/6: a local user unlocked by an administrator.
+    UserUnlocked { user: String, admin: String },
 }
 
 impl Message {
@@ -177,12 +192,18 @@ impl Message {
             Message::TcpAccessDenied { .. } => 710003,
             Message::CommandExecuted { .. } => 111008,
             Message::PrivilegeChanged { .. } => 502103,
+            Message::ShunAdded { .. } => 733201,
+            Message::ShunDeleted { .. } => 401003,
+            Message::UserLockedOut { .. } => 113006,
+            Message::UserUnlocked { .. } => 113007,
         }
     }
 
     pub fn severity(&self) -> u8 {
         match self {
-            Message::SessionDisconnected { .. } => 4,
+            Message::SessionDisconnected { .. }
+            | Message::ShunAdded { .. }
+            | Message::ShunDeleted { .. } => 4,
             Message::SvcClosing { .. }
             | Message::CommandExecuted { .. }
             | Message::PrivilegeChanged { .. } => 5,
@@ -354,6 +375,22 @@ impl Message {
             }
             Message::PrivilegeChanged { user, from, to } => {
                 format!("User priv level changed: Uname: {user} From: {from} To: {to}")
+            }
+            Message::ShunAdded {
+                service,
+                peer,
+                threshold,
+                interface,
+                reason,
+            } => format!(
+                "Threat-detection: Service[{service}] Peer[{peer}]: failure threshold of {threshold} exceeded: adding shun to interface {interface}. SSL: {reason}."
+            ),
+            Message::ShunDeleted { ip } => format!("Shun deleted: {ip}"),
+            Message::UserLockedOut { user, max_fail } => format!(
+                "User '{user}' locked out on exceeding '{max_fail}' successive failed authentication attempts"
+            ),
+            Message::UserUnlocked { user, admin } => {
+                format!("User '{user}' unlocked by '{admin}'")
             }
         }
     }
@@ -686,6 +723,44 @@ mod tests {
         };
         assert!(rej.text(true).contains("user = ***** :"));
         assert!(rej.text(false).contains("user = bob :"));
+    }
+
+    #[test]
+    fn hardening_messages_match_the_asa_guide() {
+        let m = Message::ShunAdded {
+            service: "remote-access-client-initiations",
+            peer: "198.18.0.9".parse().unwrap(),
+            threshold: 20,
+            interface: "outside".into(),
+            reason: "RA excessive client initiation requests",
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-4-733201: Threat-detection: Service[remote-access-client-initiations] Peer[198.18.0.9]: failure threshold of 20 exceeded: adding shun to interface outside. SSL: RA excessive client initiation requests."
+        );
+        let m = Message::UserLockedOut {
+            user: "bob".into(),
+            max_fail: 3,
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-6-113006: User 'bob' locked out on exceeding '3' successive failed authentication attempts"
+        );
+        let m = Message::UserUnlocked {
+            user: "bob".into(),
+            admin: "enable_15".into(),
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-6-113007: User 'bob' unlocked by 'enable_15'"
+        );
+        let m = Message::ShunDeleted {
+            ip: "198.18.0.9".parse().unwrap(),
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-4-401003: Shun deleted: 198.18.0.9"
+        );
     }
 
     #[test]
