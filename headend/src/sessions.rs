@@ -32,6 +32,55 @@ pub struct SessionStats {
     pub dtls_active: std::sync::atomic::AtomicBool,
     /// OpenSSL name of the last established DTLS suite (for `show vpn-sessiondb`).
     pub dtls_cipher: std::sync::Mutex<Option<&'static str>>,
+    /// Group policy, user and public IP the session's syslog messages name,
+    /// set when a tunnel attaches (for the DTLS tunnel's 722022/722023).
+    pub syslog_id: std::sync::Mutex<Option<(String, String, IpAddr)>>,
+    /// A UDP 722022 was logged and its 722023 not yet.
+    dtls_logged_up: std::sync::atomic::AtomicBool,
+}
+
+impl SessionStats {
+    fn syslog_svc(&self, up: bool) {
+        let id = self
+            .syslog_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some((group, user, ip)) = id else {
+            return;
+        };
+        crate::syslog::emit(if up {
+            crate::syslog::Message::SvcEstablished {
+                group,
+                user,
+                ip,
+                udp: true,
+            }
+        } else {
+            crate::syslog::Message::SvcTerminated {
+                group,
+                user,
+                ip,
+                udp: true,
+            }
+        });
+    }
+
+    /// The DTLS (UDP) tunnel is up: 722022 `UDP SVC connection established`,
+    /// once per up.
+    pub fn dtls_established(&self) {
+        if !self.dtls_logged_up.swap(true, Ordering::Relaxed) {
+            self.syslog_svc(true);
+        }
+    }
+
+    /// The DTLS tunnel is gone (failed, or its session's tunnel ended):
+    /// 722023 `UDP SVC connection terminated`, if a 722022 was logged.
+    pub fn dtls_terminated(&self) {
+        if self.dtls_logged_up.swap(false, Ordering::Relaxed) {
+            self.syslog_svc(false);
+        }
+    }
 }
 
 /// Why a session ended (logged, and shown to the client where it can be).
@@ -678,6 +727,8 @@ impl SessionTable {
         {
             use crate::syslog::{Message, emit};
             let (group, user, ip) = (s.group_policy.clone(), s.username.clone(), public_ip);
+            *s.stats.syslog_id.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((group.clone(), user.clone(), ip));
             emit(Message::SvcEstablished {
                 group: group.clone(),
                 user: user.clone(),
@@ -722,6 +773,16 @@ impl SessionTable {
             Detach::End(reason) => inner.end(index, reason),
             Detach::Lost(why) => {
                 tracing::info!(user = %s.username, index, "tunnel lost ({why}); session kept for reconnection");
+                if why.starts_with("DPD") {
+                    // asa-syntax.md section 7: real ASA logs say `DPD failure.`
+                    crate::syslog::emit(crate::syslog::Message::SvcClosing {
+                        group: s.group_policy.clone(),
+                        user: s.username.clone(),
+                        ip: s.public_ip,
+                        reason: "DPD failure".into(),
+                    });
+                }
+                s.stats.dtls_terminated();
                 crate::syslog::emit(crate::syslog::Message::SvcTerminated {
                     group: s.group_policy.clone(),
                     user: s.username.clone(),
@@ -1213,6 +1274,19 @@ impl Inner {
         {
             use crate::syslog::{Message, emit};
             if matches!(s.state, SessionState::Connected { .. }) {
+                // The headend closes a live tunnel: 722037 with the reason in
+                // 113019's words [U: ASA's 722037 reasons besides `DPD
+                // failure` are not documented]. A client's own logout is not
+                // the headend closing.
+                if !matches!(reason, EndReason::UserLogout(_)) {
+                    emit(Message::SvcClosing {
+                        group: s.group_policy.clone(),
+                        user: s.username.clone(),
+                        ip: s.public_ip,
+                        reason: reason.to_string(),
+                    });
+                }
+                s.stats.dtls_terminated();
                 emit(Message::SvcTerminated {
                     group: s.group_policy.clone(),
                     user: s.username.clone(),

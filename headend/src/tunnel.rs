@@ -735,9 +735,11 @@ impl DtlsPath {
                     self.last_rx = now;
                     self.active = true;
                     stats.dtls_active.store(true, Ordering::Relaxed);
+                    stats.dtls_established();
                 }
                 Some(DtlsEvent::Failed(why)) => {
                     tracing::info!(peer = %ch.peer, "DTLS association ended: {why}");
+                    stats.dtls_terminated();
                     failed = true;
                     break;
                 }
