@@ -45,7 +45,8 @@ enum Cmd {
         admin_socket: PathBuf,
     },
     /// `clear shun`, `clear threat-detection service [NAME]`,
-    /// `clear aaa local user lockout {all|username U}`.
+    /// `clear aaa local user lockout {all|username U}`, `clear access-list NAME
+    /// counters`.
     Clear {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,

@@ -32,6 +32,8 @@ pub struct SessionStats {
     pub dtls_active: std::sync::atomic::AtomicBool,
     /// OpenSSL name of the last established DTLS suite (for `show vpn-sessiondb`).
     pub dtls_cipher: std::sync::Mutex<Option<&'static str>>,
+    /// IANA name of the TLS (CSTP) suite rustls negotiated, per connection.
+    pub tls_cipher: std::sync::Mutex<Option<&'static str>>,
     /// Group policy, user and public IP the session's syslog messages name,
     /// set when a tunnel attaches (for the DTLS tunnel's 722022/722023).
     pub syslog_id: std::sync::Mutex<Option<(String, String, IpAddr)>>,
@@ -40,6 +42,12 @@ pub struct SessionStats {
 }
 
 impl SessionStats {
+    /// Records the TLS suite of the session's current CSTP connection.
+    pub fn set_tls_cipher(&self, suite: Option<rustls::SupportedCipherSuite>) {
+        *self.tls_cipher.lock().unwrap_or_else(|e| e.into_inner()) =
+            suite.and_then(|s| s.suite().as_str());
+    }
+
     fn syslog_svc(&self, up: bool) {
         let id = self
             .syslog_id
@@ -270,6 +278,8 @@ pub struct SessionView {
     pub pkts_rx_drop: u64,
     /// OpenSSL name of the DTLS suite, once DTLS came up.
     pub dtls_cipher: Option<&'static str>,
+    /// IANA name of the TLS suite (`TLS13_AES_256_GCM_SHA384`), once attached.
+    pub tls_cipher: Option<&'static str>,
 }
 
 /// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
@@ -1048,6 +1058,7 @@ impl SessionTable {
                     .dtls_cipher
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()),
+                tls_cipher: *s.stats.tls_cipher.lock().unwrap_or_else(|e| e.into_inner()),
                 protocol: match s.state {
                     SessionState::Connected { .. }
                         if s.stats.dtls_active.load(Ordering::Relaxed) =>

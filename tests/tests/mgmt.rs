@@ -29,6 +29,7 @@ fn view(index: u64, user: &str) -> SessionView {
         pkts_tx_drop: 3,
         pkts_rx_drop: 12,
         dtls_cipher: None,
+        tls_cipher: Some("TLS13_AES_256_GCM_SHA384"),
     }
 }
 
@@ -175,6 +176,11 @@ fn templates_parse_live_output_and_json() {
         lab.client_host(0).ip.to_string()
     );
     assert_eq!(get(&rows[0], "TUNNEL_GROUP"), "LOCAL-PW");
+    // The negotiated TLS suite in ASA's words (openconnect picks AES-GCM).
+    assert!(
+        text.contains("SSL-Tunnel: (1)AES-GCM-") && text.contains("SSL-Tunnel: (1)SHA"),
+        "{text}"
+    );
 
     let text = lab.show(&["vpn-sessiondb"]);
     println!("show vpn-sessiondb:\n{text}");
@@ -197,6 +203,20 @@ fn templates_parse_live_output_and_json() {
     assert!(
         rows.iter().any(|r| get(r, "ACL_NAME") == "SPLIT"),
         "{rows:?}"
+    );
+
+    // ASA prints nothing when it clears the counters.
+    let out = lab.headend_cli(&["clear", "access-list", "SPLIT", "counters"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        e2e::cmd::combined(&out)
+    );
+    let out = lab.headend_cli(&["clear", "access-list", "NO-SUCH-ACL", "counters"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("does not exist"),
+        "{}",
+        e2e::cmd::combined(&out)
     );
 
     let text = lab.show(&["version"]);
