@@ -237,6 +237,20 @@ fn templates_parse_live_output_and_json() {
         !out.status.success(),
         "an unknown command fails under --json too"
     );
+
+    // `headend reload` re-applies the logging settings.
+    let before = lab.show(&["logging"]);
+    assert!(!before.contains("Buffer logging: level"), "{before}");
+    e2e::radius::append_headend_config(&lab, "logging enable\nlogging buffered informational\n");
+    let out = lab.headend_cli(&["reload"]);
+    let said = e2e::cmd::combined(&out);
+    assert!(said.contains("logging settings re-applied"), "{said}");
+    let after = lab.show(&["logging"]);
+    assert!(after.contains("Syslog logging: enabled"), "{after}");
+    assert!(
+        after.contains("Buffer logging: level informational"),
+        "{after}"
+    );
 }
 
 /// SSH CLI lines for the lab: only client 0 (198.18.0.2) may connect; `admin` is
