@@ -106,10 +106,13 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         }
         ["show", "version"] => show::version(hostname(ctx)),
         ["show", "logging"] => crate::syslog::show_logging(),
-        // The hit counters live in the dataplane's compiled ACLs, which have no
-        // reset yet: say so rather than pretend.
-        ["clear", "access-list", _, "counters"] => {
-            "ERROR: clear access-list counters is not supported yet\n".to_string()
+        // ASA prints nothing when the counters are cleared.
+        ["clear", "access-list", name, "counters"] => {
+            if ctx.policy.clear_counters(name) {
+                String::new()
+            } else {
+                format!("ERROR: access-list <{name}> does not exist\n")
+            }
         }
         ["vpn-sessiondb", "logoff", "index", n, rest @ ..] if confirm_words(rest) => {
             match n.parse::<u64>() {

@@ -288,9 +288,18 @@ async fn radius_password_step(
             };
         }
     };
-    let radius_authz = match group.request(request).await {
-        Ok(reply) if reply.code == Code::AccessAccept => Authorization::from_accept(&reply),
-        Ok(reply) if reply.code == Code::AccessChallenge => {
+    let radius_authz = match group.request_with_server(request).await {
+        Ok((reply, server)) if reply.code == Code::AccessAccept => {
+            crate::syslog::emit(crate::syslog::Message::AaaSuccess {
+                server,
+                user: user.to_string(),
+            });
+            crate::syslog::emit(crate::syslog::Message::AaaAccept {
+                user: user.to_string(),
+            });
+            Authorization::from_accept(&reply)
+        }
+        Ok((reply, _)) if reply.code == Code::AccessChallenge => {
             let message = radius::authz::reply_messages(&reply).join(" ");
             let state = reply.attributes.iter().find_map(|a| match a {
                 radius::Attribute::State(v) => Some(v.clone()),
@@ -332,8 +341,16 @@ async fn radius_password_step(
                 },
             };
         }
-        Ok(reply) => {
+        Ok((reply, server)) => {
             let why = radius::authz::reply_messages(&reply).join(" ");
+            // [U] "AAA failure" is the reason real ASA logs show for a server's
+            // Access-Reject (asa-syntax.md section 7 leaves the reason open).
+            crate::syslog::emit(crate::syslog::Message::AaaRejected {
+                reason: "AAA failure".into(),
+                server,
+                user: user.to_string(),
+                user_ip: client_ip,
+            });
             tracing::info!(%client_ip, user, tunnel_group = %name, "login failed: RADIUS {server_group} answered {:?} {why}", reply.code);
             h.threats
                 .record(ThreatEvent::AuthenticationFailed, client_ip);

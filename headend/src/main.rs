@@ -19,6 +19,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up: the size of the `Run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate an ASA config and print a summary.
@@ -43,7 +45,8 @@ enum Cmd {
         admin_socket: PathBuf,
     },
     /// `clear shun`, `clear threat-detection service [NAME]`,
-    /// `clear aaa local user lockout {all|username U}`.
+    /// `clear aaa local user lockout {all|username U}`, `clear access-list NAME
+    /// counters`.
     Clear {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,

@@ -223,6 +223,21 @@ impl PolicyState {
         out
     }
 
+    /// `clear access-list NAME counters`: zeroes the hit counters of the
+    /// published ACL `NAME` (configured or downloadable) in place, with relaxed
+    /// atomic stores, so the dataplane never waits. False if no ACL has that
+    /// name. Hits that a batch classified just before but adds just after the
+    /// reset stay counted, as on an ASA under traffic.
+    pub fn clear_counters(&self, name: &str) -> bool {
+        match self.handle.load_full().acl(name) {
+            Some(acl) => {
+                acl.clear_counters();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Per-line hit counts of every ACL (configured, then downloadable):
     /// (acl, line, hits), for the metrics endpoint. Reads the published tables;
     /// the dataplane never takes the lock held here.
@@ -512,6 +527,40 @@ cts role-based sgt-map 198.18.1.5 sgt 22
         p.set_session(ip("fd00:2::9"), None);
         assert!(p.handle.load().session_sgts.is_empty());
         assert_eq!(p.handle.load().sgts().lookup(ip("fd00:2::9")), Some(31));
+    }
+
+    #[test]
+    fn clear_counters_zeroes_the_named_acl_only() {
+        use dataplane::policy::{Direction, PacketMeta, Verdict};
+        let (p, _) = state();
+        let t = p.handle.load_full();
+        let pkt = PacketMeta::with_ports(ip("198.18.100.10"), ip("198.18.9.9"), 6, 40000, 22);
+        let mut out = [Verdict::default(); 3];
+        t.acl("VPN-FILTER").unwrap().classify_batch(
+            &[pkt, pkt, pkt],
+            Direction::FromClient,
+            Some(10),
+            t.sgts(),
+            &mut out,
+        );
+        let shown = p.show_access_list(None);
+        assert!(
+            shown.contains("deny ip any any log") && shown.contains("(hitcnt=3)"),
+            "{shown}"
+        );
+        assert!(!p.clear_counters("NOPE"), "unknown ACL");
+        assert!(p.show_access_list(None).contains("(hitcnt=3)"));
+        assert!(p.clear_counters("VPN-FILTER"));
+        let shown = p.show_access_list(None);
+        assert!(
+            !shown.contains("(hitcnt=3)") && shown.contains("(hitcnt=0)"),
+            "{shown}"
+        );
+        // Same compiled ACL still published: the dataplane keeps counting.
+        assert!(Arc::ptr_eq(
+            p.handle.load_full().acl("VPN-FILTER").unwrap(),
+            t.acl("VPN-FILTER").unwrap()
+        ));
     }
 
     #[test]

@@ -18,9 +18,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AaaServerGroup;
 
+/// Where a request's reply goes, with the address of the server that sent it
+/// (syslog 113004/5).
+type ReplyTx = oneshot::Sender<Result<(Packet, IpAddr), RadiusError>>;
+
 struct Command {
     request: OutgoingRequest,
-    reply: oneshot::Sender<Result<Packet, RadiusError>>,
+    reply: ReplyTx,
 }
 
 /// A running `aaa-server NAME protocol radius` group.
@@ -172,6 +176,15 @@ impl RadiusGroup {
     /// Sends a request and waits for the authenticated answer, or the group's
     /// verdict that no server answered. Never longer than `worst_case`.
     pub async fn request(&self, request: OutgoingRequest) -> Result<Packet, RadiusError> {
+        self.request_with_server(request).await.map(|(p, _)| p)
+    }
+
+    /// [`RadiusGroup::request`], also naming the server that answered (ASA's
+    /// AAA syslog messages print it).
+    pub async fn request_with_server(
+        &self,
+        request: OutgoingRequest,
+    ) -> Result<(Packet, IpAddr), RadiusError> {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Command { request, reply }).await.is_err() {
             return Err(RadiusError::AllServersDead);
@@ -238,8 +251,7 @@ async fn drive(
     status: Arc<Mutex<Vec<HostStatus>>>,
 ) {
     // Each waiting request with when it was sent (the response-time metric).
-    let mut waiting: HashMap<RequestId, (oneshot::Sender<Result<Packet, RadiusError>>, Instant)> =
-        HashMap::new();
+    let mut waiting: HashMap<RequestId, (ReplyTx, Instant)> = HashMap::new();
     let mut buf = vec![0u8; 4096];
     loop {
         // Rate limited by the client: once per server and interval.
@@ -273,7 +285,7 @@ async fn drive(
                             if let Ok(p) = &result {
                                 crate::metrics::record_radius(&from.to_string(), &format!("{:?}", p.code), Some(sent.elapsed()));
                             }
-                            let _ = w.send(result);
+                            let _ = w.send(result.map(|p| (p, from.ip())));
                         }
                     }
                     None => tracing::debug!(group = %name, %from, "unmatched or unauthenticated RADIUS reply dropped"),

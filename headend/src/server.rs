@@ -529,7 +529,8 @@ pub async fn run_with(
 }
 
 /// Re-reads `path` and applies its policy: every `access-list` and the `cts
-/// role-based sgt-map` lines (SIGHUP or the admin `reload` command). Other
+/// role-based sgt-map` lines (SIGHUP or the admin `reload` command), and the
+/// `logging` settings. Other
 /// changes (pools, group-policies, tunnel groups, AAA, SXP peers) take effect at
 /// the next start. A config that does not load changes nothing. Returns the
 /// admin reply; the outcome is logged either way.
@@ -553,6 +554,13 @@ pub fn reload_policy(
         }
     };
     let mut out = format!("INFO: policy reloaded from {}\n{summary}", path.display());
+    if crate::syslog::reconfigure(
+        &cfg.management.logging,
+        cfg.hostname.as_deref().unwrap_or("headend"),
+    ) {
+        tracing::info!("logging settings re-applied from {}", path.display());
+        out.push_str("INFO: logging settings re-applied\n");
+    }
     tracing::info!(
         added = ?summary.added,
         changed = ?summary.changed,

@@ -32,6 +32,63 @@ pub struct SessionStats {
     pub dtls_active: std::sync::atomic::AtomicBool,
     /// OpenSSL name of the last established DTLS suite (for `show vpn-sessiondb`).
     pub dtls_cipher: std::sync::Mutex<Option<&'static str>>,
+    /// IANA name of the TLS (CSTP) suite rustls negotiated, per connection.
+    pub tls_cipher: std::sync::Mutex<Option<&'static str>>,
+    /// Group policy, user and public IP the session's syslog messages name,
+    /// set when a tunnel attaches (for the DTLS tunnel's 722022/722023).
+    pub syslog_id: std::sync::Mutex<Option<(String, String, IpAddr)>>,
+    /// A UDP 722022 was logged and its 722023 not yet.
+    dtls_logged_up: std::sync::atomic::AtomicBool,
+}
+
+impl SessionStats {
+    /// Records the TLS suite of the session's current CSTP connection.
+    pub fn set_tls_cipher(&self, suite: Option<rustls::SupportedCipherSuite>) {
+        *self.tls_cipher.lock().unwrap_or_else(|e| e.into_inner()) =
+            suite.and_then(|s| s.suite().as_str());
+    }
+
+    fn syslog_svc(&self, up: bool) {
+        let id = self
+            .syslog_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some((group, user, ip)) = id else {
+            return;
+        };
+        crate::syslog::emit(if up {
+            crate::syslog::Message::SvcEstablished {
+                group,
+                user,
+                ip,
+                udp: true,
+            }
+        } else {
+            crate::syslog::Message::SvcTerminated {
+                group,
+                user,
+                ip,
+                udp: true,
+            }
+        });
+    }
+
+    /// The DTLS (UDP) tunnel is up: 722022 `UDP SVC connection established`,
+    /// once per up.
+    pub fn dtls_established(&self) {
+        if !self.dtls_logged_up.swap(true, Ordering::Relaxed) {
+            self.syslog_svc(true);
+        }
+    }
+
+    /// The DTLS tunnel is gone (failed, or its session's tunnel ended):
+    /// 722023 `UDP SVC connection terminated`, if a 722022 was logged.
+    pub fn dtls_terminated(&self) {
+        if self.dtls_logged_up.swap(false, Ordering::Relaxed) {
+            self.syslog_svc(false);
+        }
+    }
 }
 
 /// Why a session ended (logged, and shown to the client where it can be).
@@ -221,6 +278,8 @@ pub struct SessionView {
     pub pkts_rx_drop: u64,
     /// OpenSSL name of the DTLS suite, once DTLS came up.
     pub dtls_cipher: Option<&'static str>,
+    /// IANA name of the TLS suite (`TLS13_AES_256_GCM_SHA384`), once attached.
+    pub tls_cipher: Option<&'static str>,
 }
 
 /// Everything a new tunnel connection needs, handed out by [`SessionTable::attach`].
@@ -678,6 +737,8 @@ impl SessionTable {
         {
             use crate::syslog::{Message, emit};
             let (group, user, ip) = (s.group_policy.clone(), s.username.clone(), public_ip);
+            *s.stats.syslog_id.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((group.clone(), user.clone(), ip));
             emit(Message::SvcEstablished {
                 group: group.clone(),
                 user: user.clone(),
@@ -722,6 +783,16 @@ impl SessionTable {
             Detach::End(reason) => inner.end(index, reason),
             Detach::Lost(why) => {
                 tracing::info!(user = %s.username, index, "tunnel lost ({why}); session kept for reconnection");
+                if why.starts_with("DPD") {
+                    // asa-syntax.md section 7: real ASA logs say `DPD failure.`
+                    crate::syslog::emit(crate::syslog::Message::SvcClosing {
+                        group: s.group_policy.clone(),
+                        user: s.username.clone(),
+                        ip: s.public_ip,
+                        reason: "DPD failure".into(),
+                    });
+                }
+                s.stats.dtls_terminated();
                 crate::syslog::emit(crate::syslog::Message::SvcTerminated {
                     group: s.group_policy.clone(),
                     user: s.username.clone(),
@@ -987,6 +1058,7 @@ impl SessionTable {
                     .dtls_cipher
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()),
+                tls_cipher: *s.stats.tls_cipher.lock().unwrap_or_else(|e| e.into_inner()),
                 protocol: match s.state {
                     SessionState::Connected { .. }
                         if s.stats.dtls_active.load(Ordering::Relaxed) =>
@@ -1213,6 +1285,19 @@ impl Inner {
         {
             use crate::syslog::{Message, emit};
             if matches!(s.state, SessionState::Connected { .. }) {
+                // The headend closes a live tunnel: 722037 with the reason in
+                // 113019's words [U: ASA's 722037 reasons besides `DPD
+                // failure` are not documented]. A client's own logout is not
+                // the headend closing.
+                if !matches!(reason, EndReason::UserLogout(_)) {
+                    emit(Message::SvcClosing {
+                        group: s.group_policy.clone(),
+                        user: s.username.clone(),
+                        ip: s.public_ip,
+                        reason: reason.to_string(),
+                    });
+                }
+                s.stats.dtls_terminated();
                 emit(Message::SvcTerminated {
                     group: s.group_policy.clone(),
                     user: s.username.clone(),

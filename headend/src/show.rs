@@ -149,24 +149,32 @@ fn single(k: &str, v: &str) -> String {
 
 /// ASA lists a parent, an SSL and (when up) a DTLS tunnel in `Protocol`;
 /// `Encryption` and `Hashing` name one algorithm per tunnel in that order.
-/// The DTLS suite is recorded when DTLS comes up (`hashing` picks the column);
-/// the TLS suite is not recorded yet, so it reads `unknown` rather than a guess.
+/// The TLS suite is recorded per CSTP connection, the DTLS suite when DTLS
+/// comes up (`hashing` picks the column); one not (yet) known reads `unknown`.
 fn per_tunnel(s: &SessionView, hashing: bool) -> String {
+    let pick = |(enc, hash): (&'static str, &'static str)| if hashing { hash } else { enc };
     s.protocol
         .split_whitespace()
         .map(|t| {
-            let alg = match (t, s.dtls_cipher) {
-                ("AnyConnect-Parent", _) => "none",
-                ("DTLS-Tunnel", Some(c)) => {
-                    let (enc, hash) = crate::proto::dtls_resume::asa_algorithms(c);
-                    if hashing { hash } else { enc }
-                }
+            let alg = match (t, s.dtls_cipher, s.tls_cipher) {
+                ("AnyConnect-Parent", _, _) => "none",
+                ("DTLS-Tunnel", Some(c), _) => pick(crate::proto::dtls_resume::asa_algorithms(c)),
+                ("SSL-Tunnel", _, Some(c)) => pick(tls_algorithms(c)),
                 _ => "unknown",
             };
             format!("{t}: (1){alg}")
         })
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+/// ASA's names for a rustls (IANA-named) suite: `TLS13_AES_256_GCM_SHA384`
+/// and `TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384` are both AES-GCM-256 / SHA384.
+fn tls_algorithms(iana: &str) -> (&'static str, &'static str) {
+    let openssl_like = iana
+        .replace("AES_256_GCM", "AES256-GCM")
+        .replace("AES_128_GCM", "AES128-GCM");
+    crate::proto::dtls_resume::asa_algorithms(&openssl_like)
 }
 
 fn assigned_v4(s: &SessionView) -> String {
@@ -385,6 +393,7 @@ mod tests {
             pkts_tx_drop: 3,
             pkts_rx_drop: 12,
             dtls_cipher: None,
+            tls_cipher: None,
         }
     }
 
@@ -393,7 +402,7 @@ mod tests {
         let mut v = view();
         v.protocol = "AnyConnect-Parent SSL-Tunnel DTLS-Tunnel";
         v.dtls_cipher = Some("ECDHE-RSA-AES256-GCM-SHA384");
-        let out = anyconnect(&[v]);
+        let out = anyconnect(&[v.clone()]);
         assert!(
             out.contains(
                 "Encryption   : AnyConnect-Parent: (1)none  SSL-Tunnel: (1)unknown  DTLS-Tunnel: (1)AES-GCM-256\n\
@@ -401,6 +410,25 @@ mod tests {
             ),
             "{out}"
         );
+        for (tls, enc, hash) in [
+            ("TLS13_AES_256_GCM_SHA384", "AES-GCM-256", "SHA384"),
+            (
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "AES-GCM-128",
+                "SHA256",
+            ),
+            ("TLS13_AES_128_GCM_SHA256", "AES-GCM-128", "SHA256"),
+        ] {
+            v.tls_cipher = Some(tls);
+            let out = anyconnect(&[v.clone()]);
+            assert!(
+                out.contains(&format!(
+                    "Encryption   : AnyConnect-Parent: (1)none  SSL-Tunnel: (1){enc}  DTLS-Tunnel: (1)AES-GCM-256\n\
+                     Hashing      : AnyConnect-Parent: (1)none  SSL-Tunnel: (1){hash}  DTLS-Tunnel: (1)SHA384\n"
+                )),
+                "{tls}: {out}"
+            );
+        }
     }
 
     #[test]

@@ -415,6 +415,7 @@ async fn pump(
             ));
     let mut down_filter = Enforcer::new(h.policy.handle.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
+    stats.set_tls_cipher(tls.get_ref().1.negotiated_cipher_suite());
     // Make sure rustls takes a whole frame per write (one frame = one record).
     tls.get_mut().1.set_buffer_limit(None);
     let mut rbuf = [0u8; SESSION_READ_BUF];
@@ -735,9 +736,11 @@ impl DtlsPath {
                     self.last_rx = now;
                     self.active = true;
                     stats.dtls_active.store(true, Ordering::Relaxed);
+                    stats.dtls_established();
                 }
                 Some(DtlsEvent::Failed(why)) => {
                     tracing::info!(peer = %ch.peer, "DTLS association ended: {why}");
+                    stats.dtls_terminated();
                     failed = true;
                     break;
                 }

@@ -29,6 +29,7 @@ fn view(index: u64, user: &str) -> SessionView {
         pkts_tx_drop: 3,
         pkts_rx_drop: 12,
         dtls_cipher: None,
+        tls_cipher: Some("TLS13_AES_256_GCM_SHA384"),
     }
 }
 
@@ -175,6 +176,11 @@ fn templates_parse_live_output_and_json() {
         lab.client_host(0).ip.to_string()
     );
     assert_eq!(get(&rows[0], "TUNNEL_GROUP"), "LOCAL-PW");
+    // The negotiated TLS suite in ASA's words (openconnect picks AES-GCM).
+    assert!(
+        text.contains("SSL-Tunnel: (1)AES-GCM-") && text.contains("SSL-Tunnel: (1)SHA"),
+        "{text}"
+    );
 
     let text = lab.show(&["vpn-sessiondb"]);
     println!("show vpn-sessiondb:\n{text}");
@@ -199,6 +205,20 @@ fn templates_parse_live_output_and_json() {
         "{rows:?}"
     );
 
+    // ASA prints nothing when it clears the counters.
+    let out = lab.headend_cli(&["clear", "access-list", "SPLIT", "counters"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        e2e::cmd::combined(&out)
+    );
+    let out = lab.headend_cli(&["clear", "access-list", "NO-SUCH-ACL", "counters"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("does not exist"),
+        "{}",
+        e2e::cmd::combined(&out)
+    );
+
     let text = lab.show(&["version"]);
     let rows = textfsm::parse("cisco_asa_show_version", &text);
     assert_eq!(get(&rows[0], "HOSTNAME"), "vpn-gw", "{text}");
@@ -216,6 +236,20 @@ fn templates_parse_live_output_and_json() {
     assert!(
         !out.status.success(),
         "an unknown command fails under --json too"
+    );
+
+    // `headend reload` re-applies the logging settings.
+    let before = lab.show(&["logging"]);
+    assert!(!before.contains("Buffer logging: level"), "{before}");
+    e2e::radius::append_headend_config(&lab, "logging enable\nlogging buffered informational\n");
+    let out = lab.headend_cli(&["reload"]);
+    let said = e2e::cmd::combined(&out);
+    assert!(said.contains("logging settings re-applied"), "{said}");
+    let after = lab.show(&["logging"]);
+    assert!(after.contains("Syslog logging: enabled"), "{after}");
+    assert!(
+        after.contains("Buffer logging: level informational"),
+        "{after}"
     );
 }
 
@@ -256,7 +290,13 @@ host, user, pw, secret, victim = sys.argv[1:6]
 try:
     dev = ConnectHandler(device_type="cisco_asa", host=host, username=user, password=pw,
                          secret=secret, conn_timeout=10, auth_timeout=10, banner_timeout=10,
-                         read_timeout_override=20)
+                         read_timeout_override=20,
+                         # Without a secret Netmiko uses `login`, polling every
+                         # 0.05 s with fast_cli and typing `login` again when a
+                         # read is empty: the (deliberately slow) PBKDF2 check of
+                         # a debug build on a loaded machine loses that race.
+                         # fast_cli=False polls every 0.5 s.
+                         fast_cli=bool(secret))
 except NetmikoAuthenticationException as e:
     print("AUTH-FAILED", e); sys.exit(3)
 except (NetmikoTimeoutException, OSError, EOFError) as e:
@@ -524,6 +564,13 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
         "-c",
         "exec 3<>/dev/tcp/198.18.1.10/2222",
     ]);
+    // DTLS up (722022 UDP) before the logoff, so that its 722023 follows.
+    let dtls = e2e::wait_until(e2e::lab::HANG_GUARD, || {
+        lab.headend_log()
+            .contains("UDP SVC connection established")
+            .then_some(())
+    });
+    assert!(dtls.is_some(), "no DTLS:\n{}", lab.headend_log());
     lab.logoff_name("alice");
     assert!(alice.wait_exit(e2e::lab::HANG_GUARD).is_some());
 
@@ -535,6 +582,11 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
         "-> inside/198.18.1.10(2222) hit-cnt 1 first hit",
         "%ASA-4-113019: Group = GP-LOGGED, Username = alice, IP = 198.18.0.2, Session disconnected. Session Type: AnyConnect-Parent, Duration: ",
         "Reason: Administrator Reset",
+        // openconnect brings DTLS up by default: the UDP tunnel has its own pair.
+        "%ASA-6-722022: Group <GP-LOGGED> User <alice> IP <198.18.0.2> UDP SVC connection established without compression",
+        "%ASA-6-722023: Group <GP-LOGGED> User <alice> IP <198.18.0.2> UDP SVC connection terminated without compression",
+        "%ASA-6-722023: Group <GP-LOGGED> User <alice> IP <198.18.0.2> TCP SVC connection terminated without compression",
+        "%ASA-5-722037: Group <GP-LOGGED> User <alice> IP <198.18.0.2> SVC closing connection: Administrator Reset.",
         // ASA's layout with `logging timestamp` and `logging device-id hostname`.
         " vpn-gw : %ASA-6-113012: AAA user authentication Successful : local database : user = alice",
     ];

@@ -130,6 +130,21 @@ fn authorization_sets_group_policy_sgt_and_filter() {
     let bob = rl.login(1, "bob");
     assert_pings(&alice, "alice (VPN-FILTER permits any)");
     assert_pings(&bob, "bob");
+    // ASA's AAA syslog names the server that accepted (the headend log carries
+    // every syslog message).
+    let accepted = format!(
+        "%ASA-6-113004: AAA user authentication Successful : server = {} : user = alice",
+        radius::RADIUS_PRIMARY
+    );
+    assert!(
+        wait_until(HANG_GUARD, || lab
+            .headend_log()
+            .contains(&accepted)
+            .then_some(()))
+        .is_some(),
+        "no {accepted:?} in the headend log:\n{}",
+        lab::tail(&lab.headend_log(), 40)
+    );
 
     let raw = lab.show_sessions_raw();
     println!("show vpn-sessiondb:\n{raw}");
@@ -262,6 +277,21 @@ fn reject_blocks_login() {
     assert!(sessions.is_empty(), "sessions after a reject: {sessions:?}");
     let acct = rl.primary.accounting_records();
     assert!(acct.is_empty(), "accounting after rejects: {acct:#?}");
+    // 113005 with the rejecting server; the user is hidden (`logging hide
+    // username` is ASA's default).
+    let rejected = format!(
+        "%ASA-6-113005: AAA user authentication Rejected : reason = AAA failure : server = {} : user = ***** : user IP = ",
+        radius::RADIUS_PRIMARY
+    );
+    let both = wait_until(HANG_GUARD, || {
+        (lab.headend_log().matches(&rejected).count() >= 2).then_some(())
+    });
+    let log = lab.headend_log();
+    assert!(
+        both.is_some() && log.matches(&rejected).count() == 2,
+        "one {rejected:?} per reject in the headend log:\n{}",
+        lab::tail(&log, 40)
+    );
     lab.assert_headend_running();
 }
 

@@ -18,7 +18,9 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::mgmt::Logging;
@@ -153,6 +155,21 @@ pub enum Message {
     },
     /// 502103/5 [U]: privilege level changed by `enable`.
     PrivilegeChanged { user: String, from: u8, to: u8 },
+    /// 733201/4: threat detection shunned a peer (asa-syntax.md section 4).
+    ShunAdded {
+        service: &'static str,
+        peer: IpAddr,
+        threshold: u32,
+        interface: String,
+        reason: &'static str,
+    },
+    /// 401003/4: a shun was removed.
+    ShunDeleted { ip: IpAddr },
+    /// 113006/6: a local user locked out by `aaa local authentication attempts
+    /// max-fail`.
+    UserLockedOut { user: String, max_fail: u32 },
+    /// 113007/6: a local user unlocked by an administrator.
+    UserUnlocked { user: String, admin: String },
 }
 
 impl Message {
@@ -177,12 +194,18 @@ impl Message {
             Message::TcpAccessDenied { .. } => 710003,
             Message::CommandExecuted { .. } => 111008,
             Message::PrivilegeChanged { .. } => 502103,
+            Message::ShunAdded { .. } => 733201,
+            Message::ShunDeleted { .. } => 401003,
+            Message::UserLockedOut { .. } => 113006,
+            Message::UserUnlocked { .. } => 113007,
         }
     }
 
     pub fn severity(&self) -> u8 {
         match self {
-            Message::SessionDisconnected { .. } => 4,
+            Message::SessionDisconnected { .. }
+            | Message::ShunAdded { .. }
+            | Message::ShunDeleted { .. } => 4,
             Message::SvcClosing { .. }
             | Message::CommandExecuted { .. }
             | Message::PrivilegeChanged { .. } => 5,
@@ -355,6 +378,22 @@ impl Message {
             Message::PrivilegeChanged { user, from, to } => {
                 format!("User priv level changed: Uname: {user} From: {from} To: {to}")
             }
+            Message::ShunAdded {
+                service,
+                peer,
+                threshold,
+                interface,
+                reason,
+            } => format!(
+                "Threat-detection: Service[{service}] Peer[{peer}]: failure threshold of {threshold} exceeded: adding shun to interface {interface}. SSL: {reason}."
+            ),
+            Message::ShunDeleted { ip } => format!("Shun deleted: {ip}"),
+            Message::UserLockedOut { user, max_fail } => format!(
+                "User '{user}' locked out on exceeding '{max_fail}' successive failed authentication attempts"
+            ),
+            Message::UserUnlocked { user, admin } => {
+                format!("User '{user}' unlocked by '{admin}'")
+            }
         }
     }
 }
@@ -464,17 +503,15 @@ pub struct Logger {
     seq: AtomicU64,
 }
 
-static LOGGER: OnceLock<Logger> = OnceLock::new();
+/// The running logger; replaced whole by [`reconfigure`] (`headend reload`).
+static LOGGER: ArcSwapOption<Logger> = ArcSwapOption::const_empty();
 
-/// Starts logging as `settings` say (once; a reload does not change it yet).
-/// Needs a tokio runtime when hosts are configured.
-pub fn init(settings: &Logging, hostname: &str) {
+fn build(settings: &Logging, hostname: &str, counters: Arc<Counters>) -> Logger {
     let format = Format {
         timestamp: settings.timestamp,
         device_id: settings.device_id_hostname.then(|| hostname.to_string()),
         hide_username: settings.hide_username,
     };
-    let counters = Arc::new(Counters::default());
     let hosts = if settings.enable {
         settings
             .hosts
@@ -484,19 +521,58 @@ pub fn init(settings: &Logging, hostname: &str) {
     } else {
         Vec::new()
     };
-    let _ = LOGGER.set(Logger {
+    Logger {
         settings: settings.clone(),
         format,
         buffer: Mutex::new(VecDeque::new()),
         hosts,
         counters,
         seq: AtomicU64::new(1),
-    });
+    }
+}
+
+/// Starts logging as `settings` say. Needs a tokio runtime when hosts are
+/// configured.
+pub fn init(settings: &Logging, hostname: &str) {
+    LOGGER.store(Some(Arc::new(build(
+        settings,
+        hostname,
+        Arc::new(Counters::default()),
+    ))));
+}
+
+/// Applies re-read `logging` settings (`headend reload`). Unchanged settings
+/// keep everything; otherwise the new logger keeps the buffer, the counters and
+/// the EMBLEM sequence and starts queues for the new hosts; the old hosts'
+/// tasks end once their queues are dropped (what those still hold is not sent).
+/// Returns whether anything changed.
+pub fn reconfigure(settings: &Logging, hostname: &str) -> bool {
+    let old = LOGGER.load_full();
+    let device_id = settings.device_id_hostname.then(|| hostname.to_string());
+    if let Some(o) = &old
+        && o.settings == *settings
+        && o.format.device_id == device_id
+    {
+        return false;
+    }
+    let counters = old
+        .as_ref()
+        .map_or_else(|| Arc::new(Counters::default()), |o| o.counters.clone());
+    let new = build(settings, hostname, counters);
+    if let Some(o) = &old {
+        let kept = std::mem::take(&mut *o.buffer.lock().unwrap_or_else(|e| e.into_inner()));
+        *new.buffer.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+        new.seq
+            .store(o.seq.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    LOGGER.store(Some(Arc::new(new)));
+    true
 }
 
 /// Sends `m` everywhere it goes; never blocks.
 pub fn emit(m: Message) {
-    let Some(l) = LOGGER.get() else {
+    let guard = LOGGER.load();
+    let Some(l) = guard.as_deref() else {
         tracing::info!(target: "syslog", "%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true));
         return;
     };
@@ -544,7 +620,8 @@ fn level_name(l: u8) -> &'static str {
 
 /// `show logging`: the settings as ASA lists them, then the buffer.
 pub fn show_logging() -> String {
-    let Some(l) = LOGGER.get() else {
+    let guard = LOGGER.load();
+    let Some(l) = guard.as_deref() else {
         return "Syslog logging: disabled\n".to_string();
     };
     let s = &l.settings;
@@ -686,6 +763,78 @@ mod tests {
         };
         assert!(rej.text(true).contains("user = ***** :"));
         assert!(rej.text(false).contains("user = bob :"));
+    }
+
+    #[test]
+    fn reconfigure_keeps_the_buffer_and_applies_new_settings() {
+        let mut settings = Logging {
+            enable: true,
+            buffered: Some(6),
+            ..Logging::default()
+        };
+        init(&settings, "gw");
+        let marker = Message::AaaAccept {
+            user: "reconfigure-marker".into(),
+        };
+        emit(marker.clone());
+        assert!(!reconfigure(&settings, "gw"), "nothing changed");
+        settings.timestamp = true;
+        settings.buffered = Some(7);
+        assert!(reconfigure(&settings, "gw"));
+        let shown = show_logging();
+        assert!(shown.contains("Timestamp logging: enabled"), "{shown}");
+        assert!(shown.contains("Buffer logging: level debugging"), "{shown}");
+        assert!(
+            shown.contains(
+                "%ASA-6-113008: AAA transaction status ACCEPT : user = reconfigure-marker"
+            ),
+            "buffer kept: {shown}"
+        );
+        // `no logging enable`: nothing more is buffered.
+        settings.enable = false;
+        assert!(reconfigure(&settings, "gw"));
+        emit(Message::AaaAccept {
+            user: "after-disable".into(),
+        });
+        assert!(!show_logging().contains("after-disable"));
+    }
+
+    #[test]
+    fn hardening_messages_match_the_asa_guide() {
+        let m = Message::ShunAdded {
+            service: "remote-access-client-initiations",
+            peer: "198.18.0.9".parse().unwrap(),
+            threshold: 20,
+            interface: "outside".into(),
+            reason: "RA excessive client initiation requests",
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-4-733201: Threat-detection: Service[remote-access-client-initiations] Peer[198.18.0.9]: failure threshold of 20 exceeded: adding shun to interface outside. SSL: RA excessive client initiation requests."
+        );
+        let m = Message::UserLockedOut {
+            user: "bob".into(),
+            max_fail: 3,
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-6-113006: User 'bob' locked out on exceeding '3' successive failed authentication attempts"
+        );
+        let m = Message::UserUnlocked {
+            user: "bob".into(),
+            admin: "enable_15".into(),
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-6-113007: User 'bob' unlocked by 'enable_15'"
+        );
+        let m = Message::ShunDeleted {
+            ip: "198.18.0.9".parse().unwrap(),
+        };
+        assert_eq!(
+            format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true)),
+            "%ASA-4-401003: Shun deleted: 198.18.0.9"
+        );
     }
 
     #[test]

@@ -280,9 +280,8 @@ fn any_of(ip: &IpAddr) -> &'static str {
 
 // ---------------------------------------------------------------- ASA log lines
 //
-// These stand in for syslog until the syslog module exists: each message is the
-// ASA text, with its `%ASA-<severity>-<id>` prefix, logged through `tracing`.
-// A syslog sink can subscribe to these functions' output or replace their bodies.
+// Typed syslog messages (crate::syslog): to the logging hosts and buffer as
+// configured, and always to the headend's own log.
 
 /// `%ASA-4-733201`. The client-initiation text is the one Cisco documents; the
 /// other two services use the same shape with their own reason.
@@ -292,29 +291,34 @@ pub fn syslog_733201(s: &ShunAdded, interface: &str) {
         Service::RemoteAccessAuthentication => "RA excessive authentication failures",
         Service::InvalidVpnAccess => "RA invalid VPN access",
     };
-    tracing::warn!(
-        "%ASA-4-733201: Threat-detection: Service[{}] Peer[{}]: failure threshold of {} exceeded: adding shun to interface {interface}. SSL: {reason}.",
-        s.service.name(),
-        s.source,
-        s.threshold
-    );
+    crate::syslog::emit(crate::syslog::Message::ShunAdded {
+        service: s.service.name(),
+        peer: s.source,
+        threshold: s.threshold,
+        interface: interface.to_string(),
+        reason,
+    });
 }
 
 /// `%ASA-4-401003: Shun deleted: IP`.
 pub fn syslog_401003(ip: IpAddr) {
-    tracing::info!("%ASA-4-401003: Shun deleted: {ip}");
+    crate::syslog::emit(crate::syslog::Message::ShunDeleted { ip });
 }
 
 /// `%ASA-6-113006`.
 pub fn syslog_113006(user: &str, max_fail: u32) {
-    tracing::warn!(
-        "%ASA-6-113006: User '{user}' locked out on exceeding '{max_fail}' successive failed authentication attempts"
-    );
+    crate::syslog::emit(crate::syslog::Message::UserLockedOut {
+        user: user.to_string(),
+        max_fail,
+    });
 }
 
 /// `%ASA-6-113007`.
 pub fn syslog_113007(user: &str) {
-    tracing::info!("%ASA-6-113007: User '{user}' unlocked by '{ADMIN_NAME}'");
+    crate::syslog::emit(crate::syslog::Message::UserUnlocked {
+        user: user.to_string(),
+        admin: ADMIN_NAME.to_string(),
+    });
 }
 
 #[cfg(test)]
