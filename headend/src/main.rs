@@ -20,7 +20,6 @@ struct Cli {
 }
 
 // Parsed once at start-up: the size of the `Run` variant does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate an ASA config and print a summary.
