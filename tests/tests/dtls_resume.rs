@@ -415,3 +415,43 @@ fn server_dpd_moves_a_dead_dtls_downlink_to_cstp() {
     assert!(client.is_running(), "{}", client.output());
     lab.assert_headend_running();
 }
+
+/// Control: the same client and the same forced suite against ocserv (Debian), the
+/// reference server, in its legacy (resume) mode. If this passes and a headend test
+/// fails, the headend is at fault.
+#[test]
+fn control_ocserv_resume_aes256_gcm_sha384() {
+    let Some(lab) = Lab::with_clients(1) else {
+        return;
+    };
+    if !cmd::in_path("nft") {
+        assert!(!lab::required(), "E2E_REQUIRED=1 but `nft` not found");
+        return;
+    }
+    let Some(_ocserv) = e2e::ocserv::Ocserv::start(&lab) else {
+        return;
+    };
+    let client = lab.connect(
+        "alice",
+        lab.password("alice"),
+        &["--dtls12-ciphers=AES256-GCM-SHA384"],
+    );
+    let up = wait_until(HANG_GUARD, || {
+        client.output().contains(DTLS_ESTABLISHED).then_some(())
+    });
+    let out = client.output();
+    assert!(up.is_some(), "ocserv: no DTLS:\n{out}");
+    assert!(!out.contains(MITM), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("X-DTLS12-CipherSuite: AES256-GCM-SHA384")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(DTLS_ESTABLISHED) && l.contains("(DTLS1.2)-(RSA)-(AES-256-GCM)")),
+        "{out}"
+    );
+    install_counters(lab.client_ns(), client.dtls_port().expect("DTLS socket"));
+    assert_ping_over_dtls(&lab, "ocserv");
+}
