@@ -299,6 +299,21 @@ fn resume_survives_udp_loss_and_cstp_reconnect() {
     );
     install_counters(&ns, client.dtls_port().expect("DTLS socket"));
     assert_ping_over_dtls(&lab, "after the CSTP reconnect");
+    // Replaying the first CONNECT's Session-ID (now stale) from another socket
+    // gets nothing: only the newest CONNECT's id is routed.
+    let old_hex = ids[0].trim_start_matches("X-DTLS-Session-ID:").trim();
+    let old: Vec<u8> = (0..old_hex.len() / 2)
+        .map(|i| u8::from_str_radix(&old_hex[2 * i..2 * i + 2], 16).expect("hex Session-ID"))
+        .collect();
+    assert_eq!(old.len(), 32, "{old_hex}");
+    let to = SocketAddr::V4(SocketAddrV4::new(OUTSIDE_IP, TLS_PORT));
+    udp::send_all(&udp::socket(&ns), to, &vec![udp::client_hello(&old); 3]);
+    assert_ping_over_dtls(&lab, "after replaying the old Session-ID");
+    assert_eq!(
+        nft::counter(&ns, "inet", TABLE, "stray"),
+        Counter::default(),
+        "the headend answered a ClientHello with a stale Session-ID"
+    );
     let out = client.output();
     assert!(!out.contains(MITM), "{out}");
     assert!(client.is_running(), "{out}");
