@@ -226,8 +226,15 @@ stop_headend() {
   wait_for "$HANG" sh -c "! ip -n '$NS_G' link show vpn0" || log "vpn0 still present after the headend stopped"
 }
 
+# `show vpn-sessiondb ARGS`.
 headend_show() {
-  "$HEADEND_BIN" show vpn-sessiondb --admin-socket "$DIR/admin.sock"
+  "$HEADEND_BIN" show vpn-sessiondb "$@" --admin-socket "$DIR/admin.sock"
+}
+
+# Whether a live session's Protocol lists DTLS-Tunnel (the summary view's
+# DTLS-Tunnel row also counts ended sessions, so read the detail view).
+headend_dtls_live() {
+  headend_show detail anyconnect | grep -q '^Protocol *:.*DTLS-Tunnel'
 }
 
 # ocserv with the e2e control's settings (tests/src/ocserv.rs); $1 = its `mtu`.
@@ -397,7 +404,7 @@ check_transport() {
       ok=0
     fi
     if [ "$server" = headend ]; then
-      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb --admin-socket '$DIR/admin.sock' | grep -q DTLS-Tunnel" || ok=0
+      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb detail anyconnect --admin-socket '$DIR/admin.sock' | grep -q '^Protocol *:.*DTLS-Tunnel'" || ok=0
     fi
     if [ "$ok" -eq 0 ]; then
       if [ "$when" = before ]; then die "$server: DTLS is not up (see the logs)"; fi
@@ -406,7 +413,7 @@ check_transport() {
     fi
   else
     grep -q "DTLS disabled" "$f" || die "$server: --no-dtls but openconnect did not say 'DTLS disabled'"
-    if [ "$server" = headend ] && headend_show | grep -q DTLS-Tunnel; then
+    if [ "$server" = headend ] && headend_dtls_live; then
       die "headend: --no-dtls but the session shows DTLS-Tunnel"
     fi
   fi
