@@ -4,7 +4,8 @@
 #
 # One lab (same namespaces, certificate, users, pool 198.18.100.0/24), used twice: first
 # with the headend, then with ocserv in its place (both want 198.18.0.1:443). For each
-# server and each transport (DTLS; CSTP = `openconnect --no-dtls`) it runs iperf3
+# server and each transport (DTLS = PSK-NEGOTIATE; DTLS-RESUME = session-resume mode as
+# Cisco clients use, `--dtls12-ciphers=AES256-GCM-SHA384`; CSTP = `openconnect --no-dtls`) it runs iperf3
 # upload (`iperf3 -c 198.18.1.10 -t N -J`) and download (`-R`) to the inside host and
 # prints Gbit/s, the ratio headend/ocserv, the server's CPU seconds per GB (utime+stime
 # of the headend process; of ALL ocserv processes in the headend namespace: main,
@@ -225,8 +226,15 @@ stop_headend() {
   wait_for "$HANG" sh -c "! ip -n '$NS_G' link show vpn0" || log "vpn0 still present after the headend stopped"
 }
 
+# `show vpn-sessiondb ARGS`.
 headend_show() {
-  "$HEADEND_BIN" show vpn-sessiondb anyconnect --admin-socket "$DIR/admin.sock"
+  "$HEADEND_BIN" show vpn-sessiondb "$@" --admin-socket "$DIR/admin.sock"
+}
+
+# Whether a live session's Protocol lists DTLS-Tunnel (the summary view's
+# DTLS-Tunnel row also counts ended sessions, so read the detail view).
+headend_dtls_live() {
+  headend_show detail anyconnect | grep -q '^Protocol *:.*DTLS-Tunnel'
 }
 
 # ocserv with the e2e control's settings (tests/src/ocserv.rs); $1 = its `mtu`.
@@ -372,9 +380,9 @@ measure() {
        client_cpu_pct: (100 * ($cli_ticks / $hz) / $wall),
        client_udp_rcvbuf_errors: $c_rcvbuf, server_ns_udp_rcvbuf_errors: $g_rcvbuf,
        client_udp_in: $c_udp_in, client_udp_out: $c_udp_out,
-       tunnel_mtu: $mtu, tls: $tls, dtls: (if $transport == "dtls" then $dtls else null end)}
+       tunnel_mtu: $mtu, tls: $tls, dtls: (if $transport != "cstp" then $dtls else null end)}
   ' >>"$RESULTS"
-  if [ "$transport" = dtls ] && ! tail -n 1 "$RESULTS" |
+  if [ "$transport" != cstp ] && ! tail -n 1 "$RESULTS" |
     jq -e '(.client_udp_in + .client_udp_out) * 1500 * 4 > .bytes' >/dev/null; then
     log "WARNING: $tag: few UDP datagrams in the client namespace: was this really DTLS?"
     DTLS_WARNINGS+=("$tag: few UDP datagrams in the client namespace")
@@ -385,7 +393,7 @@ measure() {
 # DTLS up (or, for CSTP, not up) on both ends before a run; and still up after it.
 check_transport() {
   local server=$1 transport=$2 when=$3 ok=1 f="$DIR/oc-$USER_NAME.log"
-  if [ "$transport" = dtls ]; then
+  if [ "$transport" != cstp ]; then
     if [ "$when" = before ]; then
       wait_for "$HANG" grep -q "Established DTLS connection" "$f" ||
         die "$server: openconnect did not log 'Established DTLS connection'"
@@ -396,7 +404,7 @@ check_transport() {
       ok=0
     fi
     if [ "$server" = headend ]; then
-      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb anyconnect --admin-socket '$DIR/admin.sock' | grep -q DTLS-Tunnel" || ok=0
+      wait_for "$HANG" sh -c "'$HEADEND_BIN' show vpn-sessiondb detail anyconnect --admin-socket '$DIR/admin.sock' | grep -q '^Protocol *:.*DTLS-Tunnel'" || ok=0
     fi
     if [ "$ok" -eq 0 ]; then
       if [ "$when" = before ]; then die "$server: DTLS is not up (see the logs)"; fi
@@ -405,7 +413,7 @@ check_transport() {
     fi
   else
     grep -q "DTLS disabled" "$f" || die "$server: --no-dtls but openconnect did not say 'DTLS disabled'"
-    if [ "$server" = headend ] && headend_show | grep -q DTLS-Tunnel; then
+    if [ "$server" = headend ] && headend_dtls_live; then
       die "headend: --no-dtls but the session shows DTLS-Tunnel"
     fi
   fi
@@ -414,14 +422,17 @@ check_transport() {
 # One server, both transports, both directions.
 bench_server() {
   local server=$1 transport args mtu
-  for transport in dtls cstp; do
+  # dtls-resume: openconnect forced into session-resume DTLS (Cisco AnyConnect's
+  # mode, legacy-dtls.md section 5), same suite family as PSK mode (AES-256-GCM).
+  for transport in dtls dtls-resume cstp; do
     args=()
     if [ "$transport" = cstp ]; then args=(--no-dtls); fi
+    if [ "$transport" = dtls-resume ]; then args=(--dtls12-ciphers=AES256-GCM-SHA384); fi
     if [ "$server" = ocserv ]; then
       # Same tunnel MTU as the headend gave (ocserv ignores the client's X-CSTP-MTU and
       # derives the tunnel MTU from its own `mtu`, differently for DTLS and CSTP).
       mtu=${HEADEND_MTU[$transport]:-$DEFAULT_MTU}
-      if [ "$transport" = dtls ]; then
+      if [ "$transport" != cstp ]; then
         start_ocserv $((mtu + OCSERV_DTLS_OVERHEAD))
       else
         start_ocserv $((mtu + OCSERV_CSTP_OVERHEAD))
@@ -500,7 +511,7 @@ jq -r -s --argjson servers "$(printf '%s\n' "${SERVERS[@]}" | jq -R . | jq -s .)
   ["case", "headend Gbit/s", "ocserv Gbit/s", "ratio",
    "headend CPU s/GB", "ocserv CPU s/GB", "CPU ratio",
    "oc-client s/GB (h)", "oc-client s/GB (o)"],
-  ( [ ["dtls","up"], ["dtls","down"], ["cstp","up"], ["cstp","down"] ][] as [$t, $d]
+  ( [ ["dtls","up"], ["dtls","down"], ["dtls-resume","up"], ["dtls-resume","down"], ["cstp","up"], ["cstp","down"] ][] as [$t, $d]
     | (map(select(.server == "headend" and .transport == $t and .direction == $d))[0]) as $h
     | (map(select(.server == "ocserv" and .transport == $t and .direction == $d))[0]) as $o
     | ["\($t | ascii_upcase) \($d)", ($h.gbps | f), ($o.gbps | f), r($h.gbps; $o.gbps),
@@ -536,7 +547,7 @@ jq -c -s \
   | {date: $date, duration_s: $t, nproc: $nproc, loadavg_before: $load_before, loadavg_after: $load_after,
      ceiling_gbps: {up: $ceil_up, down: $ceil_down},
      runs: $runs,
-     ratios: [ [ ["dtls","up"], ["dtls","down"], ["cstp","up"], ["cstp","down"] ][] as [$tr, $d]
+     ratios: [ [ ["dtls","up"], ["dtls","down"], ["dtls-resume","up"], ["dtls-resume","down"], ["cstp","up"], ["cstp","down"] ][] as [$tr, $d]
        | ($runs | map(select(.server == "headend" and .transport == $tr and .direction == $d))[0]) as $h
        | ($runs | map(select(.server == "ocserv" and .transport == $tr and .direction == $d))[0]) as $o
        | select($h != null and $o != null)

@@ -22,6 +22,7 @@ use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, Dt
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
 };
+use crate::proto::dtls_dpd::{self, DpdAction, DtlsDpd};
 use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
@@ -430,6 +431,7 @@ async fn pump(
         let deadline = cstp
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let dtls_dpd_at = dtls.as_ref().and_then(DtlsPath::dpd_deadline);
         tokio::select! {
             r = tls.read(&mut rbuf) => {
                 let n = match r {
@@ -512,6 +514,11 @@ async fn pump(
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
             }
+            _ = sleep_opt(dtls_dpd_at) => {
+                if let Some(d) = dtls.as_mut() {
+                    d.on_dpd_timer(Instant::now(), &stats).await;
+                }
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // DPD/keepalive timers fire while a session is quiet: give
                 // back what a burst made it hold.
@@ -553,6 +560,14 @@ fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
 }
 
 /// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
     match dtls {
         Some(d) => d.rx.recv().await,
@@ -577,6 +592,10 @@ struct DtlsPath {
     last_rx: Instant,
     /// DTLS counts as dead after this long without an authenticated record.
     dead_after: Duration,
+    /// `anyconnect dpd-interval gateway N`: the server's own DTLS DPD
+    /// (proto/dtls_dpd.rs), running while an association is up.
+    gateway_dpd: Option<Duration>,
+    dpd: Option<DtlsDpd>,
     /// DPD/MTU probes to echo (rare; copied out of the read path).
     echoes: Vec<Vec<u8>>,
 }
@@ -633,6 +652,11 @@ impl DtlsPath {
                 ),
             ),
             echoes: Vec::new(),
+            gateway_dpd: policy
+                .anyconnect_dpd_gateway_secs
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+            dpd: None,
         })
     }
 
@@ -649,6 +673,33 @@ impl DtlsPath {
         }
         self.active = on;
         stats.dtls_active.store(on, Ordering::Relaxed);
+    }
+
+    fn dpd_deadline(&self) -> Option<Instant> {
+        self.dpd.as_ref().and_then(DtlsDpd::deadline)
+    }
+
+    /// The server's DTLS DPD timer fired: probe, or give up on the DTLS path.
+    async fn on_dpd_timer(&mut self, now: Instant, stats: &crate::sessions::SessionStats) {
+        let Some(dpd) = self.dpd.as_mut() else {
+            return;
+        };
+        match dpd.on_timeout(now) {
+            DpdAction::Nothing => {}
+            DpdAction::SendRequest => {
+                if let Some(ch) = self.channel.as_mut()
+                    && ch.write_record(&[dtls_dpd::DPD_REQ])
+                {
+                    let peer = ch.peer;
+                    self.hub.send(peer, ch.outbound()).await;
+                }
+            }
+            DpdAction::Dead => {
+                tracing::info!("DTLS DPD: no answer from the client; downlink now over CSTP");
+                self.active = false;
+                stats.dtls_active.store(false, Ordering::Relaxed);
+            }
+        }
     }
 
     fn usable(&self, now: Instant) -> bool {
@@ -677,6 +728,7 @@ impl DtlsPath {
                 Ok(c) => {
                     tracing::debug!(%peer, "DTLS ClientHello: new association");
                     self.channel = Some(c);
+                    self.dpd = None;
                 }
                 Err(e) => {
                     tracing::warn!(%peer, "DTLS state: {e:#}");
@@ -734,6 +786,7 @@ impl DtlsPath {
                     *stats.dtls_cipher.lock().unwrap_or_else(|e| e.into_inner()) = ch.cipher_name();
                     self.hub.bind_peer(peer, self.generation, &self.app_id);
                     self.last_rx = now;
+                    self.dpd = self.gateway_dpd.map(|i| DtlsDpd::new(i, now));
                     self.active = true;
                     stats.dtls_active.store(true, Ordering::Relaxed);
                     stats.dtls_established();
@@ -755,12 +808,16 @@ impl DtlsPath {
         }
         if failed {
             self.channel = None;
+            self.dpd = None;
             self.active = false;
             stats.dtls_active.store(false, Ordering::Relaxed);
             return;
         }
         if authentic > 0 {
             self.last_rx = now;
+            if let Some(dpd) = self.dpd.as_mut() {
+                dpd.on_authentic(now);
+            }
             if packets > 0 {
                 self.active = true;
                 stats.dtls_active.store(true, Ordering::Relaxed);

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cstp;
+pub mod dtls_dpd;
 pub mod dtls_hello;
 pub mod dtls_resume;
 pub mod http;
