@@ -7,18 +7,34 @@
 //! [`PolicyHandle`](crate::policy::PolicyHandle). Nothing here allocates, locks
 //! or makes a syscall per packet: [`Enforcer`] keeps its scratch arrays.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 
+use crate::hitlog::{HitLog, Report};
 use crate::policy::{Direction, PacketMeta, PolicyHandle, Verdict};
 
 const NO_SGT: u32 = u32::MAX;
 
-/// How often a session may log `log` rule matches.
-const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Flows per session and direction whose 106100 hits are aggregated; ASA's
+/// `access-list deny-flow-max` is 4096 for the whole box.
+const MAX_LOG_FLOWS: usize = 1024;
+
+/// A 106100 flow: ACL, rule, action, protocol, addresses and ports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogFlow {
+    acl: Arc<String>,
+    rule: u32,
+    permitted: bool,
+    to_client: bool,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: Option<(u16, u16)>,
+}
 
 /// What the dataplane enforces for one session; shared with the control plane.
 #[derive(Debug)]
@@ -67,7 +83,8 @@ pub struct Enforcer {
     parsed: Vec<bool>,
     verdicts: Vec<Verdict>,
     keep: Vec<bool>,
-    last_log: Option<Instant>,
+    hits: HitLog<LogFlow>,
+    reports: Vec<Report<LogFlow>>,
     /// Who the session is, for log lines.
     pub label: String,
 }
@@ -81,7 +98,8 @@ impl Enforcer {
             parsed: Vec::with_capacity(crate::batch::BATCH_PACKETS),
             verdicts: Vec::with_capacity(crate::batch::BATCH_PACKETS),
             keep: Vec::with_capacity(crate::batch::BATCH_PACKETS),
-            last_log: None,
+            hits: HitLog::new(MAX_LOG_FLOWS),
+            reports: Vec::new(),
             label,
         }
     }
@@ -136,21 +154,25 @@ impl Enforcer {
             &mut self.verdicts,
         );
         let mut denied = 0u64;
-        let mut logged = None;
+        let mut now = None;
         for i in 0..n {
             let ok = self.parsed[i] && self.verdicts[i].is_permit();
             if !ok {
                 denied += 1;
             }
-            if self.verdicts[i].log && logged.is_none() {
-                logged = Some(i);
+            // Only matches of `log` rules touch the 106100 table.
+            if self.verdicts[i].log {
+                let t = *now.get_or_insert_with(Instant::now);
+                self.note_hit(&acl_name, acl.rules(), direction, i, t);
             }
             self.keep.push(ok);
         }
         self.count_denied(direction, denied);
-        if let Some(i) = logged {
-            self.log_match(&acl_name, direction, i);
+        if !self.hits.is_empty() {
+            let t = now.unwrap_or_else(Instant::now);
+            self.hits.due(t, &mut self.reports);
         }
+        self.emit_reports();
         &self.keep
     }
 
@@ -165,34 +187,73 @@ impl Enforcer {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// At most one line per second per session for `log` rules, in ASA's words.
-    fn log_match(&mut self, acl: &str, direction: Direction, i: usize) {
-        let now = Instant::now();
-        if self
-            .last_log
-            .is_some_and(|t| now.saturating_duration_since(t) < LOG_INTERVAL)
-        {
-            return;
-        }
-        self.last_log = Some(now);
+    /// Counts one `log` rule match; a new flow's first hit is reported now.
+    fn note_hit(
+        &mut self,
+        acl: &Arc<String>,
+        rules: &[crate::policy::Rule],
+        direction: Direction,
+        i: usize,
+        now: Instant,
+    ) {
         let (Some(m), Some(v)) = (self.metas.get(i), self.verdicts.get(i)) else {
             return;
         };
-        let ports = m
-            .ports()
-            .map(|(s, d)| (format!("({s})"), format!("({d})")))
-            .unwrap_or_default();
-        tracing::info!(
-            session = %self.label,
-            "access-list {acl} {} {} {}{} -> {}{} ({direction:?}, rule {})",
-            if v.is_permit() { "permitted" } else { "denied" },
-            proto_name(m.proto()),
-            m.src(),
-            ports.0,
-            m.dst(),
-            ports.1,
-            if v.rule == Verdict::IMPLICIT_DENY { "implicit deny".to_string() } else { (v.rule + 1).to_string() },
-        );
+        let (level, interval) = usize::try_from(v.rule)
+            .ok()
+            .and_then(|r| rules.get(r))
+            .map_or((6, 300), |r| (r.log_level, r.log_interval));
+        let key = LogFlow {
+            acl: Arc::clone(acl),
+            rule: v.rule,
+            permitted: v.is_permit(),
+            to_client: direction == Direction::ToClient,
+            proto: m.proto(),
+            src: m.src(),
+            dst: m.dst(),
+            ports: m.ports(),
+        };
+        if let Some(r) = self.hits.hit(&key, level, interval, now) {
+            self.reports.push(r);
+        }
+    }
+
+    /// 106100 reports as `tracing` events of this module's target, in ASA's
+    /// words, with the ACE's level, the hit count and the interval as fields
+    /// (`interval = 0` for a first hit); the headend's syslog bridge makes them
+    /// 106100 messages.
+    fn emit_reports(&mut self) {
+        for r in self.reports.drain(..) {
+            let k = &r.key;
+            let ports = k
+                .ports
+                .map(|(s, d)| (format!("({s})"), format!("({d})")))
+                .unwrap_or_default();
+            tracing::info!(
+                session = %self.label,
+                level = u64::from(r.level),
+                hits = r.hits,
+                interval = u64::from(r.interval.unwrap_or(0)),
+                "access-list {} {} {} {}{} -> {}{} ({}, rule {})",
+                k.acl,
+                if k.permitted { "permitted" } else { "denied" },
+                proto_name(k.proto),
+                k.src,
+                ports.0,
+                k.dst,
+                ports.1,
+                if k.to_client { "ToClient" } else { "FromClient" },
+                if k.rule == Verdict::IMPLICIT_DENY { "implicit deny".to_string() } else { (k.rule + 1).to_string() },
+            );
+        }
+    }
+}
+
+impl Drop for Enforcer {
+    /// The session is gone: counts not yet reported are logged now.
+    fn drop(&mut self) {
+        self.hits.drain(&mut self.reports);
+        self.emit_reports();
     }
 }
 

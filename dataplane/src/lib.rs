@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod counters;
 pub mod enforce;
+pub mod hitlog;
 pub mod packet;
 pub mod policy;
 pub mod routes;

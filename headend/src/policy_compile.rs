@@ -202,7 +202,9 @@ fn rule_of_ace(
         dst: net(&ace.dst),
         dst_port: ace.dst_port.map(port),
         icmp_type: ace.icmp_type,
-        log: ace.log,
+        log: ace.log.is_some(),
+        log_level: ace.log.map_or(6, |l| l.level),
+        log_interval: ace.log.map_or(300, |l| l.interval),
         inactive: ace.inactive,
     })
 }
@@ -427,8 +429,8 @@ fn ace_text(a: &ExtendedAce) -> String {
     if let Some(t) = a.icmp_type {
         push(&icmp_name(t, a.protocol));
     }
-    if a.log {
-        push("log informational interval 300");
+    if let Some(l) = &a.log {
+        push(&crate::config::ace_log::render(l));
     }
     if a.inactive {
         push("inactive");
@@ -479,8 +481,8 @@ fn template_text(t: &AceTemplate) -> String {
         Some(IcmpSlot::Type(ty)) => parts.push(icmp_name(*ty, proto)),
         Some(IcmpSlot::ObjectGroup(n)) => parts.push(format!("object-group {n}")),
     }
-    if t.log {
-        parts.push("log informational interval 300".into());
+    if let Some(l) = &t.log {
+        parts.push(crate::config::ace_log::render(l));
     }
     if t.inactive {
         parts.push("inactive".into());
@@ -755,6 +757,27 @@ cts role-based sgt-map 198.18.1.0/28 sgt 20
             None,
         );
         assert_eq!((v[0].rule, v[1].rule), (0, Verdict::IMPLICIT_DENY));
+    }
+
+    #[test]
+    fn ace_log_level_and_interval_reach_the_rule() {
+        let cfg = parse_str(
+            "\
+access-list L extended deny tcp any any eq 22 log 4
+access-list L extended deny udp any any log critical interval 60
+access-list L extended permit ip any any log disable
+",
+            "l.cfg",
+        )
+        .unwrap();
+        let t = compile(&cfg).unwrap();
+        let r = t.acl("L").unwrap().rules();
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.log, r.log_level, r.log_interval))
+                .collect::<Vec<_>>(),
+            [(true, 4, 300), (true, 2, 60), (false, 6, 300)]
+        );
     }
 
     #[test]

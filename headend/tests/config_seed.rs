@@ -214,7 +214,7 @@ fn config_seed_access_lists_and_cts() {
         dst: AddrMatch::Any,
         dst_port,
         icmp_type: None,
-        log: false,
+        log: None,
         inactive: false,
     };
     assert_eq!(f.entries[0].action, AclAction::Permit);
@@ -233,7 +233,7 @@ fn config_seed_access_lists_and_cts() {
             dst: AddrMatch::Any,
             dst_port: None,
             icmp_type: None,
-            log: true,
+            log: Some(AceLog::default()),
             inactive: false,
         }
     );

@@ -123,6 +123,9 @@ pub struct Rule {
     pub dst_port: Option<PortMatch>,
     pub icmp_type: Option<u8>,
     pub log: bool,
+    /// The `log` option's 106100 severity (0-7) and hit-count interval (s).
+    pub log_level: u8,
+    pub log_interval: u16,
     /// Kept (so rule numbers and counters line up with the ACL) but never matches.
     pub inactive: bool,
 }
@@ -141,6 +144,8 @@ impl Rule {
             dst_port: None,
             icmp_type: None,
             log: false,
+            log_level: 6,
+            log_interval: 300,
             inactive: false,
         }
     }
@@ -195,6 +200,14 @@ impl Rule {
 
     pub fn log(mut self) -> Self {
         self.log = true;
+        self
+    }
+
+    /// `log LEVEL interval SECS`.
+    pub fn log_at(mut self, level: u8, interval: u16) -> Self {
+        self.log = true;
+        self.log_level = level;
+        self.log_interval = interval;
         self
     }
 

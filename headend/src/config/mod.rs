@@ -6,6 +6,7 @@
 //! that name them; `policy.rs` resolves group-policy
 //! inheritance and tunnel-group lookups; `summary.rs` renders `check-config` output.
 
+pub mod ace_log;
 mod client_settings;
 pub mod mgmt;
 pub mod model;

@@ -368,8 +368,27 @@ pub struct ExtendedAce {
     pub dst_port: Option<PortMatch>,
     /// `icmp` type after the destination (e.g. `echo`, `echo-reply`, or a number).
     pub icmp_type: Option<u8>,
-    pub log: bool,
+    /// `log [LEVEL] [interval SECS]`; `None` without `log` or with `log disable`.
+    pub log: Option<AceLog>,
     pub inactive: bool,
+}
+
+/// An ACE's `log` option: 106100's severity and its hit-count interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AceLog {
+    /// 0-7; ASA's default is 6 (informational).
+    pub level: u8,
+    /// Seconds between a flow's 106100 hit-count reports; ASA's default is 300.
+    pub interval: u16,
+}
+
+impl Default for AceLog {
+    fn default() -> Self {
+        AceLog {
+            level: 6,
+            interval: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

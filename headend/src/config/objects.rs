@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::model::{AclProtocol, AddrMatch, ExtendedAce, PortMatch, SecurityGroupMatch};
+use super::model::{AceLog, AclProtocol, AddrMatch, ExtendedAce, PortMatch, SecurityGroupMatch};
 
 /// Most plain entries one configured entry may expand to. ASA warns about large
 /// expansions too; this bound keeps a typo (two big groups crossed) from eating
@@ -203,7 +203,7 @@ pub struct AceTemplate {
     pub dst: AddrSlot,
     pub dst_port: Option<PortSlot>,
     pub icmp: Option<IcmpSlot>,
-    pub log: bool,
+    pub log: Option<AceLog>,
     pub inactive: bool,
 }
 

@@ -2383,38 +2383,15 @@ fn parse_extended(t: &[&str], start: usize) -> Result<(AclAction, AclEntryKind),
         icmp_type = Some(parse_icmp_type(ty, protocol)?);
         i += 1;
     }
-    let mut log = false;
+    let mut log = None;
     let mut inactive = false;
     while let Some(opt) = t.get(i) {
         i += 1;
         match *opt {
             "log" => {
-                log = true;
-                match t.get(i).copied() {
-                    Some("disable") => {
-                        log = false;
-                        i += 1;
-                    }
-                    Some("default") => i += 1,
-                    Some(lv) if lv.chars().all(|c| c.is_ascii_digit()) => {
-                        parse_num(lv, "log level", 0, 7)?;
-                        i += 1;
-                    }
-                    Some(
-                        "emergencies" | "alerts" | "critical" | "errors" | "warnings"
-                        | "notifications" | "informational" | "debugging",
-                    ) => i += 1,
-                    _ => {}
-                }
-                if t.get(i) == Some(&"interval") {
-                    parse_num(
-                        tok(i + 1, "log interval")?,
-                        "log interval (seconds)",
-                        1,
-                        600,
-                    )?;
-                    i += 2;
-                }
+                let (l, used) = crate::config::ace_log::parse(t.get(i..).unwrap_or(&[]))?;
+                log = l;
+                i += used;
             }
             "inactive" => inactive = true,
             "time-range" => {
@@ -3939,7 +3916,7 @@ mod tests {
         assert_eq!(e.dst_sg, Some(SecurityGroupMatch::Name("Servers".into())));
         assert_eq!(e.dst, v4("198.18.1.0", 24));
         assert_eq!(e.dst_port, Some(PortMatch::Eq(443)));
-        assert!(e.log && !e.inactive);
+        assert!(e.log == Some(AceLog::default()) && !e.inactive);
 
         let (a, e) = ext(
             "access-list F extended deny udp host 10.1.1.1 range 1000 2000 any4 neq domain log 4 interval 300 inactive",
@@ -3949,7 +3926,14 @@ mod tests {
         assert_eq!(e.src_port, Some(PortMatch::Range(1000, 2000)));
         assert_eq!(e.dst, AddrMatch::Any4);
         assert_eq!(e.dst_port, Some(PortMatch::Neq(53)));
-        assert!(e.log && e.inactive);
+        assert!(
+            e.log
+                == Some(AceLog {
+                    level: 4,
+                    interval: 300
+                })
+                && e.inactive
+        );
 
         let (_, e) = ext("access-list F extended permit tcp any6 lt 1024 host 2001:db8::1 gt www");
         assert_eq!(e.src, AddrMatch::Any6);
@@ -3964,7 +3948,7 @@ mod tests {
         assert_eq!((e.protocol, e.icmp_type), (AclProtocol::Icmp, Some(8)));
         let (_, e) = ext("access-list F extended permit icmp any any echo-reply log disable");
         assert_eq!(e.icmp_type, Some(0));
-        assert!(!e.log);
+        assert!(e.log.is_none());
         let (_, e) = ext("access-list F extended permit icmp any any unreachable");
         assert_eq!(e.icmp_type, Some(3));
         let (_, e) = ext("access-list F extended permit icmp any any time-exceeded");

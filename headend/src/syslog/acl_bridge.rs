@@ -1,12 +1,11 @@
 //! 106100 from the dataplane's `log` matches. The dataplane (sans syslog)
-//! reports a match on an ACE with `log` as a `tracing` event of target
-//! `dataplane::enforce`, at most one per second per session, in ASA's words:
-//! `access-list ACL denied tcp SRC(SPORT) -> DST(DPORT) (FromClient, rule N)`.
-//! This layer turns those events into typed [`Message::AclHit`]s.
-//!
-//! Limits, until the dataplane hands over a typed event: the ACE's own `log
-//! LEVEL` and interval are not kept by the config, so the level is ASA's default
-//! (informational) and the count is `hit-cnt 1 first hit` per logged match.
+//! aggregates the hits per flow as ASA does ([`dataplane::hitlog`]) and reports
+//! a first hit or an interval's count as a `tracing` event of target
+//! `dataplane::enforce`, in ASA's words:
+//! `access-list ACL denied tcp SRC(SPORT) -> DST(DPORT) (FromClient, rule N)`,
+//! with the fields `level` (the ACE's `log LEVEL`), `hits` and `interval`
+//! (seconds; 0 for a first hit). This layer turns those events into typed
+//! [`Message::AclHit`]s.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -23,18 +22,37 @@ pub const TARGET: &str = "dataplane::enforce";
 
 pub struct AclLogBridge;
 
+/// The event's message and numeric fields.
 #[derive(Default)]
-struct MessageText(String);
+struct HitEvent {
+    text: String,
+    level: Option<u64>,
+    hits: Option<u64>,
+    interval: Option<u64>,
+}
 
-impl Visit for MessageText {
+impl Visit for HitEvent {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
+            let _ = write!(self.text, "{value:?}");
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0.push_str(value);
+            self.text.push_str(value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "level" => self.level = Some(value),
+            "hits" => self.hits = Some(value),
+            "interval" => self.interval = Some(value),
+            _ => {}
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Ok(v) = u64::try_from(value) {
+            self.record_u64(field, v);
         }
     }
 }
@@ -44,12 +62,32 @@ impl<S: Subscriber> Layer<S> for AclLogBridge {
         if event.metadata().target() != TARGET {
             return;
         }
-        let mut text = MessageText::default();
-        event.record(&mut text);
-        if let Some(m) = parse(&text.0) {
+        let mut e = HitEvent::default();
+        event.record(&mut e);
+        if let Some(m) = hit_message(&e) {
             emit(m);
         }
     }
+}
+
+/// The event to a 106100 at the ACE's level with its hit count.
+fn hit_message(e: &HitEvent) -> Option<Message> {
+    let mut m = parse(&e.text)?;
+    if let Message::AclHit {
+        hits,
+        interval,
+        level,
+        ..
+    } = &mut m
+    {
+        *level = e.level.map_or(DEFAULT_ACE_LEVEL, |l| l.min(7) as u8);
+        *hits = e.hits.unwrap_or(1).max(1);
+        *interval = e
+            .interval
+            .filter(|&i| i > 0)
+            .and_then(|i| u32::try_from(i).ok());
+    }
+    Some(m)
 }
 
 /// `198.18.1.5(22)` or `198.18.1.5` (no ports: ICMP and others).
@@ -113,6 +151,25 @@ mod tests {
             "access-list F permitted icmp inside/198.18.1.10(0) -> outside/198.18.100.10(0)"
         ));
         assert!(parse("session ended: Idle Timeout").is_none());
+        // The ACE's level and the interval's count, from the event's fields.
+        let line =
+            "access-list F denied udp 198.18.100.10(5000) -> 198.18.1.10(53) (FromClient, rule 2)";
+        let ev = |level, hits, interval| HitEvent {
+            text: line.into(),
+            level,
+            hits,
+            interval,
+        };
+        let full = |m: Message| format!("%ASA-{}-{}: {}", m.severity(), m.id(), m.text(true));
+        assert_eq!(
+            full(hit_message(&ev(Some(4), Some(1), Some(0))).unwrap()),
+            "%ASA-4-106100: access-list F denied udp outside/198.18.100.10(5000) -> inside/198.18.1.10(53) hit-cnt 1 first hit"
+        );
+        assert!(
+            full(hit_message(&ev(Some(2), Some(17), Some(60))).unwrap()).starts_with(
+                "%ASA-2-106100: access-list F denied udp outside/198.18.100.10(5000) -> inside/198.18.1.10(53) hit-cnt 17 60-second interval"
+            )
+        );
         assert!(parse("access-list F maybe tcp 1.2.3.4 -> 5.6.7.8 (x").is_none());
     }
 }

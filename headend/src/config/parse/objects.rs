@@ -40,7 +40,7 @@ pub(super) fn extended_entry(
             dst: AddrSlot::Addr(AddrMatch::Any),
             dst_port: None,
             icmp: None,
-            log: false,
+            log: None,
             inactive: false,
         },
         expanded: Vec::new(),
@@ -551,7 +551,7 @@ fn parse_template(objs: &Objects, t: &[&str], start: usize) -> Result<AceTemplat
     let (_, plain) = parse_extended(&opts, 0)?;
     let (log, inactive) = match plain {
         AclEntryKind::Extended(a) => (a.log, a.inactive),
-        _ => (false, false),
+        _ => (None, false),
     };
     Ok(AceTemplate {
         protocol,
@@ -768,7 +768,10 @@ mod tests {
         // Protocol group x security groups (nested, names kept for the compiler).
         let a = aces(&c, "A", 3);
         assert_eq!(a.len(), 2 * 2 * 3);
-        assert!(a.iter().all(|x| x.log && x.dst == pfx("fd00:1::", 64)));
+        assert!(
+            a.iter()
+                .all(|x| x.log.is_some() && x.dst == pfx("fd00:1::", 64))
+        );
         assert_eq!(a[0].src_sg, Some(SecurityGroupMatch::Tag(10)));
         assert_eq!(
             a[0].dst_sg,
