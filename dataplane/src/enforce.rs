@@ -213,8 +213,16 @@ impl Enforcer {
             dst: m.dst(),
             ports: m.ports(),
         };
+        let overflow = self.hits.overflow();
         if let Some(r) = self.hits.hit(&key, level, interval, now) {
             self.reports.push(r);
+        } else if self.hits.overflow() != overflow && self.hits.overflow().is_power_of_two() {
+            // Hits of new flows past the cap go unlogged; say so, sparingly.
+            tracing::warn!(
+                session = %self.label,
+                "106100 flow table full ({MAX_LOG_FLOWS} flows): {} hits of new flows not logged",
+                self.hits.overflow()
+            );
         }
     }
 

@@ -470,9 +470,10 @@ fn netmiko_drives_the_ssh_cli() {
     );
 }
 
-/// A group whose vpn-filter denies (and logs) TCP to the inside host's port 2222.
+/// A group whose vpn-filter denies (and logs, at warnings) TCP to the inside
+/// host's port 2222.
 const LOGGED_GROUP: &str = "\
-access-list LOGGED extended deny tcp any host 198.18.1.10 eq 2222 log
+access-list LOGGED extended deny tcp any host 198.18.1.10 eq 2222 log 4
 access-list LOGGED extended permit ip any any
 group-policy GP-LOGGED internal
 group-policy GP-LOGGED attributes
@@ -556,7 +557,9 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
     alice
         .wait_connected(e2e::lab::HANG_GUARD)
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.headend_log()));
-    // Denied by the filter (and logged); the connect just times out.
+    // Denied by the filter (and logged); the connect just times out. The
+    // kernel resends the SYN after 1 s: a further hit of the same flow, counted
+    // and reported (with the interval) when the session ends.
     let _ = lab.exec_client(&[
         "timeout",
         "3",
@@ -578,8 +581,10 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
         "%ASA-6-113039: Group <GP-LOGGED> User <alice> IP <198.18.0.2> AnyConnect parent session started.",
         "%ASA-6-722022: Group <GP-LOGGED> User <alice> IP <198.18.0.2> TCP SVC connection established without compression",
         "%ASA-6-722051: Group <GP-LOGGED> User <alice> IP <198.18.0.2> IPv4 Address <198.18.100.",
-        "%ASA-6-106100: access-list LOGGED denied tcp outside/198.18.100.",
+        // The ACE's `log 4`: severity 4.
+        "%ASA-4-106100: access-list LOGGED denied tcp outside/198.18.100.",
         "-> inside/198.18.1.10(2222) hit-cnt 1 first hit",
+        "300-second interval",
         "%ASA-4-113019: Group = GP-LOGGED, Username = alice, IP = 198.18.0.2, Session disconnected. Session Type: AnyConnect-Parent, Duration: ",
         "Reason: Administrator Reset",
         // openconnect brings DTLS up by default: the UDP tunnel has its own pair.
@@ -607,5 +612,14 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
         }
         // Facility 20 (local4), severity 6: <166>.
         assert!(got.contains("<166>"), "{got}");
+        // The SYN's resends, counted in the flow's interval at the ACE's level.
+        assert!(
+            got.lines().any(
+                |l| l.contains("%ASA-4-106100: access-list LOGGED denied tcp")
+                    && l.contains("(2222) hit-cnt ")
+                    && l.ends_with(" 300-second interval")
+            ),
+            "{got}"
+        );
     }
 }
