@@ -85,6 +85,9 @@ pub struct Enforcer {
     keep: Vec<bool>,
     hits: HitLog<LogFlow>,
     reports: Vec<Report<LogFlow>>,
+    /// What [`Enforcer::emit_reports`] sent: (level, hits, interval, text).
+    #[cfg(test)]
+    sent: Vec<(u8, u64, Option<u16>, String)>,
     /// Who the session is, for log lines.
     pub label: String,
 }
@@ -100,6 +103,8 @@ impl Enforcer {
             keep: Vec::with_capacity(crate::batch::BATCH_PACKETS),
             hits: HitLog::new(MAX_LOG_FLOWS),
             reports: Vec::new(),
+            #[cfg(test)]
+            sent: Vec::new(),
             label,
         }
     }
@@ -237,11 +242,7 @@ impl Enforcer {
                 .ports
                 .map(|(s, d)| (format!("({s})"), format!("({d})")))
                 .unwrap_or_default();
-            tracing::info!(
-                session = %self.label,
-                level = u64::from(r.level),
-                hits = r.hits,
-                interval = u64::from(r.interval.unwrap_or(0)),
+            let text = format!(
                 "access-list {} {} {} {}{} -> {}{} ({}, rule {})",
                 k.acl,
                 if k.permitted { "permitted" } else { "denied" },
@@ -250,18 +251,40 @@ impl Enforcer {
                 ports.0,
                 k.dst,
                 ports.1,
-                if k.to_client { "ToClient" } else { "FromClient" },
-                if k.rule == Verdict::IMPLICIT_DENY { "implicit deny".to_string() } else { (k.rule + 1).to_string() },
+                if k.to_client {
+                    "ToClient"
+                } else {
+                    "FromClient"
+                },
+                if k.rule == Verdict::IMPLICIT_DENY {
+                    "implicit deny".to_string()
+                } else {
+                    (k.rule + 1).to_string()
+                },
             );
+            tracing::info!(
+                session = %self.label,
+                level = u64::from(r.level),
+                hits = r.hits,
+                interval = u64::from(r.interval.unwrap_or(0)),
+                "{text}"
+            );
+            #[cfg(test)]
+            self.sent.push((r.level, r.hits, r.interval, text));
         }
+    }
+
+    /// Reports the counts not yet reported (the session ends).
+    pub fn flush(&mut self) {
+        self.hits.drain(&mut self.reports);
+        self.emit_reports();
     }
 }
 
 impl Drop for Enforcer {
     /// The session is gone: counts not yet reported are logged now.
     fn drop(&mut self) {
-        self.hits.drain(&mut self.reports);
-        self.emit_reports();
+        self.flush();
     }
 }
 
@@ -272,5 +295,60 @@ fn proto_name(p: u8) -> String {
         17 => "udp".into(),
         58 => "icmp6".into(),
         n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::policy::{CompiledAcl, PolicyTables, PortMatch, Rule, SgtMap};
+
+    /// IPv4 TCP from 198.18.100.10:40000 to 198.18.1.5:`dport`.
+    fn tcp(dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&40u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[198, 18, 100, 10]);
+        p[16..20].copy_from_slice(&[198, 18, 1, 5]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn only_log_rules_feed_106100_at_their_level() {
+        let acl = CompiledAcl::new(vec![
+            Rule::deny()
+                .protocol(6)
+                .dst_port(PortMatch::Eq(22))
+                .log_at(4, 60),
+            Rule::permit(),
+        ])
+        .unwrap();
+        let tables = PolicyTables::new(
+            HashMap::from([("F".to_string(), Arc::new(acl))]),
+            SgtMap::default(),
+        );
+        let filter = Arc::new(SessionFilter::new(None, Some("F".into())));
+        let mut e = Enforcer::new(Arc::new(PolicyHandle::new(tables)), filter, "alice".into());
+        let pkts = [tcp(22), tcp(22), tcp(443)];
+        let keep = e.decide(pkts.iter().map(Vec::as_slice), Direction::FromClient);
+        assert_eq!(keep, [false, false, true]);
+        let line =
+            "access-list F denied tcp 198.18.100.10(40000) -> 198.18.1.5(22) (FromClient, rule 1)";
+        // The first hit at once, at the ACE's level; the permit (no log) is
+        // not in the table.
+        assert_eq!(e.sent, [(4, 1, None, line.to_string())]);
+        assert_eq!(e.hits.len(), 1);
+        e.decide(pkts[..1].iter().map(Vec::as_slice), Direction::FromClient);
+        assert_eq!(e.sent.len(), 1);
+        // Session end: the two further hits, with the ACE's interval.
+        e.flush();
+        assert_eq!(e.sent[1], (4, 2, Some(60), line.to_string()));
+        assert!(e.hits.is_empty());
     }
 }
