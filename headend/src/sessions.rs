@@ -625,6 +625,11 @@ impl SessionTable {
             user: username.to_string(),
             ip: public_ip,
         });
+        crate::syslog::emit(crate::syslog::Message::WebVpnStarted {
+            group: group_policy.to_string(),
+            user: username.to_string(),
+            ip: public_ip,
+        });
         Ok((index, cookie))
     }
 
@@ -1305,6 +1310,12 @@ impl Inner {
                     udp: false,
                 });
             }
+            emit(Message::WebVpnTerminated {
+                group_policy: s.group_policy.clone(),
+                user: s.username.clone(),
+                ip: s.public_ip,
+                reason: reason.to_string(),
+            });
             emit(Message::SessionDisconnected {
                 group: s.group_policy.clone(),
                 user: s.username.clone(),

@@ -579,6 +579,7 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
 
     let wants = [
         "%ASA-6-113039: Group <GP-LOGGED> User <alice> IP <198.18.0.2> AnyConnect parent session started.",
+        "%ASA-6-716001: Group <GP-LOGGED> User <alice> IP <198.18.0.2> WebVPN session started.",
         "%ASA-6-722022: Group <GP-LOGGED> User <alice> IP <198.18.0.2> TCP SVC connection established without compression",
         "%ASA-6-722051: Group <GP-LOGGED> User <alice> IP <198.18.0.2> IPv4 Address <198.18.100.",
         // The ACE's `log 4`: severity 4.
@@ -587,6 +588,7 @@ fn rsyslog_receives_login_acl_deny_and_logout() {
         "300-second interval",
         "%ASA-4-113019: Group = GP-LOGGED, Username = alice, IP = 198.18.0.2, Session disconnected. Session Type: AnyConnect-Parent, Duration: ",
         "Reason: Administrator Reset",
+        "%ASA-6-716002: Group <GP-LOGGED> User <alice> IP <198.18.0.2> WebVPN session terminated: Administrator Reset.",
         // openconnect brings DTLS up by default: the UDP tunnel has its own pair.
         "%ASA-6-722022: Group <GP-LOGGED> User <alice> IP <198.18.0.2> UDP SVC connection established without compression",
         "%ASA-6-722023: Group <GP-LOGGED> User <alice> IP <198.18.0.2> UDP SVC connection terminated without compression",

@@ -90,7 +90,8 @@ pub enum Message {
     },
     /// 113008/6: AAA transaction accepted.
     AaaAccept { user: String },
-    /// 716001/6: WebVPN (clientless / SSO login portal) session started.
+    /// 716001/6: WebVPN session started. ASA logs it for an AnyConnect login too
+    /// (the aggregate-auth exchange is a WebVPN session), right after 113039.
     WebVpnStarted {
         group: String,
         user: String,
@@ -297,7 +298,7 @@ impl Message {
                 hide(user)
             ),
             Message::WebVpnStarted { group, user, ip } => {
-                format!("Group {group} User {user} IP {ip} WebVPN session started.")
+                format!("Group <{group}> User <{user}> IP <{ip}> WebVPN session started.")
             }
             Message::WebVpnTerminated {
                 group_policy,
@@ -306,7 +307,7 @@ impl Message {
                 reason,
             } => {
                 format!(
-                    "Group {group_policy} User {user} IP {ip} WebVPN session terminated: {reason}."
+                    "Group <{group_policy}> User <{user}> IP <{ip}> WebVPN session terminated: {reason}."
                 )
             }
             Message::SvcClosing {
@@ -721,6 +722,27 @@ mod tests {
         assert_eq!(
             m.text(true),
             "Group <GP> User <alice> IP <198.18.0.2> AnyConnect parent session started."
+        );
+        let m = Message::WebVpnStarted {
+            group: "GP".into(),
+            user: "alice".into(),
+            ip,
+        };
+        assert_eq!((m.id(), m.severity()), (716001, 6));
+        assert_eq!(
+            m.text(true),
+            "Group <GP> User <alice> IP <198.18.0.2> WebVPN session started."
+        );
+        let m = Message::WebVpnTerminated {
+            group_policy: "GP".into(),
+            user: "alice".into(),
+            ip,
+            reason: "User Requested".into(),
+        };
+        assert_eq!((m.id(), m.severity()), (716002, 6));
+        assert_eq!(
+            m.text(true),
+            "Group <GP> User <alice> IP <198.18.0.2> WebVPN session terminated: User Requested."
         );
         let m = Message::SessionDisconnected {
             group: "GP".into(),
