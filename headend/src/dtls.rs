@@ -520,6 +520,16 @@ impl Outbound {
         self.lens.clear();
     }
 
+    /// Hands each datagram to `send` in order, then forgets them (no copy).
+    pub fn drain(&mut self, mut send: impl FnMut(&[u8])) {
+        let mut off = 0;
+        for &l in &self.lens {
+            send(self.buf.get(off..off + l).unwrap_or_default());
+            off += l;
+        }
+        self.clear();
+    }
+
     /// Copies the datagrams out and clears (tests and tools, not the data path).
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(self.lens.len());
@@ -539,6 +549,20 @@ pub struct DatagramIo {
     inbound: Vec<u8>,
     has_inbound: bool,
     pub out: Outbound,
+}
+
+impl DatagramIo {
+    /// The one datagram OpenSSL reads next.
+    pub fn set_inbound(&mut self, dgram: &[u8]) {
+        self.inbound.clear();
+        self.inbound.extend_from_slice(dgram);
+        self.has_inbound = true;
+    }
+
+    /// Forgets a datagram OpenSSL did not read.
+    pub fn clear_inbound(&mut self) {
+        self.has_inbound = false;
+    }
 }
 
 impl io::Read for DatagramIo {
@@ -608,9 +632,7 @@ impl DtlsChannel {
         mut on_record: impl FnMut(&[u8]),
     ) -> Option<DtlsEvent> {
         let io = self.stream.get_mut();
-        io.inbound.clear();
-        io.inbound.extend_from_slice(dgram);
-        io.has_inbound = true;
+        io.set_inbound(dgram);
         let mut event = None;
         if !self.established {
             match self.stream.accept() {
@@ -638,7 +660,7 @@ impl DtlsChannel {
                 Err(_) => break,
             }
         }
-        self.stream.get_mut().has_inbound = false;
+        self.stream.get_mut().clear_inbound();
         event
     }
 

@@ -10,8 +10,6 @@
 //! whose id is the App-ID and whose master key is random: the server does not
 //! know it and runs a full PSK handshake.
 
-use std::io;
-
 use foreign_types::{ForeignType, ForeignTypeRef};
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslMethod, SslOptions, SslStream, SslVersion};
@@ -41,38 +39,9 @@ mod ffi {
     pub const DTLS1_2_VERSION: c_int = 0xfefd;
 }
 
-/// The BIO under OpenSSL: at most one datagram in; datagrams out collected.
-#[derive(Debug, Default)]
-pub struct Datagrams {
-    inbound: Vec<u8>,
-    has_inbound: bool,
-    /// Datagrams to send, back to back (no allocation per datagram).
-    out: Vec<u8>,
-    lens: Vec<usize>,
-}
-
-impl io::Read for Datagrams {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.has_inbound {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.has_inbound = false;
-        let n = self.inbound.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.inbound[..n]);
-        Ok(n)
-    }
-}
-
-impl io::Write for Datagrams {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        self.lens.push(buf.len());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+/// The BIO under OpenSSL: the headend's own (one datagram in, datagrams out
+/// back to back), so client and server move DTLS bytes the same way.
+pub use headend::dtls::DatagramIo as Datagrams;
 
 /// The shared client context (one per process).
 pub struct DtlsClientContext {
@@ -174,15 +143,8 @@ impl DtlsClient {
     }
 
     /// Hands each datagram OpenSSL wants sent to `send`, then forgets them.
-    pub fn drain_out(&mut self, mut send: impl FnMut(&[u8])) {
-        let io = self.stream.get_mut();
-        let mut off = 0;
-        for &l in &io.lens {
-            send(io.out.get(off..off + l).unwrap_or_default());
-            off += l;
-        }
-        io.out.clear();
-        io.lens.clear();
+    pub fn drain_out(&mut self, send: impl FnMut(&[u8])) {
+        self.stream.get_mut().out.drain(send);
     }
 
     /// The pending datagrams, copied (tests).
@@ -214,9 +176,7 @@ impl DtlsClient {
         mut on_record: impl FnMut(&[u8]),
     ) -> Result<(), String> {
         let io = self.stream.get_mut();
-        io.inbound.clear();
-        io.inbound.extend_from_slice(dgram);
-        io.has_inbound = true;
+        io.set_inbound(dgram);
         if !self.established {
             self.drive()?;
             if !self.established {
@@ -234,7 +194,7 @@ impl DtlsClient {
                 Err(_) => break,
             }
         }
-        self.stream.get_mut().has_inbound = false;
+        self.stream.get_mut().clear_inbound();
         Ok(())
     }
 
