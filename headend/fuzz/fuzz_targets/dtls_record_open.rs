@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let mut accepted: HashSet<u64> = HashSet::new();
     let mut dgram: Vec<u8> = Vec::new();
     let mut outcomes = 0u64;
-    let mut take = |prog: &mut &[u8], n: usize| -> Vec<u8> {
+    let take = |prog: &mut &[u8], n: usize| -> Vec<u8> {
         let n = n.min(prog.len());
         let (a, b) = prog.split_at(n);
         *prog = b;

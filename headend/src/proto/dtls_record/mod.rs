@@ -8,14 +8,15 @@
 //!
 //! # How the tunnel uses it
 //!
-//! 1. Handshake with OpenSSL as today. While it runs, pass every datagram
-//!    OpenSSL writes to the client through [`RecordSealer::observe_openssl`]
-//!    (from step 2 on; before that, keep the highest one) — or simply keep
-//!    doing so for the whole association: it is cheap (a header parse).
-//! 2. Once `SSL_do_handshake` is done, `crate::dtls_keys::server_record_layer`
-//!    (OpenSSL glue) exports the key block and returns a sealer (server write
-//!    keys) and an opener (client write keys) for epoch [`FIRST_EPOCH`]. It
-//!    refuses non-AEAD suites: then stay on `SSL_read`/`SSL_write`.
+//! 1. Handshake with OpenSSL as today, keeping the datagrams OpenSSL wrote
+//!    (at least those of its last flight: they carry its epoch-1 Finished).
+//! 2. Once `SSL_do_handshake` is done, drain `SSL_read` once (records that
+//!    arrived with the client's Finished), then
+//!    `let (mut sealer, mut opener) = crate::dtls_keys::server_record_layer(ssl,
+//!    FIRST_EPOCH)?`: the sealer has the server write keys, the opener the
+//!    client's. It refuses non-AEAD suites: then stay on `SSL_read`/`SSL_write`.
+//!    Pass the kept datagrams to [`RecordSealer::observe_openssl`], and from
+//!    then on every datagram OpenSSL writes on this association.
 //! 3. **Send** (TUN → client): put the AnyConnect DTLS payload (type byte +
 //!    packet) at `buf[p..p + n]` with `p >= sealer.headroom()` (reserve
 //!    [`MAX_HEADROOM`] to fit every suite) and [`TAILROOM`] bytes free after it,
