@@ -146,10 +146,15 @@ fn chromium_external_browser_login_tunnel_and_session() {
         opened.contains(&format!("open: https://{OUTSIDE_IP}/")),
         "openconnect did not hand the headend's login URL to Chromium:\n{opened}"
     );
-    // Chromium went the whole way: off the IdP, to openconnect's listener (which
-    // answers and may redirect on). Not at the IdP any more, not on an error page.
+    // Chromium went the whole way: the ACS sent it to openconnect's listener with the
+    // sealed token, and openconnect 9.01 answers there with its own page.
     let final_url = chromium.current_url().unwrap_or_default();
     println!("Chromium's last page: {final_url}");
+    assert!(
+        final_url.starts_with("http://localhost:29786/api/sso/"),
+        "Chromium did not end at openconnect's listener\n{}",
+        chromium.report()
+    );
     assert!(!at_idp(&idp, &final_url), "{}", chromium.report());
     assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
     assert!(
