@@ -12,6 +12,7 @@ PKGS=(
   freeradius freeradius-utils
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
   prometheus
+  chromium chromium-driver   # the SAML browser tests: headless Chromium over WebDriver
 )
 missing=()
 for p in "${PKGS[@]}"; do
