@@ -22,15 +22,23 @@ pub struct AdminContext {
     pub sessions: Arc<SessionTable>,
     pub counters: Arc<dataplane::DataplaneCounters>,
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
-    pub config: Arc<crate::config::Config>,
     /// The file `headend run --config` loaded, re-read by `reload`.
     pub config_path: PathBuf,
     pub policy: Arc<crate::policy_state::PolicyState>,
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
     /// `show shun`, `clear threat-detection service`, `show aaa local user`, ...
     pub threats: Arc<crate::threat::Threats>,
-    /// Running `aaa-server` groups, for `show aaa-server`.
-    pub radius: std::collections::BTreeMap<String, Arc<crate::radius_io::RadiusGroup>>,
+    /// The current config, RADIUS groups, ... (replaced by `reload`).
+    pub live: crate::server::LiveHeadend,
+    /// `reload` / SIGHUP: re-reads the whole config (`reload.rs`).
+    pub reload: Arc<crate::reload::Reloader>,
+}
+
+impl AdminContext {
+    /// The configuration in force (the last one `reload` accepted).
+    pub fn config(&self) -> Arc<crate::config::Config> {
+        self.live.load().config.clone()
+    }
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -104,7 +112,7 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
         ["show", "vpn-sessiondb", "detail", "anyconnect"] => {
             show::detail_anyconnect(&ctx.sessions.list(Instant::now()))
         }
-        ["show", "version"] => show::version(hostname(ctx)),
+        ["show", "version"] => show::version(&hostname(ctx)),
         ["show", "logging"] => crate::syslog::show_logging(),
         // ASA prints nothing when the counters are cleared.
         ["clear", "access-list", name, "counters"] => {
@@ -151,11 +159,13 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             None => format!("ERROR: Pool {name} not found\n"),
         },
         ["show", "aaa-server"] | ["show", "aaa-server", "protocol", "radius"] => ctx
+            .live
+            .load()
             .radius
             .values()
             .map(|g| g.show(Instant::now(), SystemTime::now()))
             .collect(),
-        ["show", "aaa-server", name] => match ctx.radius.get(*name) {
+        ["show", "aaa-server", name] => match ctx.live.load().radius.get(*name) {
             Some(g) => g.show(Instant::now(), SystemTime::now()),
             None => format!("ERROR: aaa-server group {name} does not exist\n"),
         },
@@ -172,9 +182,7 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             Some(sxp) => sxp.show_connections(),
             None => "SXP                  : Disabled\n".to_string(),
         },
-        ["reload"] | ["reload", "policy"] => {
-            crate::server::reload_policy(&ctx.config_path, &ctx.policy, &ctx.sessions)
-        }
+        ["reload"] | ["reload", "policy"] => ctx.reload.reload(),
         ["show", "counters"] => {
             let mut out = render_counters(&ctx.counters);
             out.push_str(&ctx.threats.render_counters());
@@ -190,15 +198,18 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
     }
 }
 
-fn hostname(ctx: &AdminContext) -> &str {
-    ctx.config.hostname.as_deref().unwrap_or("headend")
+fn hostname(ctx: &AdminContext) -> String {
+    ctx.config()
+        .hostname
+        .clone()
+        .unwrap_or_else(|| "headend".into())
 }
 
 /// The session counts of `show vpn-sessiondb [summary]`; capacity is the
 /// number of IPv4 pool addresses, one per session.
 fn summary_of(ctx: &AdminContext) -> show::SessionSummary {
     let capacity = ctx
-        .config
+        .config()
         .ip_local_pools
         .values()
         .map(|p| crate::pool::AddressPool::new(p).size() as usize)

@@ -15,6 +15,7 @@ pub mod policy_state;
 pub mod pool;
 pub mod proto;
 pub mod radius_io;
+pub mod reload;
 pub mod saml_web;
 pub mod server;
 pub mod service;

@@ -38,8 +38,10 @@ pub struct SamlState {
     /// Tunnel groups whose base URL is the request's Host (no `base-url`, no
     /// `hostname` + `domain-name`): their SP settings and one SP per Host seen.
     host_sps: BTreeMap<String, HostSps>,
-    pub contexts: SsoTokenStore<SsoContext>,
-    pub tokens: SsoTokenStore<SsoGrant>,
+    /// Shared with the state a reload replaces this one with, so logins in
+    /// progress at the IdP finish across a reload.
+    pub contexts: Arc<SsoTokenStore<SsoContext>>,
+    pub tokens: Arc<SsoTokenStore<SsoGrant>>,
 }
 
 /// Login contexts live as long as a user may take at the IdP (MFA included).
@@ -48,6 +50,15 @@ const CONTEXT_TTL: Duration = Duration::from_secs(600);
 const TOKEN_TTL: Duration = Duration::from_secs(120);
 
 impl SamlState {
+    /// The service providers of a re-read config, keeping `old`'s login
+    /// contexts and tokens (a user half-way through the IdP still gets in).
+    pub fn reloaded(cfg: &Config, old: &SamlState) -> Result<Self> {
+        let mut s = Self::from_config(cfg)?;
+        s.contexts = old.contexts.clone();
+        s.tokens = old.tokens.clone();
+        Ok(s)
+    }
+
     pub fn from_config(cfg: &Config) -> Result<Self> {
         let mut sps = BTreeMap::new();
         let mut host_sps = BTreeMap::new();
@@ -138,8 +149,8 @@ impl SamlState {
         Ok(Self {
             sps,
             host_sps,
-            contexts: SsoTokenStore::new(CONTEXT_TTL, 100_000),
-            tokens: SsoTokenStore::new(TOKEN_TTL, 100_000),
+            contexts: Arc::new(SsoTokenStore::new(CONTEXT_TTL, 100_000)),
+            tokens: Arc::new(SsoTokenStore::new(TOKEN_TTL, 100_000)),
         })
     }
 }

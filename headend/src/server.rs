@@ -94,7 +94,7 @@ pub struct Headend {
     /// SAML service providers and the SSO login state.
     pub saml: crate::saml_web::SamlState,
     /// Logins waiting for the response to a RADIUS Access-Challenge.
-    pub challenges: crate::login::Challenges,
+    pub challenges: Arc<crate::login::Challenges>,
     /// ACLs and IP-to-SGT bindings the dataplane enforces.
     pub policy: Arc<crate::policy_state::PolicyState>,
     /// SHA-1 of the TLS certificate (DER), upper-case hex: the success answer's
@@ -102,6 +102,36 @@ pub struct Headend {
     pub server_cert_hash: String,
     /// Threat detection (shuns) and local user lockout.
     pub threats: Arc<crate::threat::Threats>,
+    /// TLS for new connections (the `ssl trust-point` identity).
+    pub tls: TlsAcceptor,
+}
+
+/// The current [`Headend`]. Each HTTP request loads it once, so a login step
+/// sees one consistent config, user list, RADIUS groups and SAML IdPs;
+/// `reload` (`reload.rs`) stores a new one built from the re-read config. A
+/// running tunnel keeps the snapshot it connected with; the session table,
+/// policy and dataplane are shared by all snapshots.
+pub type LiveHeadend = Arc<arc_swap::ArcSwap<Headend>>;
+
+/// The TLS acceptor and the `<server-cert-hash>` (SHA-1 of the certificate,
+/// upper-case hex, as ASA sends it) for `cfg`'s `ssl trust-point`, or for the
+/// `--tls-cert`/`--tls-key` files when given.
+pub fn tls_for(cfg: &Config, files: Option<&(PathBuf, PathBuf)>) -> Result<(TlsAcceptor, String)> {
+    let identity = match files {
+        Some((c, k)) => Identity::from_pem_files(c, k)?,
+        None => Identity::from_config(cfg)?,
+    };
+    let hash = identity
+        .chain
+        .first()
+        .map(|c| {
+            openssl::sha::sha1(c.as_ref())
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    Ok((TlsAcceptor::from(identity.server_config()?), hash))
 }
 
 /// How often the accounting journal checkpoints every session's counters.
@@ -136,21 +166,8 @@ pub async fn run_with(
             "vpn-sessiondb: no session limit configured (bounded by RLIMIT_NOFILE {nofile})"
         ),
     }
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Identity::from_pem_files(c, k)?,
-        _ => Identity::from_config(&config)?,
-    };
-    let server_cert_hash = identity
-        .chain
-        .first()
-        .map(|c| {
-            openssl::sha::sha1(c.as_ref())
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    let tls = identity.server_config()?;
+    let tls_files = args.tls_cert.clone().zip(args.tls_key.clone());
+    let (tls, server_cert_hash) = tls_for(&config, tls_files.as_ref())?;
 
     let users = Arc::new(auth::LocalUserDb::new(
         config
@@ -369,16 +386,20 @@ pub async fn run_with(
         dtls,
         radius,
         saml,
-        challenges: crate::login::Challenges::default(),
+        challenges: Arc::default(),
         policy: policy.clone(),
         server_cert_hash,
         threats: threats.clone(),
+        tls,
     });
+    let live: LiveHeadend = Arc::new(arc_swap::ArcSwap::new(headend.clone()));
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
-        let h = headend.clone();
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| crate::coa::handle(&h, req));
+        let live = live.clone();
+        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
+            crate::coa::handle(&live.load_full(), req)
+        });
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
             dynauth_clients,
@@ -390,12 +411,16 @@ pub async fn run_with(
         sessions: sessions.clone(),
         counters: counters.clone(),
         dtls: headend.dtls.clone(),
-        config: headend.config.clone(),
         config_path: args.config.clone(),
         policy: policy.clone(),
         sxp: sxp.clone(),
         threats,
-        radius: headend.radius.clone(),
+        live: live.clone(),
+        reload: Arc::new(crate::reload::Reloader::new(
+            live.clone(),
+            args.config.clone(),
+            tls_files,
+        )),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {
@@ -430,7 +455,11 @@ pub async fn run_with(
         Some(l) => l,
         None => admin::bind(&admin_path)?,
     };
-    let mut admin_task = tokio::spawn(admin::serve_on(admin_listener, admin_path, admin_ctx));
+    let mut admin_task = tokio::spawn(admin::serve_on(
+        admin_listener,
+        admin_path,
+        admin_ctx.clone(),
+    ));
 
     let mut downlink = {
         let tun = tun.clone();
@@ -438,17 +467,17 @@ pub async fn run_with(
         tokio::spawn(async move { tun.run_downlink(routes, pool, counters).await })
     };
 
-    // SIGHUP re-reads the config's policy (access-lists, cts role-based sgt-map).
+    // SIGHUP re-reads the whole config, as `headend reload` does (reload.rs).
     let hup = {
-        let (path, policy, sessions) = (args.config.clone(), policy.clone(), sessions.clone());
+        let reload = admin_ctx.reload.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
-                crate::service::notify_status("reloading policy");
-                let _ = reload_policy(&path, &policy, &sessions);
+                crate::service::notify_status("reloading configuration");
+                let _ = reload.reload();
                 crate::service::notify_status("running");
             }
         })
@@ -472,7 +501,7 @@ pub async fn run_with(
     );
     // Listeners bound, TUN up, admin socket served: ready for systemd.
     crate::service::notify_ready();
-    let accept = accept_loop(listener, TlsAcceptor::from(tls), headend.clone());
+    let accept = accept_loop(listener, live.clone());
     let result = tokio::select! {
         r = accept => r,
         r = &mut downlink => match r {
@@ -515,6 +544,7 @@ pub async fn run_with(
     // Every Start gets its Stop: close the event stream and let the
     // accounting task finish its last requests (bounded by the RADIUS timeouts).
     drop(headend);
+    drop(live);
     sessions.close_accounting();
     if let Some((task, checkpoints)) = accounting {
         if let Some(c) = checkpoints {
@@ -526,65 +556,6 @@ pub async fn run_with(
     hup.abort();
     let _ = std::fs::remove_file(&args.admin_socket);
     result
-}
-
-/// Re-reads `path` and applies its policy: every `access-list` and the `cts
-/// role-based sgt-map` lines (SIGHUP or the admin `reload` command), and the
-/// `logging` settings. Other
-/// changes (pools, group-policies, tunnel groups, AAA, SXP peers) take effect at
-/// the next start. A config that does not load changes nothing. Returns the
-/// admin reply; the outcome is logged either way.
-pub fn reload_policy(
-    path: &std::path::Path,
-    policy: &crate::policy_state::PolicyState,
-    sessions: &SessionTable,
-) -> String {
-    let cfg = match crate::config::load_file(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("reload refused, policy unchanged: {e}");
-            return format!("ERROR: reload refused, policy unchanged: {e}\n");
-        }
-    };
-    let summary = match policy.reload(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("reload refused, policy unchanged: {e}");
-            return format!("ERROR: reload refused, policy unchanged: {e}\n");
-        }
-    };
-    let mut out = format!("INFO: policy reloaded from {}\n{summary}", path.display());
-    if crate::syslog::reconfigure(
-        &cfg.management.logging,
-        cfg.hostname.as_deref().unwrap_or("headend"),
-    ) {
-        tracing::info!("logging settings re-applied from {}", path.display());
-        out.push_str("INFO: logging settings re-applied\n");
-    }
-    tracing::info!(
-        added = ?summary.added,
-        changed = ?summary.changed,
-        removed = ?summary.removed,
-        static_map_changed = summary.static_map_changed,
-        "policy reloaded from {}",
-        path.display()
-    );
-    // Configured and downloadable ACLs alike: what the dataplane now has.
-    let tables = policy.handle.load_full();
-    for s in sessions.list(Instant::now()) {
-        if let Some(f) = s.filter.as_deref().filter(|f| tables.acl(f).is_none()) {
-            tracing::warn!(
-                user = %s.username,
-                index = s.index,
-                "session filter {f} is no longer configured: its traffic is dropped until a CoA or a new login"
-            );
-            out.push_str(&format!(
-                "WARNING: session {} ({}) uses filter {f}, which is no longer configured: its traffic is dropped\n",
-                s.index, s.username
-            ));
-        }
-    }
-    out
 }
 
 async fn shutdown_signal() {
@@ -661,7 +632,7 @@ fn connection_slots() -> usize {
         .clamp(64, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headend>) -> Result<()> {
+async fn accept_loop(listener: TcpListener, live: LiveHeadend) -> Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(connection_slots()));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -676,6 +647,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headen
                 continue;
             }
         };
+        let h = live.load_full();
         // A shunned source is dropped before any TLS work (issue 17).
         if h.threats.is_shunned(peer.ip()) {
             drop(tcp);
@@ -687,9 +659,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, h: Arc<Headen
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, h) = (acceptor.clone(), h.clone());
+        let (acceptor, live) = (h.tls.clone(), live.clone());
+        drop(h);
         tokio::spawn(async move {
-            if let Err(e) = connection(tcp, peer, acceptor, h, ticket).await {
+            if let Err(e) = connection(tcp, peer, acceptor, live, ticket).await {
                 tracing::debug!(%peer, "connection closed: {e:#}");
             }
             drop(permit);
@@ -703,7 +676,7 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    h: Arc<Headend>,
+    live: LiveHeadend,
     mut ticket: crate::threat::admission::Ticket,
 ) -> Result<()> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -725,6 +698,8 @@ async fn connection(
             }
             Err(ReadError::Io(e)) => return Err(e),
         };
+        // One snapshot per request: a reload in between applies to the next.
+        let h = live.load_full();
         if req.method == "CONNECT" {
             if req.path == "/CSCOSSLC/tunnel" {
                 let leftover = parser.take_remaining();

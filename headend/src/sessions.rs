@@ -982,6 +982,105 @@ impl SessionTable {
         ))
     }
 
+    /// Applies a re-read config (`reload.rs`) to the table without ending any
+    /// session. Pools are rebuilt from `new`: an unchanged pool keeps its
+    /// leases; a new or changed one starts with every running session's address
+    /// that falls in it taken (and the session then returns it there), so no
+    /// address is handed out twice. A session whose pool is gone keeps its
+    /// address until it logs off. Each session whose group-policy changed gets
+    /// the live parts ([`crate::reload::live_policy`]); its address, tunnel and
+    /// tunnel group stay. Returns one line per session changed, for the reply.
+    pub fn reload(&self, old: &Config, new: &Config) -> Vec<String> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut notes = Vec::new();
+        let mut pools = BTreeMap::new();
+        for p in new.ip_local_pools.values() {
+            let kept = inner.pools.remove(&p.name);
+            let pool = match (old.ip_local_pools.get(&p.name), kept) {
+                (Some(o), Some(kept)) if o == p => kept,
+                _ => {
+                    let mut fresh = AddressPool::new(p);
+                    for s in inner.sessions.values_mut() {
+                        if let Some((a, _, pool)) = &mut s.assigned_v4
+                            && fresh.contains(*a)
+                            && fresh.take(*a)
+                        {
+                            *pool = p.name.clone();
+                        }
+                    }
+                    fresh
+                }
+            };
+            pools.insert(p.name.clone(), pool);
+        }
+        inner.pools = pools;
+        let mut pools6 = BTreeMap::new();
+        for p in new.ipv6_local_pools.values() {
+            let kept = inner.pools6.remove(&p.name);
+            let pool = match (old.ipv6_local_pools.get(&p.name), kept) {
+                (Some(o), Some(kept)) if o == p => kept,
+                _ => {
+                    let mut fresh = Ipv6AddressPool::new(p);
+                    for s in inner.sessions.values_mut() {
+                        if let Some((a, _, pool)) = &mut s.assigned_v6
+                            && fresh.contains(*a)
+                        {
+                            match fresh.allocate(Some(*a)) {
+                                Some(got) if got == *a => *pool = p.name.clone(),
+                                Some(other) => {
+                                    fresh.release(other);
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    fresh
+                }
+            };
+            pools6.insert(p.name.clone(), pool);
+        }
+        inner.pools6 = pools6;
+        inner.tunnel_group_pools6 = new
+            .tunnel_groups
+            .values()
+            .map(|tg| (tg.name.clone(), tg.ipv6_address_pools.clone()))
+            .collect();
+        inner.max_sessions = new.vpn_sessiondb.anyconnect_limit().map(|n| n as usize);
+        for s in inner.sessions.values_mut() {
+            let gp = s.group_policy.as_str();
+            if gp != crate::config::DEFAULT_GROUP_POLICY && !new.group_policies.contains_key(gp) {
+                notes.push(format!(
+                    "session {} ({}) keeps group-policy {gp}, which is no longer configured",
+                    s.index, s.username
+                ));
+                continue;
+            }
+            let (was, now) = (old.effective_policy(gp), new.effective_policy(gp));
+            if was == now {
+                continue;
+            }
+            s.policy = crate::reload::live_policy(&was, &now, &s.policy);
+            // The filter follows the group-policy's vpn-filter unless RADIUS
+            // chose it (Filter-Id, downloadable ACL), as at login.
+            if s.authz.downloadable_acl.is_none()
+                && s.authz.filter == was.vpn_filter
+                && s.authz.filter != now.vpn_filter
+            {
+                tracing::info!(user = %s.username, index = s.index, "reload: filter {:?} -> {:?}", s.authz.filter, now.vpn_filter);
+                s.authz.filter = now.vpn_filter.clone();
+                s.filter.set_acl(now.vpn_filter.clone());
+            }
+            notes.push(format!(
+                "session {} ({}): group-policy {gp} re-applied (filter {})",
+                s.index,
+                s.username,
+                s.authz.filter.as_deref().unwrap_or("none")
+            ));
+        }
+        notes
+    }
+
     /// Applies a new authorization to a running session (ISE CoA
     /// reauthenticate): the group-policy and its live parts (filter, timeouts),
     /// the SGT, and the filter or per-user ACL, with ASA's precedence

@@ -52,14 +52,13 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
 /// What every SSH connection shares.
 pub struct SshContext {
     pub admin: Arc<AdminContext>,
-    pub users: auth::LocalUserDb,
 }
 
 impl SshContext {
     fn interface_for(&self, ip: IpAddr) -> Option<String> {
         let IpAddr::V4(v4) = ip else { return None };
         self.admin
-            .config
+            .config()
             .management
             .ssh_access
             .iter()
@@ -76,7 +75,7 @@ pub struct SshArgs {
 /// Runs the SSH CLI until the listener fails.
 pub async fn serve(args: SshArgs, admin: Arc<AdminContext>) -> Result<()> {
     let key = load_or_create_host_key(&args.host_key)?;
-    let m = &admin.config.management;
+    let m = admin.config().management.clone();
     let config = Arc::new(russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-Cisco-1.25".into()),
         keys: vec![key],
@@ -91,14 +90,8 @@ pub async fn serve(args: SshArgs, admin: Arc<AdminContext>) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding SSH on {listen}"))?;
-    let users = auth::LocalUserDb::new(
-        admin
-            .config
-            .usernames
-            .values()
-            .map(|u| (u.name.as_str(), u.password.as_str())),
-    );
-    let ctx = Arc::new(SshContext { admin, users });
+    // LOCAL users come from the live config (`reload` changes passwords).
+    let ctx = Arc::new(SshContext { admin });
     tracing::info!("SSH CLI on {listen}");
     loop {
         let (stream, peer) = listener.accept().await?;
@@ -175,9 +168,10 @@ impl Backend for AdminBackend<'_> {
 
     fn check_login(&mut self, user: &str, password: &str) -> Option<u8> {
         use crate::syslog::Message;
-        let cfg = &self.ctx.admin.config;
+        let cfg = self.ctx.admin.config();
         let ok = cfg.management.ssh_auth_local
-            && self.ctx.users.check(user, password) == auth::PasswordCheck::Accepted;
+            && self.ctx.admin.live.load().users.check(user, password)
+                == auth::PasswordCheck::Accepted;
         let (src, dst, interface) = (self.peer, self.local, self.interface.to_string());
         let user_s = user.to_string();
         if ok {
@@ -262,7 +256,7 @@ impl Connection {
 
     fn open_cli(&mut self) {
         let user = self.user.clone().unwrap_or_default();
-        let cfg = &self.ctx.admin.config;
+        let cfg = self.ctx.admin.config();
         self.cli = Some(CliSession::new(
             cfg.hostname.as_deref().unwrap_or("headend"),
             &user,
@@ -276,8 +270,10 @@ impl russh::server::Handler for Connection {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         use crate::syslog::Message;
-        let local = self.ctx.admin.config.management.ssh_auth_local;
-        let ok = local && self.ctx.users.check(user, password) == auth::PasswordCheck::Accepted;
+        let local = self.ctx.admin.config().management.ssh_auth_local;
+        let ok = local
+            && self.ctx.admin.live.load().users.check(user, password)
+                == auth::PasswordCheck::Accepted;
         let (src, dst, interface, user_s) = (
             self.peer,
             self.local,

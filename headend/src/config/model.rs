@@ -110,7 +110,7 @@ pub struct SslTrustPoint {
 }
 
 /// `aaa-server NAME protocol radius` and its sub-modes, plus hosts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AaaServerGroup {
     pub name: String,
     pub protocol: AaaProtocol,
@@ -135,7 +135,7 @@ pub enum AaaProtocol {
     Radius,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AaaServerHost {
     pub interface: Option<String>,
     pub address: IpAddr,
