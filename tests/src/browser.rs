@@ -394,21 +394,27 @@ impl Chromium {
         })
     }
 
-    /// Saves a screenshot of the current page as `LABDIR/chromium-NAME/LABEL.png` and
-    /// returns its path (kept with `E2E_KEEP=1`).
+    /// Saves a screenshot of the current page as `LABDIR/chromium-NAME-LABEL.png` (outside
+    /// the profile, so `E2E_KEEP=1` keeps it) and returns its path.
     pub fn screenshot(&self, label: &str) -> Option<PathBuf> {
         let client = self.client();
         let png = self.block_on(async move { client.screenshot().await.ok() })?;
-        let path = self.dir.join(format!("{label}.png"));
+        let path = self
+            .driver_log
+            .with_file_name(format!("chromium-{}-{label}.png", self.name));
         fs::write(&path, png).ok()?;
         Some(path)
     }
 
-    /// What the browser shows now, for failure messages: the URL, the page text and
-    /// the tail of chromedriver's log.
+    /// What the browser shows now, for failure messages: the URL, the page text, a
+    /// screenshot ([`Chromium::screenshot`] "report") and the tail of chromedriver's log.
     pub fn report(&self) -> String {
+        let shot = self
+            .screenshot("report")
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string());
         format!(
-            "--- Chromium {} in {}: {} ---\n{}\n--- chromedriver log (tail) ---\n{}\n",
+            "--- Chromium {} in {}: {} (screenshot: {shot}) ---\n{}\n\
+             --- chromedriver log (tail) ---\n{}\n",
             self.name,
             self.ns,
             self.current_url().unwrap_or_else(|e| format!("<{e}>")),
