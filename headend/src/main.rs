@@ -125,6 +125,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                // Bounded (blocking.rs): login work queues as tasks, not threads.
+                .max_blocking_threads(headend::blocking::max_blocking_threads())
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(headend::server::run_with(args, admin_listener))?;
