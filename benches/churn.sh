@@ -9,7 +9,7 @@
 #
 # Usage: sudo benches/churn.sh [--rounds R] [-n N] [--reconnect-sessions M]
 #          [--reconnects K] [--transport dtls|cstp] [--concurrency C] [--rss-slack MIB]
-#          [--settle SECS]
+#          [--settle SECS] [--probe "0 1000"] [--probe-n P]
 #   HEADEND_BIN, LOADGEN_BIN  binaries (default target/release/*, built if missing)
 #   HEADEND_PRELOAD           LD_PRELOAD for the headend (an allocator to compare:
 #                             /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ...)
@@ -18,6 +18,9 @@
 #                             the sampled process is then the headend, its child
 #   CHURN_KEEP=1              keep the lab and the headend running at the end
 #
+# --probe "B1 B2 ...": first, for each B, P new logins (--probe-n, default 200) while B
+# other sessions are up: connects/s and p99 connect latency, to see whether a login
+# costs more when many sessions exist (issue 12). --rounds 0 skips the churn.
 # R rounds of N sessions = R*N connect/logout cycles; then M sessions that each cut
 # their TCP connection (RST, no logout) and reconnect with their cookie K times (M*K
 # reconnects), echo through the last tunnel, and log out. Everything it starts is
@@ -33,6 +36,8 @@ RC_SESSIONS=100
 RECONNECTS=10
 TRANSPORT=dtls
 CONC=64
+PROBE=""
+PROBE_N=200
 SLACK=32
 SETTLE=15
 OUTSIDE_IP=198.18.0.1
@@ -56,15 +61,16 @@ while [ $# -gt 0 ]; do
   --concurrency) CONC=$2; shift 2 ;;
   --rss-slack) SLACK=$2; shift 2 ;;
   --settle) SETTLE=$2; shift 2 ;;
+  --probe) PROBE=$2; shift 2 ;;
+  --probe-n) PROBE_N=$2; shift 2 ;;
   -h | --help) usage ;;
   *) echo "churn.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
-for v in "$ROUNDS" "$N" "$RC_SESSIONS" "$RECONNECTS" "$CONC" "$SLACK" "$SETTLE"; do
+for v in "$ROUNDS" "$N" "$RC_SESSIONS" "$RECONNECTS" "$CONC" "$SLACK" "$SETTLE" "$PROBE_N" $PROBE; do
   [[ "$v" =~ ^[0-9]+$ ]] || die "counts must be numbers, not '$v'"
 done
 [ "$N" -ge 1 ] && [ "$N" -le 4000 ] && [ "$RC_SESSIONS" -le 4000 ] || die "-n and --reconnect-sessions: 1..4000 (the /20 pool)"
-[ "$ROUNDS" -ge 1 ] || die "--rounds must be at least 1"
 [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces)"
 for p in ip jq ss; do command -v "$p" >/dev/null || die "'$p' not found"; done
 
@@ -128,6 +134,8 @@ bash "$LAB" up "$ID" >/dev/null || die "lab.sh up failed"
 LAB_UP=1
 PIN="pin-sha256:$(cat "$DIR/pin")"
 MAXN=$((N > RC_SESSIONS ? N : RC_SESSIONS))
+for b in $PROBE; do [ $((b + PROBE_N)) -gt "$MAXN" ] && MAXN=$((b + PROBE_N)); done
+[ "$MAXN" -le 4000 ] || die "more than 4,000 sessions at once (the /20 pool)"
 sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.112.10-198.18.127.250 mask 255.255.240.0/' "$DIR/headend.cfg"
 printf '!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins %s\nusername %s password %s\n' \
   "$((MAXN + 16))" "$USER_NAME" "$PASSWORD" >>"$DIR/headend.cfg"
@@ -181,11 +189,40 @@ settle() {
 loadgen() {
   ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
     --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
-    --concurrency "$CONC" --pps 5 --count 1 --duration 0 --drain 30 --server-pid "$PID" \
+    --concurrency "$CONC" --pps "${LG_PPS:-5}" --count 1 --duration 0 --drain 30 --server-pid "$PID" \
     --quiet "$@" 2>>"$WORK/loadgen.log" | sed -n 's/^RESULT_JSON //p'
 }
 
 sample baseline 0 '{"server":{}, "echo":{}}' >>"$RESULTS"
+PROBES="$WORK/probes.jsonl"
+: >"$PROBES"
+for b in $PROBE; do
+  bg=""
+  if [ "$b" -gt 0 ]; then
+    # B sessions held up (loadgen --wait-stdin) while the probe logs in.
+    mkfifo "$WORK/bg-$b.in"
+    ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
+      --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
+      --concurrency "$CONC" --pps 0 --duration 0 --drain 0 --wait-stdin --quiet -n "$b" \
+      <"$WORK/bg-$b.in" >"$WORK/bg-$b.out" 2>>"$WORK/loadgen.log" &
+    bg=$!
+    exec 9>"$WORK/bg-$b.in"
+    wait_for 600 grep -q LOADGEN_READY "$WORK/bg-$b.out" || die "probe: $b background sessions did not come up"
+  fi
+  load=$(loadavg)
+  json=$(LG_PPS=0 loadgen -n "$PROBE_N") || true
+  [ -n "$json" ] || die "probe at $b: loadgen gave no result"
+  jq -c --argjson b "$b" --arg load "$load" \
+    '{existing: $b, up: .up, failed: .failed, connects_per_s: .connects_per_s,
+      p50_ms: .connect_ms.p50, p99_ms: .connect_ms.p99, login_cpu_s: .server.connect_cpu_s, load: $load}' \
+    <<<"$json" | tee -a "$PROBES" >&2
+  if [ -n "$bg" ]; then
+    echo >&9
+    exec 9>&-
+    wait "$bg" || true
+  fi
+  settle
+done
 for r in $(seq 1 "$ROUNDS"); do
   json=$(loadgen -n "$N") || true
   [ -n "$json" ] || die "round $r: loadgen gave no result ($WORK/loadgen.log)"
@@ -203,6 +240,13 @@ if [ "$RC_SESSIONS" -gt 0 ] && [ "$RECONNECTS" -gt 0 ]; then
   log "reconnects: $(jq -r '"\(.reconnects) (\(.addr_changed) with another address), up \(.up) failed \(.failed), echo \(.echo_received)/\(.echo_sent); left: sessions \(.sessions) pool \(.pool_in_use) tasks \(.tasks) fds \(.fds) threads \(.threads) RSS \(.rss_kib / 1024 | floor) MiB"' <<<"$row")"
 fi
 
+if [ -s "$PROBES" ]; then
+  echo
+  echo "$PROBE_N new logins ($CONC in flight) while B other sessions are up"
+  jq -rs '.[] | [.existing, "\(.up)/\(.failed)", (.connects_per_s * 10 | round / 10),
+      .p50_ms, .p99_ms, (.login_cpu_s * 1000 | round / 1000), .load] | @tsv' "$PROBES" |
+    { printf 'B\tup/failed\tconn/s\tp50 ms\tp99 ms\tserver CPU s\tload\n'; cat; } | column -t -s $'\t'
+fi
 echo
 echo "headend $(basename "$HEADEND_BIN")${HEADEND_PRELOAD:+ LD_PRELOAD=$HEADEND_PRELOAD}${HEADEND_ENV:+ $HEADEND_ENV}, transport $TRANSPORT, $N sessions x $ROUNDS rounds, $RC_SESSIONS x $RECONNECTS reconnects, concurrency $CONC"
 jq -rs '
@@ -216,7 +260,7 @@ jq -rs '
   column -t -s $'\t'
 # Back to the level after the first round: counts equal, RSS within the slack.
 verdict=$(jq -s --argjson slack "$SLACK" '
-  (map(select(.phase == "churn")) | .[0]) as $first
+  ((map(select(.phase == "churn")) | .[0]) // .[0]) as $first
   | (.[-1]) as $last
   | {first_round: $first, last: $last,
      counts_back: ($last.sessions == 0 and $last.pool_in_use == 0

@@ -323,9 +323,13 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     let ramp_deadline = Duration::from_secs(600).max(Duration::from_secs_f64(
         n as f64 / args.rate.max(1.0) * 3.0 + 60.0,
     ));
+    // Checked every 20 ms, not only at the 1 s timeline tick: connects/s of a
+    // short ramp would otherwise be quantised to whole seconds.
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = tick.tick() => timeline(&mut rows, args.quiet),
+            _ = poll.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
         if settled(&stats) || t0.elapsed() > ramp_deadline {
