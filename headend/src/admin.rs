@@ -192,6 +192,11 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
                 let _ = writeln!(out, "{:<22}: {}", "dtls-app-ids", hub.app_id_count());
                 let _ = writeln!(out, "{:<22}: {}", "dtls-peers", hub.peer_count());
             }
+            // Live async tasks: back to the idle count when every session
+            // and login is gone (the churn checks of issue 17 compare it).
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let _ = writeln!(out, "{:<22}: {}", "tasks", rt.metrics().num_alive_tasks());
+            }
             out
         }
         _ => format!("ERROR: % Invalid input detected: {line}\n"),

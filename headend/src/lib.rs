@@ -2,6 +2,7 @@
 pub mod accounting;
 pub mod acct_journal;
 pub mod admin;
+pub mod blocking;
 pub mod cli;
 pub mod coa;
 pub mod config;

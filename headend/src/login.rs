@@ -207,11 +207,14 @@ async fn decide(
             error: Some("Login failed.".into()),
         };
     }
-    // LOCAL: PBKDF2 is deliberately slow, keep it off the async workers.
+    // LOCAL: PBKDF2 is deliberately slow, keep it off the async workers, and
+    // no more at once than there are cores (blocking.rs).
     let check = {
         let (user, password) = (user.to_string(), password.to_string());
         let users = h.users.clone();
-        tokio::task::spawn_blocking(move || users.check(&user, &password)).await
+        crate::blocking::LOGIN
+            .run(move || users.check(&user, &password))
+            .await
     };
     if !matches!(check, Ok(auth::PasswordCheck::Accepted)) {
         crate::syslog::emit(crate::syslog::Message::LocalAuthRejected {

@@ -8,6 +8,31 @@ use clap::{Parser, Subcommand};
 
 use headend::admin;
 
+// jemalloc instead of glibc's malloc (issue 12): with glibc, RSS grew by ~1 GB
+// over 3,000 session lifetimes and was never given back; with jemalloc it
+// settles within a few MiB of its level after the first round (BENCHMARKS.md,
+// `benches/churn.sh`). Unprefixed, so OpenSSL's DTLS state uses it as well.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's `const char *malloc_conf`, read at its first allocation: a
+/// background thread returns freed pages to the kernel about a second after
+/// they fall idle, also while no allocation happens (an idle headend after a
+/// wave of logouts). `MALLOC_CONF` in the environment still overrides it.
+#[cfg(feature = "jemalloc")]
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to an immutable, 'static, NUL-terminated string.
+#[cfg(feature = "jemalloc")]
+unsafe impl Sync for MallocConf {}
+
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "malloc_conf")]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000".as_ptr());
+
 #[derive(Parser)]
 #[command(
     name = "headend",
@@ -125,6 +150,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                // Bounded (blocking.rs): login work queues as tasks, not threads.
+                .max_blocking_threads(headend::blocking::max_blocking_threads())
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(headend::server::run_with(args, admin_listener))?;

@@ -337,11 +337,12 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
     let relay = form.get("RelayState").cloned();
     // Signature checks are blocking FFI (libxmlsec1).
     let relay2 = relay.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
-        sp.validate_response(SystemTime::now(), &response, relay2.as_deref())
-            .map_err(|r| (r.to_string(), r.error_page()))
-    })
-    .await;
+    let verdict = crate::blocking::LOGIN
+        .run(move || {
+            sp.validate_response(SystemTime::now(), &response, relay2.as_deref())
+                .map_err(|r| (r.to_string(), r.error_page()))
+        })
+        .await;
     let login = match verdict {
         Ok(Ok(l)) => l,
         Ok(Err((why, html))) => {

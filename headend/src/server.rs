@@ -704,12 +704,18 @@ async fn connection(
             if req.path == "/CSCOSSLC/tunnel" {
                 let leftover = parser.take_remaining();
                 ticket.tunnel();
+                // The login's 16 KiB read buffer and parser would otherwise
+                // live in this future for the whole session (issue 12).
+                drop(parser);
+                drop(buf);
                 return tunnel::run(tls, leftover, req, peer, h).await;
             }
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;
             return Ok(());
         }
-        let resp = route(&req, peer.ip(), &h).await;
+        // Boxed: the login path's futures (RADIUS, SAML, PBKDF2 waits) then
+        // take no room in this task's future once it carries a tunnel.
+        let resp = Box::pin(route(&req, peer.ip(), &h)).await;
         write_response(&mut tls, &resp).await?;
         if req.wants_close() {
             tls.shutdown().await?;

@@ -262,11 +262,14 @@ fn churn_returns_sessions_addresses_fds_and_threads_to_baseline() {
         std::thread::sleep(std::time::Duration::from_secs(1));
         (fds_and_threads(pid) == baseline).then_some(())
     });
+    let tasks0 = settled_tasks(&lab);
     for i in 0..ROUNDS {
         round(&format!("churn-{i}"));
         assert_eq!(pool_usage(&lab, "VPN-POOL"), (free0, 0), "round {i}");
         assert_eq!(counter(&lab, "dtls-app-ids"), 0, "round {i}");
         assert_eq!(counter(&lab, "dtls-peers"), 0, "round {i}");
+        let tasks = settled_tasks(&lab);
+        assert!(tasks <= tasks0, "round {i}: {tasks} tasks, {tasks0} before");
         let mut now = (0, 0);
         let settled = e2e::wait_until(2 * HANG_GUARD, || {
             now = fds_and_threads(pid);
@@ -277,5 +280,126 @@ fn churn_returns_sessions_addresses_fds_and_threads_to_baseline() {
             "round {i}: fds/threads {now:?} did not return to {baseline:?}"
         );
     }
+    lab.assert_headend_running();
+}
+
+/// `show counters`' live async tasks, once connections that are closing have
+/// finished (the count stops falling).
+fn settled_tasks(lab: &Lab) -> u64 {
+    let mut last = counter(lab, "tasks");
+    // Bounded by the hang guard.
+    e2e::wait_until(HANG_GUARD, || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = counter(lab, "tasks");
+        let done = now >= last;
+        last = now;
+        done.then_some(now)
+    })
+    .unwrap_or(last)
+}
+
+/// Issue 17 item 4, short: sessions whose TCP connection is cut (RST, no
+/// logout) reconnect with their cookie, keep their address, pass traffic
+/// through the new tunnel and log out; afterwards sessions, pool addresses,
+/// DTLS registrations, tasks, fds and threads are back to the baseline.
+#[test]
+fn reconnects_after_cut_tcp_keep_addresses_and_leave_nothing_behind() {
+    const SESSIONS: usize = 20;
+    const RECONNECTS: usize = 5;
+    let Some(lab) = Lab::new() else { return };
+    add_shared_user(&lab, "rc", PASSWORD, SESSIONS);
+    lab.start_headend();
+    let pid = lab.headend_pid();
+    let n = SESSIONS.to_string();
+    let k = RECONNECTS.to_string();
+    let run = |name: &str, reconnects: &str| {
+        Loadgen::start(
+            &lab,
+            name,
+            &[
+                "--sessions",
+                &n,
+                "--reconnects",
+                reconnects,
+                "--user",
+                "rc",
+                "--password",
+                PASSWORD,
+                "--group",
+                AUTHGROUP,
+                "--concurrency",
+                "10",
+                "--pps",
+                "5",
+                "--count",
+                "2",
+                "--duration",
+                "0",
+                "--drain",
+                "60",
+                "--quiet",
+            ],
+        )
+    };
+    // Warm-up without reconnects: what the runtime starts lazily is in the baseline.
+    let warm = run("rc-warmup", "0");
+    assert!(
+        warm.ready.contains(&format!("up={SESSIONS} failed=0")),
+        "{}",
+        warm.ready
+    );
+    assert_eq!(warm.finish()["reconnects"], 0);
+    lab.wait_sessions("empty after the warm-up", |s| s.is_empty());
+    let (free0, _) = pool_usage(&lab, "VPN-POOL");
+    let tasks0 = settled_tasks(&lab);
+    let mut baseline = (0, 0);
+    e2e::wait_until(HANG_GUARD, || {
+        baseline = fds_and_threads(pid);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        (fds_and_threads(pid) == baseline).then_some(())
+    });
+
+    let rc = run("rc-cut", &k);
+    assert!(
+        rc.ready.contains(&format!("up={SESSIONS} failed=0")),
+        "{}",
+        rc.ready
+    );
+    // One session per client, each on its own address, all connected again.
+    let sessions = lab.show_sessions();
+    assert_eq!(sessions.len(), SESSIONS, "{sessions:?}");
+    let addrs: BTreeSet<std::net::Ipv4Addr> = sessions
+        .iter()
+        .map(|s| field(s, "Assigned IP").parse().expect("Assigned IP"))
+        .collect();
+    assert_eq!(addrs.len(), SESSIONS, "addresses not distinct");
+    assert_eq!(pool_usage(&lab, "VPN-POOL").1, SESSIONS as u64);
+    assert_eq!(counter(&lab, "dtls-app-ids"), SESSIONS as u64);
+    let r = rc.finish();
+    assert_eq!(r["reconnects"], SESSIONS * RECONNECTS, "{r}");
+    assert_eq!(r["reconnect_address_changed"], 0, "{r}");
+    assert_eq!(r["dtls_up"], SESSIONS, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    // The traffic went through the reconnected tunnels.
+    assert_eq!(r["echo"]["sent"], 2 * SESSIONS, "{r}");
+    assert_eq!(r["echo"]["received"], 2 * SESSIONS, "{r}");
+    assert_eq!(r["logged_out"], SESSIONS, "{r}");
+
+    lab.wait_sessions("empty after logout", |s| s.is_empty());
+    assert_eq!(pool_usage(&lab, "VPN-POOL"), (free0, 0));
+    assert_eq!(counter(&lab, "dtls-app-ids"), 0);
+    assert_eq!(counter(&lab, "dtls-peers"), 0);
+    let tasks = settled_tasks(&lab);
+    assert!(tasks <= tasks0, "{tasks} tasks, {tasks0} before");
+    let mut now = (0, 0);
+    let settled = e2e::wait_until(2 * HANG_GUARD, || {
+        now = fds_and_threads(pid);
+        (now.0 <= baseline.0 && now.1 <= baseline.1).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "fds/threads {now:?} did not return to {baseline:?}"
+    );
     lab.assert_headend_running();
 }

@@ -86,6 +86,12 @@ struct Args {
     /// then lasts at least until every session sent them.
     #[arg(long, default_value_t = 0)]
     count: u64,
+    /// Once up, each session cuts its TCP connection (RST, no logout) and
+    /// reconnects with its cookie this many times, as openconnect does after a
+    /// network change (new TLS, CONNECT with X-CSTP-Address, new DTLS); the
+    /// hold's traffic then goes through the last tunnel.
+    #[arg(long, default_value_t = 0)]
+    reconnects: u32,
     /// Seconds to hold the sessions with traffic once all are up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -213,6 +219,7 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         },
         stats: stats.clone(),
         inner_udp_port: 40000,
+        reconnects: args.reconnects,
     });
     let transport = format!("{:?}", args.transport).to_lowercase();
     eprintln!(
@@ -316,9 +323,13 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     let ramp_deadline = Duration::from_secs(600).max(Duration::from_secs_f64(
         n as f64 / args.rate.max(1.0) * 3.0 + 60.0,
     ));
+    // Checked every 20 ms, not only at the 1 s timeline tick: connects/s of a
+    // short ramp would otherwise be quantised to whole seconds.
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
             _ = tick.tick() => timeline(&mut rows, args.quiet),
+            _ = poll.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
         if settled(&stats) || t0.elapsed() > ramp_deadline {
@@ -455,6 +466,12 @@ fn print_human(s: &serde_json::Value) {
         f(&h["rx_gbit_s"]),
         f(&h["rx_pps"])
     );
+    if s["reconnects"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "reconnects after a cut TCP connection: {} ({} with another address)",
+            s["reconnects"], s["reconnect_address_changed"]
+        );
+    }
     let e = &s["echo"];
     println!(
         "echo: sent {} received {} lost {} ({}%); rtt ms p50 {} p90 {} p99 {} max {}",

@@ -96,7 +96,15 @@ pub fn auth_post(host: &str, strap: &AuthHeaders, body: &str) -> Vec<u8> {
 
 /// The CONNECT; the `X-DTLS-*` lines only when DTLS is wanted (openconnect
 /// omits them with `--no-dtls`).
-pub fn connect_request(host: &str, cookie: &str, mtu: u16, dtls: bool) -> Vec<u8> {
+/// `previous`: the address of the tunnel this CONNECT replaces (a reconnect);
+/// openconnect sends it as `X-CSTP-Address` so the server keeps it.
+pub fn connect_request(
+    host: &str,
+    cookie: &str,
+    mtu: u16,
+    dtls: bool,
+    previous: Option<std::net::Ipv4Addr>,
+) -> Vec<u8> {
     let mut r = String::with_capacity(1024);
     r.push_str("CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\n");
     let _ = write!(r, "Host: {host}\r\n");
@@ -106,6 +114,9 @@ pub fn connect_request(host: &str, cookie: &str, mtu: u16, dtls: bool) -> Vec<u8
     r.push_str("X-CSTP-Accept-Encoding: oc-lz4,lzs\r\n");
     let _ = write!(r, "X-CSTP-Base-MTU: 1500\r\nX-CSTP-MTU: {mtu}\r\n");
     r.push_str("X-CSTP-Address-Type: IPv4\r\n");
+    if let Some(a) = previous {
+        let _ = write!(r, "X-CSTP-Address: {a}\r\n");
+    }
     if dtls {
         r.push_str(
             "X-DTLS-CipherSuite: PSK-NEGOTIATE:OC-DTLS1_2-AES256-GCM:OC-DTLS1_2-AES128-GCM\r\n",
@@ -194,7 +205,7 @@ mod tests {
 
         let mut p = RequestParser::new();
         let req = p
-            .parse(&connect_request("198.18.0.1", "TOK", 1390, true))
+            .parse(&connect_request("198.18.0.1", "TOK", 1390, true, None))
             .unwrap()
             .unwrap();
         assert_eq!(req.method, "CONNECT");
@@ -206,10 +217,23 @@ mod tests {
         );
         let mut p = RequestParser::new();
         let req = p
-            .parse(&connect_request("h", "TOK", 1390, false))
+            .parse(&connect_request("h", "TOK", 1390, false, None))
             .unwrap()
             .unwrap();
         assert_eq!(req.header("X-DTLS-CipherSuite"), None);
+        assert_eq!(req.header("X-CSTP-Address"), None);
+        let mut p = RequestParser::new();
+        let req = p
+            .parse(&connect_request(
+                "h",
+                "TOK",
+                1390,
+                false,
+                Some("198.18.112.10".parse().unwrap()),
+            ))
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.header("X-CSTP-Address"), Some("198.18.112.10"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Stats {
     /// Packets we could not hand to the kernel (UDP send buffer full).
     pub tx_drops: AtomicU64,
     pub other_rx: AtomicU64,
+    /// Reconnects with the cookie after a cut TCP connection (--reconnects).
+    pub reconnects: AtomicU64,
+    /// Reconnects that came back with another address than before.
+    pub address_changed: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
     connect_us: Mutex<Samples>,
     rtt_us: Mutex<Samples>,
@@ -318,6 +322,8 @@ pub fn summary_json(
         "lost": g(&stats.lost),
         "logged_out": g(&stats.down),
         "failures": stats.failures(),
+        "reconnects": g(&stats.reconnects),
+        "reconnect_address_changed": g(&stats.address_changed),
         "connect_ms": {"p50": ms(cp[0]), "p90": ms(cp[1]), "p99": ms(cp[2]), "max": ms(cp[3])},
         "ramp_s": ramp_s,
         "connects_per_s": if ramp_s > 0.0 { g(&stats.up) as f64 / ramp_s } else { 0.0 },

@@ -70,6 +70,10 @@ pub struct Setup {
     pub stats: Arc<Stats>,
     /// Source port of our UDP packets (inner), the port replies come back to.
     pub inner_udp_port: u16,
+    /// Once up, cut the TCP connection (RST, no logout) and reconnect with the
+    /// session cookie this many times, as openconnect does after a network
+    /// change; the traffic of the hold then goes through the last tunnel.
+    pub reconnects: u32,
 }
 
 const MTU_ASK: u16 = 1390;
@@ -95,7 +99,7 @@ pub async fn run(
     let stats = setup.stats.clone();
     stats.attempted.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let (tls, tunnel, leftover) = match connect(&setup, index).await {
+    let (tls, tunnel, leftover, cookie) = match connect(&setup, index).await {
         Ok(c) => c,
         Err(e) => {
             stats.fail(&e);
@@ -116,6 +120,28 @@ pub async fn run(
         }
     }
     stats.add_connect(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+    let (mut tunnel, mut leftover) = (tunnel, leftover);
+    // Bounded by --reconnects; each step has the connect's own bounds.
+    for _ in 0..setup.reconnects {
+        cut(tls);
+        drop(dtls.take());
+        match reconnect(&setup, &cookie, tunnel.address).await {
+            Ok((t, new_tunnel, rest, d)) => {
+                if new_tunnel.address != tunnel.address {
+                    stats.address_changed.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                (tls, tunnel, leftover, dtls) = (t, new_tunnel, rest, d);
+            }
+            Err(e) => {
+                // Up once, then gone: counted like a session lost mid-run.
+                stats.up.fetch_add(1, Ordering::Relaxed);
+                stats.lost.fetch_add(1, Ordering::Relaxed);
+                stats.fail(&format!("reconnect: {e}"));
+                return;
+            }
+        }
+    }
     stats.up.fetch_add(1, Ordering::Relaxed);
     if dtls.is_some() {
         stats.dtls_up.fetch_add(1, Ordering::Relaxed);
@@ -147,16 +173,81 @@ fn logout_frame() -> Vec<u8> {
     cstp::disconnect_frame("loadgen logout")
 }
 
-async fn connect(setup: &Setup, index: usize) -> Result<(Tls, Tunnel, Vec<u8>), String> {
+/// Ends the connection the way a network change does: no DISCONNECT, no
+/// close_notify, an RST (SO_LINGER 0) instead of a FIN, so the server sees the
+/// connection fail rather than end.
+fn cut(tls: Tls) {
+    use std::os::fd::AsRawFd;
+    let fd = tls.get_ref().0.as_raw_fd();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is the live TCP socket owned by `tls` (dropped, and so
+    // closed, right after); the pointer/length are of a local linger.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(tls);
+}
+
+/// A new TCP+TLS connection, the CONNECT with the session cookie (and the old
+/// address in `X-CSTP-Address`, as openconnect sends it), then DTLS again.
+async fn reconnect(
+    setup: &Setup,
+    cookie: &str,
+    previous: Ipv4Addr,
+) -> Result<(Tls, Tunnel, Vec<u8>, Option<Dtls>), String> {
+    let mut tls = open_tls(setup).await?;
+    let mut buf = Vec::with_capacity(READ_BUF);
+    let (tunnel, leftover) =
+        connect_tunnel(setup, &mut tls, &mut buf, cookie, Some(previous)).await?;
+    let dtls = match &setup.dtls {
+        Some(ctx) => Some(bring_up_dtls(ctx, setup, &tls, &tunnel).await?),
+        None => None,
+    };
+    Ok((tls, tunnel, leftover, dtls))
+}
+
+async fn open_tls(setup: &Setup) -> Result<Tls, String> {
     let tcp = TcpStream::connect(setup.server)
         .await
         .map_err(|e| format!("tcp connect: {}", e.kind()))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(setup.host.clone()).map_err(|e| format!("server name: {e}"))?;
-    let mut tls = TlsConnector::from(setup.tls.clone())
+    TlsConnector::from(setup.tls.clone())
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(|e| format!("tls: {e}"))
+}
+
+/// Sends the CONNECT and reads its reply: the tunnel and the bytes after it.
+async fn connect_tunnel(
+    setup: &Setup,
+    tls: &mut Tls,
+    buf: &mut Vec<u8>,
+    cookie: &str,
+    previous: Option<Ipv4Addr>,
+) -> Result<(Tunnel, Vec<u8>), String> {
+    let req = http::connect_request(&setup.host, cookie, MTU_ASK, setup.dtls.is_some(), previous);
+    tls.write_all(&req)
+        .await
+        .map_err(|e| format!("connect write: {}", e.kind()))?;
+    let head = read_head(tls, buf).await?;
+    let tunnel = http::parse_tunnel(&head)?;
+    let leftover = buf.split_off(head.head_len);
+    Ok((tunnel, leftover))
+}
+
+/// Logs in and CONNECTs: the tunnel, the bytes after the reply, the cookie.
+async fn connect(setup: &Setup, index: usize) -> Result<(Tls, Tunnel, Vec<u8>, String), String> {
+    let mut tls = open_tls(setup).await?;
     let user = user_name(&setup.user_pattern, index);
     let mut login = Login::new(
         &setup.group_access,
@@ -182,14 +273,8 @@ async fn connect(setup: &Setup, index: usize) -> Result<(Tls, Tunnel, Vec<u8>), 
             Step::Failed(why) => return Err(why),
         }
     };
-    let req = http::connect_request(&setup.host, &cookie, MTU_ASK, setup.dtls.is_some());
-    tls.write_all(&req)
-        .await
-        .map_err(|e| format!("connect write: {}", e.kind()))?;
-    let head = read_head(&mut tls, &mut buf).await?;
-    let tunnel = http::parse_tunnel(&head)?;
-    let leftover = buf.split_off(head.head_len);
-    Ok((tls, tunnel, leftover))
+    let (tunnel, leftover) = connect_tunnel(setup, &mut tls, &mut buf, &cookie, None).await?;
+    Ok((tls, tunnel, leftover, cookie))
 }
 
 /// Reads until `buf` starts with a complete response head.
