@@ -453,22 +453,7 @@ impl Chromium {
             .with_file_name(format!("open-in-chromium-{}.log", self.name));
         let status = self.opened_status_path();
         let _ = fs::remove_file(&status);
-        let script = format!(
-            "#!/bin/sh\n\
-             # openconnect --external-browser: open the login URL in the lab's Chromium.\n\
-             log={log}\nstatus={status}\n\
-             echo \"$(date -u +%T.%N) open: $1\" >>\"$log\"\n\
-             case \"$1\" in\n  https://*|http://*) ;;\n  *) echo 'not a web URL' >>\"$log\"; echo 1 >\"$status\"; exit 1 ;;\nesac\n\
-             case \"$1\" in\n  *'\"'*|*'\\'*) echo 'URL with a quote or backslash' >>\"$log\"; echo 1 >\"$status\"; exit 1 ;;\nesac\n\
-             curl -sS --noproxy '*' --max-time 60 --fail-with-body -H 'Content-Type: application/json' \\\n  \
-             -d \"{{\\\"url\\\": \\\"$1\\\"}}\" {driver}/session/{session}/url >>\"$log\" 2>&1\n\
-             rc=$?\necho \"$(date -u +%T.%N) navigate done: exit $rc\" >>\"$log\"\n\
-             echo \"$rc\" >\"$status.tmp\" && mv -f \"$status.tmp\" \"$status\"\nexit \"$rc\"\n",
-            log = shell_quote(&log.to_string_lossy()),
-            status = shell_quote(&status.to_string_lossy()),
-            driver = self.driver_url(),
-            session = self.session_id,
-        );
+        let script = open_url_script(&log, &status, &self.driver_url(), &self.session_id);
         fs::write(&path, script).expect("write external browser");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
         path
@@ -519,6 +504,30 @@ impl Drop for Chromium {
     }
 }
 
+/// The `--external-browser` program of [`Chromium::external_browser`]: `PROG URL` asks
+/// chromedriver at `driver_url` to navigate session `session` to URL (curl, bounded),
+/// appends to `log` and writes its exit status to `status` (via a rename, so a reader
+/// never sees half of it). Only `http(s)://` URLs without quotes, backslashes, spaces
+/// or control characters go into the JSON body; anything else is refused with 1.
+fn open_url_script(log: &Path, status: &Path, driver_url: &str, session: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # openconnect --external-browser: open the login URL in the lab's Chromium.\n\
+         log={log}\nstatus={status}\n\
+         refuse() {{ echo \"refused: $1\" >>\"$log\"; echo 1 >\"$status.tmp\" && mv -f \"$status.tmp\" \"$status\"; exit 1; }}\n\
+         echo \"$(date -u +%T.%N) open: $1\" >>\"$log\"\n\
+         [ $# -eq 1 ] || refuse 'not one argument'\n\
+         case \"$1\" in\n  https://*|http://*) ;;\n  *) refuse 'not a web URL' ;;\nesac\n\
+         case \"$1\" in\n  *'\"'*|*'\\'*|*[[:space:]]*|*[[:cntrl:]]*) refuse 'a quote, backslash, space or control character' ;;\nesac\n\
+         curl -sS --noproxy '*' --max-time 60 --fail-with-body -H 'Content-Type: application/json' \\\n  \
+         -d \"{{\\\"url\\\": \\\"$1\\\"}}\" {driver_url}/session/{session}/url >>\"$log\" 2>&1\n\
+         rc=$?\necho \"$(date -u +%T.%N) navigate done: exit $rc\" >>\"$log\"\n\
+         echo \"$rc\" >\"$status.tmp\" && mv -f \"$status.tmp\" \"$status\"\nexit \"$rc\"\n",
+        log = shell_quote(&log.to_string_lossy()),
+        status = shell_quote(&status.to_string_lossy()),
+    )
+}
+
 /// The absolute path of `program` in `PATH` (chromedriver wants the binary's path).
 fn which(program: &str) -> String {
     std::env::var_os("PATH")
@@ -536,8 +545,74 @@ fn shell_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn quoting() {
-        assert_eq!(super::shell_quote("a'b"), "'a'\\''b'");
+        assert_eq!(shell_quote("a'b"), "'a'\\''b'");
+    }
+
+    /// Runs the external-browser program with `args` against a chromedriver that is not
+    /// there (port 1); returns (exit status, status file, log).
+    fn run_open(args: &[&str]) -> (Option<i32>, String, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "e2e-open-url-{}-{}",
+            std::process::id(),
+            NEXT_PORT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let (log, status, script) = (dir.join("log"), dir.join("status"), dir.join("open.sh"));
+        fs::write(
+            &script,
+            open_url_script(&log, &status, "http://127.0.0.1:1", "SESSION"),
+        )
+        .unwrap();
+        let out = std::process::Command::new("/bin/sh")
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let result = (
+            out.status.code(),
+            fs::read_to_string(&status).unwrap_or_default(),
+            fs::read_to_string(&log).unwrap_or_default(),
+        );
+        fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn open_url_refuses_what_cannot_go_into_json_or_is_no_web_url() {
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "https://198.18.0.1/\"}, \"x\": \"",
+            "https://198.18.0.1/a\\b",
+            "https://198.18.0.1/a b",
+            "https://198.18.0.1/a\nb",
+        ] {
+            let (code, status, log) = run_open(&[bad]);
+            assert_eq!(code, Some(1), "{bad:?}: {log}");
+            assert_eq!(status.trim(), "1", "{bad:?}");
+            assert!(log.contains("refused:"), "{bad:?}: {log}");
+            assert!(!log.contains("navigate done"), "{bad:?}: curl ran:\n{log}");
+        }
+        let (code, _, log) = run_open(&[]);
+        assert_eq!(code, Some(1), "{log}");
+    }
+
+    #[test]
+    fn open_url_records_a_failed_navigation() {
+        if !cmd::in_path("curl") {
+            eprintln!("SKIP: no curl");
+            return;
+        }
+        // Nothing listens on port 1: curl fails (7), and the status says so.
+        let (code, status, log) =
+            run_open(&["https://198.18.0.1/+CSCOE+/saml/sp/login?tgname=TG&ctx=abc"]);
+        assert_eq!(code, Some(7), "{log}");
+        assert_eq!(status.trim(), "7");
+        assert!(log.contains("open: https://198.18.0.1/"), "{log}");
+        assert!(log.contains("navigate done: exit 7"), "{log}");
     }
 }
