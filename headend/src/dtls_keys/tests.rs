@@ -469,3 +469,108 @@ fn prf_matches_openssl_exporter() {
         assert_eq!(got, want, "{suite:?}");
     }
 }
+
+// OpenSSL >= 1.1.1 (ssl.h); not declared by openssl-sys.
+unsafe extern "C" {
+    fn DTLS_set_timer_cb(
+        s: *mut std::ffi::c_void,
+        cb: Option<unsafe extern "C" fn(*mut std::ffi::c_void, u32) -> u32>,
+    );
+}
+
+/// DTLS retransmission timer: 20 ms for a flight's first timeout (OpenSSL
+/// passes 0), then an hour, so exactly one retransmission happens soon and
+/// no test waits a second. (1 µs would retransmit in a loop inside one call
+/// until OpenSSL gives up after 12.)
+unsafe extern "C" fn short_timer(_: *mut std::ffi::c_void, previous_us: u32) -> u32 {
+    if previous_us == 0 {
+        20_000
+    } else {
+        3_600_000_000
+    }
+}
+
+/// The case the sequence gap is for: the server's last flight (CCS, Finished)
+/// is lost after we took over, the client retransmits its flight, OpenSSL
+/// retransmits its Finished on epoch 1 with its own next sequence number.
+/// That record stays below ours, the client completes with it, then reads
+/// our records, sealed before and after the retransmission.
+#[test]
+fn openssl_finished_retransmitted_after_hand_over_stays_below_ours() {
+    use foreign_types::ForeignTypeRef;
+    let (mut s, mut c) = psk_pair("PSK-AES256-GCM-SHA384");
+    // Flight 1 (ClientHello), then the server's flight 4.
+    assert!(!step(&mut c));
+    let f1: Vec<_> = c.get_mut().out.drain(..).collect();
+    s.get_mut().inbox.extend(f1);
+    assert!(!step(&mut s));
+    let f4: Vec<_> = s.get_mut().out.drain(..).collect();
+    // The timer of the client's final flight is short.
+    // SAFETY: `c` owns a live SSL; the callback has the C signature.
+    unsafe { DTLS_set_timer_cb(c.ssl().as_ptr().cast(), Some(short_timer)) };
+    c.get_mut().inbox.extend(f4);
+    assert!(!step(&mut c));
+    let f5: Vec<_> = c.get_mut().out.drain(..).collect();
+    s.get_mut().inbox.extend(f5);
+    assert!(step(&mut s), "server finished");
+    // Flight 6 (CCS, Finished on epoch 1) is lost on its way to the client.
+    let f6: Vec<_> = s.get_mut().out.drain(..).collect();
+    let (mut sealer, mut opener) = server_record_layer(s.ssl(), FIRST_EPOCH).unwrap();
+    for d in &f6 {
+        sealer.observe_openssl(d);
+    }
+    let mut ours = vec![seal(&mut sealer, b"\x00before")];
+
+    // The client retransmits its flight once its timer has expired.
+    let mut f5_again = Vec::new();
+    for _ in 0..1000 {
+        assert!(!step(&mut c));
+        f5_again = c.get_mut().out.drain(..).collect();
+        if !f5_again.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!f5_again.is_empty(), "client never retransmitted");
+    // Its records are handshake and CCS records: all for OpenSSL, which
+    // answers with its flight again.
+    for d in &f5_again {
+        let mut d = d.clone();
+        let mut at = 0;
+        while let Some(r) = opener.open_next(&mut d, &mut at) {
+            let Opened::ForOpenssl(r) = r else {
+                panic!("{r:?} in a handshake flight");
+            };
+            s.get_mut().inbox.push_back(d[r].to_vec());
+            let mut buf = [0u8; 64];
+            let e = s.ssl_read(&mut buf).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::WANT_READ);
+        }
+    }
+    let f6_again: Vec<_> = s.get_mut().out.drain(..).collect();
+    let finished_again: Vec<u64> = f6_again
+        .iter()
+        .flat_map(|d| dtls_record::records(d).map(|(h, _)| h))
+        .filter(|h| h.epoch == FIRST_EPOCH)
+        .map(|h| h.seq)
+        .collect();
+    assert!(!finished_again.is_empty(), "OpenSSL retransmitted nothing");
+    let first_ours = RecordHeader::parse(&ours[0]).unwrap().seq;
+    for &seq in &finished_again {
+        assert!(seq < first_ours, "OpenSSL {seq} vs ours from {first_ours}");
+    }
+    for d in &f6_again {
+        sealer.observe_openssl(d);
+    }
+    assert_eq!(sealer.counters().openssl_overlap, 0);
+    ours.push(seal(&mut sealer, b"\x00after"));
+
+    // The client completes with the retransmitted flight and reads ours.
+    c.get_mut().inbox.extend(f6_again);
+    assert!(step(&mut c), "client finished");
+    c.get_mut().inbox.extend(ours);
+    assert_eq!(
+        ssl_read_all(&mut c),
+        vec![b"\x00before".to_vec(), b"\x00after".to_vec()]
+    );
+}

@@ -58,6 +58,12 @@
 //! window ([`replay::WINDOW`]) while our first records are in flight.
 //! Overlaps that still happen are counted ([`SealCounters::openssl_overlap`]).
 //!
+//! The opener's replay window starts empty: records that OpenSSL read before
+//! the hand-over (those drained in step 2) are not in it, so a replay of one
+//! of them would be accepted once. Marking them would need OpenSSL to tell
+//! which ones authenticated; seeding the window from unauthenticated headers
+//! would let a forged sequence number push it away.
+//!
 //! # Choice of crypto crate
 //!
 //! `ring`: it is already compiled into the workspace (rustls and russh use
@@ -361,7 +367,9 @@ impl RecordSealer {
         h[3..11].copy_from_slice(&es);
         h[11..13].copy_from_slice(&(fragment_len as u16).to_be_bytes());
         // GCM: we send epoch||seq as the explicit nonce; unique per key
-        // (RFC 5288 §3 allows the sequence number).
+        // (RFC 5288 §3 allows the sequence number). OpenSSL's own records
+        // under the same key count up from a random 64-bit start (OpenSSL 3
+        // `gcm_tls_iv_set_fixed`), so they meet ours with negligible chance.
         if hr > HEADER_LEN {
             h[HEADER_LEN..].copy_from_slice(&es);
         }
