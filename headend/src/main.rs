@@ -62,8 +62,8 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         what: Vec<String>,
     },
-    /// Re-read the running headend's config file and apply its policy
-    /// (access-lists, cts role-based sgt-map); the same as SIGHUP.
+    /// Re-read the running headend's config file and apply all of it without
+    /// dropping a session (a config with an error changes nothing); the same as SIGHUP.
     Reload {
         #[arg(long, default_value = admin::DEFAULT_SOCKET)]
         admin_socket: PathBuf,

@@ -123,7 +123,10 @@ fn reload_applies_everything_and_keeps_sessions() {
         " vpn-filter value RL-OPEN\n",
     );
     let bad_line = broken.lines().count() + 1;
-    write(&lab, &format!("{broken}ip local pool BAD 198.18.103.10\n"));
+    write(
+        &lab,
+        &format!("{broken}access-list RL-OPEN extended permit tcp any any eq not-a-port\n"),
+    );
     let (ok, reply) = reload(&lab);
     assert!(!ok, "{reply}");
     assert!(
