@@ -339,6 +339,9 @@ impl Uplink {
         if self.used == 0 {
             self.bufs = Vec::new();
         }
+        if let Some(e) = self.enforcer.as_mut() {
+            e.release_buffers();
+        }
     }
 
     /// Writes everything queued (and permitted by the filter) to TUN.

@@ -525,6 +525,7 @@ async fn pump(
                 // back what a burst made it hold.
                 if session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
                     uplink.release_buffers();
+                    down_filter.release_buffers();
                     decoder.shrink_if_empty();
                     if let Some(ch) = dtls.as_mut().and_then(|d| d.channel.as_mut()) {
                         ch.release_buffers();
