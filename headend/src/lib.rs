@@ -6,6 +6,7 @@ pub mod cli;
 pub mod coa;
 pub mod config;
 pub mod dtls;
+pub mod dtls_keys;
 pub mod dtls_resume;
 pub mod login;
 pub mod metrics;

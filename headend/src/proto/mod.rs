@@ -19,6 +19,7 @@
 pub mod cstp;
 pub mod dtls_dpd;
 pub mod dtls_hello;
+pub mod dtls_record;
 pub mod dtls_resume;
 pub mod http;
 pub mod xmlauth;
