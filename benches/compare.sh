@@ -16,6 +16,7 @@
 # Usage: sudo benches/compare.sh [-t SECONDS] [--only headend|ocserv] [--keep]
 #   HEADEND_BIN   headend binary (default: `cargo build --release -p headend` here)
 #   HEADEND_ARGS  extra `headend run` arguments (passed through netns/lab.sh)
+#   TRANSPORTS    which of "dtls dtls-resume cstp" to run (default: all three)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -424,7 +425,7 @@ bench_server() {
   local server=$1 transport args mtu
   # dtls-resume: openconnect forced into session-resume DTLS (Cisco AnyConnect's
   # mode, legacy-dtls.md section 5), same suite family as PSK mode (AES-256-GCM).
-  for transport in dtls dtls-resume cstp; do
+  for transport in ${TRANSPORTS:-dtls dtls-resume cstp}; do
     args=()
     if [ "$transport" = cstp ]; then args=(--no-dtls); fi
     if [ "$transport" = dtls-resume ]; then args=(--dtls12-ciphers=AES256-GCM-SHA384); fi

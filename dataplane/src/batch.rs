@@ -80,28 +80,69 @@ impl PacketBatch {
     }
 }
 
-/// A small free list of batches. Locked once per batch, never per packet.
+/// A bounded free list of batches.
+///
+/// Each worker thread keeps up to [`LOCAL_MAX`] batches of its own (no lock on
+/// the per-batch path in steady state: the batch a task takes is usually put
+/// back on the same thread); only past that does it touch the shared list,
+/// itself bounded by [`POOL_MAX`] (issue 12: memory held after a burst is
+/// bounded by the pool, not by the number of sessions that had one).
 #[derive(Debug, Clone, Default)]
 pub struct BatchPool {
     free: Arc<Mutex<Vec<PacketBatch>>>,
 }
 
-/// Batches kept for reuse; beyond this, returned batches are dropped.
-const POOL_MAX: usize = 1024;
+/// Batches a worker thread keeps for itself.
+const LOCAL_MAX: usize = 32;
+
+/// Batches kept in the shared list; beyond this, returned batches are dropped.
+const POOL_MAX: usize = 128;
+
+/// A new batch starts small and grows to what it carries: a batch with one
+/// packet (a ping to each of 10,000 sessions) must not cost 100 KiB.
+const NEW_BATCH_BYTES: usize = 2048;
+
+/// Larger batches (a burst of jumbo super-packets) are not kept.
+const KEEP_MAX_BYTES: usize = BATCH_PACKETS * 2048;
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Vec<PacketBatch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl BatchPool {
     pub fn get(&self) -> PacketBatch {
+        if let Some(b) = LOCAL.with_borrow_mut(Vec::pop) {
+            return b;
+        }
         let b = self.free.lock().ok().and_then(|mut f| f.pop());
-        b.unwrap_or_else(|| PacketBatch::with_capacity(BATCH_PACKETS * 1600))
+        b.unwrap_or_else(|| PacketBatch::with_capacity(NEW_BATCH_BYTES))
     }
 
     pub fn put(&self, mut b: PacketBatch) {
+        if b.buf.capacity() > KEEP_MAX_BYTES {
+            return;
+        }
         b.clear();
+        let Some(b) = LOCAL.with_borrow_mut(|l| {
+            if l.len() < LOCAL_MAX {
+                l.push(b);
+                None
+            } else {
+                Some(b)
+            }
+        }) else {
+            return;
+        };
         if let Ok(mut f) = self.free.lock()
             && f.len() < POOL_MAX
         {
             f.push(b);
         }
+    }
+
+    /// Batches in the shared list (tests, `show counters`).
+    pub fn shared_len(&self) -> usize {
+        self.free.lock().map(|f| f.len()).unwrap_or(0)
     }
 }
 
@@ -140,6 +181,36 @@ mod tests {
         b.retain_flags(&[true, false, true]);
         let got: Vec<&[u8]> = b.iter().collect();
         assert_eq!(got, vec![&b"a"[..], &b"ccc"[..]]);
+    }
+
+    #[test]
+    fn pool_is_bounded_and_drops_oversized_batches() {
+        // A thread of its own: the thread-local list starts empty.
+        std::thread::spawn(|| {
+            let pool = BatchPool::default();
+            let batches: Vec<PacketBatch> = (0..LOCAL_MAX + POOL_MAX + 10)
+                .map(|_| {
+                    let mut b = pool.get();
+                    b.push(&[0u8; 100]);
+                    b
+                })
+                .collect();
+            for b in batches {
+                pool.put(b);
+            }
+            assert_eq!(pool.shared_len(), POOL_MAX);
+            assert_eq!(LOCAL.with_borrow(Vec::len), LOCAL_MAX);
+            // A batch grown past the keep limit is freed, not pooled.
+            let mut big = PacketBatch::default();
+            big.push(&vec![0u8; KEEP_MAX_BYTES + 1]);
+            LOCAL.with_borrow_mut(Vec::clear);
+            pool.put(big);
+            assert_eq!(LOCAL.with_borrow(Vec::len), 0);
+            // A new batch starts small.
+            assert!(pool.get().buf.capacity() <= KEEP_MAX_BYTES);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -97,16 +97,26 @@ impl Enforcer {
         Self {
             policy,
             filter,
-            metas: Vec::with_capacity(crate::batch::BATCH_PACKETS),
-            parsed: Vec::with_capacity(crate::batch::BATCH_PACKETS),
-            verdicts: Vec::with_capacity(crate::batch::BATCH_PACKETS),
-            keep: Vec::with_capacity(crate::batch::BATCH_PACKETS),
+            // Grown by the first batch, freed again when the session idles
+            // (`release_buffers`): nothing per session while idle (issue 12).
+            metas: Vec::new(),
+            parsed: Vec::new(),
+            verdicts: Vec::new(),
+            keep: Vec::new(),
             hits: HitLog::new(MAX_LOG_FLOWS),
             reports: Vec::new(),
             #[cfg(test)]
             sent: Vec::new(),
             label,
         }
+    }
+
+    /// Frees the per-batch scratch space (an idle session holds none).
+    pub fn release_buffers(&mut self) {
+        self.metas = Vec::new();
+        self.parsed = Vec::new();
+        self.verdicts = Vec::new();
+        self.keep = Vec::new();
     }
 
     pub fn filter(&self) -> &Arc<SessionFilter> {

@@ -225,11 +225,60 @@ pub fn source_allowed(pkt: &[u8], allowed: &[IpAddr]) -> bool {
     packet::source(pkt).is_some_and(|s| allowed.contains(&s))
 }
 
-/// Per-session uplink state: reusable packet buffers and a GRO table, so a
-/// session's packets reach TUN in one batch without allocation per packet.
+/// GRO tables lent to sessions for the length of one TUN write.
+///
+/// A tun-rs `GROTable` preallocates 128 x 128 flow items per protocol, about
+/// 1 MiB, and is reset at the start of every `send_multiple`: it carries no
+/// state between writes. Owning one per session made that the bulk of an idle
+/// session's memory (issue 12: ~1.1 MiB/session measured, CSTP and DTLS
+/// alike); lent per write, their number is bounded by the writes in flight.
+/// Each worker thread keeps a couple (no lock in steady state); a bounded
+/// shared list takes the rest.
+struct GroPool;
+
+/// GRO tables a worker thread keeps for itself.
+const GRO_LOCAL_MAX: usize = 2;
+/// GRO tables kept in the shared list; more are freed.
+const GRO_SHARED_MAX: usize = 8;
+
+thread_local! {
+    static GRO_LOCAL: std::cell::RefCell<Vec<GROTable>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+static GRO_SHARED: std::sync::Mutex<Vec<GROTable>> = std::sync::Mutex::new(Vec::new());
+
+impl GroPool {
+    fn get() -> GROTable {
+        if let Some(g) = GRO_LOCAL.with_borrow_mut(Vec::pop) {
+            return g;
+        }
+        let g = GRO_SHARED.lock().ok().and_then(|mut v| v.pop());
+        g.unwrap_or_default()
+    }
+
+    fn put(g: GROTable) {
+        let Some(g) = GRO_LOCAL.with_borrow_mut(|l| {
+            if l.len() < GRO_LOCAL_MAX {
+                l.push(g);
+                None
+            } else {
+                Some(g)
+            }
+        }) else {
+            return;
+        };
+        if let Ok(mut v) = GRO_SHARED.lock()
+            && v.len() < GRO_SHARED_MAX
+        {
+            v.push(g);
+        }
+    }
+}
+
+/// Per-session uplink state: reusable packet buffers (a GRO table is lent for
+/// each write), so a session's packets reach TUN in one batch without
+/// allocation per packet.
 pub struct Uplink {
     tun: Tun,
-    gro: GROTable,
     bufs: Vec<Vec<u8>>,
     used: usize,
     /// The only source addresses this session may use (its IPv4 and IPv6 address).
@@ -243,7 +292,6 @@ impl Uplink {
     pub fn new(tun: Tun, allowed_src: Vec<IpAddr>, counters: Arc<DataplaneCounters>) -> Self {
         Self {
             tun,
-            gro: GROTable::default(),
             bufs: Vec::with_capacity(BATCH_PACKETS),
             used: 0,
             allowed_src,
@@ -291,6 +339,9 @@ impl Uplink {
         if self.used == 0 {
             self.bufs = Vec::new();
         }
+        if let Some(e) = self.enforcer.as_mut() {
+            e.release_buffers();
+        }
     }
 
     /// Writes everything queued (and permitted by the filter) to TUN.
@@ -320,15 +371,38 @@ impl Uplink {
                 return 0;
             }
         }
-        self.tun
-            .send_batch(&mut self.gro, &mut self.bufs[..n], &self.counters)
-            .await
+        let mut gro = GroPool::get();
+        let sent = self
+            .tun
+            .send_batch(&mut gro, &mut self.bufs[..n], &self.counters)
+            .await;
+        GroPool::put(gro);
+        sent
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gro_tables_are_lent_and_bounded() {
+        std::thread::spawn(|| {
+            let lent: Vec<GROTable> = (0..GRO_LOCAL_MAX + GRO_SHARED_MAX + 4)
+                .map(|_| GroPool::get())
+                .collect();
+            for g in lent {
+                GroPool::put(g);
+            }
+            assert_eq!(GRO_LOCAL.with_borrow(Vec::len), GRO_LOCAL_MAX);
+            assert!(GRO_SHARED.lock().unwrap().len() <= GRO_SHARED_MAX);
+            // Taken again from this thread's own list first.
+            let _g = GroPool::get();
+            assert_eq!(GRO_LOCAL.with_borrow(Vec::len), GRO_LOCAL_MAX - 1);
+        })
+        .join()
+        .unwrap();
+    }
 
     fn v4(src: [u8; 4]) -> Vec<u8> {
         let mut p = vec![0u8; 28];

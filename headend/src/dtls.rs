@@ -530,6 +530,14 @@ impl Outbound {
         self.clear();
     }
 
+    /// Frees the buffer a burst grew (an idle session holds none).
+    pub fn release(&mut self) {
+        if self.lens.is_empty() {
+            self.buf = Vec::new();
+            self.lens = Vec::new();
+        }
+    }
+
     /// Copies the datagrams out and clears (tests and tools, not the data path).
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(self.lens.len());
@@ -671,6 +679,17 @@ impl DtlsChannel {
 
     pub fn outbound(&mut self) -> &mut Outbound {
         &mut self.stream.get_mut().out
+    }
+
+    /// Frees what a burst made this association hold: its outbound datagrams
+    /// (up to a batch, ~90 KiB) and its inbound copy. OpenSSL's own record
+    /// buffers go by themselves (`SSL_MODE_RELEASE_BUFFERS`).
+    pub fn release_buffers(&mut self) {
+        let io = self.stream.get_mut();
+        io.out.release();
+        if !io.has_inbound {
+            io.inbound = Vec::new();
+        }
     }
 }
 
@@ -854,6 +873,26 @@ mod tests {
         hub.unregister(&id1, 1);
         assert_eq!(hub.peer_count(), 0);
         assert!(hub.by_ip.is_empty() && hub.by_generation.is_empty());
+    }
+
+    #[test]
+    fn release_buffers_frees_what_a_burst_grew() {
+        let psk = [7u8; 32];
+        let (mut server, _c, _) = handshake(psk, psk);
+        for _ in 0..32 {
+            assert!(server.write_record(&[0u8; 1400]));
+        }
+        assert!(server.outbound().buf.capacity() >= 32 * 1400);
+        // Not while datagrams wait to be sent.
+        server.release_buffers();
+        assert_eq!(server.outbound().len(), 32);
+        server.outbound().drain(|_| {});
+        server.release_buffers();
+        assert_eq!(server.outbound().buf.capacity(), 0);
+        assert_eq!(server.stream.get_ref().inbound.capacity(), 0);
+        // And it still works afterwards.
+        assert!(server.write_record(&[0u8; 100]));
+        assert_eq!(server.outbound().len(), 1);
     }
 
     #[test]

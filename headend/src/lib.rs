@@ -27,3 +27,4 @@ pub mod syslog;
 pub mod threat;
 pub mod tls;
 pub mod tunnel;
+pub mod tunnel_session;

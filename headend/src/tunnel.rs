@@ -22,11 +22,14 @@ use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, Dt
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
 };
-use crate::proto::dtls_dpd::{self, DpdAction, DtlsDpd};
+use crate::proto::dtls_dpd;
 use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
 use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
+use crate::tunnel_session::{
+    Authentic, DtlsLink, DtlsLinkConfig, DtlsRecord, TunnelSession, TunnelTimer, Via,
+};
 use dataplane::enforce::Enforcer;
 use dataplane::policy::Direction;
 
@@ -392,7 +395,7 @@ async fn pump(
             .map(|s| Duration::from_secs(u64::from(s)))
     };
     let now = Instant::now();
-    let mut cstp = CstpSession::new(
+    let cstp = CstpSession::new(
         CstpConfig {
             dpd_interval: secs(p.anyconnect_dpd_gateway_secs),
             keepalive: None,
@@ -403,6 +406,8 @@ async fn pump(
         },
         now,
     );
+    let link = dtls.as_ref().map(|d| DtlsLink::new(d.link_cfg, now));
+    let mut session = TunnelSession::new(cstp, link);
     // Big enough for a jumbo DATA frame; anything larger is a protocol error.
     let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
     decoder.feed(&leftover);
@@ -422,16 +427,16 @@ async fn pump(
     let mut rbuf = [0u8; SESSION_READ_BUF];
 
     // Frames that arrived with the CONNECT request.
-    if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
+    if let Some(o) = process_input(&mut decoder, &mut session.cstp, &mut uplink, tls, &stats).await
+    {
         return o;
     }
     uplink.flush().await;
 
     loop {
-        let deadline = cstp
+        let deadline = session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let dtls_dpd_at = dtls.as_ref().and_then(DtlsPath::dpd_deadline);
         tokio::select! {
             r = tls.read(&mut rbuf) => {
                 let n = match r {
@@ -443,8 +448,8 @@ async fn pump(
                 if n == rbuf.len() {
                     drain_ready(tls, &mut decoder);
                 }
-                let data_before = cstp.counters().packets_in;
-                if let Some(o) = process_input(&mut decoder, &mut cstp, &mut uplink, tls, &stats).await {
+                let data_before = session.cstp.counters().packets_in;
+                if let Some(o) = process_input(&mut decoder, &mut session.cstp, &mut uplink, tls, &stats).await {
                     uplink.flush().await;
                     return o;
                 }
@@ -454,15 +459,14 @@ async fn pump(
                 }
                 // Data on CSTP means the client gave up on DTLS for now: answer
                 // on CSTP too until DTLS data flows again.
-                if cstp.counters().packets_in != data_before
-                    && let Some(d) = dtls.as_mut()
-                {
-                    d.set_active(false, &stats);
+                if session.cstp.counters().packets_in != data_before && session.on_cstp_data() {
+                    tracing::info!("downlink now over CSTP (client sent data over CSTP)");
+                    stats.dtls_active.store(false, Ordering::Relaxed);
                 }
             }
             Some(msg) = recv_dtls(&mut dtls) => {
                 if let Some(d) = dtls.as_mut() {
-                    d.handle(msg, &mut cstp, &mut uplink, &stats, h).await;
+                    d.handle(msg, &mut session, &mut uplink, &stats, h).await;
                 }
             }
             batch = downlink.recv() => {
@@ -471,25 +475,27 @@ async fn pump(
                 };
                 filter_down(&mut down_filter, &mut batch);
                 let now = Instant::now();
-                if let Some(d) = dtls.as_mut().filter(|d| d.usable(now)) {
-                    d.send_batch(&mut batch, &mut cstp, now, &stats);
+                if session.downlink_via(now) == Via::Dtls
+                    && let Some(d) = dtls.as_mut()
+                {
+                    d.send_batch(&mut batch, &mut session.cstp, now, &stats);
                     h.batch_pool.put(batch);
                     while let Ok(mut more) = downlink.try_recv() {
                         filter_down(&mut down_filter, &mut more);
-                        d.send_batch(&mut more, &mut cstp, now, &stats);
+                        d.send_batch(&mut more, &mut session.cstp, now, &stats);
                         h.batch_pool.put(more);
                     }
                     d.flush().await;
                     continue;
                 }
-                let mut result = write_batch(tls, &mut batch, &mut cstp, now, &stats);
+                let mut result = write_batch(tls, &mut batch, &mut session.cstp, now, &stats);
                 h.batch_pool.put(batch);
                 // Drain what else is queued before one flush.
                 while result.is_ok() {
                     match downlink.try_recv() {
                         Ok(mut more) => {
                             filter_down(&mut down_filter, &mut more);
-                            result = write_batch(tls, &mut more, &mut cstp, now, &stats);
+                            result = write_batch(tls, &mut more, &mut session.cstp, now, &stats);
                             h.batch_pool.put(more);
                         }
                         Err(_) => break,
@@ -514,38 +520,50 @@ async fn pump(
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
             }
-            _ = sleep_opt(dtls_dpd_at) => {
-                if let Some(d) = dtls.as_mut() {
-                    d.on_dpd_timer(Instant::now(), &stats).await;
-                }
-            }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // DPD/keepalive timers fire while a session is quiet: give
                 // back what a burst made it hold.
-                if cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
+                if session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
                     uplink.release_buffers();
+                    down_filter.release_buffers();
                     decoder.shrink_if_empty();
+                    if let Some(ch) = dtls.as_mut().and_then(|d| d.channel.as_mut()) {
+                        ch.release_buffers();
+                    }
                 }
-                match cstp.on_timeout(Instant::now()) {
-                    TimerAction::Nothing => {}
-                    TimerAction::SendDpdReq => {
-                        if let Err(e) = send_empty(tls, FrameType::DpdReq).await {
-                            return Outcome::Lost(format!("TLS write: {e}"));
+                let now = Instant::now();
+                // Bounded: at most one action of each kind is due at once.
+                for _ in 0..4 {
+                    match session.on_timeout(now) {
+                        TunnelTimer::Cstp(TimerAction::Nothing) => break,
+                        TunnelTimer::Cstp(TimerAction::SendDpdReq) => {
+                            if let Err(e) = send_empty(tls, FrameType::DpdReq).await {
+                                return Outcome::Lost(format!("TLS write: {e}"));
+                            }
                         }
-                    }
-                    TimerAction::SendKeepalive => {
-                        if let Err(e) = send_empty(tls, FrameType::Keepalive).await {
-                            return Outcome::Lost(format!("TLS write: {e}"));
+                        TunnelTimer::Cstp(TimerAction::SendKeepalive) => {
+                            if let Err(e) = send_empty(tls, FrameType::Keepalive).await {
+                                return Outcome::Lost(format!("TLS write: {e}"));
+                            }
                         }
-                    }
-                    TimerAction::End(r) => {
-                        let outcome = end_reason(r);
-                        if let Outcome::Ended(reason) = &outcome {
-                            let frame = cstp::disconnect_frame(&reason.to_string());
-                            let _ = tls.write_all(&frame).await;
-                            let _ = tls.flush().await;
+                        TunnelTimer::Cstp(TimerAction::End(r)) => {
+                            let outcome = end_reason(r);
+                            if let Outcome::Ended(reason) = &outcome {
+                                let frame = cstp::disconnect_frame(&reason.to_string());
+                                let _ = tls.write_all(&frame).await;
+                                let _ = tls.flush().await;
+                            }
+                            return outcome;
                         }
-                        return outcome;
+                        TunnelTimer::DtlsDpdReq => {
+                            if let Some(d) = dtls.as_mut() {
+                                d.send_dpd_req(&session).await;
+                            }
+                        }
+                        TunnelTimer::DtlsDead => {
+                            tracing::info!("DTLS DPD: no answer from the client; downlink now over CSTP");
+                            stats.dtls_active.store(false, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -560,14 +578,6 @@ fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
 }
 
 /// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
-/// Sleeps until `at`; forever when `None`.
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
     match dtls {
         Some(d) => d.rx.recv().await,
@@ -575,7 +585,9 @@ async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
     }
 }
 
-/// The DTLS side of one tunnel: its App-ID, PSK and current association.
+/// The I/O side of one tunnel's DTLS: its App-ID, PSK, OpenSSL association and
+/// datagram queue. What the link's state is and what it may do is decided by
+/// [`TunnelSession`]'s [`DtlsLink`].
 struct DtlsPath {
     hub: Arc<DtlsHub>,
     app_id: AppId,
@@ -587,15 +599,7 @@ struct DtlsPath {
     mtu: u32,
     rx: mpsc::Receiver<DtlsDatagrams>,
     channel: Option<DtlsChannel>,
-    /// Downlink goes over DTLS while this is set.
-    active: bool,
-    last_rx: Instant,
-    /// DTLS counts as dead after this long without an authenticated record.
-    dead_after: Duration,
-    /// `anyconnect dpd-interval gateway N`: the server's own DTLS DPD
-    /// (proto/dtls_dpd.rs), running while an association is up.
-    gateway_dpd: Option<Duration>,
-    dpd: Option<DtlsDpd>,
+    link_cfg: DtlsLinkConfig,
     /// DPD/MTU probes to echo (rare; copied out of the read path).
     echoes: Vec<Vec<u8>>,
 }
@@ -636,87 +640,61 @@ impl DtlsPath {
             mtu: base - 28,
             rx,
             channel: None,
-            active: false,
-            last_rx: Instant::now(),
-            // The client sends a DPD or keepalive record at least this often
-            // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
-            // intervals mean it went away.
-            dead_after: Duration::from_secs(
-                2 * u64::from(
-                    policy
-                        .anyconnect_dpd_client_secs
-                        .into_iter()
-                        .chain(policy.anyconnect_keepalive_secs)
-                        .max()
-                        .unwrap_or(30),
+            link_cfg: DtlsLinkConfig {
+                // The client sends a DPD or keepalive record at least this often
+                // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
+                // intervals mean it went away.
+                dead_after: Duration::from_secs(
+                    2 * u64::from(
+                        policy
+                            .anyconnect_dpd_client_secs
+                            .into_iter()
+                            .chain(policy.anyconnect_keepalive_secs)
+                            .max()
+                            .unwrap_or(30),
+                    ),
                 ),
-            ),
+                gateway_dpd: policy
+                    .anyconnect_dpd_gateway_secs
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(u64::from(s))),
+            },
             echoes: Vec::new(),
-            gateway_dpd: policy
-                .anyconnect_dpd_gateway_secs
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(u64::from(s))),
-            dpd: None,
         })
     }
 
-    fn set_active(&mut self, on: bool, stats: &crate::sessions::SessionStats) {
-        if self.active != on {
-            tracing::info!(
-                "downlink now over {}",
-                if on {
-                    "DTLS"
-                } else {
-                    "CSTP (client sent data over CSTP)"
-                }
-            );
-        }
-        self.active = on;
-        stats.dtls_active.store(on, Ordering::Relaxed);
-    }
-
-    fn dpd_deadline(&self) -> Option<Instant> {
-        self.dpd.as_ref().and_then(DtlsDpd::deadline)
-    }
-
-    /// The server's DTLS DPD timer fired: probe, or give up on the DTLS path.
-    async fn on_dpd_timer(&mut self, now: Instant, stats: &crate::sessions::SessionStats) {
-        let Some(dpd) = self.dpd.as_mut() else {
-            return;
-        };
-        match dpd.on_timeout(now) {
-            DpdAction::Nothing => {}
-            DpdAction::SendRequest => {
-                if let Some(ch) = self.channel.as_mut()
-                    && ch.write_record(&[dtls_dpd::DPD_REQ])
-                {
-                    let peer = ch.peer;
-                    self.hub.send(peer, ch.outbound()).await;
-                }
-            }
-            DpdAction::Dead => {
-                tracing::info!("DTLS DPD: no answer from the client; downlink now over CSTP");
-                self.active = false;
-                stats.dtls_active.store(false, Ordering::Relaxed);
-            }
+    /// The server's DTLS DPD asks for a probe.
+    async fn send_dpd_req(&mut self, session: &TunnelSession) {
+        let peer = session.dtls.as_ref().and_then(DtlsLink::peer);
+        if let (Some(ch), Some(peer)) = (self.channel.as_mut(), peer)
+            && ch.write_record(&[dtls_dpd::DPD_REQ])
+        {
+            self.hub.send(peer, ch.outbound()).await;
         }
     }
 
-    fn usable(&self, now: Instant) -> bool {
-        self.active
-            && self.channel.as_ref().is_some_and(|c| c.established)
-            && now.saturating_duration_since(self.last_rx) < self.dead_after
-    }
-
+    /// Datagrams for this tunnel, in order:
+    /// 1. a ClientHello starts a new association (OpenSSL state + link);
+    /// 2. the link admits or drops the batch (address, handshake state);
+    /// 3. OpenSSL opens each datagram; data records go to the uplink batch,
+    ///    probes are queued for echo;
+    /// 4. handshake events and authenticated records update the link
+    ///    (downlink choice, DPD, NAT rebinding);
+    /// 5. the uplink batch goes to TUN, echoes and handshake replies to UDP.
     async fn handle(
         &mut self,
         msg: DtlsDatagrams,
-        cstp: &mut CstpSession,
+        session: &mut TunnelSession,
         uplink: &mut dataplane::tun::Uplink,
         stats: &crate::sessions::SessionStats,
         h: &Headend,
     ) {
         let DtlsDatagrams { peer, batch, kind } = msg;
+        let Some(link) = session.dtls.as_mut() else {
+            h.batch_pool.put(batch);
+            return;
+        };
+        let cstp = &mut session.cstp;
         if kind == DatagramKind::Hello {
             let made = match &self.resume {
                 Some((suite, master)) => {
@@ -728,7 +706,7 @@ impl DtlsPath {
                 Ok(c) => {
                     tracing::debug!(%peer, "DTLS ClientHello: new association");
                     self.channel = Some(c);
-                    self.dpd = None;
+                    link.on_hello(peer);
                 }
                 Err(e) => {
                     tracing::warn!(%peer, "DTLS state: {e:#}");
@@ -737,20 +715,10 @@ impl DtlsPath {
                 }
             }
         }
-        let Some(ch) = self.channel.as_mut() else {
+        let Some(ch) = self.channel.as_mut().filter(|_| link.admit(kind, peer)) else {
             h.batch_pool.put(batch);
             return;
         };
-        // Only the association's own address may drive its handshake; another
-        // port of the same address (NAT rebinding) is heard only once the
-        // association is up, and only its authenticated records count.
-        if kind != DatagramKind::Hello
-            && ch.peer != peer
-            && (kind == DatagramKind::Known || !ch.established)
-        {
-            h.batch_pool.put(batch);
-            return;
-        }
         let now = Instant::now();
         let (mut bytes, mut packets, mut authentic) = (0u64, 0u64, 0u64);
         let echoes = &mut self.echoes;
@@ -759,8 +727,8 @@ impl DtlsPath {
             let event = SCRATCH.with_borrow_mut(|rbuf| {
                 ch.input(dgram, rbuf, |record| {
                     authentic += 1;
-                    match record.split_first() {
-                        Some((0, pkt)) => {
+                    match crate::tunnel_session::classify(record) {
+                        DtlsRecord::Data(pkt) => {
                             if uplink.push(pkt) {
                                 bytes += pkt.len() as u64;
                                 packets += 1;
@@ -769,14 +737,10 @@ impl DtlsPath {
                                 stats.spoofed_drops.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        // DPD-REQ, also MTU probes: echo the whole record as DPD-RESP.
-                        Some((3, rest)) => {
-                            let mut e = Vec::with_capacity(record.len());
-                            e.push(4);
-                            e.extend_from_slice(rest);
-                            echoes.push(e);
+                        DtlsRecord::DpdReq => {
+                            echoes.push(crate::tunnel_session::probe_echo(record));
                         }
-                        _ => {}
+                        DtlsRecord::Other => {}
                     }
                 })
             });
@@ -785,9 +749,7 @@ impl DtlsPath {
                     tracing::info!(%peer, cipher = ch.cipher_name().unwrap_or("?"), "DTLS up");
                     *stats.dtls_cipher.lock().unwrap_or_else(|e| e.into_inner()) = ch.cipher_name();
                     self.hub.bind_peer(peer, self.generation, &self.app_id);
-                    self.last_rx = now;
-                    self.dpd = self.gateway_dpd.map(|i| DtlsDpd::new(i, now));
-                    self.active = true;
+                    link.on_established(now);
                     stats.dtls_active.store(true, Ordering::Relaxed);
                     stats.dtls_established();
                 }
@@ -808,27 +770,19 @@ impl DtlsPath {
         }
         if failed {
             self.channel = None;
-            self.dpd = None;
-            self.active = false;
+            link.on_failed();
             stats.dtls_active.store(false, Ordering::Relaxed);
             return;
         }
         if authentic > 0 {
-            self.last_rx = now;
-            if let Some(dpd) = self.dpd.as_mut() {
-                dpd.on_authentic(now);
-            }
-            if packets > 0 {
-                self.active = true;
-                stats.dtls_active.store(true, Ordering::Relaxed);
-            }
-            if ch.peer != peer && ch.established {
+            if let Authentic::Rebound { old, new } = link.on_authentic(now, peer, packets > 0) {
                 // NAT rebinding: the client's port changed; follow it, since the
                 // record authenticated under this session's key.
-                tracing::info!(old = %ch.peer, new = %peer, "DTLS peer address changed");
-                ch.peer = peer;
-                self.hub.bind_peer(peer, self.generation, &self.app_id);
+                tracing::info!(%old, %new, "DTLS peer address changed");
+                ch.peer = new;
+                self.hub.bind_peer(new, self.generation, &self.app_id);
             }
+            stats.dtls_active.store(link.active(), Ordering::Relaxed);
         }
         for e in self.echoes.drain(..) {
             ch.write_record(&e);
