@@ -9,7 +9,7 @@
 #
 # Usage: sudo benches/churn.sh [--rounds R] [-n N] [--reconnect-sessions M]
 #          [--reconnects K] [--transport dtls|cstp] [--concurrency C] [--rss-slack MIB]
-#          [--settle SECS] [--probe "0 1000"] [--probe-n P]
+#          [--settle SECS] [--probe "0 1000"] [--probe-n P] [--storm S]
 #   HEADEND_BIN, LOADGEN_BIN  binaries (default target/release/*, built if missing)
 #   HEADEND_PRELOAD           LD_PRELOAD for the headend (an allocator to compare:
 #                             /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ...)
@@ -21,6 +21,9 @@
 # --probe "B1 B2 ...": first, for each B, P new logins (--probe-n, default 200) while B
 # other sessions are up: connects/s and p99 connect latency, to see whether a login
 # costs more when many sessions exist (issue 12). --rounds 0 skips the churn.
+# --storm S: S sessions (loadgen --reconnect-on-loss) whose TCP connections the server
+# cuts all at once (`ss -K` in its namespace); prints how long until every one is
+# connected again and whether each kept its address.
 # R rounds of N sessions = R*N connect/logout cycles; then M sessions that each cut
 # their TCP connection (RST, no logout) and reconnect with their cookie K times (M*K
 # reconnects), echo through the last tunnel, and log out. Everything it starts is
@@ -38,6 +41,7 @@ TRANSPORT=dtls
 CONC=64
 PROBE=""
 PROBE_N=200
+STORM=0
 SLACK=32
 SETTLE=15
 OUTSIDE_IP=198.18.0.1
@@ -63,11 +67,12 @@ while [ $# -gt 0 ]; do
   --settle) SETTLE=$2; shift 2 ;;
   --probe) PROBE=$2; shift 2 ;;
   --probe-n) PROBE_N=$2; shift 2 ;;
+  --storm) STORM=$2; shift 2 ;;
   -h | --help) usage ;;
   *) echo "churn.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
-for v in "$ROUNDS" "$N" "$RC_SESSIONS" "$RECONNECTS" "$CONC" "$SLACK" "$SETTLE" "$PROBE_N" $PROBE; do
+for v in "$ROUNDS" "$N" "$RC_SESSIONS" "$RECONNECTS" "$CONC" "$SLACK" "$SETTLE" "$PROBE_N" "$STORM" $PROBE; do
   [[ "$v" =~ ^[0-9]+$ ]] || die "counts must be numbers, not '$v'"
 done
 [ "$N" -ge 1 ] && [ "$N" -le 4000 ] && [ "$RC_SESSIONS" -le 4000 ] || die "-n and --reconnect-sessions: 1..4000 (the /20 pool)"
@@ -135,6 +140,7 @@ LAB_UP=1
 PIN="pin-sha256:$(cat "$DIR/pin")"
 MAXN=$((N > RC_SESSIONS ? N : RC_SESSIONS))
 for b in $PROBE; do [ $((b + PROBE_N)) -gt "$MAXN" ] && MAXN=$((b + PROBE_N)); done
+[ "$STORM" -gt "$MAXN" ] && MAXN=$STORM
 [ "$MAXN" -le 4000 ] || die "more than 4,000 sessions at once (the /20 pool)"
 sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.112.10-198.18.127.250 mask 255.255.240.0/' "$DIR/headend.cfg"
 printf '!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins %s\nusername %s password %s\n' \
@@ -223,6 +229,42 @@ for b in $PROBE; do
   fi
   settle
 done
+if [ "$STORM" -gt 0 ]; then
+  mkfifo "$WORK/storm.in"
+  ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
+    --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
+    --concurrency "$CONC" --pps 0 --duration 0 --drain 0 --wait-stdin --reconnect-on-loss \
+    --quiet -n "$STORM" <"$WORK/storm.in" >"$WORK/storm.out" 2>>"$WORK/loadgen.log" &
+  sbg=$!
+  exec 8>"$WORK/storm.in"
+  wait_for 900 grep -q LOADGEN_READY "$WORK/storm.out" || die "storm: $STORM sessions did not come up"
+  estab() { ip netns exec "$NS_G" ss -Htn state established '( sport = :443 )' | wc -l; }
+  addrs() { admin show --json vpn-sessiondb anyconnect | jq -c '[.sessions[] | [.index, .assigned_ip]] | sort'; }
+  a0=$(addrs)
+  rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
+  load=$(loadavg)
+  t0=$(date +%s.%N)
+  ip netns exec "$NS_G" ss -K -tn state established '( sport = :443 )' >/dev/null
+  # Bounded: 600 s.
+  wait_for 600 sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established '( sport = :443 )' | wc -l)\" -ge $STORM ]" ||
+    log "storm: only $(estab) of $STORM connections back after 600 s"
+  t1=$(date +%s.%N)
+  sleep 2
+  a1=$(addrs)
+  rss1=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
+  echo >&8
+  exec 8>&-
+  wait "$sbg" || true
+  sjson=$(sed -n 's/^RESULT_JSON //p' "$WORK/storm.out")
+  settle
+  jq -cn --argjson n "$STORM" --arg load "$load" --argjson s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+    --argjson same "$([ "$a0" = "$a1" ] && echo true || echo false)" --argjson lg "${sjson:-null}" \
+    --argjson rss0 "$rss0" --argjson rss1 "$rss1" \
+    '{storm: $n, seconds_to_all_back: $s, same_indexes_and_addresses: $same,
+      reconnects: $lg.reconnects, lost: $lg.lost, logged_out: $lg.logged_out,
+      rss_before_mib: ($rss0 / 1024), rss_after_mib: ($rss1 / 1024), load: $load}' |
+    tee "$WORK/storm.json" >&2
+fi
 for r in $(seq 1 "$ROUNDS"); do
   json=$(loadgen -n "$N") || true
   [ -n "$json" ] || die "round $r: loadgen gave no result ($WORK/loadgen.log)"

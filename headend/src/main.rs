@@ -16,10 +16,13 @@ use headend::admin;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's `const char *malloc_conf`, read at its first allocation: a
-/// background thread returns freed pages to the kernel about a second after
-/// they fall idle, also while no allocation happens (an idle headend after a
-/// wave of logouts). `MALLOC_CONF` in the environment still overrides it.
+/// jemalloc's `const char *malloc_conf`, read at its first allocation: freed
+/// pages go back to the kernel about a second after they fall idle.
+/// `MALLOC_CONF` in the environment still overrides it. The background thread
+/// that does this while no allocation happens (an idle headend after a wave
+/// of logouts) is started later, by [`start_background_purge`]: a thread at
+/// start would stop `--user` from dropping privileges (service.rs needs a
+/// single-threaded process).
 #[cfg(feature = "jemalloc")]
 #[repr(transparent)]
 struct MallocConf(*const std::ffi::c_char);
@@ -30,8 +33,43 @@ unsafe impl Sync for MallocConf {}
 
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "malloc_conf")]
-static MALLOC_CONF: MallocConf =
-    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000".as_ptr());
+static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:1000".as_ptr());
+
+/// Turns on jemalloc's background purging thread (`mallctl background_thread`).
+#[cfg(feature = "jemalloc")]
+fn start_background_purge() {
+    use std::ffi::{c_char, c_int, c_void};
+    // The unprefixed jemalloc linked in by tikv-jemallocator exports it.
+    unsafe extern "C" {
+        fn mallctl(
+            name: *const c_char,
+            oldp: *mut c_void,
+            oldlenp: *mut usize,
+            newp: *mut c_void,
+            newlen: usize,
+        ) -> c_int;
+    }
+    let mut on = true;
+    // SAFETY: "background_thread" is a bool control; we write a live local
+    // bool of the right size and read no old value.
+    let rc = unsafe {
+        mallctl(
+            c"background_thread".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            (&raw mut on).cast(),
+            std::mem::size_of::<bool>(),
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(
+            "jemalloc background_thread: error {rc}; freed memory goes back only while allocating"
+        );
+    }
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn start_background_purge() {}
 
 #[derive(Parser)]
 #[command(
@@ -148,6 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => None,
             };
+            start_background_purge();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 // Bounded (blocking.rs): login work queues as tasks, not threads.

@@ -713,9 +713,7 @@ async fn connection(
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;
             return Ok(());
         }
-        // Boxed: the login path's futures (RADIUS, SAML, PBKDF2 waits) then
-        // take no room in this task's future once it carries a tunnel.
-        let resp = Box::pin(route(&req, peer.ip(), &h)).await;
+        let resp = route(&req, peer.ip(), &h).await;
         write_response(&mut tls, &resp).await?;
         if req.wants_close() {
             tls.shutdown().await?;

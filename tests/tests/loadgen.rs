@@ -403,3 +403,101 @@ fn reconnects_after_cut_tcp_keep_addresses_and_leave_nothing_behind() {
     );
     lab.assert_headend_running();
 }
+
+/// The server cuts every tunnel's TCP connection at once (`ss -K` in its
+/// namespace, as issue 12's reconnect storm): loadgen with
+/// `--reconnect-on-loss` reconnects each session with its cookie, as
+/// openconnect does; every session comes back with its own index and address,
+/// none is lost, and after logout nothing is left.
+#[test]
+fn sessions_cut_by_the_server_reconnect_with_their_addresses() {
+    const SESSIONS: usize = 20;
+    let Some(lab) = Lab::new() else { return };
+    add_shared_user(&lab, "cut", PASSWORD, SESSIONS);
+    lab.start_headend();
+    let n = SESSIONS.to_string();
+    let run = Loadgen::start(
+        &lab,
+        "loadgen-cut",
+        &[
+            "--sessions",
+            &n,
+            "--reconnect-on-loss",
+            "--user",
+            "cut",
+            "--password",
+            PASSWORD,
+            "--group",
+            AUTHGROUP,
+            "--concurrency",
+            "10",
+            "--pps",
+            "0",
+            "--duration",
+            "0",
+            "--quiet",
+        ],
+    );
+    assert!(
+        run.ready.contains(&format!("up={SESSIONS} failed=0")),
+        "{}",
+        run.ready
+    );
+    let bound = |s: &[e2e::Session]| -> BTreeSet<(String, String)> {
+        s.iter()
+            .map(|s| {
+                (
+                    field(s, "Index").to_string(),
+                    field(s, "Assigned IP").to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = bound(&lab.show_sessions());
+    assert_eq!(before.len(), SESSIONS);
+    let tunnels = || {
+        let out = e2e::lab::exec_in(
+            lab.gw_ns(),
+            &["ss", "-Htn", "state", "established", "( sport = :443 )"],
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(tunnels(), SESSIONS);
+    let killed = e2e::lab::exec_in(
+        lab.gw_ns(),
+        &[
+            "ss",
+            "-K",
+            "-tn",
+            "state",
+            "established",
+            "( sport = :443 )",
+        ],
+    );
+    assert!(killed.status.success(), "ss -K: {killed:?}");
+    // Every session lost its connection (the headend keeps it for reconnection)...
+    let log_lost = || {
+        lab.headend_log()
+            .matches("session kept for reconnection")
+            .count()
+    };
+    let lost = e2e::wait_until(HANG_GUARD, || (log_lost() >= SESSIONS).then_some(()));
+    assert!(
+        lost.is_some(),
+        "{} of {SESSIONS} tunnels seen lost",
+        log_lost()
+    );
+    // ...and is connected again: as many tunnels, the same indexes and addresses.
+    let back = e2e::wait_until(2 * HANG_GUARD, || (tunnels() == SESSIONS).then_some(()));
+    assert!(back.is_some(), "{} of {SESSIONS} tunnels back", tunnels());
+    assert_eq!(bound(&lab.show_sessions()), before);
+    assert_eq!(pool_usage(&lab, "VPN-POOL").1, SESSIONS as u64);
+    let r = run.finish();
+    assert_eq!(r["reconnects"], SESSIONS, "{r}");
+    assert_eq!(r["reconnect_address_changed"], 0, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["logged_out"], SESSIONS, "{r}");
+    lab.wait_sessions("empty after logout", |s| s.is_empty());
+    assert_eq!(pool_usage(&lab, "VPN-POOL").1, 0);
+    lab.assert_headend_running();
+}

@@ -92,6 +92,11 @@ struct Args {
     /// hold's traffic then goes through the last tunnel.
     #[arg(long, default_value_t = 0)]
     reconnects: u32,
+    /// A session whose connection is lost without the server's DISCONNECT (e.g.
+    /// `ss -K` on the server) reconnects with its cookie, as openconnect does,
+    /// instead of counting as lost (at most 16 times).
+    #[arg(long)]
+    reconnect_on_loss: bool,
     /// Seconds to hold the sessions with traffic once all are up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -220,6 +225,7 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         stats: stats.clone(),
         inner_udp_port: 40000,
         reconnects: args.reconnects,
+        reconnect_on_loss: args.reconnect_on_loss,
     });
     let transport = format!("{:?}", args.transport).to_lowercase();
     eprintln!(

@@ -74,7 +74,13 @@ pub struct Setup {
     /// session cookie this many times, as openconnect does after a network
     /// change; the traffic of the hold then goes through the last tunnel.
     pub reconnects: u32,
+    /// A connection lost without the server's DISCONNECT is reconnected with
+    /// the cookie (openconnect's behaviour) instead of counting as lost.
+    pub reconnect_on_loss: bool,
 }
+
+/// Reconnect attempts per session with --reconnect-on-loss.
+const MAX_LOSS_RECONNECTS: u32 = 16;
 
 const MTU_ASK: u16 = 1390;
 /// UDP payload size for DTLS on a 1500-byte path.
@@ -155,7 +161,38 @@ pub async fn run(
         seq: 0,
         rtts: Vec::with_capacity(64),
     };
-    let end = t.run(&mut tls, dtls, leftover, phase).await;
+    let mut end = t.run(&mut tls, dtls, leftover, phase.clone()).await;
+    // --reconnect-on-loss: a connection lost without a DISCONNECT from the
+    // server (`ss -K`, a reset) is reconnected with the cookie, as openconnect
+    // does. Bounded: at most MAX_LOSS_RECONNECTS attempts per session.
+    let mut attempts = 0;
+    while let Err(e) = &end {
+        let logout = *phase.borrow() == Phase::Logout;
+        if !setup.reconnect_on_loss
+            || logout
+            || e.starts_with("server disconnect")
+            || e.starts_with("server ended")
+            || attempts >= MAX_LOSS_RECONNECTS
+        {
+            break;
+        }
+        attempts += 1;
+        match reconnect(&setup, &cookie, t.tunnel.address).await {
+            Ok((new_tls, tunnel, rest, d)) => {
+                if tunnel.address != t.tunnel.address {
+                    stats.address_changed.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                t.tunnel = tunnel;
+                tls = new_tls;
+                end = t.run(&mut tls, d, rest, phase.clone()).await;
+            }
+            Err(why) => {
+                end = Err(format!("reconnect: {why}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
     stats.add_rtts(&t.rtts);
     match end {
         Ok(()) => {
