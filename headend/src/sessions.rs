@@ -145,6 +145,12 @@ pub enum SessionCommand {
     Logoff(EndReason),
     /// A newer connection took over this session: close quietly.
     Superseded,
+    /// A reload changed the session's idle timeout or session deadline
+    /// (`reload.rs`): the live tunnel's timers follow.
+    Timeouts {
+        idle: Option<Duration>,
+        session_deadline: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1060,7 +1066,16 @@ impl SessionTable {
             if was == now {
                 continue;
             }
+            let before = (s.policy.vpn_idle_timeout, s.policy.vpn_session_timeout);
             s.policy = crate::reload::live_policy(&was, &now, &s.policy);
+            if before != (s.policy.vpn_idle_timeout, s.policy.vpn_session_timeout)
+                && let Some(c) = &s.control
+            {
+                let _ = c.send(SessionCommand::Timeouts {
+                    idle: s.policy.vpn_idle_timeout,
+                    session_deadline: s.policy.vpn_session_timeout.map(|d| s.login_instant + d),
+                });
+            }
             // The filter follows the group-policy's vpn-filter unless RADIUS
             // chose it (Filter-Id, downloadable ACL), as at login.
             if s.authz.downloadable_acl.is_none()
