@@ -382,6 +382,19 @@ pub struct SessionTable {
     inner: Mutex<Inner>,
 }
 
+/// `interim-accounting-update periodic HOURS` of each aaa-server group.
+fn interim_periods(config: &Config) -> BTreeMap<String, Duration> {
+    config
+        .aaa_server_groups
+        .values()
+        .filter_map(|g| {
+            g.interim_accounting_update_hours
+                .filter(|h| *h > 0)
+                .map(|h| (g.name.clone(), Duration::from_secs(u64::from(h) * 3600)))
+        })
+        .collect()
+}
+
 fn cookie_hash(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
 }
@@ -421,15 +434,7 @@ impl SessionTable {
                 max_sessions: config.vpn_sessiondb.anyconnect_limit().map(|n| n as usize),
                 events: None,
                 journal: None,
-                interim: config
-                    .aaa_server_groups
-                    .values()
-                    .filter_map(|g| {
-                        g.interim_accounting_update_hours
-                            .filter(|h| *h > 0)
-                            .map(|h| (g.name.clone(), Duration::from_secs(u64::from(h) * 3600)))
-                    })
-                    .collect(),
+                interim: interim_periods(config),
                 nas_hex: "00000000".into(),
                 policy: None,
                 audit_counter: 0,
@@ -1053,6 +1058,7 @@ impl SessionTable {
             .map(|tg| (tg.name.clone(), tg.ipv6_address_pools.clone()))
             .collect();
         inner.max_sessions = new.vpn_sessiondb.anyconnect_limit().map(|n| n as usize);
+        inner.interim = interim_periods(new);
         for s in inner.sessions.values_mut() {
             let gp = s.group_policy.as_str();
             if gp != crate::config::DEFAULT_GROUP_POLICY && !new.group_policies.contains_key(gp) {
