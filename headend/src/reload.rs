@@ -307,7 +307,11 @@ tunnel-group T general-attributes
 
     /// A session that logged in under `c`, attached with an address, and
     /// with the group-policy's filter, as login.rs sets it.
-    fn session(table: &SessionTable, c: &Config, user: &str) -> (u64, std::net::Ipv4Addr) {
+    fn session(
+        table: &SessionTable,
+        c: &Config,
+        user: &str,
+    ) -> (u64, std::net::Ipv4Addr, crate::sessions::Attached) {
         let policy = c.effective_policy("G");
         let authz = crate::sessions::SessionAuthz {
             filter: policy.vpn_filter.clone(),
@@ -331,26 +335,38 @@ tunnel-group T general-attributes
         let att = table
             .attach(&cookie, "198.18.0.2".parse().unwrap(), None, false)
             .expect("attach");
-        (index, att.address)
+        (index, att.address, att)
     }
 
     #[test]
     fn sessions_reload_keeps_addresses_and_applies_the_new_filter() {
         let old = cfg(BASE);
         let table = SessionTable::new(&old);
-        let (i1, a1) = session(&table, &old, "alice");
-        // The pool changes (grows) and the filter changes.
+        let (i1, a1, mut att) = session(&table, &old, "alice");
+        // The pool changes (grows), the filter and the idle timeout change.
         let new = cfg(&BASE
             .replace("198.18.100.20", "198.18.100.30")
-            .replace("vpn-filter value A", "vpn-filter value B"));
+            .replace("vpn-filter value A", "vpn-filter value B")
+            .replace("vpn-idle-timeout 30", "vpn-idle-timeout 5"));
         let notes = table.reload(&old, &new);
         assert_eq!(notes.len(), 1, "{notes:?}");
         let v = table.list(Instant::now());
         let s = v.iter().find(|s| s.index == i1).unwrap();
         assert_eq!(s.assigned_v4, Some(a1), "address kept");
         assert_eq!(s.filter.as_deref(), Some("B"));
+        // The live tunnel is told the new timers.
+        match att.control.try_recv() {
+            Ok(crate::sessions::SessionCommand::Timeouts {
+                idle,
+                session_deadline,
+            }) => {
+                assert_eq!(idle, Some(std::time::Duration::from_secs(300)));
+                assert!(session_deadline.is_some());
+            }
+            other => panic!("no Timeouts command: {other:?}"),
+        }
         // The kept address is taken in the rebuilt pool: a new login gets another.
-        let (_, a2) = session(&table, &new, "bob");
+        let (_, a2, _) = session(&table, &new, "bob");
         assert_ne!(a1, a2);
         assert_eq!(table.pool_usage("P").unwrap().4, 2);
     }
@@ -359,7 +375,7 @@ tunnel-group T general-attributes
     fn a_removed_pool_and_group_policy_end_no_session() {
         let old = cfg(BASE);
         let table = SessionTable::new(&old);
-        let (i1, a1) = session(&table, &old, "alice");
+        let (i1, a1, _att) = session(&table, &old, "alice");
         let new = cfg("ip local pool Q 198.18.102.10-198.18.102.20 mask 255.255.255.0\n");
         let notes = table.reload(&old, &new);
         assert!(notes[0].contains("no longer configured"), "{notes:?}");

@@ -145,6 +145,12 @@ pub enum SessionCommand {
     Logoff(EndReason),
     /// A newer connection took over this session: close quietly.
     Superseded,
+    /// A reload changed the session's idle timeout or session deadline
+    /// (`reload.rs`): the live tunnel's timers follow.
+    Timeouts {
+        idle: Option<Duration>,
+        session_deadline: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +382,19 @@ pub struct SessionTable {
     inner: Mutex<Inner>,
 }
 
+/// `interim-accounting-update periodic HOURS` of each aaa-server group.
+fn interim_periods(config: &Config) -> BTreeMap<String, Duration> {
+    config
+        .aaa_server_groups
+        .values()
+        .filter_map(|g| {
+            g.interim_accounting_update_hours
+                .filter(|h| *h > 0)
+                .map(|h| (g.name.clone(), Duration::from_secs(u64::from(h) * 3600)))
+        })
+        .collect()
+}
+
 fn cookie_hash(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
 }
@@ -415,15 +434,7 @@ impl SessionTable {
                 max_sessions: config.vpn_sessiondb.anyconnect_limit().map(|n| n as usize),
                 events: None,
                 journal: None,
-                interim: config
-                    .aaa_server_groups
-                    .values()
-                    .filter_map(|g| {
-                        g.interim_accounting_update_hours
-                            .filter(|h| *h > 0)
-                            .map(|h| (g.name.clone(), Duration::from_secs(u64::from(h) * 3600)))
-                    })
-                    .collect(),
+                interim: interim_periods(config),
                 nas_hex: "00000000".into(),
                 policy: None,
                 audit_counter: 0,
@@ -1047,6 +1058,7 @@ impl SessionTable {
             .map(|tg| (tg.name.clone(), tg.ipv6_address_pools.clone()))
             .collect();
         inner.max_sessions = new.vpn_sessiondb.anyconnect_limit().map(|n| n as usize);
+        inner.interim = interim_periods(new);
         for s in inner.sessions.values_mut() {
             let gp = s.group_policy.as_str();
             if gp != crate::config::DEFAULT_GROUP_POLICY && !new.group_policies.contains_key(gp) {
@@ -1060,7 +1072,16 @@ impl SessionTable {
             if was == now {
                 continue;
             }
+            let before = (s.policy.vpn_idle_timeout, s.policy.vpn_session_timeout);
             s.policy = crate::reload::live_policy(&was, &now, &s.policy);
+            if before != (s.policy.vpn_idle_timeout, s.policy.vpn_session_timeout)
+                && let Some(c) = &s.control
+            {
+                let _ = c.send(SessionCommand::Timeouts {
+                    idle: s.policy.vpn_idle_timeout,
+                    session_deadline: s.policy.vpn_session_timeout.map(|d| s.login_instant + d),
+                });
+            }
             // The filter follows the group-policy's vpn-filter unless RADIUS
             // chose it (Filter-Id, downloadable ACL), as at login.
             if s.authz.downloadable_acl.is_none()

@@ -517,6 +517,10 @@ async fn pump(
                         let _ = tls.flush().await;
                         return Outcome::LoggedOff;
                     }
+                    // A reload changed the group-policy's timeouts (reload.rs).
+                    Some(SessionCommand::Timeouts { idle, session_deadline }) => {
+                        cstp.set_timeouts(idle, session_deadline);
+                    }
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
             }

@@ -391,6 +391,17 @@ impl CstpSession {
         }
     }
 
+    /// New idle timeout and absolute session deadline, from a reload that
+    /// changed the session's group-policy. A deadline already past ends the
+    /// session at the next timer check.
+    pub fn set_timeouts(&mut self, idle: Option<Duration>, session_deadline: Option<Instant>) {
+        self.config.idle_timeout = idle;
+        self.config.session_timeout = session_deadline.map(|d| {
+            d.saturating_duration_since(self.started)
+                .max(Duration::from_millis(1))
+        });
+    }
+
     pub fn config(&self) -> &CstpConfig {
         &self.config
     }
@@ -870,6 +881,31 @@ mod tests {
         assert_eq!(
             s.on_frame(t0 + 301 * S, FrameType::Data, b"x"),
             FrameAction::Nothing
+        );
+    }
+
+    #[test]
+    fn set_timeouts_from_a_reload_moves_the_deadlines() {
+        let t0 = Instant::now();
+        let mut s = CstpSession::new(only_dpd(), t0);
+        s.on_frame(t0 + 100 * S, FrameType::Data, b"x");
+        // A reload sets a 60 s idle timeout and a deadline at t0 + 120 s.
+        s.set_timeouts(Some(60 * S), Some(t0 + 120 * S));
+        assert_eq!(s.config().idle_timeout, Some(60 * S));
+        assert_eq!(s.config().session_timeout, Some(120 * S));
+        assert_eq!(s.on_timeout(t0 + 110 * S), TimerAction::Nothing);
+        s.on_frame(t0 + 110 * S, FrameType::Data, b"x");
+        assert_eq!(
+            s.on_timeout(t0 + 120 * S),
+            TimerAction::End(EndReason::SessionTimeout)
+        );
+        // A deadline already past ends the session at the next check.
+        let mut s = CstpSession::new(only_dpd(), t0 + 10 * S);
+        s.set_timeouts(None, Some(t0));
+        assert_eq!(s.config().idle_timeout, None);
+        assert_eq!(
+            s.on_timeout(t0 + 11 * S),
+            TimerAction::End(EndReason::SessionTimeout)
         );
     }
 
