@@ -6,7 +6,7 @@
 //! address is routed by the App-ID in its session_id. Each session task owns its
 //! OpenSSL state, decrypts and encrypts, and sends its datagrams in GSO batches.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -238,11 +238,14 @@ impl DtlsHub {
         let gro = self.state.gro_segments().max(1);
         let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
         let mut meta = vec![RecvMeta::default(); batch];
-        let mut pending: Pending = HashMap::new();
+        let mut pending: Pending = FxHashMap::default();
         // Known peers already looked up in this batch, to their generation: the
         // rest of their datagrams skip the shared map (one lookup per peer per
         // batch, not per datagram). Cleared with every batch.
-        let mut seen: HashMap<SocketAddr, u64> = HashMap::new();
+        // FxHash: these maps live for one receive batch (at most a batch of
+        // entries), so colliding addresses cannot make them grow costly; SipHash
+        // showed as 2 % of the headend in `perf` (BENCHMARKS.md).
+        let mut seen: FxHashMap<SocketAddr, u64> = FxHashMap::default();
         loop {
             self.socket.readable().await?;
             let n = {
@@ -299,7 +302,7 @@ impl DtlsHub {
         peer: SocketAddr,
         dgram: &[u8],
         pending: &mut Pending,
-        seen: &mut HashMap<SocketAddr, u64>,
+        seen: &mut FxHashMap<SocketAddr, u64>,
         pool: &dataplane::BatchPool,
     ) {
         if dtls_hello::is_client_hello(dgram)
@@ -457,7 +460,7 @@ impl DtlsServerContext {
 }
 
 /// Datagrams of one receive batch, per (peer, connection generation).
-type Pending = HashMap<(SocketAddr, u64), (Port, dataplane::PacketBatch, DatagramKind)>;
+type Pending = FxHashMap<(SocketAddr, u64), (Port, dataplane::PacketBatch, DatagramKind)>;
 
 fn push(
     pending: &mut Pending,
