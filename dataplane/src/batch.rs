@@ -73,6 +73,12 @@ impl PacketBatch {
         });
     }
 
+    /// Packet `i`, writable in place (e.g. decrypted where it lies).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let &(off, len) = self.packets.get(i)?;
+        self.buf.get_mut(off..off + len)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.packets
             .iter()

@@ -328,6 +328,7 @@ fn render_dtls_counters(c: &crate::dtls::DtlsCounters) -> String {
         ("dtls-tx-datagrams", &c.tx_datagrams),
         ("dtls-drop-unknown-peer", &c.unknown_peer_drops),
         ("dtls-drop-queue-full", &c.queue_full_drops),
+        ("dtls-drop-record", &c.record_drops),
         ("dtls-tx-errors", &c.tx_errors),
     ];
     let mut out = String::new();

@@ -6,7 +6,7 @@
 //! address is routed by the App-ID in its session_id. Each session task owns its
 //! OpenSSL state, decrypts and encrypts, and sends its datagrams in GSO batches.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::proto::dtls_hello;
+use crate::proto::dtls_record::{self as record, Opened, RecordOpener, RecordSealer};
 
 pub const APP_ID_LEN: usize = 32;
 pub type AppId = [u8; APP_ID_LEN];
@@ -66,6 +67,9 @@ pub struct DtlsCounters {
     pub unknown_peer_drops: AtomicU64,
     pub queue_full_drops: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// Application-data records our record layer dropped: replayed, too old,
+    /// wrong epoch, truncated, malformed or failing authentication.
+    pub record_drops: AtomicU64,
 }
 
 /// The UDP side shared by all sessions.
@@ -234,11 +238,14 @@ impl DtlsHub {
         let gro = self.state.gro_segments().max(1);
         let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
         let mut meta = vec![RecvMeta::default(); batch];
-        let mut pending: Pending = HashMap::new();
+        let mut pending: Pending = FxHashMap::default();
         // Known peers already looked up in this batch, to their generation: the
         // rest of their datagrams skip the shared map (one lookup per peer per
         // batch, not per datagram). Cleared with every batch.
-        let mut seen: HashMap<SocketAddr, u64> = HashMap::new();
+        // FxHash: these maps live for one receive batch (at most a batch of
+        // entries), so colliding addresses cannot make them grow costly; SipHash
+        // showed as 2 % of the headend in `perf` (BENCHMARKS.md).
+        let mut seen: FxHashMap<SocketAddr, u64> = FxHashMap::default();
         loop {
             self.socket.readable().await?;
             let n = {
@@ -295,7 +302,7 @@ impl DtlsHub {
         peer: SocketAddr,
         dgram: &[u8],
         pending: &mut Pending,
-        seen: &mut HashMap<SocketAddr, u64>,
+        seen: &mut FxHashMap<SocketAddr, u64>,
         pool: &dataplane::BatchPool,
     ) {
         if dtls_hello::is_client_hello(dgram)
@@ -447,12 +454,13 @@ impl DtlsServerContext {
             stream,
             peer,
             established: false,
+            records: None,
         })
     }
 }
 
 /// Datagrams of one receive batch, per (peer, connection generation).
-type Pending = HashMap<(SocketAddr, u64), (Port, dataplane::PacketBatch, DatagramKind)>;
+type Pending = FxHashMap<(SocketAddr, u64), (Port, dataplane::PacketBatch, DatagramKind)>;
 
 fn push(
     pending: &mut Pending,
@@ -538,6 +546,16 @@ impl Outbound {
         }
     }
 
+    /// The datagrams queued, in order.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        let mut off = 0;
+        self.lens.iter().map(move |&l| {
+            let d = self.buf.get(off..off + l).unwrap_or_default();
+            off += l;
+            d
+        })
+    }
+
     /// Copies the datagrams out and clears (tests and tools, not the data path).
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(self.lens.len());
@@ -602,6 +620,18 @@ pub struct DtlsChannel {
     stream: SslStream<DatagramIo>,
     pub peer: SocketAddr,
     pub established: bool,
+    /// Once established with an AEAD suite, application-data records are
+    /// sealed and opened by our record layer (issue 13 item 2); OpenSSL keeps
+    /// alerts, handshake retransmissions and re-handshakes. `None`: every
+    /// record goes through OpenSSL (non-AEAD suites, e.g. AES-CBC in resume mode).
+    records: Option<Box<RecordLayer>>,
+}
+
+struct RecordLayer {
+    sealer: RecordSealer,
+    opener: RecordOpener,
+    /// Drops already added to the hub's counter.
+    drops_reported: u64,
 }
 
 /// What a datagram turned into.
@@ -623,7 +653,96 @@ impl DtlsChannel {
             stream,
             peer,
             established: false,
+            records: None,
         })
+    }
+
+    /// Whether data records bypass OpenSSL.
+    pub fn own_records(&self) -> bool {
+        self.records.is_some()
+    }
+
+    /// Drops counted by the record layer since the last call.
+    pub fn take_record_drops(&mut self) -> u64 {
+        let Some(rl) = self.records.as_mut() else {
+            return 0;
+        };
+        let total = rl.opener.counters().dropped();
+        let new = total.saturating_sub(rl.drops_reported);
+        rl.drops_reported = total;
+        new
+    }
+
+    /// The handshake just finished: take over data records if the suite is
+    /// an AEAD one. OpenSSL's last flight (its Finished, epoch 1) is still
+    /// queued: the sealer notes its sequence numbers so ours never reuse them.
+    fn take_over_records(&mut self) {
+        match crate::dtls_keys::server_record_layer(self.stream.ssl(), record::FIRST_EPOCH) {
+            Ok((mut sealer, opener)) => {
+                for d in self.stream.get_ref().out.datagrams() {
+                    sealer.observe_openssl(d);
+                }
+                self.records = Some(Box::new(RecordLayer {
+                    sealer,
+                    opener,
+                    drops_reported: 0,
+                }));
+            }
+            Err(e) => tracing::debug!("DTLS records stay with OpenSSL: {e}"),
+        }
+    }
+
+    /// Feeds one datagram that may be modified: with our record layer its
+    /// application data is decrypted in place (no copy) and passed to
+    /// `on_record`; other records (alerts, retransmitted handshake) go to
+    /// OpenSSL. Otherwise the same as [`Self::input`].
+    pub fn input_mut(
+        &mut self,
+        dgram: &mut [u8],
+        rbuf: &mut [u8],
+        mut on_record: impl FnMut(&[u8]),
+    ) -> Option<DtlsEvent> {
+        if !(self.established && self.records.is_some()) {
+            return self.input(dgram, rbuf, on_record);
+        }
+        let Self {
+            stream, records, ..
+        } = self;
+        let rl = records.as_mut()?;
+        let mut at = 0;
+        // Bounded: every call moves the cursor forward or ends the datagram.
+        while let Some(o) = rl.opener.open_next(dgram, &mut at) {
+            match o {
+                Opened::AppData(r) => on_record(dgram.get(r).unwrap_or_default()),
+                Opened::ForOpenssl(r) => {
+                    let before = stream.get_ref().out.len();
+                    stream
+                        .get_mut()
+                        .set_inbound(dgram.get(r).unwrap_or_default());
+                    let mut closed = false;
+                    loop {
+                        match stream.ssl_read(rbuf) {
+                            Ok(0) => break,
+                            Ok(n) => on_record(rbuf.get(..n).unwrap_or_default()),
+                            Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                                closed = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    stream.get_mut().clear_inbound();
+                    for d in stream.get_ref().out.datagrams().skip(before) {
+                        rl.sealer.observe_openssl(d);
+                    }
+                    if closed {
+                        return Some(DtlsEvent::Failed("peer sent close_notify".into()));
+                    }
+                }
+                Opened::Dropped(why) => tracing::trace!("DTLS record dropped: {}", why.as_str()),
+            }
+        }
+        None
     }
 
     /// The negotiated suite's OpenSSL name, once established.
@@ -647,6 +766,7 @@ impl DtlsChannel {
                 Ok(()) => {
                     self.established = true;
                     event = Some(DtlsEvent::Established);
+                    self.take_over_records();
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {
                     tracing::trace!(
@@ -672,9 +792,33 @@ impl DtlsChannel {
         event
     }
 
-    /// Encrypts one record (type byte + payload) into the outbound queue.
-    pub fn write_record(&mut self, record: &[u8]) -> bool {
-        self.established && self.stream.ssl_write(record).is_ok()
+    /// Encrypts one record (type byte + payload) into the outbound queue:
+    /// with our record layer, copied once into the queue and sealed there.
+    pub fn write_record(&mut self, payload: &[u8]) -> bool {
+        if !self.established {
+            return false;
+        }
+        let Some(rl) = self.records.as_mut() else {
+            return self.stream.ssl_write(payload).is_ok();
+        };
+        let out = &mut self.stream.get_mut().out;
+        let hr = rl.sealer.headroom();
+        let start = out.buf.len();
+        out.buf.resize(start + hr, 0);
+        out.buf.extend_from_slice(payload);
+        out.buf.resize(out.buf.len() + record::TAG_LEN, 0);
+        let slot = out.buf.get_mut(start..).unwrap_or_default();
+        match rl.sealer.seal(slot, hr..hr + payload.len()) {
+            Ok(r) => {
+                out.lens.push(r.len());
+                true
+            }
+            Err(e) => {
+                tracing::debug!("DTLS seal: {e}");
+                out.buf.truncate(start);
+                false
+            }
+        }
     }
 
     pub fn outbound(&mut self) -> &mut Outbound {
@@ -873,6 +1017,60 @@ mod tests {
         hub.unregister(&id1, 1);
         assert_eq!(hub.peer_count(), 0);
         assert!(hub.by_ip.is_empty() && hub.by_generation.is_empty());
+    }
+
+    #[test]
+    fn own_record_layer_interoperates_with_openssl_and_drops_replays() {
+        let psk = [7u8; 32];
+        let (mut server, mut c, ev) = handshake(psk, psk);
+        assert_eq!(ev, Some(DtlsEvent::Established));
+        assert!(server.own_records(), "AES-256-GCM: records are ours");
+        let mut rbuf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        // Client (OpenSSL) -> server (our opener), decrypted in place.
+        c.ssl_write(&[0, 0x45, 1, 2, 3]).unwrap();
+        let dgrams = take_datagrams(c.get_mut());
+        let mut d = dgrams[0].clone();
+        assert_eq!(
+            server.input_mut(&mut d, &mut rbuf, |r| got.push(r.to_vec())),
+            None
+        );
+        assert_eq!(got, vec![vec![0, 0x45, 1, 2, 3]]);
+        // The same datagram again: a replay, dropped and counted.
+        let mut again = dgrams[0].clone();
+        server.input_mut(&mut again, &mut rbuf, |r| got.push(r.to_vec()));
+        assert_eq!(got.len(), 1);
+        assert_eq!(server.take_record_drops(), 1);
+        assert_eq!(server.take_record_drops(), 0);
+        // Tampered: dropped and counted.
+        c.ssl_write(&[0, 9]).unwrap();
+        let mut t = take_datagrams(c.get_mut()).remove(0);
+        let last = t.len() - 1;
+        t[last] ^= 1;
+        server.input_mut(&mut t, &mut rbuf, |r| got.push(r.to_vec()));
+        assert_eq!(got.len(), 1);
+        assert_eq!(server.take_record_drops(), 1);
+        // Server (our sealer) -> client (OpenSSL).
+        for i in 0..3u8 {
+            assert!(server.write_record(&[0, i, 7, 7]));
+        }
+        let out = server.outbound().take_datagrams();
+        assert_eq!(out.len(), 3);
+        for (i, d) in out.iter().enumerate() {
+            feed_client(&mut c, d);
+            let mut buf = [0u8; 64];
+            let n = c.ssl_read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[0, i as u8, 7, 7]);
+        }
+        // close_notify (an alert) goes to OpenSSL and ends the association.
+        let _ = c.shutdown();
+        let mut ev = None;
+        for mut x in take_datagrams(c.get_mut()) {
+            if let Some(e) = server.input_mut(&mut x, &mut rbuf, |_| {}) {
+                ev = Some(e);
+            }
+        }
+        assert!(matches!(ev, Some(DtlsEvent::Failed(_))), "{ev:?}");
     }
 
     #[test]

@@ -693,7 +693,11 @@ impl DtlsPath {
         stats: &crate::sessions::SessionStats,
         h: &Headend,
     ) {
-        let DtlsDatagrams { peer, batch, kind } = msg;
+        let DtlsDatagrams {
+            peer,
+            mut batch,
+            kind,
+        } = msg;
         let Some(link) = session.dtls.as_mut() else {
             h.batch_pool.put(batch);
             return;
@@ -727,9 +731,12 @@ impl DtlsPath {
         let (mut bytes, mut packets, mut authentic) = (0u64, 0u64, 0u64);
         let echoes = &mut self.echoes;
         let mut failed = false;
-        for dgram in batch.iter() {
+        for i in 0..batch.len() {
+            let Some(dgram) = batch.get_mut(i) else {
+                continue;
+            };
             let event = SCRATCH.with_borrow_mut(|rbuf| {
-                ch.input(dgram, rbuf, |record| {
+                ch.input_mut(dgram, rbuf, |record| {
                     authentic += 1;
                     match crate::tunnel_session::classify(record) {
                         DtlsRecord::Data(pkt) => {
@@ -767,6 +774,10 @@ impl DtlsPath {
             }
         }
         h.batch_pool.put(batch);
+        self.hub
+            .counters
+            .record_drops
+            .fetch_add(ch.take_record_drops(), Ordering::Relaxed);
         stats.bytes_rx.fetch_add(bytes, Ordering::Relaxed);
         stats.packets_rx.fetch_add(packets, Ordering::Relaxed);
         if uplink.pending() > 0 {
