@@ -3,6 +3,7 @@ pub mod accounting;
 pub mod acct_journal;
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod coa;
 pub mod config;
 pub mod dtls;

@@ -1,0 +1,158 @@
+//! Issue 19: two headends share their sessions in a real `redis-server`; a client
+//! survives the loss of its headend with the same address (see
+//! `tests/src/cluster_lab.rs` for the lab).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use e2e::Lab;
+use e2e::cluster_lab::{B_INSIDE, ClusterLab};
+use e2e::lab::{self, HANG_GUARD, INSIDE_HOST};
+use e2e::radius::{self, RADIUS_PRIMARY, RadiusServer};
+use e2e::sessiondb::{field, session_of};
+
+const TUNNEL_GROUP: &str = "RADIUS-PW";
+
+type Record = HashMap<String, String>;
+
+/// A lab with FreeRADIUS (accounting, SGT and Filter-Id for alice) and both nodes'
+/// config; FreeRADIUS also accepts node B (198.18.1.2) as a client.
+fn radius_cluster() -> Option<(ClusterLab, RadiusServer)> {
+    let lab = Lab::new()?;
+    let secret = radius::lab_secret(&lab);
+    let mut ise = RadiusServer::start(&lab, RADIUS_PRIMARY, &secret, &[])?;
+    let clients = ise.raddb().join("clients.conf");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&clients)
+        .unwrap_or_else(|e| panic!("{}: {e}", clients.display()));
+    writeln!(
+        f,
+        "client headend-b {{\n\tipaddr = {B_INSIDE}\n\tproto = udp\n\tsecret = \"{secret}\"\n\
+         \trequire_message_authenticator = yes\n\tnas_type = cisco\n\tshortname = headend-b\n}}"
+    )
+    .expect("append clients.conf");
+    ise.restart();
+    radius::append_headend_config(
+        &lab,
+        &format!(
+            "{}!\naccess-list VPN-FILTER extended permit ip any any\n!\n{}",
+            radius::asa_config(&secret),
+            radius::tunnel_group_config(None)
+        ),
+    );
+    let cl = ClusterLab::build(lab, &[]);
+    cl.start_a();
+    cl.start_b();
+    Some((cl, ise))
+}
+
+fn acct_for<'a>(records: &'a [Record], status: &str, id: &str) -> Vec<&'a Record> {
+    records
+        .iter()
+        .filter(|r| {
+            r.get("Acct-Status-Type").map(String::as_str) == Some(status)
+                && r.get("Acct-Session-Id").map(String::as_str) == Some(id)
+        })
+        .collect()
+}
+
+/// (a) Node A is killed (`kill -9`), the VIP moves to node B; openconnect
+/// reconnects with its cookie and gets the same address, SGT and filter from B;
+/// the inside host reaches it again (B answers ARP for it and announced it); the
+/// RADIUS server sees one Start (from A) and one Stop (from B) for the session.
+#[test]
+fn node_killed_client_reconnects_to_the_other_node_with_the_same_address() {
+    let Some((cl, ise)) = radius_cluster() else {
+        return;
+    };
+    let lab = &cl.lab;
+    let mut alice = lab.spawn_client(
+        0,
+        "alice",
+        lab.password("alice"),
+        &["--authgroup", TUNNEL_GROUP],
+    );
+    let addr = alice
+        .wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    assert!(
+        lab::wait_ping(alice.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping through node A"
+    );
+    let on_a = lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
+    let a = session_of(&on_a, "alice").expect("alice");
+    let (sgt, filter) = (
+        field(a, "Security Grp").to_owned(),
+        field(a, "Filter Name").to_owned(),
+    );
+    assert!(sgt.starts_with("10"), "SGT from RADIUS on A: {a:#?}");
+    let start = ise.wait_accounting("alice's Start", |rs| {
+        rs.iter()
+            .any(|r| r.get("Acct-Status-Type").map(String::as_str) == Some("Start"))
+    });
+    let id = start
+        .iter()
+        .find(|r| r.get("Acct-Status-Type").map(String::as_str) == Some("Start"))
+        .and_then(|r| r.get("Acct-Session-Id"))
+        .cloned()
+        .expect("Acct-Session-Id");
+
+    cl.kill_a();
+    cl.move_vip_to_b();
+
+    // openconnect notices the dead connection and reconnects to the VIP, now B.
+    let on_b = cl.wait_b_sessions("alice connected with her address", |s| {
+        session_of(s, "alice").is_some_and(|x| {
+            field(x, "Assigned IP").starts_with(&addr.to_string())
+                && x.get("Status").is_none_or(|v| v.contains("Connected"))
+        })
+    });
+    let b = session_of(&on_b, "alice").expect("alice on B");
+    assert_eq!(field(b, "Security Grp"), sgt, "same SGT on B: {b:#?}");
+    assert_eq!(field(b, "Filter Name"), filter, "same filter on B: {b:#?}");
+    assert!(
+        cl.b_log().contains("taken over from node A"),
+        "B logs the takeover:\n{}",
+        lab::tail(&cl.b_log(), 40)
+    );
+    assert_eq!(alice.tun_addr(), Some(addr), "the client kept its address");
+    assert!(
+        lab::wait_ping(alice.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping through node B after the takeover:\n{}",
+        lab::tail(&cl.b_log(), 40)
+    );
+    // The inside host reaches the client's address through B (proxy ARP).
+    assert!(
+        lab::ping(lab.inside_ns(), addr),
+        "inside host cannot reach {addr} after the takeover"
+    );
+
+    alice.stop();
+    cl.wait_b_sessions("empty after alice's logout", <[_]>::is_empty);
+    let records = ise.wait_accounting("alice's Stop", |rs| !acct_for(rs, "Stop", &id).is_empty());
+    let (starts, stops) = (
+        acct_for(&records, "Start", &id),
+        acct_for(&records, "Stop", &id),
+    );
+    assert_eq!(
+        (starts.len(), stops.len()),
+        (1, 1),
+        "one Start and one Stop for {id}: {records:#?}"
+    );
+    let stop = stops[0];
+    assert_eq!(stop["Framed-IP-Address"], addr.to_string(), "{stop:#?}");
+    assert_eq!(
+        stop["NAS-IP-Address"],
+        B_INSIDE.to_string(),
+        "B sent the Stop: {stop:#?}"
+    );
+    // Nothing left in Redis: the address is free again.
+    let keys = cl.redis_cli(&["--scan", "--pattern", "headend:addr4:*"]);
+    assert!(
+        String::from_utf8_lossy(&keys.stdout).trim().is_empty(),
+        "address leases left: {}",
+        String::from_utf8_lossy(&keys.stdout)
+    );
+}
