@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use e2e::Lab;
 use e2e::cluster_lab::{B_INSIDE, ClusterLab};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST};
 use e2e::radius::{self, RADIUS_PRIMARY, RadiusServer};
 use e2e::sessiondb::{field, session_of};
+use e2e::{Lab, wait_until};
 
 const TUNNEL_GROUP: &str = "RADIUS-PW";
 
@@ -155,4 +155,76 @@ fn node_killed_client_reconnects_to_the_other_node_with_the_same_address() {
         "address leases left: {}",
         String::from_utf8_lossy(&keys.stdout)
     );
+}
+
+/// (e) Redis stopped mid-session (and restarted empty, no persistence), with AUTH
+/// (`redis://:PASSWORD@…`): the session keeps forwarding, a new login is refused
+/// with a clear message, and once Redis is back the node writes the session back
+/// (record and address lease) and new logins get other addresses.
+#[test]
+fn redis_outage_keeps_sessions_and_refuses_new_logins_until_it_is_back() {
+    let Some(lab) = Lab::with_clients(2) else {
+        return;
+    };
+    let password = "lab-redis-secret";
+    let cl = ClusterLab::build(lab, &["--requirepass", password]);
+    cl.start_a();
+    let lab = &cl.lab;
+    let alice = lab.connect("alice", lab.password("alice"), &[]);
+    let addr = alice.tun_addr().expect("alice's address");
+    let lease_key = |a: std::net::Ipv4Addr| format!("headend:addr4:VPN-POOL:{}", u32::from(a));
+    let holder = |a| {
+        let o = cl.redis_cli(&["GET", &lease_key(a)]);
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    assert!(
+        !holder(addr).is_empty(),
+        "alice's address is leased in Redis"
+    );
+
+    cl.stop_redis();
+    assert!(
+        wait_until(HANG_GUARD, || lab
+            .headend_log()
+            .contains("session store unreachable")
+            .then_some(()))
+        .is_some(),
+        "the node did not notice Redis going away:\n{}",
+        lab::tail(&lab.headend_log(), 30)
+    );
+    assert!(
+        lab::ping(alice.ns(), INSIDE_HOST),
+        "alice's tunnel stopped forwarding without Redis"
+    );
+    let mut bob = lab.spawn_client(1, "bob", lab.password("bob"), &[]);
+    bob.wait_exit(HANG_GUARD).expect("bob's openconnect exits");
+    assert!(
+        bob.output().contains("session store is unreachable"),
+        "bob is told why: {}",
+        bob.output()
+    );
+    assert!(
+        lab.headend_log()
+            .contains("login refused: the cluster's session store (Redis) is unreachable"),
+        "the log says why"
+    );
+
+    // Back, empty: the node writes alice's session back.
+    cl.start_redis();
+    assert!(
+        wait_until(HANG_GUARD, || (!holder(addr).is_empty()).then_some(())).is_some(),
+        "alice's address lease is not back in Redis:\n{}",
+        lab::tail(&lab.headend_log(), 30)
+    );
+    let records = cl.redis_cli(&["--scan", "--pattern", "headend:sess:*"]);
+    assert_eq!(
+        String::from_utf8_lossy(&records.stdout).lines().count(),
+        1,
+        "alice's record is back"
+    );
+    let bob = lab.connect_from(1, "bob", lab.password("bob"), &[]);
+    let bob_addr = bob.tun_addr().expect("bob's address");
+    assert_ne!(bob_addr, addr, "bob got alice's address");
+    assert_ne!(holder(bob_addr), holder(addr), "two sessions, two leases");
+    assert!(lab::ping(alice.ns(), INSIDE_HOST), "alice still forwards");
 }
