@@ -406,11 +406,23 @@ pub async fn run_with(
         tokio::spawn(std::future::pending())
     } else {
         let h = headend.clone();
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| crate::coa::handle(&h, req));
+        let apply: crate::radius_io::DynAuthApply =
+            Arc::new(move |req: &auth::radius::DynAuthRequest| crate::coa::handle(&h, req));
+        // Cluster: requests for sessions other nodes hold go to them.
+        let forward = headend.cluster.clone().map(|c| {
+            c.set_dynauth(dynauth_clients.clone(), apply.clone());
+            tokio::spawn(c.clone().listen());
+            let f: crate::radius_io::DynAuthForward = Arc::new(move |req, packet, from| {
+                let c = c.clone();
+                Box::pin(async move { c.forward_dynauth(&req, &packet, from).await })
+            });
+            f
+        });
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
             dynauth_clients,
             apply,
+            forward,
         ))
     };
 

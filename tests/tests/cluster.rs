@@ -228,3 +228,76 @@ fn redis_outage_keeps_sessions_and_refuses_new_logins_until_it_is_back() {
     assert_ne!(holder(bob_addr), holder(addr), "two sessions, two leases");
     assert!(lab::ping(alice.ns(), INSIDE_HOST), "alice still forwards");
 }
+
+/// (c) A CoA sent to node B for a session node A holds reaches A (Redis pub/sub)
+/// and changes the session there; the RADIUS server gets B's CoA-ACK. A
+/// Disconnect-Request sent to B ends it on A.
+#[test]
+fn coa_and_disconnect_sent_to_the_other_node_reach_the_session() {
+    let Some((cl, _ise)) = radius_cluster() else {
+        return;
+    };
+    let lab = &cl.lab;
+    let mut alice = lab.spawn_client(
+        0,
+        "alice",
+        lab.password("alice"),
+        &["--authgroup", TUNNEL_GROUP],
+    );
+    alice
+        .wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let on_a = lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
+    let audit = field(session_of(&on_a, "alice").expect("alice"), "Audt Sess ID").to_owned();
+    // A's write-back has put the record in Redis once this shows it.
+    assert!(
+        wait_until(HANG_GUARD, || {
+            let o = cl.redis_cli(&["--scan", "--pattern", "headend:sess:*"]);
+            (!o.stdout.trim_ascii().is_empty()).then_some(())
+        })
+        .is_some(),
+        "no session record in Redis"
+    );
+    let secret = radius::lab_secret(lab);
+    let to_b = format!("{B_INSIDE}:{}", radius::DYNAUTH_PORT);
+    let send = |cmd: &str, attrs: &[(&str, &str)]| {
+        let mut all = vec![
+            ("Packet-Src-IP-Address", "198.18.1.20"),
+            ("Message-Authenticator", "0x00"),
+        ];
+        all.extend_from_slice(attrs);
+        radius::radclient(
+            lab.inside_ns(),
+            &to_b,
+            cmd,
+            &secret,
+            &all,
+            radius::RADCLIENT_TIMEOUT,
+        )
+    };
+    let av = format!("audit-session-id={audit}");
+    let reply = send(
+        "coa",
+        &[
+            ("Cisco-AVPair", &av),
+            ("Cisco-AVPair", "cts:security-group-tag=000b-00"),
+        ],
+    );
+    assert!(
+        reply.is("CoA-ACK"),
+        "CoA via B: {reply:?}\nB:\n{}",
+        lab::tail(&cl.b_log(), 30)
+    );
+    let on_a = lab.wait_sessions("alice's SGT changed on A", |s| {
+        session_of(s, "alice").is_some_and(|x| field(x, "Security Grp").starts_with("11"))
+    });
+    assert_eq!(on_a.len(), 1);
+    assert!(cl.b_sessions().is_empty(), "B holds nothing itself");
+
+    let reply = send("disconnect", &[("User-Name", "alice")]);
+    assert!(reply.is("Disconnect-ACK"), "Disconnect via B: {reply:?}");
+    lab.wait_sessions("alice gone from A", |s| session_of(s, "alice").is_none());
+    // A session nobody holds: B's own NAK.
+    let reply = send("disconnect", &[("User-Name", "nobody")]);
+    assert!(reply.is("Disconnect-NAK"), "{reply:?}");
+}

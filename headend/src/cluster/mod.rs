@@ -23,6 +23,7 @@
 pub mod keys;
 pub mod neigh;
 pub mod record;
+pub mod routing;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -99,8 +100,24 @@ pub enum ConnectRefusal {
     AddressInUse(Ipv4Addr),
 }
 
+/// This node's own dynamic-authorization server, for requests other nodes
+/// forward (its duplicate cache is separate from the UDP listener's).
+struct DynAuthLocal {
+    server: std::sync::Mutex<auth::radius::DynAuthServer>,
+    apply: crate::radius_io::DynAuthApply,
+}
+
+/// How long a node waits for the owner's answer to a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub struct Cluster {
     pub node: String,
+    client: redis::Client,
+    pending: std::sync::Mutex<
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Option<Vec<u8>>>>,
+    >,
+    next_id: std::sync::atomic::AtomicU64,
+    dynauth: std::sync::OnceLock<DynAuthLocal>,
     conn: ConnectionManager,
     lease: Duration,
     healthy: AtomicBool,
@@ -124,7 +141,7 @@ impl Cluster {
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .context("cluster: Redis connection manager")?;
         let inside = match &args.cluster_inside {
             Some(dev) => Some(
@@ -144,6 +161,10 @@ impl Cluster {
         );
         Ok(Some(Arc::new(Cluster {
             node: node.clone(),
+            client,
+            pending: Default::default(),
+            next_id: Default::default(),
+            dynauth: Default::default(),
             conn,
             lease: Duration::from_secs(args.cluster_lease.max(1)),
             healthy: AtomicBool::new(false),
@@ -553,6 +574,172 @@ impl Cluster {
     pub async fn drain(&self, events: &mut mpsc::UnboundedReceiver<ClusterEvent>) {
         while let Ok(ev) = events.try_recv() {
             self.handle(ev).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// Requests forwarded by other nodes are decided with these (the same
+    /// clients and decision as the UDP listener's).
+    pub fn set_dynauth(
+        &self,
+        clients: Vec<auth::radius::DynAuthClient>,
+        apply: crate::radius_io::DynAuthApply,
+    ) {
+        let _ = self.dynauth.set(DynAuthLocal {
+            server: std::sync::Mutex::new(auth::radius::DynAuthServer::new(
+                auth::radius::DynAuthConfig::new(clients),
+            )),
+            apply,
+        });
+    }
+
+    /// The node whose record matches `sel` (every record is read: fine for the
+    /// few thousand sessions of a cluster; CoA is rare).
+    async fn holder_of(&self, sel: &auth::radius::SessionSelectors) -> Option<String> {
+        let mut c = self.conn.clone();
+        let mut cursor: u64 = 0;
+        // Bounded: SCAN returns to 0 after one pass; 10,000 rounds of 1,000 is
+        // far more than any cluster holds.
+        for _ in 0..10_000 {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(keys::session_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            if !keys.is_empty() {
+                let vals: Vec<Option<String>> = c.mget(&keys).await.ok()?;
+                for v in vals.into_iter().flatten() {
+                    if let Ok(r) = SessionRecord::from_json(&v)
+                        && routing::record_matches(&r, sel)
+                    {
+                        return Some(r.node);
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        None
+    }
+
+    /// A CoA / Disconnect-Request that matched no session here: if another
+    /// node holds the session, it decides; returns its reply datagram.
+    pub async fn forward_dynauth(
+        &self,
+        req: &auth::radius::DynAuthRequest,
+        packet: &[u8],
+        from: std::net::SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let node = self.holder_of(&req.selectors).await?;
+        if node == self.node {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let msg = routing::NodeMessage::dynauth(id, &self.node, from, packet);
+        let mut c = self.conn.clone();
+        let sent: redis::RedisResult<i64> =
+            c.publish(keys::node_channel(&node), msg.to_json()).await;
+        let answer = match sent {
+            Ok(n) if n > 0 => tokio::time::timeout(FORWARD_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            Ok(_) => {
+                tracing::warn!(%from, "cluster: node {node} holds the session but does not listen");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%from, "cluster: forwarding to node {node}: {e}");
+                None
+            }
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if answer.is_some() {
+            tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization forwarded to node {node}, which holds the session");
+        }
+        answer
+    }
+
+    async fn on_message(&self, text: &str) {
+        match routing::NodeMessage::from_json(text) {
+            Ok(routing::NodeMessage::DynAuth {
+                id,
+                reply_to,
+                from,
+                packet,
+            }) => {
+                let Some(local) = self.dynauth.get() else {
+                    return;
+                };
+                let Some(bytes) = routing::datagram(&packet) else {
+                    return;
+                };
+                let reply = local
+                    .server
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .handle(std::time::Instant::now(), from, &bytes, |req| {
+                        let r = (local.apply)(req);
+                        tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization from node {reply_to}: {r:?}");
+                        r
+                    });
+                let msg = routing::NodeMessage::reply(id, reply.as_deref());
+                let mut c = self.conn.clone();
+                let _: redis::RedisResult<i64> = c
+                    .publish(keys::node_channel(&reply_to), msg.to_json())
+                    .await;
+            }
+            Ok(routing::NodeMessage::DynAuthReply { id, packet }) => {
+                let tx = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                if let Some(tx) = tx {
+                    let _ = tx.send(packet.as_deref().and_then(routing::datagram));
+                }
+            }
+            Err(e) => tracing::warn!("cluster: {e}"),
+        }
+    }
+
+    /// Listens on this node's channel (reconnecting while Redis is away).
+    pub async fn listen(self: Arc<Self>) {
+        use futures_util::StreamExt;
+        let channel = keys::node_channel(&self.node);
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut ps) => {
+                    if let Err(e) = ps.subscribe(&channel).await {
+                        tracing::debug!("cluster: subscribe {channel}: {e}");
+                    } else {
+                        let mut stream = ps.on_message();
+                        while let Some(m) = stream.next().await {
+                            if let Ok(text) = m.get_payload::<String>() {
+                                self.on_message(&text).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("cluster: pub/sub connection: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
