@@ -31,6 +31,8 @@ pub struct AdminContext {
     pub threats: Arc<crate::threat::Threats>,
     /// Running `aaa-server` groups, for `show aaa-server`.
     pub radius: std::collections::BTreeMap<String, Arc<crate::radius_io::RadiusGroup>>,
+    /// Other nodes' sessions in `show vpn-sessiondb` and logoff (issue 19).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub async fn serve(path: PathBuf, ctx: Arc<AdminContext>) -> Result<()> {
@@ -83,6 +85,12 @@ async fn handle(stream: UnixStream, ctx: &AdminContext) -> Result<()> {
     let reply = match line.strip_prefix("json ") {
         Some(cmd) => execute_json(cmd.trim(), ctx),
         None => execute(line, ctx),
+    };
+    let reply = match &ctx.cluster {
+        Some(c) if !line.starts_with("json ") => {
+            crate::cluster::show::extend_admin_reply(c, &ctx.sessions, line, reply).await
+        }
+        _ => reply,
     };
     w.write_all(reply.as_bytes()).await?;
     w.shutdown().await?;

@@ -264,6 +264,7 @@ pub async fn run_with(
     let policy = Arc::new(crate::policy_state::PolicyState::new(&config)?);
     sessions.set_policy(policy.clone());
     let cluster_task = cluster.as_ref().map(|c| {
+        c.set_sessions(sessions.clone());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         sessions.set_cluster(tx);
         tokio::spawn(c.clone().run(sessions.clone(), rx))
@@ -436,6 +437,7 @@ pub async fn run_with(
         sxp: sxp.clone(),
         threats,
         radius: headend.radius.clone(),
+        cluster: headend.cluster.clone(),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {

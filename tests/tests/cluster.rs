@@ -230,34 +230,24 @@ fn redis_outage_keeps_sessions_and_refuses_new_logins_until_it_is_back() {
 }
 
 /// (c) A CoA sent to node B for a session node A holds reaches A (Redis pub/sub)
-/// and changes the session there; the RADIUS server gets B's CoA-ACK. A
-/// Disconnect-Request sent to B ends it on A.
+/// and changes the session there (the RADIUS server gets B's CoA-ACK); B's `show
+/// vpn-sessiondb` lists A's sessions with their node; a Disconnect-Request and a
+/// `vpn-sessiondb logoff` given to B end sessions on A.
 #[test]
-fn coa_and_disconnect_sent_to_the_other_node_reach_the_session() {
+fn coa_disconnect_and_logoff_given_to_the_other_node_reach_the_session() {
     let Some((cl, _ise)) = radius_cluster() else {
         return;
     };
     let lab = &cl.lab;
-    let mut alice = lab.spawn_client(
-        0,
-        "alice",
-        lab.password("alice"),
-        &["--authgroup", TUNNEL_GROUP],
-    );
-    alice
-        .wait_connected(HANG_GUARD)
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let mut clients = Vec::new();
+    for user in ["alice", "bob"] {
+        let mut c = lab.spawn_client(0, user, lab.password(user), &["--authgroup", TUNNEL_GROUP]);
+        c.wait_connected(HANG_GUARD)
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+        clients.push(c);
+    }
     let on_a = lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
     let audit = field(session_of(&on_a, "alice").expect("alice"), "Audt Sess ID").to_owned();
-    // A's write-back has put the record in Redis once this shows it.
-    assert!(
-        wait_until(HANG_GUARD, || {
-            let o = cl.redis_cli(&["--scan", "--pattern", "headend:sess:*"]);
-            (!o.stdout.trim_ascii().is_empty()).then_some(())
-        })
-        .is_some(),
-        "no session record in Redis"
-    );
     let secret = radius::lab_secret(lab);
     let to_b = format!("{B_INSIDE}:{}", radius::DYNAUTH_PORT);
     let send = |cmd: &str, attrs: &[(&str, &str)]| {
@@ -275,6 +265,10 @@ fn coa_and_disconnect_sent_to_the_other_node_reach_the_session() {
             radius::RADCLIENT_TIMEOUT,
         )
     };
+    // B lists both with their node once A's write-back put them in Redis.
+    cl.wait_b_sessions("alice and bob listed with node A", |s| {
+        s.len() == 2 && s.iter().all(|x| field(x, "Cluster Node") == "A")
+    });
     let av = format!("audit-session-id={audit}");
     let reply = send(
         "coa",
@@ -288,15 +282,26 @@ fn coa_and_disconnect_sent_to_the_other_node_reach_the_session() {
         "CoA via B: {reply:?}\nB:\n{}",
         lab::tail(&cl.b_log(), 30)
     );
-    let on_a = lab.wait_sessions("alice's SGT changed on A", |s| {
+    lab.wait_sessions("alice's SGT changed on A", |s| {
         session_of(s, "alice").is_some_and(|x| field(x, "Security Grp").starts_with("11"))
     });
-    assert_eq!(on_a.len(), 1);
-    assert!(cl.b_sessions().is_empty(), "B holds nothing itself");
+    cl.wait_b_sessions("alice's new SGT shown on B", |s| {
+        session_of(s, "alice").is_some_and(|x| field(x, "Security Grp").starts_with("11"))
+    });
 
-    let reply = send("disconnect", &[("User-Name", "alice")]);
+    let reply = send("disconnect", &[("User-Name", "bob")]);
     assert!(reply.is("Disconnect-ACK"), "Disconnect via B: {reply:?}");
-    lab.wait_sessions("alice gone from A", |s| session_of(s, "alice").is_none());
+    lab.wait_sessions("bob gone from A", |s| {
+        session_of(s, "bob").is_none() && session_of(s, "alice").is_some()
+    });
+
+    let out = cl.b_cli(&["vpn-sessiondb", "logoff", "name", "alice", "noconfirm"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("logged off on other cluster nodes : 1"),
+        "logoff on B: {text}"
+    );
+    lab.wait_sessions("alice gone from A", <[_]>::is_empty);
     // A session nobody holds: B's own NAK.
     let reply = send("disconnect", &[("User-Name", "nobody")]);
     assert!(reply.is("Disconnect-NAK"), "{reply:?}");

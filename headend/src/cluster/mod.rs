@@ -24,6 +24,7 @@ pub mod keys;
 pub mod neigh;
 pub mod record;
 pub mod routing;
+pub mod show;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -114,8 +115,10 @@ pub struct Cluster {
     pub node: String,
     client: redis::Client,
     pending: std::sync::Mutex<
-        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Option<Vec<u8>>>>,
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<routing::NodeMessage>>,
     >,
+    /// For logoffs other nodes ask for.
+    sessions: std::sync::OnceLock<Arc<SessionTable>>,
     next_id: std::sync::atomic::AtomicU64,
     dynauth: std::sync::OnceLock<DynAuthLocal>,
     conn: ConnectionManager,
@@ -165,6 +168,7 @@ impl Cluster {
             pending: Default::default(),
             next_id: Default::default(),
             dynauth: Default::default(),
+            sessions: Default::default(),
             conn,
             lease: Duration::from_secs(args.cluster_lease.max(1)),
             healthy: AtomicBool::new(false),
@@ -642,27 +646,45 @@ impl Cluster {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = routing::NodeMessage::dynauth(id, &self.node, from, packet);
+        let answer = match self.ask(&node, id, msg).await {
+            Some(routing::NodeMessage::DynAuthReply { packet, .. }) => {
+                packet.as_deref().and_then(routing::datagram)
+            }
+            _ => None,
+        };
+        if answer.is_some() {
+            tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization forwarded to node {node}, which holds the session");
+        }
+        answer
+    }
+
+    /// Sends `msg` (with correlation `id`) to `node` and waits for its answer.
+    async fn ask(
+        &self,
+        node: &str,
+        id: u64,
+        msg: routing::NodeMessage,
+    ) -> Option<routing::NodeMessage> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        let msg = routing::NodeMessage::dynauth(id, &self.node, from, packet);
         let mut c = self.conn.clone();
         let sent: redis::RedisResult<i64> =
-            c.publish(keys::node_channel(&node), msg.to_json()).await;
+            c.publish(keys::node_channel(node), msg.to_json()).await;
         let answer = match sent {
             Ok(n) if n > 0 => tokio::time::timeout(FORWARD_TIMEOUT, rx)
                 .await
                 .ok()
-                .and_then(Result::ok)
-                .flatten(),
+                .and_then(Result::ok),
             Ok(_) => {
-                tracing::warn!(%from, "cluster: node {node} holds the session but does not listen");
+                tracing::warn!("cluster: node {node} does not listen");
                 None
             }
             Err(e) => {
-                tracing::warn!(%from, "cluster: forwarding to node {node}: {e}");
+                tracing::warn!("cluster: asking node {node}: {e}");
                 None
             }
         };
@@ -670,10 +692,86 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        if answer.is_some() {
-            tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization forwarded to node {node}, which holds the session");
-        }
         answer
+    }
+
+    /// Every session record in the store (bounded scan), as (record).
+    pub async fn all_records(&self) -> redis::RedisResult<Vec<SessionRecord>> {
+        let mut c = self.conn.clone();
+        let mut out = Vec::new();
+        let mut cursor: u64 = 0;
+        for _ in 0..10_000 {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(keys::session_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await?;
+            if !keys.is_empty() {
+                let vals: Vec<Option<String>> = c.mget(&keys).await?;
+                out.extend(
+                    vals.into_iter()
+                        .flatten()
+                        .filter_map(|v| SessionRecord::from_json(&v).ok()),
+                );
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(out)
+    }
+
+    /// Sessions other nodes hold, for `show vpn-sessiondb`.
+    pub async fn remote_sessions(&self) -> redis::RedisResult<Vec<SessionRecord>> {
+        let mut v = self.all_records().await?;
+        v.retain(|r| r.node != self.node);
+        v.sort_by(|a, b| (&a.node, &a.username).cmp(&(&b.node, &b.username)));
+        Ok(v)
+    }
+
+    /// `vpn-sessiondb logoff name USER | all` on the other nodes that hold
+    /// matching sessions: how many they logged off.
+    pub async fn logoff_elsewhere(&self, name: Option<&str>) -> usize {
+        let Ok(records) = self.all_records().await else {
+            return 0;
+        };
+        let mut nodes: Vec<String> = records
+            .into_iter()
+            .filter(|r| r.node != self.node && name.is_none_or(|n| n == r.username))
+            .map(|r| r.node)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut total = 0;
+        for node in nodes {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let msg = routing::NodeMessage::Logoff {
+                id,
+                reply_to: self.node.clone(),
+                name: name.map(str::to_owned),
+            };
+            if let Some(routing::NodeMessage::LogoffReply { count, .. }) =
+                self.ask(&node, id, msg).await
+            {
+                tracing::info!("vpn-sessiondb logoff: node {node} logged off {count} session(s)");
+                total += count;
+            }
+        }
+        total
+    }
+
+    /// The session table logoffs from other nodes apply to.
+    pub fn set_sessions(&self, sessions: Arc<SessionTable>) {
+        let _ = self.sessions.set(sessions);
+    }
+
+    async fn reply_to(&self, node: &str, msg: routing::NodeMessage) {
+        let mut c = self.conn.clone();
+        let _: redis::RedisResult<i64> = c.publish(keys::node_channel(node), msg.to_json()).await;
     }
 
     async fn on_message(&self, text: &str) {
@@ -699,20 +797,40 @@ impl Cluster {
                         tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization from node {reply_to}: {r:?}");
                         r
                     });
-                let msg = routing::NodeMessage::reply(id, reply.as_deref());
-                let mut c = self.conn.clone();
-                let _: redis::RedisResult<i64> = c
-                    .publish(keys::node_channel(&reply_to), msg.to_json())
+                self.reply_to(&reply_to, routing::NodeMessage::reply(id, reply.as_deref()))
                     .await;
             }
-            Ok(routing::NodeMessage::DynAuthReply { id, packet }) => {
+            Ok(routing::NodeMessage::Logoff { id, reply_to, name }) => {
+                let Some(sessions) = self.sessions.get() else {
+                    return;
+                };
+                let sel = match &name {
+                    Some(n) => crate::sessions::LogoffSelector::Name(n),
+                    None => crate::sessions::LogoffSelector::All,
+                };
+                let count = sessions.logoff(sel, crate::sessions::EndReason::AdminLogoff);
+                tracing::info!(
+                    "vpn-sessiondb logoff from node {reply_to}: {count} session(s) logged off"
+                );
+                self.reply_to(&reply_to, routing::NodeMessage::LogoffReply { id, count })
+                    .await;
+            }
+            Ok(
+                m @ (routing::NodeMessage::DynAuthReply { .. }
+                | routing::NodeMessage::LogoffReply { .. }),
+            ) => {
+                let (routing::NodeMessage::DynAuthReply { id, .. }
+                | routing::NodeMessage::LogoffReply { id, .. }) = &m
+                else {
+                    return;
+                };
                 let tx = self
                     .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                    .remove(id);
                 if let Some(tx) = tx {
-                    let _ = tx.send(packet.as_deref().and_then(routing::datagram));
+                    let _ = tx.send(m);
                 }
             }
             Err(e) => tracing::warn!("cluster: {e}"),

@@ -24,6 +24,14 @@ pub enum NodeMessage {
     },
     /// The receiver's answer datagram (None: it dropped the request).
     DynAuthReply { id: u64, packet: Option<String> },
+    /// `vpn-sessiondb logoff name USER` (None: `all`) given on another node.
+    Logoff {
+        id: u64,
+        reply_to: String,
+        name: Option<String>,
+    },
+    /// How many sessions the receiver logged off.
+    LogoffReply { id: u64, count: usize },
 }
 
 impl NodeMessage {
