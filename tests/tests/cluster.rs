@@ -306,3 +306,104 @@ fn coa_disconnect_and_logoff_given_to_the_other_node_reach_the_session() {
     let reply = send("disconnect", &[("User-Name", "nobody")]);
     assert!(reply.is("Disconnect-NAK"), "{reply:?}");
 }
+
+/// (b) Concurrent first CONNECTs on two nodes never share an address: two nodes
+/// (in-process, each with its own session table, as two headends have) allocate
+/// from one 241-address pool through the lab's real redis-server, 150 sessions
+/// each, all at once. Every address goes to exactly one session; the 59 over the
+/// pool's size are refused as exhausted.
+#[test]
+fn concurrent_logins_on_both_nodes_never_share_an_address() {
+    use headend::cluster::{Cluster, ClusterArgs, ConnectRefusal};
+    use headend::sessions::{NewSession, SessionAuthz, SessionTable};
+    use std::sync::Arc;
+
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    let cl = ClusterLab::build(lab, &[]);
+    let url = cl.redis_url();
+    const PER_NODE: usize = 150;
+    let cfg = Arc::new(
+        headend::config::parse_str(
+            "ip local pool VPN-POOL 198.18.100.10-198.18.100.250 mask 255.255.255.0\n\
+             group-policy GP internal\n",
+            "cluster-b.cfg",
+        )
+        .expect("config"),
+    );
+    let results = e2e::netns::in_netns(cl.lab.inside_ns(), move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for node in ["A", "B"] {
+                let cluster = Cluster::new(&ClusterArgs {
+                    cluster: Some(url.clone()),
+                    node_id: Some(node.into()),
+                    cluster_lease: 2,
+                    cluster_inside: None,
+                })
+                .expect("cluster")
+                .expect("enabled");
+                let table = Arc::new(SessionTable::new(&cfg));
+                for i in 0..PER_NODE {
+                    let (cluster, table, cfg) = (cluster.clone(), table.clone(), cfg.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let user = format!("{node}-user{i}");
+                        let (index, cookie) = table
+                            .login(
+                                NewSession {
+                                    username: &user,
+                                    tunnel_group: "TG",
+                                    group_policy: "GP",
+                                    policy: cfg.effective_policy("GP"),
+                                    pools: vec!["VPN-POOL".into()],
+                                    public_ip: "198.18.0.2".parse().unwrap(),
+                                    authz: SessionAuthz::default(),
+                                    audit_session_id: table.new_audit_session_id(),
+                                },
+                                std::time::Instant::now(),
+                            )
+                            .expect("login");
+                        let r = cluster.prepare_connect(&table, &cfg, &cookie, None).await;
+                        let addr = table
+                            .list(std::time::Instant::now())
+                            .into_iter()
+                            .find(|s| s.index == index)
+                            .and_then(|s| s.assigned_v4);
+                        (r, addr)
+                    }));
+                }
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        })
+    });
+    let mut seen = std::collections::HashSet::new();
+    let (mut ok, mut exhausted) = (0, 0);
+    for (r, addr) in &results {
+        match r {
+            Ok(()) => {
+                ok += 1;
+                let a = addr.expect("an address for a session that connected");
+                assert!(seen.insert(a), "{a} handed to two sessions");
+            }
+            Err(ConnectRefusal::PoolExhausted(_)) => exhausted += 1,
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert_eq!((ok, exhausted), (241, 2 * PER_NODE - 241), "{results:?}");
+    let leases = cl.redis_cli(&["--scan", "--pattern", "headend:addr4:*"]);
+    assert_eq!(
+        String::from_utf8_lossy(&leases.stdout).lines().count(),
+        241,
+        "one lease per address"
+    );
+}
