@@ -124,8 +124,22 @@ impl ClusterLab {
         ip(&["-n", &inside, "route", "replace", POOL_NET, "dev", "eth0"]);
     }
 
+    /// The CA file when Redis serves TLS (`--tls-ca-cert-file` among its args).
+    fn tls_ca(&self) -> Option<String> {
+        self.redis_args
+            .iter()
+            .position(|a| a == "--tls-ca-cert-file")
+            .and_then(|i| self.redis_args.get(i + 1))
+            .cloned()
+    }
+
     pub fn redis_url(&self) -> String {
-        format!("redis://{INSIDE_HOST}:{REDIS_PORT}/0")
+        let scheme = if self.tls_ca().is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{INSIDE_HOST}:{REDIS_PORT}/0")
     }
 
     fn redis_log(&self) -> PathBuf {
@@ -208,13 +222,21 @@ impl ClusterLab {
         if let Some(p) = &pass {
             all.extend(["--no-auth-warning", "-a", p]);
         }
+        let ca = self.tls_ca();
+        if let Some(ca) = &ca {
+            all.extend(["--tls", "--cacert", ca]);
+        }
         all.extend_from_slice(args);
         cmd::output(&mut netns::exec(self.lab.inside_ns(), &all)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The `headend run` arguments that make a node of this cluster.
     pub fn node_args(&self, node: &str, inside_dev: &str) -> Vec<String> {
-        vec![
+        let mut v: Vec<String> = self
+            .tls_ca()
+            .map(|ca| vec!["--cluster-ca".into(), ca])
+            .unwrap_or_default();
+        v.extend([
             "--cluster".into(),
             self.redis_url_with_auth(),
             "--node-id".into(),
@@ -223,7 +245,8 @@ impl ClusterLab {
             LEASE_SECS.into(),
             "--cluster-inside".into(),
             inside_dev.into(),
-        ]
+        ]);
+        v
     }
 
     fn redis_url_with_auth(&self) -> String {
@@ -233,7 +256,7 @@ impl ClusterLab {
             .position(|a| a == "--requirepass")
             .and_then(|i| self.redis_args.get(i + 1))
         {
-            Some(p) => format!("redis://:{p}@{INSIDE_HOST}:{REDIS_PORT}/0"),
+            Some(p) => self.redis_url().replacen("://", &format!("://:{p}@"), 1),
             None => self.redis_url(),
         }
     }
@@ -400,4 +423,74 @@ impl Drop for ClusterLab {
         self.stop_redis();
         netns::destroy(&self.b_ns);
     }
+}
+
+/// Makes a CA and a Redis server certificate for 198.18.1.10 signed by it in
+/// `dir`; returns the `redis-server` arguments that serve TLS only with them.
+pub fn redis_tls_args(dir: &std::path::Path) -> Vec<String> {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=lab-redis-ca"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("redis-ca.key"), p("redis-ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    cmd::must(&mut cmd::command("openssl", &ca));
+    let (key, csr, pem, ext) = (
+        p("redis.key"),
+        p("redis.csr"),
+        p("redis.pem"),
+        p("redis.ext"),
+    );
+    fs::write(
+        &ext,
+        format!("subjectAltName=IP:{INSIDE_HOST}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .expect("redis.ext");
+    let mut req = vec!["req", "-subj", "/CN=lab-redis"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    cmd::must(&mut cmd::command("openssl", &req));
+    cmd::must(&mut cmd::command(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &pem,
+        ],
+    ));
+    [
+        "--port",
+        "0",
+        "--tls-port",
+        "6379",
+        "--tls-cert-file",
+        &pem,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_pem,
+        "--tls-auth-clients",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }

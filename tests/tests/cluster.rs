@@ -345,7 +345,7 @@ fn concurrent_logins_on_both_nodes_never_share_an_address() {
                     cluster: Some(url.clone()),
                     node_id: Some(node.into()),
                     cluster_lease: 2,
-                    cluster_inside: None,
+                    ..ClusterArgs::default()
                 })
                 .expect("cluster")
                 .expect("enabled");
@@ -405,5 +405,32 @@ fn concurrent_logins_on_both_nodes_never_share_an_address() {
         String::from_utf8_lossy(&leases.stdout).lines().count(),
         241,
         "one lease per address"
+    );
+}
+
+/// `rediss://`: the node talks to a TLS-only Redis whose certificate a private CA
+/// signed (`--cluster-ca`), and the session lands in the store.
+#[test]
+fn sessions_are_shared_over_tls_to_redis() {
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    let args = e2e::cluster_lab::redis_tls_args(lab.dir());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cl = ClusterLab::build(lab, &args);
+    assert!(cl.redis_url().starts_with("rediss://"));
+    cl.start_a();
+    let lab = &cl.lab;
+    let alice = lab.connect("alice", lab.password("alice"), &[]);
+    let addr = alice.tun_addr().expect("alice's address");
+    let lease = cl.redis_cli(&[
+        "GET",
+        &format!("headend:addr4:VPN-POOL:{}", u32::from(addr)),
+    ]);
+    assert!(
+        !lease.stdout.trim_ascii().is_empty(),
+        "no lease for {addr} over TLS: {}\n{}",
+        String::from_utf8_lossy(&lease.stderr),
+        lab::tail(&lab.headend_log(), 30)
     );
 }

@@ -66,6 +66,10 @@ pub struct ClusterArgs {
     /// sessions this node holds and announce them (gratuitous ARP) on takeover.
     #[arg(long, value_name = "IFACE", requires = "cluster")]
     pub cluster_inside: Option<String>,
+    /// CA certificate (PEM) that signed Redis's certificate, for `rediss://`
+    /// (default: the system's trust store).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_ca: Option<std::path::PathBuf>,
 }
 
 /// What the session table asks the cluster task to do.
@@ -137,8 +141,21 @@ impl Cluster {
         let (Some(url), Some(node)) = (&args.cluster, &args.node_id) else {
             return Ok(None);
         };
-        let client = redis::Client::open(url.as_str())
-            .with_context(|| format!("--cluster {}", redact(url)))?;
+        let client = match &args.cluster_ca {
+            Some(ca) => {
+                let pem =
+                    std::fs::read(ca).with_context(|| format!("--cluster-ca {}", ca.display()))?;
+                redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            None => redis::Client::open(url.as_str()),
+        }
+        .with_context(|| format!("--cluster {}", redact(url)))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
