@@ -434,3 +434,48 @@ fn sessions_are_shared_over_tls_to_redis() {
         lab::tail(&lab.headend_log(), 30)
     );
 }
+
+/// Fencing: node A stops (SIGSTOP: hung, not dead) long enough for its lease to
+/// lapse; the client moves to B with its address. When A runs again, its next
+/// write-back finds the newer fencing token and A drops its copy at once (no
+/// second forwarder), listing the session as node B's.
+#[test]
+fn a_hung_node_that_comes_back_drops_the_session_it_lost() {
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    let cl = ClusterLab::build(lab, &[]);
+    cl.start_a();
+    cl.start_b();
+    let lab = &cl.lab;
+    let alice = lab.connect("alice", lab.password("alice"), &[]);
+    let addr = alice.tun_addr().expect("alice's address");
+
+    lab.signal_headend(libc::SIGSTOP);
+    cl.move_vip_to_b();
+    cl.wait_b_sessions("alice taken over with her address", |s| {
+        session_of(s, "alice").is_some_and(|x| {
+            field(x, "Assigned IP").starts_with(&addr.to_string())
+                && field(x, "Status").contains("Connected")
+        })
+    });
+    assert!(
+        lab::wait_ping(alice.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping through B"
+    );
+    lab.signal_headend(libc::SIGCONT);
+    assert!(
+        wait_until(HANG_GUARD, || lab
+            .headend_log()
+            .contains("session taken over by another node")
+            .then_some(()))
+        .is_some(),
+        "A did not drop the session it lost:\n{}",
+        lab::tail(&lab.headend_log(), 30)
+    );
+    let on_a = lab.wait_sessions("alice listed as B's on A", |s| {
+        session_of(s, "alice").is_some_and(|x| field(x, "Cluster Node") == "B")
+    });
+    assert_eq!(on_a.len(), 1, "A holds no copy of its own: {on_a:#?}");
+    assert!(lab::ping(alice.ns(), INSIDE_HOST), "B still forwards");
+}
