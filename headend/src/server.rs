@@ -213,6 +213,9 @@ pub async fn run_with(
     );
 
     let cluster = crate::cluster::Cluster::new(&args.cluster)?;
+    if let Some(c) = &cluster {
+        c.flush_stale_proxies(&config);
+    }
     // Before the session table: the Stops a crash left unsent, and new
     // Acct-Session-Ids (boot second + index) that cannot collide with theirs.
     let journal = if config.aaa_server_groups.is_empty() {

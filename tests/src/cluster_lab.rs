@@ -119,6 +119,11 @@ impl ClusterLab {
         ] {
             cmd::must(&mut netns::exec(&b, &["sysctl", "-qw", sysctl]));
         }
+        // Node A binds the VIP after a restart too, when B has it.
+        cmd::must(&mut netns::exec(
+            &gw,
+            &["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
+        ));
         // The pool is on the inside segment: whichever node holds a session
         // answers ARP for its address.
         ip(&["-n", &inside, "route", "replace", POOL_NET, "dev", "eth0"]);
@@ -340,6 +345,13 @@ impl ClusterLab {
         );
     }
 
+    /// Starts node A again after it exited (the lab keeps its old log).
+    pub fn restart_a(&self) {
+        let args = self.node_args("A", "inbr");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.lab.restart_headend_with(&args);
+    }
+
     /// SIGKILL to node A (no Stop, no cleanup: a crash).
     pub fn kill_a(&self) {
         self.lab.signal_headend(libc::SIGKILL);
@@ -347,8 +359,9 @@ impl ClusterLab {
             .expect("node A still running after SIGKILL");
     }
 
-    /// What keepalived does when B becomes master: the VIP leaves A and comes up on
-    /// B, which announces it with unsolicited ARP.
+    /// What keepalived does when B becomes master: the VIP leaves A (whose
+    /// notify script flushes its proxy ARP entries) and comes up on B, which
+    /// announces it with unsolicited ARP.
     pub fn move_vip_to_b(&self) {
         let vip = format!("{OUTSIDE_IP}/24");
         ip(&[
@@ -359,6 +372,17 @@ impl ClusterLab {
             &vip,
             "dev",
             "outside",
+        ]);
+        // keepalived's notify_backup on A (README): a hung A's kernel would
+        // otherwise still answer ARP for its sessions' addresses.
+        ip(&[
+            "-n",
+            self.lab.gw_ns(),
+            "neigh",
+            "flush",
+            "proxy",
+            "dev",
+            "inbr",
         ]);
         ip(&["-n", &self.b_ns, "addr", "add", &vip, "dev", "outside"]);
         let vip = OUTSIDE_IP.to_string();

@@ -129,6 +129,22 @@ fn node_killed_client_reconnects_to_the_other_node_with_the_same_address() {
         "inside host cannot reach {addr} after the takeover"
     );
 
+    // A comes back: its crash journal holds alice's Start, but the session lives
+    // on at B, so A sends no Stop for it, and A no longer answers ARP for it.
+    cl.restart_a();
+    assert!(
+        wait_until(HANG_GUARD, || lab
+            .headend_log()
+            .contains("live on in the cluster")
+            .then_some(()))
+        .is_some(),
+        "restarted A did not leave alice's Stop to B:\n{}",
+        lab::tail(&lab.headend_log(), 30)
+    );
+    assert!(
+        lab::ping(lab.inside_ns(), addr),
+        "inside host cannot reach {addr} after A's restart"
+    );
     alice.stop();
     cl.wait_b_sessions("empty after alice's logout", <[_]>::is_empty);
     let records = ise.wait_accounting("alice's Stop", |rs| !acct_for(rs, "Stop", &id).is_empty());

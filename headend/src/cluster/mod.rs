@@ -197,6 +197,33 @@ impl Cluster {
         })))
     }
 
+    /// A restarted node forgets the proxy ARP entries a crash of its previous
+    /// run left on the inside interface (they would answer for addresses other
+    /// nodes took over): one delete per pool address, at most 65,536 per pool.
+    pub fn flush_stale_proxies(&self, config: &crate::config::Config) {
+        let Some(i) = &self.inside else {
+            return;
+        };
+        let mut removed = 0usize;
+        for p in config.ip_local_pools.values() {
+            let pool = crate::pool::AddressPool::new(p);
+            let (first, last) = (u32::from(pool.first()), u32::from(pool.last()));
+            for a in (first..=last).take(65_536) {
+                match i.proxy(false, Ipv4Addr::from(a)) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!("cluster: flushing proxy ARP on {}: {e}", i.name);
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::debug!(
+            "cluster: proxy ARP entries of pool addresses cleared on {} ({removed} checked)",
+            i.name
+        );
+    }
+
     /// Redis answered the last write-back: new logins may go on.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
