@@ -13,6 +13,8 @@ PKGS=(
   simplesamlphp php-cli php-xml php-mbstring php-curl php-intl
   prometheus
   chromium chromium-driver   # the SAML browser tests: headless Chromium over WebDriver
+  redis-server   # cluster tests (issue 19) run their own redis-server in a namespace
+  arping         # cluster tests check the gratuitous ARP a takeover sends
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,10 +27,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-# ocserv, freeradius and apache2 start system services on install; the lab runs its own
+# ocserv, freeradius, apache2 and redis-server start system services on install; the lab runs its own
 # copies in its namespaces. Stop only the system services (by their init system), never
 # other processes of the same name: another lab on this machine may be running.
-for svc in ocserv freeradius apache2 prometheus; do
+for svc in ocserv freeradius apache2 prometheus redis-server; do
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
   elif [ -x "/etc/init.d/$svc" ]; then

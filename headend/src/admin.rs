@@ -28,6 +28,8 @@ pub struct AdminContext {
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
     /// `show shun`, `clear threat-detection service`, `show aaa local user`, ...
     pub threats: Arc<crate::threat::Threats>,
+    /// Other nodes' sessions in `show vpn-sessiondb` and logoff (issue 19).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The current config, RADIUS groups, ... (replaced by `reload`).
     pub live: crate::server::LiveHeadend,
     /// `reload` / SIGHUP: re-reads the whole config (`reload.rs`).
@@ -91,6 +93,12 @@ async fn handle(stream: UnixStream, ctx: &AdminContext) -> Result<()> {
     let reply = match line.strip_prefix("json ") {
         Some(cmd) => execute_json(cmd.trim(), ctx),
         None => execute(line, ctx),
+    };
+    let reply = match &ctx.cluster {
+        Some(c) if !line.starts_with("json ") => {
+            crate::cluster::show::extend_admin_reply(c, &ctx.sessions, line, reply).await
+        }
+        _ => reply,
     };
     w.write_all(reply.as_bytes()).await?;
     w.shutdown().await?;

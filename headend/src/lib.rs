@@ -4,6 +4,7 @@ pub mod acct_journal;
 pub mod admin;
 pub mod blocking;
 pub mod cli;
+pub mod cluster;
 pub mod coa;
 pub mod config;
 pub mod dtls;

@@ -456,6 +456,17 @@ async fn finish(
 ) -> LoginStep {
     let cfg = &h.config;
     let name = tg.name.clone();
+    // Issue 19: without the cluster's store no address can be handed out safely.
+    if let Some(c) = &h.cluster
+        && !c.is_healthy()
+    {
+        tracing::warn!(%client_ip, user, tunnel_group = %name, "login refused: the cluster's session store (Redis) is unreachable");
+        return LoginStep::Refuse {
+            tunnel_group: Some(name),
+            message: "Login denied: the cluster's session store is unreachable. Try again later."
+                .into(),
+        };
+    }
     if let Some(authz_group) = tg.authorization_server_group.as_deref() {
         let Some(group) = h.radius.get(authz_group) else {
             return LoginStep::Refuse {

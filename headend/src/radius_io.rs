@@ -329,16 +329,31 @@ pub type DynAuthApply = Arc<
     dyn Fn(&auth::radius::DynAuthRequest) -> Result<(), auth::radius::ErrorCause> + Send + Sync,
 >;
 
+/// Cluster hook (issue 19): a request that matched no session here, with its
+/// datagram and sender; returns the reply of the node that holds the session.
+pub type DynAuthForward = Arc<
+    dyn Fn(
+            auth::radius::DynAuthRequest,
+            Vec<u8>,
+            SocketAddr,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves CoA / Disconnect from the hosts of every group with
-/// `dynamic-authorization`. `apply` decides per request.
+/// `dynamic-authorization`. `apply` decides per request; `forward` (cluster)
+/// asks the node that holds a session this one does not know.
 pub async fn serve_dynamic_authorization(
     port: u16,
     clients: Vec<DynAuthClient>,
     apply: DynAuthApply,
+    forward: Option<DynAuthForward>,
 ) -> Result<()> {
     let socket = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
         .await
         .with_context(|| format!("binding UDP {port} for dynamic-authorization"))?;
+    let socket = Arc::new(socket);
     tracing::info!("dynamic-authorization (CoA/Disconnect) on UDP {port}");
     let mut server = DynAuthServer::new(DynAuthConfig::new(clients));
     let mut buf = vec![0u8; 4096];
@@ -351,14 +366,28 @@ pub async fn serve_dynamic_authorization(
             }
         };
         let bytes = buf.get(..n).unwrap_or_default();
+        let mut elsewhere = None;
         let reply = server.handle(Instant::now(), from, bytes, |req| {
             let r = apply(req);
+            if forward.is_some() && r == Err(auth::radius::ErrorCause::SessionContextNotFound) {
+                elsewhere = Some(req.clone());
+            }
             match &r {
                 Ok(()) => tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization applied"),
                 Err(cause) => tracing::info!(%from, kind = ?req.kind, selectors = ?req.selectors, "dynamic authorization refused: {cause:?}"),
             }
             r
         });
+        if let (Some(req), Some(fwd), Some(nak)) = (elsewhere, &forward, &reply) {
+            // Another node may hold it: its answer, else our NAK.
+            let (fwd, socket, nak, packet) =
+                (fwd.clone(), socket.clone(), nak.clone(), bytes.to_vec());
+            tokio::spawn(async move {
+                let answer = fwd(req, packet, from).await.unwrap_or(nak);
+                let _ = socket.send_to(&answer, from).await;
+            });
+            continue;
+        }
         match reply {
             Some(r) => {
                 let _ = socket.send_to(&r, from).await;

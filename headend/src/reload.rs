@@ -196,6 +196,7 @@ impl Reloader {
             policy: old.policy.clone(),
             server_cert_hash,
             threats: old.threats.clone(),
+            cluster: old.cluster.clone(),
             tls,
         };
         self.live.store(Arc::new(new));

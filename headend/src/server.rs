@@ -70,6 +70,9 @@ pub struct RunArgs {
     /// SSH host key (OpenSSH format); generated (Ed25519) on first start.
     #[arg(long, default_value = crate::cli::ssh::DEFAULT_HOST_KEY)]
     pub ssh_host_key: PathBuf,
+    /// Cluster (issue 19): `--cluster redis://… --node-id NAME`.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,8 @@ pub struct Headend {
     pub server_cert_hash: String,
     /// Threat detection (shuns) and local user lockout.
     pub threats: Arc<crate::threat::Threats>,
+    /// Sessions shared with other headends through Redis (issue 19).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// TLS for new connections (the `ssl trust-point` identity).
     pub tls: TlsAcceptor,
 }
@@ -224,16 +229,36 @@ pub async fn run_with(
         tun.tcp_gso()
     );
 
+    let cluster = crate::cluster::Cluster::new(&args.cluster)?;
+    if let Some(c) = &cluster {
+        c.flush_stale_proxies(&config);
+    }
     // Before the session table: the Stops a crash left unsent, and new
     // Acct-Session-Ids (boot second + index) that cannot collide with theirs.
     let journal = if config.aaa_server_groups.is_empty() {
         None
     } else {
-        let (j, stops) = crate::acct_journal::AcctJournal::open(
+        let (j, mut stops) = crate::acct_journal::AcctJournal::open(
             &args.accounting_journal,
             crate::acct_journal::DEFAULT_MAX_BYTES,
         )
         .with_context(|| format!("accounting journal {}", args.accounting_journal.display()))?;
+        // Sessions another node took over after this one died: their Stop is
+        // the new owner's to send.
+        if let Some(c) = &cluster {
+            let ids: Vec<String> = stops.iter().map(|s| s.acct_session_id.clone()).collect();
+            let live = c.live_accounting_sessions(&ids).await;
+            if !live.is_empty() {
+                tracing::info!(
+                    "accounting journal: {} session(s) live on in the cluster; their Stops are left to their new owner",
+                    live.len()
+                );
+                stops.retain(|s| !live.contains(&s.acct_session_id));
+                for id in &live {
+                    let _ = j.ended(id);
+                }
+            }
+        }
         if !stops.is_empty() {
             tracing::warn!(
                 "accounting journal {}: {} session(s) left open by a crash; sending their Stops (NAS-Reboot)",
@@ -258,6 +283,12 @@ pub async fn run_with(
     let sessions = Arc::new(SessionTable::new(&config));
     let policy = Arc::new(crate::policy_state::PolicyState::new(&config)?);
     sessions.set_policy(policy.clone());
+    let cluster_task = cluster.as_ref().map(|c| {
+        c.set_sessions(sessions.clone());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        sessions.set_cluster(tx);
+        tokio::spawn(c.clone().run(sessions.clone(), rx))
+    });
     let node_id = match args.listen.ip() {
         IpAddr::V4(a) => a,
         IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
@@ -391,19 +422,32 @@ pub async fn run_with(
         server_cert_hash,
         threats: threats.clone(),
         tls,
+        cluster: cluster.clone(),
     });
     let live: LiveHeadend = Arc::new(arc_swap::ArcSwap::new(headend.clone()));
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
         let live = live.clone();
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
-            crate::coa::handle(&live.load_full(), req)
+        let apply: crate::radius_io::DynAuthApply =
+            Arc::new(move |req: &auth::radius::DynAuthRequest| {
+                crate::coa::handle(&live.load_full(), req)
+            });
+        // Cluster: requests for sessions other nodes hold go to them.
+        let forward = headend.cluster.clone().map(|c| {
+            c.set_dynauth(dynauth_clients.clone(), apply.clone());
+            tokio::spawn(c.clone().listen());
+            let f: crate::radius_io::DynAuthForward = Arc::new(move |req, packet, from| {
+                let c = c.clone();
+                Box::pin(async move { c.forward_dynauth(&req, &packet, from).await })
+            });
+            f
         });
         tokio::spawn(crate::radius_io::serve_dynamic_authorization(
             dynauth_port,
             dynauth_clients,
             apply,
+            forward,
         ))
     };
 
@@ -421,6 +465,7 @@ pub async fn run_with(
             args.config.clone(),
             tls_files,
         )),
+        cluster: headend.cluster.clone(),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {
@@ -545,6 +590,11 @@ pub async fn run_with(
     // accounting task finish its last requests (bounded by the RADIUS timeouts).
     drop(headend);
     drop(live);
+    if let Some(t) = cluster_task {
+        // Let the releases of the sessions just logged off reach the store.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        t.abort();
+    }
     sessions.close_accounting();
     if let Some((task, checkpoints)) = accounting {
         if let Some(c) = checkpoints {
@@ -702,6 +752,21 @@ async fn connection(
         let h = live.load_full();
         if req.method == "CONNECT" {
             if req.path == "/CSCOSSLC/tunnel" {
+                if let Some(c) = &h.cluster
+                    && let Err(e) = cluster_connect(c, &h, &req).await
+                {
+                    let (code, reason) = match e {
+                        crate::cluster::ConnectRefusal::Unknown => (401, "Unauthorized"),
+                        _ => (503, "Service Unavailable"),
+                    };
+                    tracing::info!(%peer, "CONNECT refused: {e}");
+                    let resp = Response::new(code, reason)
+                        .header("X-Reason", &e.to_string())
+                        .body(format!("{e}\n").into_bytes());
+                    write_response(&mut tls, &resp).await?;
+                    let _ = tls.shutdown().await;
+                    return Ok(());
+                }
                 let leftover = parser.take_remaining();
                 ticket.tunnel();
                 // The login's 16 KiB read buffer and parser would otherwise
@@ -720,6 +785,23 @@ async fn connection(
             return Ok(());
         }
     }
+}
+
+/// The cluster's part of a CONNECT: own the session (or take it over) first.
+async fn cluster_connect(
+    c: &crate::cluster::Cluster,
+    h: &Headend,
+    req: &Request,
+) -> Result<(), crate::cluster::ConnectRefusal> {
+    let Some(cookie) = req.cookie("webvpn").filter(|c| !c.is_empty()) else {
+        // tunnel::run answers this one.
+        return Ok(());
+    };
+    let previous = req
+        .header("X-CSTP-Address")
+        .and_then(|a| a.trim().parse::<std::net::Ipv4Addr>().ok());
+    c.prepare_connect(&h.sessions, &h.config, cookie, previous)
+        .await
 }
 
 async fn write_response(tls: &mut Tls, resp: &Response) -> Result<()> {

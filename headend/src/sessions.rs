@@ -17,6 +17,9 @@ use auth::radius::{DynAuthKind, DynAuthRequest, ErrorCause, TerminateCause};
 use crate::config::{Config, EffectivePolicy};
 use crate::pool::{AddressPool, Ipv6AddressPool};
 
+mod clustered;
+pub use clustered::ConnectPlan;
+
 /// How long a cookie from a finished login stays valid before its first CONNECT.
 pub const UNUSED_COOKIE_LIFETIME: Duration = Duration::from_secs(120);
 
@@ -200,6 +203,8 @@ pub struct Session {
     last_interim: Instant,
     control: Option<mpsc::UnboundedSender<SessionCommand>>,
     cookie_hash: [u8; 32],
+    /// Fencing token of this node's ownership in the cluster (0: not in one).
+    cluster_fence: u64,
 }
 
 /// What authorization (RADIUS, later CoA) gave the session.
@@ -376,6 +381,8 @@ struct Inner {
     peak: usize,
     /// `vpn-sessiondb` limit on sessions at once (None: no limit configured).
     max_sessions: Option<usize>,
+    /// Cluster work (issue 19): ended sessions, addresses to serve on the inside.
+    cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterEvent>>,
 }
 
 pub struct SessionTable {
@@ -397,6 +404,11 @@ fn interim_periods(config: &Config) -> BTreeMap<String, Duration> {
 
 fn cookie_hash(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
+}
+
+/// The cluster's id of a session cookie (hex SHA-256).
+pub fn cookie_sid(cookie: &str) -> String {
+    clustered::sid_of(&cookie_hash(cookie))
 }
 
 fn new_cookie() -> String {
@@ -439,6 +451,7 @@ impl SessionTable {
                 policy: None,
                 audit_counter: 0,
                 peak: 0,
+                cluster: None,
                 boot_id: SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as u32)
@@ -628,6 +641,7 @@ impl SessionTable {
                 last_interim: now,
                 control: None,
                 cookie_hash: hash,
+                cluster_fence: 0,
             },
         );
         inner.peak = inner.peak.max(inner.sessions.len());
@@ -1393,6 +1407,13 @@ impl Inner {
         }
         if let Some(c) = &s.control {
             let _ = c.send(SessionCommand::Logoff(reason.clone()));
+        }
+        if s.cluster_fence > 0
+            && let Some(tx) = &self.cluster
+        {
+            for ev in clustered::ended_events(&s) {
+                let _ = tx.send(ev);
+            }
         }
         // A Stop for every session that had a Start.
         if let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone()) {

@@ -636,6 +636,11 @@ impl Lab {
     /// After the headend has exited (a crash, `kill -9`): keeps its log as
     /// `headend.N.log` and starts it again with the same config and state dir.
     pub fn restart_headend(&self) {
+        self.restart_headend_with(&[]);
+    }
+
+    /// [`Lab::restart_headend`] with `extra` arguments to `headend run`.
+    pub fn restart_headend_with(&self, extra: &[&str]) {
         let status = wait_until(HANG_GUARD, || self.headend_exit_status())
             .unwrap_or_else(|| panic!("headend still running: restart_headend needs it exited"));
         eprintln!("headend exited ({status}); restarting it");
@@ -649,7 +654,7 @@ impl Lab {
             self.dir.join(format!("headend.{n}.log")),
         )
         .expect("keep the old headend log");
-        self.start_headend();
+        self.start_headend_with(extra);
     }
 
     /// `Some(status)` once the headend has exited; `None` while it runs or was not started.

@@ -7,6 +7,7 @@
 //! as skipped, unless `E2E_REQUIRED=1` (set by `netns/test.sh`), which makes it fail.
 
 pub mod browser;
+pub mod cluster_lab;
 pub mod cmd;
 pub mod idp;
 pub mod lab;
