@@ -17,10 +17,14 @@
 //! session only at its next login; applying it at once is what an operator who
 //! edits a vpn-filter wants.
 //!
+//! RADIUS accounting follows the new aaa-server groups: a session that starts
+//! after the reload sends its Start to the group of the new config, a session
+//! that started before keeps sending its Interim-Updates and Stop to the group
+//! that has its Start (accounting.rs).
+//!
 //! Not reloaded (they need a restart, as the reply says when they changed):
 //! DTLS on/off, the TUN addresses and MTU, SXP peers, the dynamic-authorization
-//! listener, the accounting task's RADIUS groups, threat detection, the SSH
-//! listener.
+//! listener, threat detection, the SSH listener.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -311,45 +311,22 @@ pub async fn run_with(
         );
         radius.insert(g.name.clone(), group);
     }
-    let accounting = if radius.is_empty() {
-        None
-    } else {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let nas_ip = radius
-            .values()
-            .next()
-            .map(|g| g.nas_ip)
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        let journal = journal.map(|(j, stops)| {
-            for stop in stops {
-                let _ = tx.send(stop);
-            }
-            sessions.set_accounting_journal(j.clone());
-            j
-        });
-        sessions.set_accounting(tx, nas_ip);
-        Some((
-            tokio::spawn(crate::accounting::run(
-                rx,
-                radius.clone(),
-                config.hostname.clone(),
-                journal.clone(),
-            )),
-            journal.map(|j| {
-                let sessions = sessions.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(ACCOUNTING_CHECKPOINT);
-                    loop {
-                        tick.tick().await;
-                        let snap = sessions.accounting_snapshot(Instant::now());
-                        if let Err(e) = j.checkpoint(&snap) {
-                            tracing::error!("accounting journal checkpoint: {e}");
-                        }
-                    }
-                })
-            }),
-        ))
-    };
+    // Always on, even with no aaa-server yet: a reload may add one and the
+    // tunnel groups' `accounting-server-group` (reload.rs).
+    let (acct_tx, acct_rx) = tokio::sync::mpsc::unbounded_channel();
+    let nas_ip = radius
+        .values()
+        .next()
+        .map(|g| g.nas_ip)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let journal = journal.map(|(j, stops)| {
+        for stop in stops {
+            let _ = acct_tx.send(stop);
+        }
+        sessions.set_accounting_journal(j.clone());
+        j
+    });
+    sessions.set_accounting(acct_tx, nas_ip);
     let dynauth_clients: Vec<auth::radius::DynAuthClient> = config
         .aaa_server_groups
         .values()
@@ -393,6 +370,31 @@ pub async fn run_with(
         tls,
     });
     let live: LiveHeadend = Arc::new(arc_swap::ArcSwap::new(headend.clone()));
+    let accounting = {
+        // Groups are looked up in the live snapshot, so a reload reaches
+        // sessions that start after it (accounting.rs).
+        let live = live.clone();
+        let groups: crate::accounting::GroupSource = Arc::new(move |name: &str| {
+            let h = live.load();
+            (h.radius.get(name).cloned(), h.config.hostname.clone())
+        });
+        (
+            tokio::spawn(crate::accounting::run(acct_rx, groups, journal.clone())),
+            journal.map(|j| {
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(ACCOUNTING_CHECKPOINT);
+                    loop {
+                        tick.tick().await;
+                        let snap = sessions.accounting_snapshot(Instant::now());
+                        if let Err(e) = j.checkpoint(&snap) {
+                            tracing::error!("accounting journal checkpoint: {e}");
+                        }
+                    }
+                })
+            }),
+        )
+    };
     let mut dynauth = if dynauth_clients.is_empty() {
         tokio::spawn(std::future::pending())
     } else {
@@ -546,12 +548,11 @@ pub async fn run_with(
     drop(headend);
     drop(live);
     sessions.close_accounting();
-    if let Some((task, checkpoints)) = accounting {
-        if let Some(c) = checkpoints {
-            c.abort();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+    let (task, checkpoints) = accounting;
+    if let Some(c) = checkpoints {
+        c.abort();
     }
+    let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     reaper.abort();
     hup.abort();
     let _ = std::fs::remove_file(&args.admin_socket);

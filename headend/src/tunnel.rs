@@ -519,7 +519,7 @@ async fn pump(
                     }
                     // A reload changed the group-policy's timeouts (reload.rs).
                     Some(SessionCommand::Timeouts { idle, session_deadline }) => {
-                        cstp.set_timeouts(idle, session_deadline);
+                        session.cstp.set_timeouts(idle, session_deadline);
                     }
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
