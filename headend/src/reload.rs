@@ -22,9 +22,12 @@
 //! that started before keeps sending its Interim-Updates and Stop to the group
 //! that has its Start (accounting.rs).
 //!
+//! The dynamic-authorization (CoA) listener takes the new clients and port
+//! (dynauth_listener.rs); a port that cannot be bound refuses the reload.
+//!
 //! Not reloaded (they need a restart, as the reply says when they changed):
-//! DTLS on/off, the TUN addresses and MTU, SXP peers, the dynamic-authorization
-//! listener, threat detection, the SSH listener.
+//! DTLS on/off, the TUN addresses and MTU, SXP peers, threat detection, the
+//! SSH listener.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -73,16 +76,6 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if first_pool(old) != first_pool(new) || old.ipv6_local_pools != new.ipv6_local_pools {
         v.push("the TUN interface's addresses (first `ip local pool`, `ipv6 local pool`)");
     }
-    let dynauth = |c: &Config| {
-        c.aaa_server_groups
-            .values()
-            .filter(|g| g.dynamic_authorization.is_some())
-            .map(|g| (g.dynamic_authorization, g.hosts.clone()))
-            .collect::<Vec<_>>()
-    };
-    if dynauth(old) != dynauth(new) {
-        v.push("dynamic-authorization (CoA) listener and clients");
-    }
     if old.cts.sxp_enable != new.cts.sxp_enable
         || format!("{:?}", old.cts.sxp_connections) != format!("{:?}", new.cts.sxp_connections)
     {
@@ -102,6 +95,8 @@ pub struct Reloader {
     tls_files: Option<(PathBuf, PathBuf)>,
     /// One reload at a time (SIGHUP and the admin socket may race).
     busy: Mutex<()>,
+    /// The CoA listener, restarted when its clients or port change.
+    dynauth: Option<crate::dynauth_listener::DynAuthControl>,
 }
 
 impl Reloader {
@@ -111,7 +106,17 @@ impl Reloader {
             path,
             tls_files,
             busy: Mutex::new(()),
+            dynauth: None,
         }
+    }
+
+    /// Reloads re-apply the dynamic-authorization listener through `control`.
+    pub fn with_dynamic_authorization(
+        mut self,
+        control: crate::dynauth_listener::DynAuthControl,
+    ) -> Self {
+        self.dynauth = Some(control);
+        self
     }
 
     /// Re-reads and applies the config. Returns the admin reply (`INFO:`,
@@ -152,6 +157,10 @@ impl Reloader {
             };
             radius.insert(g.name.clone(), group);
         }
+        // A new CoA port that cannot be bound.
+        if let Some(d) = &self.dynauth {
+            d.check(&cfg)?;
+        }
         let summary = old
             .policy
             .reload(&cfg)
@@ -160,6 +169,7 @@ impl Reloader {
         // Commit: sessions first (pools, live group-policy parts), then the
         // snapshot new requests load.
         let notes = old.sessions.reload(&old.config, &cfg);
+        let dynauth_note = self.dynauth.as_ref().and_then(|d| d.apply(&cfg));
         let restart = needs_restart(&old.config, &cfg);
         let mut out = format!(
             "INFO: configuration and policy reloaded from {}\n",
@@ -175,7 +185,7 @@ impl Reloader {
         ) {
             out.push_str("INFO: logging settings re-applied\n");
         }
-        for n in &notes {
+        for n in dynauth_note.iter().chain(&notes) {
             tracing::info!("reload: {n}");
             out.push_str(&format!("INFO: {n}\n"));
         }

@@ -327,21 +327,10 @@ pub async fn run_with(
         j
     });
     sessions.set_accounting(acct_tx, nas_ip);
-    let dynauth_clients: Vec<auth::radius::DynAuthClient> = config
-        .aaa_server_groups
-        .values()
-        .filter(|g| g.dynamic_authorization.is_some())
-        .flat_map(|g| g.hosts.iter())
-        .map(|h| auth::radius::DynAuthClient {
-            addr: h.address,
-            secret: h.key.clone().unwrap_or_default().into_bytes(),
-        })
-        .collect();
-    let dynauth_port = config
-        .aaa_server_groups
-        .values()
-        .find_map(|g| g.dynamic_authorization)
-        .unwrap_or(1700);
+    let dynauth_settings = crate::dynauth_listener::DynAuthSettings::from_config(&config);
+    if let Some(s) = &dynauth_settings {
+        s.check_port()?;
+    }
     let threats = Arc::new(crate::threat::Threats::new(
         &config,
         crate::threat::admission::SourceLimits {
@@ -395,18 +384,14 @@ pub async fn run_with(
             }),
         )
     };
-    let mut dynauth = if dynauth_clients.is_empty() {
-        tokio::spawn(std::future::pending())
-    } else {
+    // Restarted by a reload that changes its clients or port (dynauth_listener.rs).
+    let dynauth = {
         let live = live.clone();
-        let apply = Arc::new(move |req: &auth::radius::DynAuthRequest| {
-            crate::coa::handle(&live.load_full(), req)
-        });
-        tokio::spawn(crate::radius_io::serve_dynamic_authorization(
-            dynauth_port,
-            dynauth_clients,
-            apply,
-        ))
+        let apply: crate::radius_io::DynAuthApply =
+            Arc::new(move |req: &auth::radius::DynAuthRequest| {
+                crate::coa::handle(&live.load_full(), req)
+            });
+        crate::dynauth_listener::spawn(dynauth_settings, apply)
     };
 
     let admin_ctx = Arc::new(AdminContext {
@@ -418,11 +403,10 @@ pub async fn run_with(
         sxp: sxp.clone(),
         threats,
         live: live.clone(),
-        reload: Arc::new(crate::reload::Reloader::new(
-            live.clone(),
-            args.config.clone(),
-            tls_files,
-        )),
+        reload: Arc::new(
+            crate::reload::Reloader::new(live.clone(), args.config.clone(), tls_files)
+                .with_dynamic_authorization(dynauth),
+        ),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {
@@ -519,10 +503,6 @@ pub async fn run_with(
         r = &mut sxp_task => match r {
             Ok(r) => r.context("SXP listener"),
             Err(e) => Err(anyhow::Error::from(e).context("SXP task")),
-        },
-        r = &mut dynauth => match r {
-            Ok(r) => r.context("dynamic-authorization"),
-            Err(e) => Err(anyhow::Error::from(e).context("dynamic-authorization task")),
         },
         r = &mut metrics_task => match r {
             Ok(r) => r.context("metrics endpoint"),
