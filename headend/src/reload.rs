@@ -25,9 +25,13 @@
 //! The dynamic-authorization (CoA) listener takes the new clients and port
 //! (dynauth_listener.rs); a port that cannot be bound refuses the reload.
 //!
+//! Threat detection (`threat-detection service remote-access-*`) and `aaa
+//! local authentication attempts max-fail` take their new thresholds; the
+//! events seen, shuns and lockouts stay, and LOCAL users added by the reload
+//! are tracked for lockout (threat/mod.rs).
+//!
 //! Not reloaded (they need a restart, as the reply says when they changed):
-//! DTLS on/off, the TUN addresses and MTU, SXP peers, threat detection, the
-//! SSH listener.
+//! DTLS on/off, the TUN addresses and MTU, SXP peers, the SSH listener.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -170,6 +174,7 @@ impl Reloader {
         // snapshot new requests load.
         let notes = old.sessions.reload(&old.config, &cfg);
         let dynauth_note = self.dynauth.as_ref().and_then(|d| d.apply(&cfg));
+        old.threats.reconfigure(&cfg);
         let restart = needs_restart(&old.config, &cfg);
         let mut out = format!(
             "INFO: configuration and policy reloaded from {}\n",
