@@ -76,8 +76,20 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if dtls(old) != dtls(new) {
         v.push("DTLS on/off");
     }
-    let first_pool = |c: &Config| c.ip_local_pools.values().next().cloned();
-    if first_pool(old) != first_pool(new) || old.ipv6_local_pools != new.ipv6_local_pools {
+    // By value, not line: lines added above a pool move it without a change.
+    let first_pool = |c: &Config| {
+        c.ip_local_pools
+            .values()
+            .next()
+            .map(|p| (p.name.clone(), p.first, p.last, p.mask))
+    };
+    let v6_pools = |c: &Config| {
+        c.ipv6_local_pools
+            .values()
+            .map(|p| (p.name.clone(), p.first, p.prefix_len, p.count))
+            .collect::<Vec<_>>()
+    };
+    if first_pool(old) != first_pool(new) || v6_pools(old) != v6_pools(new) {
         v.push("the TUN interface's addresses (first `ip local pool`, `ipv6 local pool`)");
     }
     if old.cts.sxp_enable != new.cts.sxp_enable
@@ -322,6 +334,9 @@ tunnel-group T general-attributes
         assert!(needs_restart(&old, &new).is_empty());
         let new = cfg(&BASE.replace("198.18.100.10-198.18.100.20", "198.18.101.10-198.18.101.20"));
         assert_eq!(needs_restart(&old, &new).len(), 1);
+        // Lines added above the pool move it; that is no change.
+        let new = cfg(&format!("hostname asa\n!\n{BASE}"));
+        assert!(needs_restart(&old, &new).is_empty());
     }
 
     /// A session that logged in under `c`, attached with an address, and
