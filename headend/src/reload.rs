@@ -30,6 +30,9 @@
 //! events seen, shuns and lockouts stay, and LOCAL users added by the reload
 //! are tracked for lockout (threat/mod.rs).
 //!
+//! The metrics endpoint's per-tunnel-group series follow the new tunnel
+//! groups (read from the live snapshot at each scrape).
+//!
 //! Not reloaded (they need a restart, as the reply says when they changed):
 //! DTLS on/off, the TUN addresses and MTU, SXP peers, the SSH listener.
 

@@ -416,7 +416,10 @@ pub async fn run_with(
                 dtls: headend.dtls.clone(),
                 policy: policy.clone(),
                 sxp: sxp.clone(),
-                tunnel_groups: headend.config.tunnel_groups.keys().cloned().collect(),
+                tunnel_groups: {
+                    let live = live.clone();
+                    Arc::new(move || live.load().config.tunnel_groups.keys().cloned().collect())
+                },
             });
             let listener = crate::metrics::bind(addr).await?;
             tokio::spawn(crate::metrics::serve(listener, Arc::new(registry)))
