@@ -34,7 +34,10 @@
 //! groups (read from the live snapshot at each scrape).
 //!
 //! Not reloaded (they need a restart, as the reply says when they changed):
-//! DTLS on/off, the TUN addresses and MTU, SXP peers, the SSH listener.
+//! DTLS on/off, the TUN addresses and MTU, `cts sxp enable` and the SXP
+//! listener hold-time, the SSH listener. SXP peers and passwords are
+//! reloaded: removed or changed peers' connections close (they reconnect with
+//! the new key), unchanged ones keep theirs (sxp_io.rs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -95,10 +98,11 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if first_pool(old) != first_pool(new) || v6_pools(old) != v6_pools(new) {
         v.push("the TUN interface's addresses (first `ip local pool`, `ipv6 local pool`)");
     }
+    // Peers and passwords are reloaded (sxp_io.rs); the listener itself is not.
     if old.cts.sxp_enable != new.cts.sxp_enable
-        || format!("{:?}", old.cts.sxp_connections) != format!("{:?}", new.cts.sxp_connections)
+        || old.cts.sxp_listener_hold_time != new.cts.sxp_listener_hold_time
     {
-        v.push("cts sxp");
+        v.push("cts sxp enable / listener hold-time");
     }
     if old.management.ssh_access.is_empty() != new.management.ssh_access.is_empty() {
         v.push("the SSH listener");
@@ -116,6 +120,8 @@ pub struct Reloader {
     busy: Mutex<()>,
     /// The CoA listener, restarted when its clients or port change.
     dynauth: Option<crate::dynauth_listener::DynAuthControl>,
+    /// The SXP listener (with `cts sxp enable` at start), for new peers.
+    sxp: Option<Arc<crate::sxp_io::SxpState>>,
 }
 
 impl Reloader {
@@ -126,7 +132,14 @@ impl Reloader {
             tls_files,
             busy: Mutex::new(()),
             dynauth: None,
+            sxp: None,
         }
+    }
+
+    /// Reloads re-apply the SXP peers through `sxp`.
+    pub fn with_sxp(mut self, sxp: Option<Arc<crate::sxp_io::SxpState>>) -> Self {
+        self.sxp = sxp;
+        self
     }
 
     /// Reloads re-apply the dynamic-authorization listener through `control`.
@@ -190,6 +203,13 @@ impl Reloader {
         let notes = old.sessions.reload(&old.config, &cfg);
         let dynauth_note = self.dynauth.as_ref().and_then(|d| d.apply(&cfg));
         old.threats.reconfigure(&cfg);
+        let sxp_notes = match (&self.sxp, cfg.cts.sxp_enable) {
+            (Some(sxp), true) => sxp.reconfigure(&cfg).unwrap_or_else(|e| {
+                tracing::warn!("reload: SXP peers: {e:#}");
+                vec![format!("SXP peers not all applied: {e:#}")]
+            }),
+            _ => Vec::new(),
+        };
         let restart = needs_restart(&old.config, &cfg);
         let mut out = format!(
             "INFO: configuration and policy reloaded from {}\n",
@@ -205,7 +225,7 @@ impl Reloader {
         ) {
             out.push_str("INFO: logging settings re-applied\n");
         }
-        for n in dynauth_note.iter().chain(&notes) {
+        for n in dynauth_note.iter().chain(&sxp_notes).chain(&notes) {
             tracing::info!("reload: {n}");
             out.push_str(&format!("INFO: {n}\n"));
         }

@@ -405,7 +405,8 @@ pub async fn run_with(
         live: live.clone(),
         reload: Arc::new(
             crate::reload::Reloader::new(live.clone(), args.config.clone(), tls_files)
-                .with_dynamic_authorization(dynauth),
+                .with_dynamic_authorization(dynauth)
+                .with_sxp(sxp.clone()),
         ),
     });
     let mut metrics_task = match args.metrics_listen {
