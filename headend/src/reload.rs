@@ -35,7 +35,8 @@
 //!
 //! Not reloaded (they need a restart, as the reply says when they changed):
 //! DTLS on/off, the TUN addresses and MTU, `cts sxp enable` and the SXP
-//! listener hold-time, the SSH listener. SXP peers and passwords are
+//! listener hold-time. The SSH listener starts with the first `ssh` line and
+//! stops with the last (cli/ssh.rs); its port is `--ssh-port`. SXP peers and passwords are
 //! reloaded: removed or changed peers' connections close (they reconnect with
 //! the new key), unchanged ones keep theirs (sxp_io.rs).
 
@@ -104,9 +105,6 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         v.push("cts sxp enable / listener hold-time");
     }
-    if old.management.ssh_access.is_empty() != new.management.ssh_access.is_empty() {
-        v.push("the SSH listener");
-    }
     v
 }
 
@@ -122,6 +120,8 @@ pub struct Reloader {
     dynauth: Option<crate::dynauth_listener::DynAuthControl>,
     /// The SXP listener (with `cts sxp enable` at start), for new peers.
     sxp: Option<Arc<crate::sxp_io::SxpState>>,
+    /// The SSH listener, started and stopped by `ssh` lines (set once at start).
+    ssh: std::sync::OnceLock<crate::cli::ssh::SshControl>,
 }
 
 impl Reloader {
@@ -133,7 +133,13 @@ impl Reloader {
             busy: Mutex::new(()),
             dynauth: None,
             sxp: None,
+            ssh: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reloads start and stop the SSH listener through `control`.
+    pub fn set_ssh(&self, control: crate::cli::ssh::SshControl) {
+        let _ = self.ssh.set(control);
     }
 
     /// Reloads re-apply the SXP peers through `sxp`.
@@ -192,6 +198,9 @@ impl Reloader {
         // A new CoA port that cannot be bound.
         if let Some(d) = &self.dynauth {
             d.check(&cfg)?;
+        }
+        if let Some(s) = self.ssh.get() {
+            s.check(&cfg)?;
         }
         let summary = old
             .policy
@@ -253,6 +262,15 @@ impl Reloader {
             tls,
         };
         self.live.store(Arc::new(new));
+        // After the store: the listener reads the new config when it starts.
+        if let Some(n) = self
+            .ssh
+            .get()
+            .and_then(|s| s.apply(&self.live.load().config))
+        {
+            tracing::info!("reload: {n}");
+            out.push_str(&format!("INFO: {n}\n"));
+        }
         tracing::info!(
             added = ?summary.added,
             changed = ?summary.changed,

@@ -427,19 +427,15 @@ pub async fn run_with(
         }
         None => tokio::spawn(std::future::pending()),
     };
-    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA.
-    if !headend.config.management.ssh_access.is_empty() {
-        let ssh = crate::cli::ssh::SshArgs {
+    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA;
+    // a reload starts or stops it (cli/ssh.rs).
+    admin_ctx.reload.set_ssh(crate::cli::ssh::spawn(
+        crate::cli::ssh::SshArgs {
             port: args.ssh_port,
             host_key: args.ssh_host_key.clone(),
-        };
-        let ctx = admin_ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::cli::ssh::serve(ssh, ctx).await {
-                tracing::error!("SSH CLI stopped: {e:#}");
-            }
-        });
-    }
+        },
+        admin_ctx.clone(),
+    ));
     let admin_path = args.admin_socket.clone();
     let admin_listener = match admin_listener {
         Some(l) => l,
