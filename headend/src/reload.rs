@@ -35,8 +35,10 @@
 //!
 //! Not reloaded (they need a restart, as the reply says when they changed):
 //! DTLS on/off, the TUN addresses and MTU, `cts sxp enable` and the SXP
-//! listener hold-time. The SSH listener starts with the first `ssh` line and
-//! stops with the last (cli/ssh.rs); its port is `--ssh-port`. SXP peers and passwords are
+//! listener hold-time.
+//!
+//! The SSH listener starts with the first `ssh` line and stops with the last
+//! (cli/ssh.rs); its port is `--ssh-port`. SXP peers and passwords are
 //! reloaded: removed or changed peers' connections close (they reconnect with
 //! the new key), unchanged ones keep theirs (sxp_io.rs).
 
