@@ -17,12 +17,17 @@
 //! alice, logging in after the reload, has her accounting Start reach it, and
 //! a Disconnect-Request from that new CoA client is ACKed (her Stop follows).
 //!
+//! A third test reloads SXP peers: adding a peer keeps the running speaker's
+//! connection (its next update still arrives), removing it closes the
+//! connection and its bindings go.
+//!
 //! A drop is asserted as "no reply to a ping", never as a duration; deadlines
 //! are hang guards.
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST};
 use e2e::radius::{self, RADIUS_PRIMARY, RadiusServer};
 use e2e::sessiondb::{field, session_of};
+use e2e::sxp::{SXP_SPEAKER, SxpSpeaker};
 use e2e::{Lab, wait_until};
 
 const EXTRA: &str = "\
@@ -261,6 +266,76 @@ fn reload_adds_accounting_and_a_coa_client() {
         r.iter().any(|r| {
             is(r, "Stop") && r.get("Acct-Session-Id").map(String::as_str) == Some(id.as_str())
         })
+    });
+    lab.assert_headend_running();
+}
+
+const SXP_PASSWORD: &str = "reload-sxp-md5-key";
+
+/// The `show` output once `pred` holds (hang guard).
+fn wait_show(lab: &Lab, what: &[&str], desc: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    wait_until(HANG_GUARD, || {
+        last = lab.show(what);
+        pred(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "show {}: not {desc} after {HANG_GUARD:?}:\n{last}\n--- headend log ---\n{}",
+            what.join(" "),
+            lab::tail(&lab.headend_log(), 40)
+        )
+    })
+}
+
+/// SXP peers follow a reload: unchanged peers keep their connection, a
+/// removed peer's connection closes and its bindings go.
+#[test]
+fn reload_changes_sxp_peers() {
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    const MAP: &[&str] = &["cts", "role-based", "sgt-map", "all"];
+    let base = std::fs::read_to_string(lab.config_path()).expect("read lab config");
+    let sxp = format!(
+        "!\ncts sxp enable\ncts sxp default password {SXP_PASSWORD}\ncts sxp listener hold-time 9 12\n"
+    );
+    let peer =
+        format!("cts sxp connection peer {SXP_SPEAKER} password default mode local listener\n");
+    let other = "cts sxp connection peer 198.18.1.31 password none mode local listener\n";
+    write(&lab, &format!("{base}{sxp}{peer}"));
+    lab.start_headend();
+    let speaker = SxpSpeaker::connect(&lab, SXP_PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    speaker.update(&[("198.18.1.40/32", 20)], &[]);
+    wait_show(&lab, MAP, "with 198.18.1.40", |m| m.contains("198.18.1.40"));
+
+    // Another peer added: the speaker's connection carries its next update.
+    write(&lab, &format!("{base}{sxp}{peer}{other}"));
+    let (ok, reply) = reload(&lab);
+    assert!(ok, "{reply}");
+    assert!(reply.contains("INFO: SXP peers: 2"), "{reply}");
+    assert!(!reply.contains("WARNING"), "{reply}");
+    speaker.update(&[("198.18.1.41/32", 21)], &[]);
+    wait_show(&lab, MAP, "with 198.18.1.41", |m| m.contains("198.18.1.41"));
+    assert!(
+        !speaker.closed_by_headend(),
+        "unchanged peer's connection closed"
+    );
+
+    // The speaker's peer removed: its connection and bindings go.
+    write(&lab, &format!("{base}{sxp}{other}"));
+    let (ok, reply) = reload(&lab);
+    assert!(ok, "{reply}");
+    assert!(
+        reply.contains(&format!("SXP connection from {SXP_SPEAKER} closed")),
+        "{reply}"
+    );
+    assert!(
+        wait_until(HANG_GUARD, || speaker.closed_by_headend().then_some(())).is_some(),
+        "the removed peer's connection is still open"
+    );
+    wait_show(&lab, MAP, "without SXP bindings", |m| {
+        !m.contains("198.18.1.40") && !m.contains("198.18.1.41")
     });
     lab.assert_headend_running();
 }
