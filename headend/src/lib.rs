@@ -10,6 +10,7 @@ pub mod config;
 pub mod dtls;
 pub mod dtls_keys;
 pub mod dtls_resume;
+pub mod dynauth_listener;
 pub mod login;
 pub mod metrics;
 pub mod policy_compile;

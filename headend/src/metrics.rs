@@ -133,8 +133,12 @@ pub struct Sources {
     pub policy: Arc<crate::policy_state::PolicyState>,
     pub sxp: Option<Arc<crate::sxp_io::SxpState>>,
     /// Configured tunnel groups: their series exist (at 0) before any login.
-    pub tunnel_groups: Vec<String>,
+    /// Read at each scrape: the live config's, so a reload adds and removes them.
+    pub tunnel_groups: TunnelGroups,
 }
+
+/// The configured tunnel groups' names, as of now.
+pub type TunnelGroups = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,7 +177,7 @@ impl Collector for Sources {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let snap = self.sessions.metrics_snapshot();
         let mut connected = snap.connected.clone();
-        for tg in &self.tunnel_groups {
+        for tg in (self.tunnel_groups)() {
             for t in ["tls", "dtls"] {
                 connected.entry((tg.clone(), t)).or_default();
             }
@@ -536,8 +540,28 @@ mod tests {
             dtls: None,
             policy,
             sxp: None,
-            tunnel_groups: cfg.tunnel_groups.keys().cloned().collect(),
+            tunnel_groups: Arc::new(move || cfg.tunnel_groups.keys().cloned().collect()),
         }
+    }
+
+    #[test]
+    fn tunnel_group_series_follow_the_live_config() {
+        let names = Arc::new(std::sync::Mutex::new(vec!["OLD-TG".to_string()]));
+        let mut src = sources();
+        src.tunnel_groups = {
+            let names = names.clone();
+            Arc::new(move || names.lock().unwrap().clone())
+        };
+        let reg = registry(src);
+        let series =
+            |tg: &str| format!("headend_sessions{{tunnel_group=\"{tg}\",transport=\"tls\"}} 0");
+        let text = render(&reg);
+        assert!(text.lines().any(|l| l == series("OLD-TG")), "{text}");
+        // A reload replaces OLD-TG with NEW-TG.
+        *names.lock().unwrap() = vec!["NEW-TG".to_string()];
+        let text = render(&reg);
+        assert!(text.lines().any(|l| l == series("NEW-TG")), "{text}");
+        assert!(!text.lines().any(|l| l == series("OLD-TG")), "{text}");
     }
 
     #[test]

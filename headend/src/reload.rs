@@ -17,10 +17,30 @@
 //! session only at its next login; applying it at once is what an operator who
 //! edits a vpn-filter wants.
 //!
+//! RADIUS accounting follows the new aaa-server groups: a session that starts
+//! after the reload sends its Start to the group of the new config, a session
+//! that started before keeps sending its Interim-Updates and Stop to the group
+//! that has its Start (accounting.rs).
+//!
+//! The dynamic-authorization (CoA) listener takes the new clients and port
+//! (dynauth_listener.rs); a port that cannot be bound refuses the reload.
+//!
+//! Threat detection (`threat-detection service remote-access-*`) and `aaa
+//! local authentication attempts max-fail` take their new thresholds; the
+//! events seen, shuns and lockouts stay, and LOCAL users added by the reload
+//! are tracked for lockout (threat/mod.rs).
+//!
+//! The metrics endpoint's per-tunnel-group series follow the new tunnel
+//! groups (read from the live snapshot at each scrape).
+//!
 //! Not reloaded (they need a restart, as the reply says when they changed):
-//! DTLS on/off, the TUN addresses and MTU, SXP peers, the dynamic-authorization
-//! listener, the accounting task's RADIUS groups, threat detection, the SSH
-//! listener.
+//! DTLS on/off, the TUN addresses and MTU, `cts sxp enable` and the SXP
+//! listener hold-time.
+//!
+//! The SSH listener starts with the first `ssh` line and stops with the last
+//! (cli/ssh.rs); its port is `--ssh-port`. SXP peers and passwords are
+//! reloaded: removed or changed peers' connections close (they reconnect with
+//! the new key), unchanged ones keep theirs (sxp_io.rs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,27 +85,27 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if dtls(old) != dtls(new) {
         v.push("DTLS on/off");
     }
-    let first_pool = |c: &Config| c.ip_local_pools.values().next().cloned();
-    if first_pool(old) != first_pool(new) || old.ipv6_local_pools != new.ipv6_local_pools {
-        v.push("the TUN interface's addresses (first `ip local pool`, `ipv6 local pool`)");
-    }
-    let dynauth = |c: &Config| {
-        c.aaa_server_groups
+    // By value, not line: lines added above a pool move it without a change.
+    let first_pool = |c: &Config| {
+        c.ip_local_pools
             .values()
-            .filter(|g| g.dynamic_authorization.is_some())
-            .map(|g| (g.dynamic_authorization, g.hosts.clone()))
+            .next()
+            .map(|p| (p.name.clone(), p.first, p.last, p.mask))
+    };
+    let v6_pools = |c: &Config| {
+        c.ipv6_local_pools
+            .values()
+            .map(|p| (p.name.clone(), p.first, p.prefix_len, p.count))
             .collect::<Vec<_>>()
     };
-    if dynauth(old) != dynauth(new) {
-        v.push("dynamic-authorization (CoA) listener and clients");
+    if first_pool(old) != first_pool(new) || v6_pools(old) != v6_pools(new) {
+        v.push("the TUN interface's addresses (first `ip local pool`, `ipv6 local pool`)");
     }
+    // Peers and passwords are reloaded (sxp_io.rs); the listener itself is not.
     if old.cts.sxp_enable != new.cts.sxp_enable
-        || format!("{:?}", old.cts.sxp_connections) != format!("{:?}", new.cts.sxp_connections)
+        || old.cts.sxp_listener_hold_time != new.cts.sxp_listener_hold_time
     {
-        v.push("cts sxp");
-    }
-    if old.management.ssh_access.is_empty() != new.management.ssh_access.is_empty() {
-        v.push("the SSH listener");
+        v.push("cts sxp enable / listener hold-time");
     }
     v
 }
@@ -98,6 +118,12 @@ pub struct Reloader {
     tls_files: Option<(PathBuf, PathBuf)>,
     /// One reload at a time (SIGHUP and the admin socket may race).
     busy: Mutex<()>,
+    /// The CoA listener, restarted when its clients or port change.
+    dynauth: Option<crate::dynauth_listener::DynAuthControl>,
+    /// The SXP listener (with `cts sxp enable` at start), for new peers.
+    sxp: Option<Arc<crate::sxp_io::SxpState>>,
+    /// The SSH listener, started and stopped by `ssh` lines (set once at start).
+    ssh: std::sync::OnceLock<crate::cli::ssh::SshControl>,
 }
 
 impl Reloader {
@@ -107,7 +133,30 @@ impl Reloader {
             path,
             tls_files,
             busy: Mutex::new(()),
+            dynauth: None,
+            sxp: None,
+            ssh: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reloads start and stop the SSH listener through `control`.
+    pub fn set_ssh(&self, control: crate::cli::ssh::SshControl) {
+        let _ = self.ssh.set(control);
+    }
+
+    /// Reloads re-apply the SXP peers through `sxp`.
+    pub fn with_sxp(mut self, sxp: Option<Arc<crate::sxp_io::SxpState>>) -> Self {
+        self.sxp = sxp;
+        self
+    }
+
+    /// Reloads re-apply the dynamic-authorization listener through `control`.
+    pub fn with_dynamic_authorization(
+        mut self,
+        control: crate::dynauth_listener::DynAuthControl,
+    ) -> Self {
+        self.dynauth = Some(control);
+        self
     }
 
     /// Re-reads and applies the config. Returns the admin reply (`INFO:`,
@@ -148,6 +197,13 @@ impl Reloader {
             };
             radius.insert(g.name.clone(), group);
         }
+        // A new CoA port that cannot be bound.
+        if let Some(d) = &self.dynauth {
+            d.check(&cfg)?;
+        }
+        if let Some(s) = self.ssh.get() {
+            s.check(&cfg)?;
+        }
         let summary = old
             .policy
             .reload(&cfg)
@@ -156,6 +212,15 @@ impl Reloader {
         // Commit: sessions first (pools, live group-policy parts), then the
         // snapshot new requests load.
         let notes = old.sessions.reload(&old.config, &cfg);
+        let dynauth_note = self.dynauth.as_ref().and_then(|d| d.apply(&cfg));
+        old.threats.reconfigure(&cfg);
+        let sxp_notes = match (&self.sxp, cfg.cts.sxp_enable) {
+            (Some(sxp), true) => sxp.reconfigure(&cfg).unwrap_or_else(|e| {
+                tracing::warn!("reload: SXP peers: {e:#}");
+                vec![format!("SXP peers not all applied: {e:#}")]
+            }),
+            _ => Vec::new(),
+        };
         let restart = needs_restart(&old.config, &cfg);
         let mut out = format!(
             "INFO: configuration and policy reloaded from {}\n",
@@ -171,7 +236,7 @@ impl Reloader {
         ) {
             out.push_str("INFO: logging settings re-applied\n");
         }
-        for n in &notes {
+        for n in dynauth_note.iter().chain(&sxp_notes).chain(&notes) {
             tracing::info!("reload: {n}");
             out.push_str(&format!("INFO: {n}\n"));
         }
@@ -200,6 +265,15 @@ impl Reloader {
             tls,
         };
         self.live.store(Arc::new(new));
+        // After the store: the listener reads the new config when it starts.
+        if let Some(n) = self
+            .ssh
+            .get()
+            .and_then(|s| s.apply(&self.live.load().config))
+        {
+            tracing::info!("reload: {n}");
+            out.push_str(&format!("INFO: {n}\n"));
+        }
         tracing::info!(
             added = ?summary.added,
             changed = ?summary.changed,
@@ -304,6 +378,9 @@ tunnel-group T general-attributes
         assert!(needs_restart(&old, &new).is_empty());
         let new = cfg(&BASE.replace("198.18.100.10-198.18.100.20", "198.18.101.10-198.18.101.20"));
         assert_eq!(needs_restart(&old, &new).len(), 1);
+        // Lines added above the pool move it; that is no change.
+        let new = cfg(&format!("hostname asa\n!\n{BASE}"));
+        assert!(needs_restart(&old, &new).is_empty());
     }
 
     /// A session that logged in under `c`, attached with an address, and

@@ -342,60 +342,26 @@ pub async fn run_with(
         );
         radius.insert(g.name.clone(), group);
     }
-    let accounting = if radius.is_empty() {
-        None
-    } else {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let nas_ip = radius
-            .values()
-            .next()
-            .map(|g| g.nas_ip)
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        let journal = journal.map(|(j, stops)| {
-            for stop in stops {
-                let _ = tx.send(stop);
-            }
-            sessions.set_accounting_journal(j.clone());
-            j
-        });
-        sessions.set_accounting(tx, nas_ip);
-        Some((
-            tokio::spawn(crate::accounting::run(
-                rx,
-                radius.clone(),
-                config.hostname.clone(),
-                journal.clone(),
-            )),
-            journal.map(|j| {
-                let sessions = sessions.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(ACCOUNTING_CHECKPOINT);
-                    loop {
-                        tick.tick().await;
-                        let snap = sessions.accounting_snapshot(Instant::now());
-                        if let Err(e) = j.checkpoint(&snap) {
-                            tracing::error!("accounting journal checkpoint: {e}");
-                        }
-                    }
-                })
-            }),
-        ))
-    };
-    let dynauth_clients: Vec<auth::radius::DynAuthClient> = config
-        .aaa_server_groups
+    // Always on, even with no aaa-server yet: a reload may add one and the
+    // tunnel groups' `accounting-server-group` (reload.rs).
+    let (acct_tx, acct_rx) = tokio::sync::mpsc::unbounded_channel();
+    let nas_ip = radius
         .values()
-        .filter(|g| g.dynamic_authorization.is_some())
-        .flat_map(|g| g.hosts.iter())
-        .map(|h| auth::radius::DynAuthClient {
-            addr: h.address,
-            secret: h.key.clone().unwrap_or_default().into_bytes(),
-        })
-        .collect();
-    let dynauth_port = config
-        .aaa_server_groups
-        .values()
-        .find_map(|g| g.dynamic_authorization)
-        .unwrap_or(1700);
+        .next()
+        .map(|g| g.nas_ip)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let journal = journal.map(|(j, stops)| {
+        for stop in stops {
+            let _ = acct_tx.send(stop);
+        }
+        sessions.set_accounting_journal(j.clone());
+        j
+    });
+    sessions.set_accounting(acct_tx, nas_ip);
+    let dynauth_settings = crate::dynauth_listener::DynAuthSettings::from_config(&config);
+    if let Some(s) = &dynauth_settings {
+        s.check_port()?;
+    }
     let threats = Arc::new(crate::threat::Threats::new(
         &config,
         crate::threat::admission::SourceLimits {
@@ -425,9 +391,33 @@ pub async fn run_with(
         cluster: cluster.clone(),
     });
     let live: LiveHeadend = Arc::new(arc_swap::ArcSwap::new(headend.clone()));
-    let mut dynauth = if dynauth_clients.is_empty() {
-        tokio::spawn(std::future::pending())
-    } else {
+    let accounting = {
+        // Groups are looked up in the live snapshot, so a reload reaches
+        // sessions that start after it (accounting.rs).
+        let live = live.clone();
+        let groups: crate::accounting::GroupSource = Arc::new(move |name: &str| {
+            let h = live.load();
+            (h.radius.get(name).cloned(), h.config.hostname.clone())
+        });
+        (
+            tokio::spawn(crate::accounting::run(acct_rx, groups, journal.clone())),
+            journal.map(|j| {
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(ACCOUNTING_CHECKPOINT);
+                    loop {
+                        tick.tick().await;
+                        let snap = sessions.accounting_snapshot(Instant::now());
+                        if let Err(e) = j.checkpoint(&snap) {
+                            tracing::error!("accounting journal checkpoint: {e}");
+                        }
+                    }
+                })
+            }),
+        )
+    };
+    // Restarted by a reload that changes its clients or port (dynauth_listener.rs).
+    let dynauth = {
         let live = live.clone();
         let apply: crate::radius_io::DynAuthApply =
             Arc::new(move |req: &auth::radius::DynAuthRequest| {
@@ -435,7 +425,11 @@ pub async fn run_with(
             });
         // Cluster: requests for sessions other nodes hold go to them.
         let forward = headend.cluster.clone().map(|c| {
-            c.set_dynauth(dynauth_clients.clone(), apply.clone());
+            let clients = dynauth_settings
+                .as_ref()
+                .map(crate::dynauth_listener::DynAuthSettings::clients)
+                .unwrap_or_default();
+            c.set_dynauth(clients, apply.clone());
             tokio::spawn(c.clone().listen());
             let f: crate::radius_io::DynAuthForward = Arc::new(move |req, packet, from| {
                 let c = c.clone();
@@ -443,12 +437,7 @@ pub async fn run_with(
             });
             f
         });
-        tokio::spawn(crate::radius_io::serve_dynamic_authorization(
-            dynauth_port,
-            dynauth_clients,
-            apply,
-            forward,
-        ))
+        crate::dynauth_listener::spawn(dynauth_settings, apply, forward)
     };
 
     let admin_ctx = Arc::new(AdminContext {
@@ -460,11 +449,11 @@ pub async fn run_with(
         sxp: sxp.clone(),
         threats,
         live: live.clone(),
-        reload: Arc::new(crate::reload::Reloader::new(
-            live.clone(),
-            args.config.clone(),
-            tls_files,
-        )),
+        reload: Arc::new(
+            crate::reload::Reloader::new(live.clone(), args.config.clone(), tls_files)
+                .with_dynamic_authorization(dynauth)
+                .with_sxp(sxp.clone()),
+        ),
         cluster: headend.cluster.clone(),
     });
     let mut metrics_task = match args.metrics_listen {
@@ -475,26 +464,25 @@ pub async fn run_with(
                 dtls: headend.dtls.clone(),
                 policy: policy.clone(),
                 sxp: sxp.clone(),
-                tunnel_groups: headend.config.tunnel_groups.keys().cloned().collect(),
+                tunnel_groups: {
+                    let live = live.clone();
+                    Arc::new(move || live.load().config.tunnel_groups.keys().cloned().collect())
+                },
             });
             let listener = crate::metrics::bind(addr).await?;
             tokio::spawn(crate::metrics::serve(listener, Arc::new(registry)))
         }
         None => tokio::spawn(std::future::pending()),
     };
-    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA.
-    if !headend.config.management.ssh_access.is_empty() {
-        let ssh = crate::cli::ssh::SshArgs {
+    // The SSH CLI runs when the config has `ssh IP MASK IF` lines, as on ASA;
+    // a reload starts or stops it (cli/ssh.rs).
+    admin_ctx.reload.set_ssh(crate::cli::ssh::spawn(
+        crate::cli::ssh::SshArgs {
             port: args.ssh_port,
             host_key: args.ssh_host_key.clone(),
-        };
-        let ctx = admin_ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::cli::ssh::serve(ssh, ctx).await {
-                tracing::error!("SSH CLI stopped: {e:#}");
-            }
-        });
-    }
+        },
+        admin_ctx.clone(),
+    ));
     let admin_path = args.admin_socket.clone();
     let admin_listener = match admin_listener {
         Some(l) => l,
@@ -563,10 +551,6 @@ pub async fn run_with(
             Ok(r) => r.context("SXP listener"),
             Err(e) => Err(anyhow::Error::from(e).context("SXP task")),
         },
-        r = &mut dynauth => match r {
-            Ok(r) => r.context("dynamic-authorization"),
-            Err(e) => Err(anyhow::Error::from(e).context("dynamic-authorization task")),
-        },
         r = &mut metrics_task => match r {
             Ok(r) => r.context("metrics endpoint"),
             Err(e) => Err(anyhow::Error::from(e).context("metrics task")),
@@ -596,12 +580,11 @@ pub async fn run_with(
         t.abort();
     }
     sessions.close_accounting();
-    if let Some((task, checkpoints)) = accounting {
-        if let Some(c) = checkpoints {
-            c.abort();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+    let (task, checkpoints) = accounting;
+    if let Some(c) = checkpoints {
+        c.abort();
     }
+    let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     reaper.abort();
     hup.abort();
     let _ = std::fs::remove_file(&args.admin_socket);

@@ -2,6 +2,11 @@
 //! password of `cts sxp default password`, one sans-IO `auth::sxp::SxpListener`
 //! per connection, bindings fed into the IP-to-SGT map. A peer's bindings go
 //! when its connection ends (TCP close, ERROR, hold timer).
+//!
+//! A reload ([`SxpState::reconfigure`]) applies new peers and passwords on the
+//! listening socket; the connections of removed peers and of peers whose
+//! password changed are closed (their bindings go, the peer reconnects with
+//! the new key), those of unchanged peers keep running.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +24,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use crate::config::{Config, SxpPassword};
 use crate::policy_state::{PolicyState, Prefix};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerConfig {
     addr: IpAddr,
     password: Option<String>,
@@ -37,8 +42,13 @@ struct ConnView {
 }
 
 pub struct SxpState {
-    peers: Vec<PeerConfig>,
-    default_password_set: bool,
+    peers: Mutex<Vec<PeerConfig>>,
+    default_password_set: std::sync::atomic::AtomicBool,
+    /// The listening socket, for the TCP-MD5 keys of peers a reload adds.
+    listen_fd: Mutex<Option<i32>>,
+    /// Per connection: its peer and what closes it (a reload that removes or
+    /// changes that peer).
+    closers: Mutex<BTreeMap<u64, (IpAddr, Arc<tokio::sync::Notify>)>>,
     config: ListenerConfig,
     policy: Arc<PolicyState>,
     conns: Mutex<BTreeMap<u64, ConnView>>,
@@ -60,18 +70,7 @@ impl SxpState {
         if !cfg.cts.sxp_enable {
             return Ok(None);
         }
-        let peers = cfg
-            .cts
-            .sxp_connections
-            .iter()
-            .map(|c| PeerConfig {
-                addr: c.peer,
-                password: match c.password {
-                    SxpPassword::Default => cfg.cts.sxp_default_password.clone(),
-                    SxpPassword::None => None,
-                },
-            })
-            .collect();
+        let peers = peers_of(cfg);
         let mut config = ListenerConfig::new(NodeId(u32::from(node)));
         if let Some((min, max)) = cfg.cts.sxp_listener_hold_time {
             config.hold_time = Some(
@@ -80,13 +79,69 @@ impl SxpState {
             );
         }
         Ok(Some(Arc::new(Self {
-            peers,
-            default_password_set: cfg.cts.sxp_default_password.is_some(),
+            peers: Mutex::new(peers),
+            default_password_set: cfg.cts.sxp_default_password.is_some().into(),
+            listen_fd: Mutex::new(None),
+            closers: Mutex::new(BTreeMap::new()),
             config,
             policy,
             conns: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
         })))
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Vec<PeerConfig>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reload: the new `cts sxp connection peer` lines and passwords. Keys
+    /// go on the listening socket first (an error changes nothing but the keys
+    /// already set); then connections of removed or changed peers are closed.
+    /// Returns what changed, for the reload's reply.
+    pub fn reconfigure(&self, cfg: &Config) -> Result<Vec<String>> {
+        let new = peers_of(cfg);
+        let old = self.peers().clone();
+        self.default_password_set
+            .store(cfg.cts.sxp_default_password.is_some(), Ordering::Relaxed);
+        if new == old {
+            return Ok(Vec::new());
+        }
+        let fd = *self.listen_fd.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fd) = fd {
+            for p in new.iter().filter(|p| !old.contains(p)) {
+                // An empty key removes the one a changed peer had.
+                let key = p.password.as_deref().unwrap_or_default();
+                set_md5_key(fd, p.addr, key.as_bytes())
+                    .or_else(|e| if key.is_empty() { Ok(()) } else { Err(e) })
+                    .with_context(|| format!("TCP-MD5 key for SXP peer {}", p.addr))?;
+            }
+            for p in old.iter().filter(|p| p.password.is_some()) {
+                if !new.iter().any(|n| n.addr == p.addr) {
+                    let _ = set_md5_key(fd, p.addr, b"");
+                }
+            }
+        }
+        let gone: Vec<IpAddr> = old
+            .iter()
+            .filter(|p| !new.contains(p))
+            .map(|p| p.addr)
+            .collect();
+        *self.peers() = new.clone();
+        let mut notes = Vec::new();
+        for (_, (addr, close)) in self
+            .closers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (a, _))| gone.contains(a))
+        {
+            close.notify_one();
+            notes.push(format!(
+                "SXP connection from {addr} closed: peer removed or changed"
+            ));
+        }
+        notes.push(format!("SXP peers: {}", new.len()));
+        Ok(notes)
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ConnView>> {
@@ -102,14 +157,15 @@ impl SxpState {
         let _ = writeln!(
             out,
             "Default password     : {}",
-            if self.default_password_set {
+            if self.default_password_set.load(Ordering::Relaxed) {
                 "Set"
             } else {
                 "Not Set"
             }
         );
-        let _ = writeln!(out, "Total number of SXP connections: {}", self.peers.len());
-        for p in &self.peers {
+        let peers = self.peers().clone();
+        let _ = writeln!(out, "Total number of SXP connections: {}", peers.len());
+        for p in &peers {
             // The live connection of this peer, else the last one seen.
             let view = conns
                 .values()
@@ -248,7 +304,7 @@ pub fn set_md5_key(fd: i32, peer: IpAddr, key: &[u8]) -> std::io::Result<()> {
 pub async fn serve(state: Arc<SxpState>, port: u16) -> Result<()> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
-    for p in &state.peers {
+    for p in state.peers().iter() {
         if let Some(key) = &p.password {
             set_md5_key(socket.as_raw_fd(), p.addr, key.as_bytes())
                 .with_context(|| format!("TCP-MD5 key for SXP peer {}", p.addr))?;
@@ -256,9 +312,10 @@ pub async fn serve(state: Arc<SxpState>, port: u16) -> Result<()> {
     }
     socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))?;
     let listener: TcpListener = socket.listen(64)?;
+    *state.listen_fd.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener.as_raw_fd());
     tracing::info!(
         "SXP listener on TCP {port} for {} peer(s)",
-        state.peers.len()
+        state.peers().len()
     );
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -269,7 +326,7 @@ pub async fn serve(state: Arc<SxpState>, port: u16) -> Result<()> {
                 continue;
             }
         };
-        if !state.peers.iter().any(|p| p.addr == peer.ip()) {
+        if !state.peers().iter().any(|p| p.addr == peer.ip()) {
             tracing::warn!(%peer, "SXP connection from an address that is not a configured peer: closed");
             continue;
         }
@@ -292,6 +349,12 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<SxpState
             bindings: 0,
         },
     );
+    let close = Arc::new(tokio::sync::Notify::new());
+    state
+        .closers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, (peer.ip(), close.clone()));
     tracing::info!(%peer, "SXP connection accepted");
     let mut listener = SxpListener::new(state.config.clone(), Instant::now());
     let mut buf = vec![0u8; 16 * 1024];
@@ -304,6 +367,11 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<SxpState
                 Ok(n) => listener.on_bytes(Instant::now(), buf.get(..n).unwrap_or_default()),
             },
             _ = sleep_until(deadline), if deadline.is_some() => listener.on_timeout(Instant::now()),
+            // A reload removed or changed this peer.
+            _ = close.notified() => {
+                closed = true;
+                listener.on_transport_closed()
+            }
         };
         let mut changes: Vec<(Prefix, Option<u16>)> = Vec::new();
         for out in outputs {
@@ -354,6 +422,11 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<SxpState
     }
     // Whatever the state machine did not purge goes with the connection.
     state.policy.sxp_forget(id);
+    state
+        .closers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
     {
         let mut conns = state.conns();
         if let Some(v) = conns.get_mut(&id) {
@@ -368,9 +441,89 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<SxpState
     let _ = stream.shutdown().await;
 }
 
+fn peers_of(cfg: &Config) -> Vec<PeerConfig> {
+    cfg.cts
+        .sxp_connections
+        .iter()
+        .map(|c| PeerConfig {
+            addr: c.peer,
+            password: match c.password {
+                SxpPassword::Default => cfg.cts.sxp_default_password.clone(),
+                SxpPassword::None => None,
+            },
+        })
+        .collect()
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(peers: &str) -> Config {
+        crate::config::parse_str(&format!("cts sxp enable\n{peers}"), "s.cfg")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const PEER: &str = "cts sxp connection peer 127.0.0.1 password none mode local listener\n";
+    const OTHER: &str = "cts sxp connection peer 198.18.1.21 password none mode local listener\n";
+
+    fn open_connections(state: &SxpState) -> usize {
+        state.closers.lock().unwrap().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_keeps_unchanged_peers_and_closes_removed_ones() {
+        let c = cfg(PEER);
+        let policy = Arc::new(PolicyState::new(&c).unwrap());
+        let state = SxpState::from_config(&c, policy, Ipv4Addr::LOCALHOST)
+            .unwrap()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        tokio::spawn(serve(state.clone(), port));
+        // Bounded: the listener is up within a few tries.
+        let mut stream = None;
+        for _ in 0..200 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+                stream = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut stream = stream.expect("SXP listener up");
+        for _ in 0..200 {
+            if open_connections(&state) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(open_connections(&state), 1);
+
+        // Unchanged peer (another one added): its connection stays.
+        let notes = state.reconfigure(&cfg(&format!("{PEER}{OTHER}"))).unwrap();
+        assert_eq!(notes, ["SXP peers: 2"]);
+        assert_eq!(open_connections(&state), 1);
+        assert!(state.show_connections().contains("198.18.1.21"));
+
+        // Removed: the connection is closed (EOF on our side).
+        let notes = state.reconfigure(&cfg(OTHER)).unwrap();
+        assert!(notes[0].contains("127.0.0.1 closed"), "{notes:?}");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("hang guard: connection not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(!state.show_connections().contains("127.0.0.1"));
     }
 }

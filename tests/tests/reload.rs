@@ -12,11 +12,22 @@
 //!    stays (address, filter); a new login to RL-TG is refused; bob logs in to
 //!    RL-NEW with the new password, not with the old one.
 //!
+//! A second test adds RADIUS by reload (FreeRADIUS as ISE): an aaa-server
+//! group with `dynamic-authorization` becomes RL-TG's `accounting-server-group`;
+//! alice, logging in after the reload, has her accounting Start reach it, and
+//! a Disconnect-Request from that new CoA client is ACKed (her Stop follows).
+//!
+//! A third test reloads SXP peers: adding a peer keeps the running speaker's
+//! connection (its next update still arrives), removing it closes the
+//! connection and its bindings go.
+//!
 //! A drop is asserted as "no reply to a ping", never as a duration; deadlines
 //! are hang guards.
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST};
+use e2e::radius::{self, RADIUS_PRIMARY, RadiusServer};
 use e2e::sessiondb::{field, session_of};
+use e2e::sxp::{SXP_SPEAKER, SxpSpeaker};
 use e2e::{Lab, wait_until};
 
 const EXTRA: &str = "\
@@ -200,5 +211,131 @@ fn reload_applies_everything_and_keeps_sessions() {
     }
     assert_ne!(field(b, "Assigned IP"), before.1, "bob got alice's address");
     assert_eq!(session(&lab, "alice"), before);
+    lab.assert_headend_running();
+}
+
+/// Accounting and the CoA listener follow a reload that adds an aaa-server.
+#[test]
+fn reload_adds_accounting_and_a_coa_client() {
+    let Some(lab) = Lab::with_clients(1) else {
+        return;
+    };
+    let secret = radius::lab_secret(&lab);
+    let Some(ise) = RadiusServer::start(&lab, RADIUS_PRIMARY, &secret, &[]) else {
+        return;
+    };
+    let base = std::fs::read_to_string(lab.config_path()).expect("read lab config");
+    let config = format!("{base}{EXTRA}");
+    write(&lab, &config);
+    lab.start_headend();
+
+    // The ISE group (hosts, keys, `dynamic-authorization port 1700`) and RL-TG's
+    // accounting to it, by reload.
+    // Appended, so the lines above keep their numbers.
+    let with_radius = format!("{config}!\n{}", radius::asa_config(&secret)).replace(
+        " default-group-policy RL-GP\n",
+        " default-group-policy RL-GP\n accounting-server-group ISE\n",
+    );
+    write(&lab, &with_radius);
+    let (ok, reply) = reload(&lab);
+    assert!(ok, "{reply}");
+    assert!(
+        reply.contains("dynamic-authorization (CoA) listener on UDP 1700"),
+        "{reply}"
+    );
+    assert!(!reply.contains("WARNING"), "{reply}");
+
+    let mut alice = lab.connect_in_group(0, "alice", lab.password("alice"), "RL-TG", &[]);
+    let is = |r: &std::collections::HashMap<String, String>, status: &str| {
+        r.get("Acct-Status-Type").map(String::as_str) == Some(status)
+            && r.get("User-Name").map(String::as_str) == Some("alice")
+    };
+    let records = ise.wait_accounting("a Start for alice", |r| r.iter().any(|r| is(r, "Start")));
+    let start = records.iter().find(|r| is(r, "Start")).expect("Start");
+    let id = start["Acct-Session-Id"].clone();
+
+    // The new CoA client is heard and its Disconnect applied.
+    let ack = ise.disconnect(&[("Acct-Session-Id", &id)]);
+    assert!(ack.is("Disconnect-ACK"), "{}", ack.output);
+    assert!(
+        alice.wait_exit(HANG_GUARD).is_some(),
+        "openconnect still running after the Disconnect:\n{}",
+        alice.output()
+    );
+    ise.wait_accounting("a Stop for alice", |r| {
+        r.iter().any(|r| {
+            is(r, "Stop") && r.get("Acct-Session-Id").map(String::as_str) == Some(id.as_str())
+        })
+    });
+    lab.assert_headend_running();
+}
+
+const SXP_PASSWORD: &str = "reload-sxp-md5-key";
+
+/// The `show` output once `pred` holds (hang guard).
+fn wait_show(lab: &Lab, what: &[&str], desc: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    wait_until(HANG_GUARD, || {
+        last = lab.show(what);
+        pred(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "show {}: not {desc} after {HANG_GUARD:?}:\n{last}\n--- headend log ---\n{}",
+            what.join(" "),
+            lab::tail(&lab.headend_log(), 40)
+        )
+    })
+}
+
+/// SXP peers follow a reload: unchanged peers keep their connection, a
+/// removed peer's connection closes and its bindings go.
+#[test]
+fn reload_changes_sxp_peers() {
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    const MAP: &[&str] = &["cts", "role-based", "sgt-map", "all"];
+    let base = std::fs::read_to_string(lab.config_path()).expect("read lab config");
+    let sxp = format!(
+        "!\ncts sxp enable\ncts sxp default password {SXP_PASSWORD}\ncts sxp listener hold-time 9 12\n"
+    );
+    let peer =
+        format!("cts sxp connection peer {SXP_SPEAKER} password default mode local listener\n");
+    let other = "cts sxp connection peer 198.18.1.31 password none mode local listener\n";
+    write(&lab, &format!("{base}{sxp}{peer}"));
+    lab.start_headend();
+    let speaker = SxpSpeaker::connect(&lab, SXP_PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    speaker.update(&[("198.18.1.40/32", 20)], &[]);
+    wait_show(&lab, MAP, "with 198.18.1.40", |m| m.contains("198.18.1.40"));
+
+    // Another peer added: the speaker's connection carries its next update.
+    write(&lab, &format!("{base}{sxp}{peer}{other}"));
+    let (ok, reply) = reload(&lab);
+    assert!(ok, "{reply}");
+    assert!(reply.contains("INFO: SXP peers: 2"), "{reply}");
+    assert!(!reply.contains("WARNING"), "{reply}");
+    speaker.update(&[("198.18.1.41/32", 21)], &[]);
+    wait_show(&lab, MAP, "with 198.18.1.41", |m| m.contains("198.18.1.41"));
+    assert!(
+        !speaker.closed_by_headend(),
+        "unchanged peer's connection closed"
+    );
+
+    // The speaker's peer removed: its connection and bindings go.
+    write(&lab, &format!("{base}{sxp}{other}"));
+    let (ok, reply) = reload(&lab);
+    assert!(ok, "{reply}");
+    assert!(
+        reply.contains(&format!("SXP connection from {SXP_SPEAKER} closed")),
+        "{reply}"
+    );
+    assert!(
+        wait_until(HANG_GUARD, || speaker.closed_by_headend().then_some(())).is_some(),
+        "the removed peer's connection is still open"
+    );
+    wait_show(&lab, MAP, "without SXP bindings", |m| {
+        !m.contains("198.18.1.40") && !m.contains("198.18.1.41")
+    });
     lab.assert_headend_running();
 }

@@ -67,9 +67,79 @@ impl SshContext {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct SshArgs {
     pub port: u16,
     pub host_key: PathBuf,
+}
+
+/// `Some(ssh timeout minutes)` while the config has `ssh IP MASK IF` lines:
+/// the listener runs then, as on ASA.
+fn wanted(config: &crate::config::Config) -> Option<u32> {
+    let m = &config.management;
+    (!m.ssh_access.is_empty()).then_some(m.ssh_timeout_minutes)
+}
+
+/// The reload side of the SSH listener: a reload that adds the first `ssh`
+/// line starts it, one that removes the last stops it (sessions already open
+/// stay until they end), one that changes `ssh timeout` restarts it with the
+/// new inactivity timeout.
+pub struct SshControl {
+    tx: tokio::sync::watch::Sender<Option<u32>>,
+    port: u16,
+}
+
+impl SshControl {
+    /// Before a reload changes anything: a listener to start needs its port.
+    pub fn check(&self, config: &crate::config::Config) -> Result<()> {
+        if self.tx.borrow().is_none() && wanted(config).is_some() {
+            std::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], self.port)))
+                .with_context(|| format!("SSH port {}: cannot bind TCP", self.port))?;
+        }
+        Ok(())
+    }
+
+    /// After the new config is live: (re)starts or stops the listener.
+    pub fn apply(&self, config: &crate::config::Config) -> Option<String> {
+        let new = wanted(config);
+        if *self.tx.borrow() == new {
+            return None;
+        }
+        self.tx.send_replace(new);
+        Some(match new {
+            Some(_) => format!("SSH CLI listening on TCP {}", self.port),
+            None => "SSH CLI stopped (no `ssh` lines)".to_string(),
+        })
+    }
+}
+
+/// Runs [`serve`] while the config wants it; [`SshControl`] follows reloads.
+pub fn spawn(args: SshArgs, admin: Arc<AdminContext>) -> SshControl {
+    let (tx, mut rx) = tokio::sync::watch::channel(wanted(&admin.config()));
+    let port = args.port;
+    tokio::spawn(async move {
+        loop {
+            let on = rx.borrow_and_update().is_some();
+            let mut task = on.then(|| {
+                let (args, admin) = (args.clone(), admin.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve(args, admin).await {
+                        tracing::error!("SSH CLI stopped: {e:#}");
+                    }
+                })
+            });
+            let changed = rx.changed().await;
+            // The old listener is closed before a new one binds the port.
+            if let Some(t) = task.take() {
+                t.abort();
+                let _ = t.await;
+            }
+            if changed.is_err() {
+                return;
+            }
+        }
+    });
+    SshControl { tx, port }
 }
 
 /// Runs the SSH CLI until the listener fails.
@@ -370,5 +440,39 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.feed(data, channel, session)
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn cfg(text: &str) -> crate::config::Config {
+        crate::config::parse_str(text, "s.cfg").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn ssh_lines_start_and_stop_the_listener_and_a_busy_port_refuses() {
+        let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let control = SshControl { tx, port };
+        let on = cfg("ssh 198.18.0.0 255.255.0.0 outside\nssh timeout 7\n");
+        let off = cfg("hostname asa\n");
+        assert!(control.check(&off).is_ok());
+        assert!(control.apply(&off).is_none(), "nothing to start");
+        // Starting needs the port: taken, the reload is refused.
+        let e = control.check(&on).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot bind"), "{e:#}");
+        drop(busy);
+        control.check(&on).unwrap();
+        let note = control.apply(&on).unwrap();
+        assert!(note.contains(&format!("TCP {port}")), "{note}");
+        assert_eq!(*rx.borrow(), Some(7));
+        // Running: no bind check, the same config changes nothing.
+        assert!(control.check(&on).is_ok());
+        assert!(control.apply(&on).is_none());
+        assert!(control.apply(&off).unwrap().contains("stopped"));
+        assert_eq!(*rx.borrow(), None);
     }
 }

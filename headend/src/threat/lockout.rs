@@ -53,6 +53,34 @@ impl LocalLockout {
         l
     }
 
+    /// A reload: the new `max-fail` and users. Users still configured keep
+    /// their count and lock (a lower `max-fail` locks them at their next
+    /// failure); new users start clean; removed users are forgotten. A user
+    /// who became privilege 15 is no longer locked.
+    pub fn reconfigure<'a>(
+        &mut self,
+        max_fail: Option<u32>,
+        users: impl IntoIterator<Item = (&'a str, u8)>,
+    ) {
+        let mut old = std::mem::take(&mut self.users);
+        old.append(&mut self.exempt);
+        let mut new = LocalLockout::new(max_fail, users);
+        for (name, state) in new.users.iter_mut() {
+            if let Some(s) = old.get(name) {
+                *state = *s;
+            }
+        }
+        for (name, state) in new.exempt.iter_mut() {
+            if let Some(s) = old.get(name) {
+                *state = UserState {
+                    locked: false,
+                    ..*s
+                };
+            }
+        }
+        *self = new;
+    }
+
     pub fn max_fail(&self) -> Option<u32> {
         self.max_fail
     }
@@ -130,6 +158,33 @@ mod tests {
 
     fn lockout(max: Option<u32>) -> LocalLockout {
         LocalLockout::new(max, [("alice", 2), ("bob", 2), ("root", 15)])
+    }
+
+    #[test]
+    fn a_reload_keeps_counts_applies_the_new_max_and_tracks_new_users() {
+        let mut l = lockout(Some(5));
+        for _ in 0..5 {
+            l.failed("alice");
+        }
+        assert!(l.is_locked("alice"));
+        l.failed("bob");
+        l.failed("bob");
+        // max-fail 3, carol added, root removed, bob still privilege 2.
+        l.reconfigure(Some(3), [("alice", 2), ("bob", 2), ("carol", 2)]);
+        assert!(l.is_locked("alice"), "a lock survives the reload");
+        assert_eq!(l.failed("bob"), Failure::LockedOut { max_fail: 3 });
+        assert_eq!(l.failed("carol"), Failure::Counted);
+        assert_eq!(l.failed("carol"), Failure::Counted);
+        assert_eq!(
+            l.failed("carol"),
+            Failure::LockedOut { max_fail: 3 },
+            "a user added by reload is tracked"
+        );
+        assert!(l.users().iter().all(|(n, _)| *n != "root"));
+        // alice becomes privilege 15: never locked.
+        l.reconfigure(Some(3), [("alice", 15), ("bob", 2), ("carol", 2)]);
+        assert!(!l.is_locked("alice"));
+        assert!(l.is_locked("bob"));
     }
 
     #[test]

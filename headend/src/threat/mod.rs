@@ -56,6 +56,19 @@ impl Threats {
         }
     }
 
+    /// A reload: the new `threat-detection service remote-access-*` settings
+    /// and `aaa local authentication attempts max-fail` (and users) apply; the
+    /// tracked events, shuns and lockouts stay.
+    pub fn reconfigure(&self, cfg: &Config) {
+        self.tracker().set_config(cfg.threat_detection.clone());
+        self.lockout().reconfigure(
+            cfg.aaa_local_max_fail,
+            cfg.usernames
+                .values()
+                .map(|u| (u.name.as_str(), u.privilege)),
+        );
+    }
+
     fn tracker(&self) -> std::sync::MutexGuard<'_, ThreatTracker> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
     }

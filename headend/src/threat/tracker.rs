@@ -145,6 +145,12 @@ impl ThreatTracker {
         }
     }
 
+    /// A reload: new thresholds and windows apply from the next event; the
+    /// sources' recent events, the shuns in force and the counters stay.
+    pub fn set_config(&mut self, cfg: ThreatDetection) {
+        self.cfg = cfg;
+    }
+
     pub fn config(&self) -> &ThreatDetection {
         &self.cfg
     }
@@ -381,6 +387,28 @@ mod tests {
             }),
             invalid_vpn_access: false,
         }
+    }
+
+    #[test]
+    fn a_reload_applies_the_new_threshold_to_the_events_already_seen() {
+        let mut t = ThreatTracker::new(cfg(5, 10));
+        let t0 = Instant::now();
+        assert_eq!(t.record(ThreatEvent::AuthenticationFailed, ip(2), t0), None);
+        assert_eq!(t.record(ThreatEvent::AuthenticationFailed, ip(2), t0), None);
+        assert_eq!(t.record(ThreatEvent::AuthenticationFailed, ip(4), t0), None);
+        // Threshold 5 -> 3: ip(2)'s third failure shuns it.
+        t.set_config(cfg(3, 10));
+        let shun = t.record(ThreatEvent::AuthenticationFailed, ip(2), t0);
+        assert_eq!(shun.map(|s| s.threshold), Some(3));
+        assert!(t.is_shunned(ip(2)));
+        assert_eq!(t.stats(Service::RemoteAccessAuthentication).failed, 4);
+        // Turned off: no more shuns, the one in force stays.
+        t.set_config(ThreatDetection::default());
+        for _ in 0..5 {
+            assert_eq!(t.record(ThreatEvent::AuthenticationFailed, ip(4), t0), None);
+        }
+        assert!(!t.is_shunned(ip(4)));
+        assert!(t.is_shunned(ip(2)));
     }
 
     #[test]
