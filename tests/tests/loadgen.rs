@@ -475,18 +475,18 @@ fn sessions_cut_by_the_server_reconnect_with_their_addresses() {
         ],
     );
     assert!(killed.status.success(), "ss -K: {killed:?}");
-    // Every session lost its connection (the headend keeps it for reconnection)...
+    // Every session lost its connection: the headend keeps it for reconnection,
+    // or, when loadgen's reconnect arrives before the old connection's task has
+    // seen the reset, the new connection supersedes it (sessions.rs `detach`
+    // then logs nothing). Either way loadgen counts one reconnect per session
+    // (asserted below); the log must show at least one loss.
     let log_lost = || {
         lab.headend_log()
             .matches("session kept for reconnection")
             .count()
     };
-    let lost = e2e::wait_until(HANG_GUARD, || (log_lost() >= SESSIONS).then_some(()));
-    assert!(
-        lost.is_some(),
-        "{} of {SESSIONS} tunnels seen lost",
-        log_lost()
-    );
+    let lost = e2e::wait_until(HANG_GUARD, || (log_lost() >= 1).then_some(()));
+    assert!(lost.is_some(), "no tunnel seen lost after ss -K");
     // ...and is connected again: as many tunnels, the same indexes and addresses.
     let back = e2e::wait_until(2 * HANG_GUARD, || (tunnels() == SESSIONS).then_some(()));
     assert!(back.is_some(), "{} of {SESSIONS} tunnels back", tunnels());
