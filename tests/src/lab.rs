@@ -199,7 +199,7 @@ fn lab_pid(name: &str) -> Option<u32> {
     let prefix = parts.next()?;
     let pid = parts.next()?.parse().ok()?;
     parts.next()?.parse::<usize>().ok()?;
-    let known = ["vpngw", "inside", "lab"].contains(&prefix)
+    let known = ["vpngw", "vpngwb", "inside", "lab"].contains(&prefix)
         || prefix
             .strip_prefix("vpnc")
             .is_some_and(|k| k.chars().all(|c| c.is_ascii_digit()));
@@ -1336,6 +1336,8 @@ mod tests {
         assert_eq!(super::lab_pid("vpnc2-123-4"), Some(123));
         assert_eq!(super::lab_pid("inside-9-1"), Some(9));
         assert_eq!(super::lab_pid("lab-9-1"), Some(9));
+        // Node B of a cluster lab (cluster_lab.rs).
+        assert_eq!(super::lab_pid("vpngwb-77-2"), Some(77));
         assert_eq!(super::lab_pid("vpngw-t1"), None);
         assert_eq!(super::lab_pid("vpnc-demo42"), None);
         assert_eq!(super::lab_pid("other-1-2"), None);
