@@ -212,6 +212,11 @@ impl Reloader {
         // Commit: sessions first (pools, live group-policy parts), then the
         // snapshot new requests load.
         let notes = old.sessions.reload(&old.config, &cfg);
+        // The audit-session-id prefix follows the first group's NAS-IP-Address,
+        // as at start (server.rs), also when the reload adds the first group.
+        if let Some(g) = radius.values().next() {
+            old.sessions.set_nas_ip(g.nas_ip);
+        }
         let dynauth_note = self.dynauth.as_ref().and_then(|d| d.apply(&cfg));
         old.threats.reconfigure(&cfg);
         let sxp_notes = match (&self.sxp, cfg.cts.sxp_enable) {

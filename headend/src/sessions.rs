@@ -489,6 +489,12 @@ impl SessionTable {
         inner.nas_hex = format!("{:08x}", u32::from(nas_ip));
     }
 
+    /// Audit-session-ids start with `nas_ip` from now on (a reload that adds or
+    /// changes the first aaa-server group; running sessions keep theirs).
+    pub fn set_nas_ip(&self, nas_ip: Ipv4Addr) {
+        self.lock().nas_hex = format!("{:08x}", u32::from(nas_ip));
+    }
+
     /// Every Start is journaled (fsync'd) before its tunnel comes up.
     pub fn set_accounting_journal(&self, journal: Arc<crate::acct_journal::AcctJournal>) {
         self.lock().journal = Some(journal);
@@ -1496,6 +1502,17 @@ group-policy GP attributes
     fn table() -> (SessionTable, Config) {
         let cfg = crate::config::parse_str(CFG, "test.cfg").expect("config");
         (SessionTable::new(&cfg), cfg)
+    }
+
+    #[test]
+    fn audit_session_ids_take_the_nas_address_set_later() {
+        let (t, _) = table();
+        // No aaa-server at start: zeros, then the prefix a reload's first group gives.
+        assert!(t.new_audit_session_id().starts_with("00000000"));
+        t.set_nas_ip(Ipv4Addr::new(198, 18, 1, 1));
+        let id = t.new_audit_session_id();
+        assert_eq!(id.len(), 24);
+        assert!(id.starts_with("c6120101"), "{id}");
     }
 
     fn login(t: &SessionTable, cfg: &Config, user: &str, now: Instant) -> (u64, String) {

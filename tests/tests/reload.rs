@@ -246,6 +246,11 @@ fn reload_adds_accounting_and_a_coa_client() {
     assert!(!reply.contains("WARNING"), "{reply}");
 
     let mut alice = lab.connect_in_group(0, "alice", lab.password("alice"), "RL-TG", &[]);
+    // Her audit-session-id starts with the new group's NAS-IP-Address
+    // (198.18.1.1), not the zeros of a headend started without aaa-server.
+    let all = lab.show_sessions();
+    let a = session_of(&all, "alice").expect("alice's session");
+    assert!(field(a, "Audt Sess ID").starts_with("c6120101"), "{a:?}");
     let is = |r: &std::collections::HashMap<String, String>, status: &str| {
         r.get("Acct-Status-Type").map(String::as_str) == Some(status)
             && r.get("User-Name").map(String::as_str) == Some("alice")
