@@ -6,7 +6,7 @@
 
 use super::*;
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     pub(super) fn ensure_trustpoint(&mut self, name: &str, line: usize) {
         self.cfg
             .trustpoints
@@ -20,18 +20,17 @@ impl Parser<'_> {
 
     // ------------------------------------------------------------ certificates
 
-    /// `crypto ca authenticate NAME` + PEM certificate(s) + `quit`.
-    pub(super) fn ca_authenticate(&mut self, name: &str, line: usize) -> PResult<()> {
-        self.ensure_trustpoint(name, line);
-        let mut certs = Vec::new();
+    /// The next non-blank line of a `crypto ca authenticate|import` data block
+    /// (trimmed, with its number), checked for placeholders; `None` at its
+    /// `quit`. A file that ends first is an error at the command's `line`.
+    fn block_line(
+        &mut self,
+        line: usize,
+        unended: impl Fn() -> String,
+    ) -> PResult<Option<(usize, &'a str)>> {
         loop {
             let Some((l, raw)) = self.next_line() else {
-                return Err(Fail::At(
-                    line,
-                    format!(
-                        "`crypto ca authenticate {name}` has no `quit` line ending its certificate block"
-                    ),
-                ));
+                return Err(Fail::At(line, unended()));
             };
             let t = raw.trim();
             if t.is_empty() {
@@ -39,9 +38,20 @@ impl Parser<'_> {
             }
             self.check_placeholder(l, t)
                 .map_err(|e| Fail::At(e.line, e.message))?;
-            if t == "quit" {
-                break;
-            }
+            return Ok((t != "quit").then_some((l, t)));
+        }
+    }
+
+    /// `crypto ca authenticate NAME` + PEM certificate(s) + `quit`.
+    pub(super) fn ca_authenticate(&mut self, name: &str, line: usize) -> PResult<()> {
+        self.ensure_trustpoint(name, line);
+        let mut certs = Vec::new();
+        let unended = || {
+            format!(
+                "`crypto ca authenticate {name}` has no `quit` line ending its certificate block"
+            )
+        };
+        while let Some((l, t)) = self.block_line(line, unended)? {
             if t != "-----BEGIN CERTIFICATE-----" {
                 return Err(Fail::At(
                     l,
@@ -101,24 +111,10 @@ impl Parser<'_> {
         // (offset in `body`, line) of each data line, to point base64 errors at a line.
         let mut starts: Vec<(usize, usize)> = Vec::new();
         let mut body = String::new();
-        loop {
-            let Some((l, raw)) = self.next_line() else {
-                return Err(Fail::At(
-                    line,
-                    format!(
-                        "`crypto ca import {name} pkcs12` has no `quit` line ending its base64 block"
-                    ),
-                ));
-            };
-            let t = raw.trim();
-            if t.is_empty() {
-                continue;
-            }
-            self.check_placeholder(l, t)
-                .map_err(|e| Fail::At(e.line, e.message))?;
-            if t == "quit" {
-                break;
-            }
+        let unended = || {
+            format!("`crypto ca import {name} pkcs12` has no `quit` line ending its base64 block")
+        };
+        while let Some((l, t)) = self.block_line(line, unended)? {
             // ASA exports wrap the data in -----BEGIN/END PKCS12----- lines.
             if t.starts_with("-----BEGIN") || t.starts_with("-----END") {
                 continue;
