@@ -163,47 +163,18 @@ impl Config {
     /// Permit entries of the split ACL: standard networks, or the source of
     /// extended `ip SRC any` entries (how ASA reads an extended split list).
     fn split_networks(&self, policy: &EffectivePolicy) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-        let Some(acl) = policy
-            .split_tunnel_network_list
-            .as_ref()
-            .and_then(|n| self.access_lists.get(n))
-        else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in &acl.entries {
-            if e.action != AclAction::Permit {
-                continue;
+        self.split_list_sources(policy, |net, _| match net {
+            AddrMatch::Any | AddrMatch::Any4 => {
+                Some((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED))
             }
-            // An entry naming a network object-group gives each of its networks.
-            let nets: Vec<&AddrMatch> = match &e.kind {
-                AclEntryKind::Standard { network } => vec![network],
-                _ => e
-                    .extended_aces()
-                    .iter()
-                    .filter(|a| !a.inactive)
-                    .map(|a| &a.src)
-                    .collect(),
-            };
-            for net in nets {
-                let route = match net {
-                    AddrMatch::Any | AddrMatch::Any4 => {
-                        (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED)
-                    }
-                    AddrMatch::Prefix(IpAddr::V4(a), len) => {
-                        let mask = u32::MAX
-                            .checked_shl(32 - u32::from((*len).min(32)))
-                            .unwrap_or(0);
-                        (*a, Ipv4Addr::from(mask))
-                    }
-                    _ => continue,
-                };
-                if !out.contains(&route) {
-                    out.push(route);
-                }
+            AddrMatch::Prefix(IpAddr::V4(a), len) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from((*len).min(32)))
+                    .unwrap_or(0);
+                Some((*a, Ipv4Addr::from(mask)))
             }
-        }
-        out
+            _ => None,
+        })
     }
 
     /// The IPv6 networks of the policy's split-tunnel-network-list, as
@@ -215,6 +186,23 @@ impl Config {
         if policy.split_tunnel_policy == SplitTunnelPolicy::TunnelAll {
             return Vec::new();
         }
+        self.split_list_sources(policy, |net, extended| match net {
+            // Standard lists are IPv4 only: their `any` is `any4`.
+            AddrMatch::Any | AddrMatch::Any6 if extended => Some((Ipv6Addr::UNSPECIFIED, 0)),
+            AddrMatch::Prefix(IpAddr::V6(a), len) => Some((*a, (*len).min(128))),
+            _ => None,
+        })
+    }
+
+    /// The permitted networks of the policy's split-tunnel-network-list, each
+    /// mapped by `route` (given the network and whether its entry is extended),
+    /// without repeats, in list order. An entry naming a network object-group
+    /// gives each of its networks; inactive extended ACEs give none.
+    fn split_list_sources<T: PartialEq>(
+        &self,
+        policy: &EffectivePolicy,
+        route: impl Fn(&AddrMatch, bool) -> Option<T>,
+    ) -> Vec<T> {
         let Some(acl) = policy
             .split_tunnel_network_list
             .as_ref()
@@ -223,10 +211,7 @@ impl Config {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for e in &acl.entries {
-            if e.action != AclAction::Permit {
-                continue;
-            }
+        for e in acl.entries.iter().filter(|e| e.action == AclAction::Permit) {
             let nets: Vec<&AddrMatch> = match &e.kind {
                 AclEntryKind::Standard { network } => vec![network],
                 _ => e
@@ -236,17 +221,9 @@ impl Config {
                     .map(|a| &a.src)
                     .collect(),
             };
-            for net in nets {
-                let route = match net {
-                    // Standard lists are IPv4 only: their `any` is `any4`.
-                    AddrMatch::Any | AddrMatch::Any6 if e.is_extended() => {
-                        (Ipv6Addr::UNSPECIFIED, 0)
-                    }
-                    AddrMatch::Prefix(IpAddr::V6(a), len) => (*a, (*len).min(128)),
-                    _ => continue,
-                };
-                if !out.contains(&route) {
-                    out.push(route);
+            for r in nets.into_iter().filter_map(|n| route(n, e.is_extended())) {
+                if !out.contains(&r) {
+                    out.push(r);
                 }
             }
         }
