@@ -6,6 +6,7 @@
 //! Tests need root. Without it (or without openconnect) a test prints why and passes
 //! as skipped, unless `E2E_REQUIRED=1` (set by `netns/test.sh`), which makes it fail.
 
+pub mod aggauth;
 pub mod browser;
 pub mod cluster_lab;
 pub mod cmd;

@@ -17,14 +17,14 @@
 //! Skipped (or, with `E2E_REQUIRED=1`, failed) without root, the lab's programs, the
 //! IdP or Chromium. Deadlines are hang guards, never speed assertions.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
+use e2e::aggauth::{Flavour, XmlClient};
 use e2e::browser::{self, Chromium};
 use e2e::idp::{self, Idp};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
 use e2e::sso::{Outcome, SSO_GUARD, SsoClient};
-use e2e::{Lab, Session, cmd};
+use e2e::{Lab, Session};
 
 /// The SAML tunnel group (seed-asa.cfg's name for it).
 const TG: &str = "company-vpn";
@@ -32,9 +32,6 @@ const TG: &str = "company-vpn";
 const GP: &str = "GP-EMPLOYEES";
 /// Where the ACS sends an embedded browser (`<sso-v2-login-final>`).
 const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
-/// openconnect-sso's version string and User-Agent (an AnyConnect 4.7 client).
-const AC_VERSION: &str = "4.7.00136";
-const AC_USER_AGENT: &str = "AnyConnect Linux_64 4.7.00136";
 
 /// A lab with the IdP (alice and bob, with IdP passwords of their own), the SAML blocks
 /// appended to the config (with `saml external-browser enable`, as tests/tests/saml.rs
@@ -234,152 +231,6 @@ fn chromium_wrong_password_gives_no_session() {
     lab.assert_headend_running();
 }
 
-/// One HTTP answer to the XML client.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("Set-Cookie"))
-            .find_map(|(_, c)| {
-                let (k, v) = c.split(';').next()?.trim().split_once('=')?;
-                (k == name).then(|| v.to_owned())
-            })
-    }
-    /// The text of the first `<tag>...</tag>`, `&amp;` undone.
-    fn element(&self, tag: &str) -> Option<String> {
-        element(&self.body, tag).map(|v| v.replace("&amp;", "&"))
-    }
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "HTTP {}", self.code)?;
-        for (k, v) in &self.headers {
-            writeln!(f, "{k}: {v}")?;
-        }
-        write!(f, "\n{}", self.body)
-    }
-}
-
-fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = xml.find(&format!("<{tag}"))?;
-    let rest = &xml[open..];
-    let start = rest.find('>')? + 1;
-    let end = rest.find(&format!("</{tag}>"))?;
-    rest.get(start..end)
-}
-
-/// The aggregate-auth side of an AnyConnect-style client (openconnect-sso's requests:
-/// no STRAP key, capability `single-sign-on-v2` only), with curl in the client namespace.
-struct XmlClient<'a> {
-    lab: &'a Lab,
-    dir: PathBuf,
-    n: std::cell::Cell<usize>,
-}
-
-impl<'a> XmlClient<'a> {
-    fn new(lab: &'a Lab, name: &str) -> XmlClient<'a> {
-        let dir = lab.dir().join(name);
-        std::fs::create_dir_all(&dir).expect("mkdir client dir");
-        XmlClient {
-            lab,
-            dir,
-            n: std::cell::Cell::new(0),
-        }
-    }
-
-    fn post(&self, xml: &str) -> Reply {
-        let n = self.n.get() + 1;
-        self.n.set(n);
-        let (req, head, body) = (
-            self.dir.join(format!("{n}.xml")),
-            self.dir.join(format!("{n}.head")),
-            self.dir.join(format!("{n}.body")),
-        );
-        std::fs::write(&req, xml).expect("write request");
-        let data = format!("@{}", req.display());
-        let (head_s, body_s) = (
-            head.to_string_lossy().into_owned(),
-            body.to_string_lossy().into_owned(),
-        );
-        let ua = format!("User-Agent: {AC_USER_AGENT}");
-        let url = format!("https://{OUTSIDE_IP}/");
-        let argv = [
-            "curl",
-            "-sS",
-            "-k",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "20",
-            "-D",
-            &head_s,
-            "-o",
-            &body_s,
-            "-w",
-            "%{http_code}",
-            "-H",
-            &ua,
-            "-H",
-            "X-Transcend-Version: 1",
-            "-H",
-            "X-Aggregate-Auth: 1",
-            "-H",
-            "X-Support-HTTP-Auth: true",
-            "-H",
-            "Content-Type: application/x-www-form-urlencoded",
-            "--data-binary",
-            &data,
-            &url,
-        ];
-        let out = self.lab.exec_client(&argv);
-        assert!(out.status.success(), "curl: {}", cmd::combined(&out));
-        Reply {
-            code: String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0),
-            headers: std::fs::read_to_string(&head)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    Some((k.trim().to_owned(), v.trim().to_owned()))
-                })
-                .collect(),
-            body: std::fs::read_to_string(&body).unwrap_or_default(),
-        }
-    }
-
-    fn init(&self) -> Reply {
-        self.post(&format!(
-            "<?xml version='1.0' encoding='UTF-8'?>\n\
-             <config-auth client=\"vpn\" type=\"init\" aggregate-auth-version=\"2\">\n  \
-             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
-             <group-select>{TG}</group-select>\n  <group-access>https://{OUTSIDE_IP}/</group-access>\n  \
-             <capabilities>\n    <auth-method>single-sign-on-v2</auth-method>\n  </capabilities>\n\
-             </config-auth>\n"
-        ))
-    }
-
-    fn reply(&self, opaque: &str, token: &str) -> Reply {
-        self.post(&format!(
-            "<?xml version='1.0' encoding='UTF-8'?>\n\
-             <config-auth client=\"vpn\" type=\"auth-reply\" aggregate-auth-version=\"2\">\n  \
-             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
-             <session-token/>\n  <session-id/>\n  {opaque}\n  <auth>\n    \
-             <sso-token>{token}</sso-token>\n  </auth>\n</config-auth>\n"
-        ))
-    }
-}
-
 /// (3) Chromium as the embedded browser of an AnyConnect-style client: the init gets
 /// the SSO form; the client opens `<sso-v2-login>` in Chromium, which logs bob in at
 /// the IdP and is sent by the ACS to `<sso-v2-login-final>`; the client sees that URL,
@@ -391,7 +242,7 @@ fn chromium_embedded_browser_login_tunnel_and_session() {
     let Some((lab, idp, chromium)) = browser_lab("embedded") else {
         return;
     };
-    let xml = XmlClient::new(&lab, "embedded-client");
+    let xml = XmlClient::new(&lab, "embedded-client", Flavour::OpenconnectSso, TG);
     let init = xml.init();
     assert_eq!(init.code, 200, "init:\n{init}");
     let login_url = init
@@ -451,7 +302,7 @@ fn chromium_embedded_browser_login_tunnel_and_session() {
         started.elapsed()
     );
 
-    let success = xml.reply(&opaque, &token);
+    let success = xml.reply("auth-reply", &opaque, &token);
     assert_eq!(success.code, 200, "auth-reply:\n{success}");
     assert!(
         success.body.contains("<auth id=\"success\">"),
@@ -493,7 +344,7 @@ fn chromium_embedded_browser_login_tunnel_and_session() {
     );
 
     // The token is single use, also when it came from a browser.
-    let again = xml.reply(&opaque, &token);
+    let again = xml.reply("auth-reply-again", &opaque, &token);
     assert!(
         !again.body.contains("<auth id=\"success\">") && again.set_cookie("webvpn").is_none(),
         "the same token accepted twice:\n{again}"

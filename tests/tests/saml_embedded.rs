@@ -19,12 +19,13 @@
 //! a redirect to `/+CSCOE+/saml_ac_login.html`. Deadlines are hang guards, never speed
 //! assertions.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use e2e::aggauth::{Curl, Flavour, Reply, XmlClient, element, jar_cookie, opaque_element};
 use e2e::idp::{self, Idp, SamlCapture};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
 use e2e::sso::{Outcome, SsoClient};
-use e2e::{Lab, Session, cmd};
+use e2e::{Lab, Session};
 
 /// The SAML tunnel group (seed-asa.cfg's name for it).
 const TG: &str = "company-vpn";
@@ -34,9 +35,6 @@ const GP: &str = "GP-EMPLOYEES";
 const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
 /// The cookie the token travels in (`<sso-v2-token-cookie-name>`).
 const TOKEN_COOKIE: &str = "acSamlv2Token";
-/// openconnect-sso's version string and User-Agent.
-const AC_VERSION: &str = "4.7.00136";
-const AC_USER_AGENT: &str = "AnyConnect Linux_64 4.7.00136";
 
 /// A lab with the IdP (alice and bob, with IdP passwords of their own), the SAML blocks
 /// appended to the config as tests/tests/saml.rs does, and a running headend; `None` =
@@ -76,264 +74,6 @@ fn saml_lab_with(external_browser: bool) -> Option<(Lab, Idp)> {
 /// `user`'s password at the IdP: not their local (LOCAL-PW) password.
 fn idp_password(lab: &Lab, user: &str) -> String {
     format!("idp-{}", lab.password(user))
-}
-
-/// One HTTP answer as curl saw it.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    /// Header lines of the (only) response, in order.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    /// Every value of header `name` (case-insensitive).
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.all(name).last().copied()
-    }
-    /// The value of the cookie `name` set by this answer, if any.
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.all("Set-Cookie").iter().find_map(|c| {
-            let first = c.split(';').next()?.trim();
-            let (k, v) = first.split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
-    }
-    /// The text of the first `<tag>...</tag>` of the body, entities of URLs undone.
-    fn element(&self, tag: &str) -> Option<String> {
-        element(&self.body, tag).map(|v| v.replace("&amp;", "&"))
-    }
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "HTTP {}", self.code)?;
-        for (k, v) in &self.headers {
-            writeln!(f, "{k}: {v}")?;
-        }
-        write!(f, "\n{}", self.body)
-    }
-}
-
-/// The text between `<tag ...>` and `</tag>` (first occurrence).
-fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = xml.find(&format!("<{tag}"))?;
-    let rest = &xml[open..];
-    let start = rest.find('>')? + 1;
-    let end = rest.find(&format!("</{tag}>"))?;
-    rest.get(start..end)
-}
-
-/// The whole `<opaque ...>...</opaque>` element, as the client copies it back.
-fn opaque_element(xml: &str) -> Option<&str> {
-    let open = xml.find("<opaque")?;
-    let close = xml[open..].find("</opaque>")? + open + "</opaque>".len();
-    Some(&xml[open..close])
-}
-
-/// curl in the first client namespace, one request at a time, with files in `dir`.
-struct Curl<'a> {
-    lab: &'a Lab,
-    dir: PathBuf,
-    n: std::cell::Cell<usize>,
-}
-
-impl<'a> Curl<'a> {
-    fn new(lab: &'a Lab, name: &str) -> Curl<'a> {
-        let dir = lab.dir().join(name);
-        std::fs::create_dir_all(&dir).expect("mkdir curl dir");
-        Curl {
-            lab,
-            dir,
-            n: std::cell::Cell::new(0),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// One request, no redirects followed; `args` go before the URL.
-    fn request(&self, args: &[&str], url: &str) -> Reply {
-        let n = self.n.get() + 1;
-        self.n.set(n);
-        let head = self.path(&format!("{n}.head"));
-        let body = self.path(&format!("{n}.body"));
-        let (head_s, body_s) = (
-            head.to_string_lossy().into_owned(),
-            body.to_string_lossy().into_owned(),
-        );
-        let mut argv = vec![
-            "curl",
-            "-sS",
-            "-k",
-            "--noproxy",
-            "*",
-            "--globoff",
-            "--path-as-is",
-            "--max-time",
-            "20",
-            "-D",
-            &head_s,
-            "-o",
-            &body_s,
-            "-w",
-            "%{http_code}",
-        ];
-        argv.extend_from_slice(args);
-        argv.push(url);
-        let out = self.lab.exec_client(&argv);
-        assert!(
-            out.status.success(),
-            "curl {url} failed: {}",
-            cmd::combined(&out)
-        );
-        let code = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl printed no status: {}", cmd::combined(&out)));
-        let headers = std::fs::read_to_string(&head)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                Some((k.trim().to_owned(), v.trim().to_owned()))
-            })
-            .collect();
-        Reply {
-            code,
-            headers,
-            body: std::fs::read_to_string(&body).unwrap_or_default(),
-        }
-    }
-}
-
-/// The value of cookie `name` in curl cookie jar `jar` (Netscape format).
-fn jar_cookie(jar: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(jar)
-        .ok()?
-        .lines()
-        .map(|l| l.strip_prefix("#HttpOnly_").unwrap_or(l))
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 7 && f[5] == name).then(|| f[6].to_owned())
-        })
-}
-
-/// How the client announces itself on the XML login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavour {
-    /// openconnect-sso: no STRAP keys, capability `single-sign-on-v2` only.
-    OpenconnectSso,
-    /// A client with STRAP keys (as AnyConnect 4.10 and openconnect send them) that
-    /// does not list `single-sign-on-external-browser`: still the cookie flow.
-    StrapEmbedded,
-    /// The same client listing `single-sign-on-external-browser` too: the sealed token
-    /// goes to `http://localhost:29786/api/sso/...` (control case).
-    StrapExternal,
-}
-
-/// A base64 P-256 SubjectPublicKeyInfo, as in the `X-AnyConnect-STRAP-*` headers.
-fn p256_spki_b64() -> String {
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
-    let key = PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("PKey");
-    openssl::base64::encode_block(&key.public_key_to_der().expect("SPKI DER"))
-}
-
-/// The aggregate-auth side of an embedded-browser client.
-struct XmlClient<'a> {
-    curl: Curl<'a>,
-    flavour: Flavour,
-    /// (`X-AnyConnect-STRAP-Pubkey`, `X-AnyConnect-STRAP-DH-Pubkey`), generated once per
-    /// client like openconnect's (sent on every auth request).
-    strap: Option<(String, String)>,
-}
-
-impl<'a> XmlClient<'a> {
-    fn new(lab: &'a Lab, name: &str, flavour: Flavour) -> XmlClient<'a> {
-        XmlClient {
-            curl: Curl::new(lab, name),
-            flavour,
-            strap: (flavour != Flavour::OpenconnectSso).then(|| (p256_spki_b64(), p256_spki_b64())),
-        }
-    }
-
-    fn capabilities(&self) -> String {
-        let mut caps = String::from("    <auth-method>single-sign-on-v2</auth-method>\n");
-        if self.flavour == Flavour::StrapExternal {
-            caps.push_str("    <auth-method>single-sign-on-external-browser</auth-method>\n");
-        }
-        caps
-    }
-
-    /// POSTs `xml` to `https://198.18.0.1/` with this client's headers.
-    fn post(&self, name: &str, xml: &str) -> Reply {
-        let file = self.curl.path(&format!("{name}.xml"));
-        std::fs::write(&file, xml).expect("write request");
-        let data = format!("@{}", file.display());
-        let mut headers = vec![
-            format!("User-Agent: {AC_USER_AGENT}"),
-            "Accept: */*".to_owned(),
-            "Accept-Encoding: identity".to_owned(),
-            "X-Transcend-Version: 1".to_owned(),
-            "X-Aggregate-Auth: 1".to_owned(),
-        ];
-        match &self.strap {
-            None => {
-                // openconnect-sso's: "I know, it is invalid but that's what Anyconnect sends".
-                headers.push("X-Support-HTTP-Auth: true".to_owned());
-                headers.push("Content-Type: application/x-www-form-urlencoded".to_owned());
-            }
-            Some((key, dh)) => {
-                headers.push("Content-Type: application/xml; charset=utf-8".to_owned());
-                headers.push(format!("X-AnyConnect-STRAP-Pubkey: {key}"));
-                headers.push(format!("X-AnyConnect-STRAP-DH-Pubkey: {dh}"));
-            }
-        }
-        let mut args: Vec<&str> = Vec::new();
-        for h in &headers {
-            args.extend_from_slice(&["-H", h]);
-        }
-        args.extend_from_slice(&["--data-binary", &data]);
-        self.curl.request(&args, &format!("https://{OUTSIDE_IP}/"))
-    }
-
-    /// The init with `<group-select>company-vpn</group-select>`.
-    fn init(&self) -> Reply {
-        let xml = format!(
-            "<?xml version='1.0' encoding='UTF-8'?>\n\
-             <config-auth client=\"vpn\" type=\"init\" aggregate-auth-version=\"2\">\n  \
-             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
-             <group-select>{TG}</group-select>\n  <group-access>https://{OUTSIDE_IP}/</group-access>\n  \
-             <capabilities>\n{caps}  </capabilities>\n</config-auth>\n",
-            caps = self.capabilities()
-        );
-        self.post("init", &xml)
-    }
-
-    /// The auth-reply carrying `token`, with the server's `opaque` element copied back.
-    fn reply(&self, name: &str, opaque: &str, token: &str) -> Reply {
-        let xml = format!(
-            "<?xml version='1.0' encoding='UTF-8'?>\n\
-             <config-auth client=\"vpn\" type=\"auth-reply\" aggregate-auth-version=\"2\">\n  \
-             <version who=\"vpn\">{AC_VERSION}</version>\n  <device-id>linux-64</device-id>\n  \
-             <session-token/>\n  <session-id/>\n  {opaque}\n  <auth>\n    \
-             <sso-token>{token}</sso-token>\n  </auth>\n</config-auth>\n"
-        );
-        self.post(name, &xml)
-    }
 }
 
 /// What the SSO form of an init told the client.
@@ -543,7 +283,7 @@ fn embedded_browser_token_cookie_login_connects() {
     let Some((lab, idp)) = saml_lab() else {
         return;
     };
-    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso);
+    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso, TG);
     let (token, success, form) = embedded_login(&lab, &client, "alice");
     let cookie = expect_success(&success);
     assert!(
@@ -605,11 +345,11 @@ fn strap_key_without_external_capability_gets_cookie() {
     let Some((lab, _idp)) = saml_lab() else {
         return;
     };
-    let embedded = XmlClient::new(&lab, "strap-embedded", Flavour::StrapEmbedded);
+    let embedded = XmlClient::new(&lab, "strap-embedded", Flavour::StrapEmbedded, TG);
     let (_, success, _) = embedded_login(&lab, &embedded, "bob");
     expect_success(&success);
 
-    let external = XmlClient::new(&lab, "strap-external", Flavour::StrapExternal);
+    let external = XmlClient::new(&lab, "strap-external", Flavour::StrapExternal, TG);
     let form = expect_sso_form(&external.init());
     let saml = idp_response(&lab, "bob", &form.login_url, &external.curl.path("browser"));
     let acs = post_acs(
@@ -637,7 +377,7 @@ fn success_answer_has_what_openconnect_sso_reads() {
     let Some((lab, _idp)) = saml_lab() else {
         return;
     };
-    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso);
+    let client = XmlClient::new(&lab, "openconnect-sso", Flavour::OpenconnectSso, TG);
     let (_, success, _) = embedded_login(&lab, &client, "alice");
     expect_success(&success);
     let auth = element(&success.body, "auth").unwrap_or_default();
@@ -672,7 +412,7 @@ fn embedded_retry_after_refused_token_stays_embedded() {
     let Some((lab, _idp)) = saml_lab() else {
         return;
     };
-    let client = XmlClient::new(&lab, "strap-retry", Flavour::StrapEmbedded);
+    let client = XmlClient::new(&lab, "strap-retry", Flavour::StrapEmbedded, TG);
     let first = expect_sso_form(&client.init());
     // A token the headend never minted (e.g. one that expired): refused, new form.
     let refused = client.reply("reply-bogus", &first.opaque, "NOSUCHTOKEN0123456789");
@@ -700,11 +440,11 @@ fn embedded_retry_after_refused_token_stays_embedded() {
 fn browser_mode_follows_the_tunnel_group() {
     let mode = |r: &Reply| r.element("sso-v2-browser-mode");
     if let Some((lab, _idp)) = saml_lab_with(true) {
-        let external = XmlClient::new(&lab, "ext-on-external", Flavour::StrapExternal);
+        let external = XmlClient::new(&lab, "ext-on-external", Flavour::StrapExternal, TG);
         let reply = external.init();
         expect_sso_form(&reply);
         assert_eq!(mode(&reply).as_deref(), Some("external"), "{reply}");
-        let embedded = XmlClient::new(&lab, "ext-on-embedded", Flavour::StrapEmbedded);
+        let embedded = XmlClient::new(&lab, "ext-on-embedded", Flavour::StrapEmbedded, TG);
         let reply = embedded.init();
         expect_sso_form(&reply);
         assert_eq!(
@@ -716,7 +456,7 @@ fn browser_mode_follows_the_tunnel_group() {
     let Some((lab, _idp)) = saml_lab_with(false) else {
         return;
     };
-    let external = XmlClient::new(&lab, "ext-off-external", Flavour::StrapExternal);
+    let external = XmlClient::new(&lab, "ext-off-external", Flavour::StrapExternal, TG);
     let reply = external.init();
     let form = expect_sso_form(&reply);
     assert_eq!(
