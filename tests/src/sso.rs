@@ -230,6 +230,47 @@ impl Drop for SsoClient {
     }
 }
 
+/// Stock openconnect given a bearer cookie (`webvpn=...`) on its stdin
+/// (`--cookie-on-stdin`): waits until its tunnel is up, checks that the address is
+/// the pool's, and returns the client and its address. `what` names the cookie's
+/// origin in the failure message.
+pub fn cookie_tunnel(lab: &Lab, label: &str, cookie: &str, what: &str) -> (SsoClient, Ipv4Addr) {
+    let mut tunnel = SsoClient::spawn(lab, 0, label, &["--cookie-on-stdin"], Some(cookie));
+    let addr = match tunnel.wait(lab::HANG_GUARD, true, None) {
+        Outcome::Connected(addr) => addr,
+        other => panic!(
+            "openconnect --cookie-on-stdin with {what}: no tunnel ({other:?})\n{}",
+            tunnel.report(lab, None)
+        ),
+    };
+    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
+    (tunnel, addr)
+}
+
+/// Waits until `show vpn-sessiondb` lists exactly one session and checks that it is
+/// `user`'s, in `tunnel_group` (and `group_policy` when given), with address `addr`.
+pub fn expect_sole_session(
+    lab: &Lab,
+    user: &str,
+    tunnel_group: &str,
+    group_policy: Option<&str>,
+    addr: Ipv4Addr,
+) {
+    let sessions = lab.wait_sessions("one session", |s| s.len() == 1);
+    let s = crate::sessiondb::session_of(&sessions, user)
+        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"));
+    let field = |k: &str| s.get(k).map(String::as_str);
+    assert_eq!(field("Tunnel Group"), Some(tunnel_group), "{s:?}");
+    if let Some(gp) = group_policy {
+        assert_eq!(field("Group Policy"), Some(gp), "{s:?}");
+    }
+    assert_eq!(
+        field("Assigned IP"),
+        Some(addr.to_string().as_str()),
+        "{s:?}"
+    );
+}
+
 /// The `webvpn=VALUE` part of what `openconnect --cookieonly` prints
 /// (`openconnect_strapkey=...; webvpn=...`, protocol.md section 1).
 pub fn webvpn_cookie(cookieonly_stdout: &str) -> Option<String> {

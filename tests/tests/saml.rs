@@ -420,29 +420,14 @@ fn cookieonly_then_cookie_on_stdin() {
     assert_eq!(auth.tun_addr(), None, "--cookieonly made a tunnel");
     drop(auth);
 
-    let mut tunnel = SsoClient::spawn(&lab, 0, "cookie", &["--cookie-on-stdin"], Some(&cookie));
-    let addr = match tunnel.wait(HANG_GUARD, true, None) {
-        Outcome::Connected(addr) => addr,
-        other => panic!(
-            "openconnect --cookie-on-stdin: no tunnel ({other:?})\n{}",
-            tunnel.report(&lab, None)
-        ),
-    };
-    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
+    let (tunnel, addr) = sso::cookie_tunnel(&lab, "cookie", &cookie, "the --cookieonly cookie");
     assert!(
         !tunnel.output().contains("Spawning external browser"),
         "--cookie-on-stdin ran a login:\n{}",
         tunnel.output()
     );
     assert_pings(tunnel.ns(), "tunnel from the --cookieonly cookie");
-    let sessions = lab.wait_sessions("one session", |s| s.len() == 1);
-    let s = session_of(&sessions, &idp::email_of("alice"));
-    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
-    assert_eq!(
-        field(s, "Assigned IP"),
-        Some(addr.to_string().as_str()),
-        "{s:?}"
-    );
+    sso::expect_sole_session(&lab, &idp::email_of("alice"), TG, None, addr);
     lab.assert_headend_running();
 }
 

@@ -23,7 +23,7 @@ use e2e::aggauth::{Flavour, XmlClient};
 use e2e::browser::{self, Chromium};
 use e2e::idp::{self, Idp};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
-use e2e::sso::{Outcome, SSO_GUARD, SsoClient};
+use e2e::sso::{self, Outcome, SSO_GUARD, SsoClient};
 use e2e::{Lab, Session};
 
 /// The SAML tunnel group (seed-asa.cfg's name for it).
@@ -313,35 +313,17 @@ fn chromium_embedded_browser_login_tunnel_and_session() {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| panic!("no webvpn cookie:\n{success}"));
 
-    let mut tunnel = SsoClient::spawn(
+    let (tunnel, addr) = sso::cookie_tunnel(
         &lab,
-        0,
         "embedded",
-        &["--cookie-on-stdin"],
-        Some(&format!("webvpn={webvpn}")),
+        &format!("webvpn={webvpn}"),
+        "the cookie of the Chromium login",
     );
-    let addr = match tunnel.wait(HANG_GUARD, true, None) {
-        Outcome::Connected(addr) => addr,
-        other => panic!(
-            "openconnect --cookie-on-stdin with the cookie of the Chromium login: no tunnel \
-             ({other:?})\n{}",
-            tunnel.report(&lab, None)
-        ),
-    };
-    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
     assert!(
         lab::wait_ping(tunnel.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
         "no ping reply from {INSIDE_HOST} through the tunnel after {HANG_GUARD:?}"
     );
-    let sessions = lab.wait_sessions("one session", |s| s.len() == 1);
-    let s = session_of(&sessions, &idp::email_of("bob"));
-    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
-    assert_eq!(field(s, "Group Policy"), Some(GP), "{s:?}");
-    assert_eq!(
-        field(s, "Assigned IP"),
-        Some(addr.to_string().as_str()),
-        "{s:?}"
-    );
+    sso::expect_sole_session(&lab, &idp::email_of("bob"), TG, Some(GP), addr);
 
     // The token is single use, also when it came from a browser.
     let again = xml.reply("auth-reply-again", &opaque, &token);

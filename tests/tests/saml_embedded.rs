@@ -21,11 +21,11 @@
 
 use std::path::Path;
 
+use e2e::Lab;
 use e2e::aggauth::{Curl, Flavour, Reply, XmlClient, element, jar_cookie, opaque_element};
 use e2e::idp::{self, Idp, SamlCapture};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
-use e2e::sso::{Outcome, SsoClient};
-use e2e::{Lab, Session};
+use e2e::sso;
 
 /// The SAML tunnel group (seed-asa.cfg's name for it).
 const TG: &str = "company-vpn";
@@ -238,17 +238,6 @@ fn expect_token_refused(reply: &Reply, what: &str) {
     );
 }
 
-fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
-    sessions
-        .iter()
-        .find(|s| s.get("Username").map(String::as_str) == Some(user))
-        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
-}
-
-fn field<'a>(s: &'a Session, key: &str) -> Option<&'a str> {
-    s.get(key).map(String::as_str)
-}
-
 /// The whole embedded-browser login of `user` with `client`, up to the bearer cookie;
 /// returns (token, auth-reply answer).
 fn embedded_login(lab: &Lab, client: &XmlClient<'_>, user: &str) -> (String, Reply, SsoForm) {
@@ -301,34 +290,17 @@ fn embedded_browser_token_cookie_login_connects() {
     );
 
     // The bearer cookie opens the tunnel with stock openconnect, no login.
-    let mut tunnel = SsoClient::spawn(
+    let (tunnel, addr) = sso::cookie_tunnel(
         &lab,
-        0,
         "cookie",
-        &["--cookie-on-stdin"],
-        Some(&format!("webvpn={cookie}")),
+        &format!("webvpn={cookie}"),
+        "the embedded login's cookie",
     );
-    let addr = match tunnel.wait(HANG_GUARD, true, None) {
-        Outcome::Connected(addr) => addr,
-        other => panic!(
-            "openconnect --cookie-on-stdin with the embedded login's cookie: no tunnel ({other:?})\n{}",
-            tunnel.report(&lab, None)
-        ),
-    };
-    assert!(lab::in_pool(addr), "assigned {addr} is outside the pool");
     assert!(
         lab::wait_ping(tunnel.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
         "no ping reply from {INSIDE_HOST} through the tunnel after {HANG_GUARD:?}"
     );
-    let sessions = lab.wait_sessions("one session", |s| s.len() == 1);
-    let s = session_of(&sessions, &idp::email_of("alice"));
-    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
-    assert_eq!(field(s, "Group Policy"), Some(GP), "{s:?}");
-    assert_eq!(
-        field(s, "Assigned IP"),
-        Some(addr.to_string().as_str()),
-        "{s:?}"
-    );
+    sso::expect_sole_session(&lab, &idp::email_of("alice"), TG, Some(GP), addr);
 
     // Still refused with a session up; still one session.
     let third = client.reply("reply-third", &form.opaque, &token);
