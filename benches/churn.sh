@@ -75,7 +75,7 @@ done
 for v in "$ROUNDS" "$N" "$RC_SESSIONS" "$RECONNECTS" "$CONC" "$SLACK" "$SETTLE" "$PROBE_N" "$STORM" $PROBE; do
   [[ "$v" =~ ^[0-9]+$ ]] || die "counts must be numbers, not '$v'"
 done
-[ "$N" -ge 1 ] && [ "$N" -le 4000 ] && [ "$RC_SESSIONS" -le 4000 ] || die "-n and --reconnect-sessions: 1..4000 (the /20 pool)"
+[ "$N" -ge 1 ] && [ "$N" -le 16000 ] && [ "$RC_SESSIONS" -le 16000 ] || die "-n and --reconnect-sessions: 1..16000 (the /18 pool)"
 [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces)"
 for p in ip jq ss; do command -v "$p" >/dev/null || die "'$p' not found"; done
 
@@ -99,6 +99,7 @@ RESULTS="$WORK/rounds.jsonl"
 : >"$RESULTS"
 LAB_UP=0
 RUN_PID=""
+HELPERS=()
 
 stop_pid() {
   local pid=$1 n=0
@@ -117,6 +118,7 @@ cleanup() {
   if [ "${CHURN_KEEP:-0}" = 1 ] && [ "$rc" -eq 0 ]; then
     log "kept: lab $ID, headend pid $(cat "$DIR/headend.pid" 2>/dev/null) (netns/lab.sh down $ID)"
   else
+    for p in "${HELPERS[@]}"; do stop_pid "$p"; done
     [ -n "$RUN_PID" ] && stop_pid "$RUN_PID"
     [ "$LAB_UP" -eq 1 ] && bash "$LAB" down "$ID" >/dev/null 2>&1
   fi
@@ -141,8 +143,17 @@ PIN="pin-sha256:$(cat "$DIR/pin")"
 MAXN=$((N > RC_SESSIONS ? N : RC_SESSIONS))
 for b in $PROBE; do [ $((b + PROBE_N)) -gt "$MAXN" ] && MAXN=$((b + PROBE_N)); done
 [ "$STORM" -gt "$MAXN" ] && MAXN=$STORM
-[ "$MAXN" -le 4000 ] || die "more than 4,000 sessions at once (the /20 pool)"
-sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.112.10-198.18.127.250 mask 255.255.240.0/' "$DIR/headend.cfg"
+[ "$MAXN" -le 16000 ] || die "more than 16,000 sessions at once (the /18 pool)"
+# Two fds per DTLS session in loadgen (TCP + UDP): 10,000 sessions need more than
+# this box's hard limit of 20,000; root may raise it (loadgen and the headend then
+# raise their soft limit to it).
+ulimit -Hn 65536 2>/dev/null && ulimit -Sn 65536 || log "could not raise RLIMIT_NOFILE (hard $(ulimit -Hn))"
+# Sessions one loadgen process can hold within its RLIMIT_NOFILE; more are split
+# over several processes (the probe's background sessions and the storm).
+FDS_PER=1
+[ "$TRANSPORT" = dtls ] && FDS_PER=2
+LG_CAP=${LG_CAP:-$((($(ulimit -Hn) - 200) / FDS_PER))}
+sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.64.10-198.18.127.250 mask 255.255.192.0/' "$DIR/headend.cfg"
 printf '!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins %s\nusername %s password %s\n' \
   "$((MAXN + 16))" "$USER_NAME" "$PASSWORD" >>"$DIR/headend.cfg"
 "$HEADEND_BIN" check-config "$DIR/headend.cfg" >/dev/null || die "check-config failed"
@@ -199,22 +210,47 @@ loadgen() {
     --quiet "$@" 2>>"$WORK/loadgen.log" | sed -n 's/^RESULT_JSON //p'
 }
 
+# hold NAME N [ARGS...]: N sessions held up (loadgen --wait-stdin) by as many
+# processes as RLIMIT_NOFILE needs (LG_CAP each); returns once all are ready.
+hold() {
+  local name=$1 left=$2 k=0 chunk
+  shift 2
+  HELPERS=()
+  while [ "$left" -gt 0 ]; do
+    chunk=$((left < LG_CAP ? left : LG_CAP))
+    mkfifo "$WORK/$name-$k.in"
+    ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
+      --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
+      --concurrency "$CONC" --pps 0 --duration 0 --drain 0 --wait-stdin --quiet -n "$chunk" "$@" \
+      <"$WORK/$name-$k.in" >"$WORK/$name-$k.out" 2>>"$WORK/loadgen.log" &
+    HELPERS+=("$!")
+    eval "exec $((20 + k))>\"\$WORK/$name-$k.in\""
+    wait_for 1200 grep -q LOADGEN_READY "$WORK/$name-$k.out" || return 1
+    left=$((left - chunk))
+    k=$((k + 1))
+  done
+  HOLD_NAME=$name
+}
+# release: the held sessions log out; prints their RESULT_JSONs summed (one line).
+release() {
+  local k
+  for k in "${!HELPERS[@]}"; do
+    eval "echo >&$((20 + k)); exec $((20 + k))>&-"
+  done
+  for k in "${!HELPERS[@]}"; do wait "${HELPERS[$k]}" || true; done
+  for k in "${!HELPERS[@]}"; do sed -n 's/^RESULT_JSON //p' "$WORK/$HOLD_NAME-$k.out"; done |
+    jq -cs '{up: (map(.up) | add), reconnects: (map(.reconnects // 0) | add),
+             lost: (map(.lost // 0) | add), logged_out: (map(.logged_out // 0) | add),
+             processes: length}'
+  HELPERS=()
+}
+
 sample baseline 0 '{"server":{}, "echo":{}}' >>"$RESULTS"
 PROBES="$WORK/probes.jsonl"
 : >"$PROBES"
 for b in $PROBE; do
-  bg=""
-  if [ "$b" -gt 0 ]; then
-    # B sessions held up (loadgen --wait-stdin) while the probe logs in.
-    mkfifo "$WORK/bg-$b.in"
-    ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
-      --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
-      --concurrency "$CONC" --pps 0 --duration 0 --drain 0 --wait-stdin --quiet -n "$b" \
-      <"$WORK/bg-$b.in" >"$WORK/bg-$b.out" 2>>"$WORK/loadgen.log" &
-    bg=$!
-    exec 9>"$WORK/bg-$b.in"
-    wait_for 600 grep -q LOADGEN_READY "$WORK/bg-$b.out" || die "probe: $b background sessions did not come up"
-  fi
+  # B sessions held up (loadgen --wait-stdin) while the probe logs in.
+  [ "$b" -gt 0 ] && { hold "bg-$b" "$b" || die "probe: $b background sessions did not come up"; }
   load=$(loadavg)
   json=$(LG_PPS=0 loadgen -n "$PROBE_N") || true
   [ -n "$json" ] || die "probe at $b: loadgen gave no result"
@@ -222,22 +258,11 @@ for b in $PROBE; do
     '{existing: $b, up: .up, failed: .failed, connects_per_s: .connects_per_s,
       p50_ms: .connect_ms.p50, p99_ms: .connect_ms.p99, login_cpu_s: .server.connect_cpu_s, load: $load}' \
     <<<"$json" | tee -a "$PROBES" >&2
-  if [ -n "$bg" ]; then
-    echo >&9
-    exec 9>&-
-    wait "$bg" || true
-  fi
+  [ "$b" -gt 0 ] && release >/dev/null
   settle
 done
 if [ "$STORM" -gt 0 ]; then
-  mkfifo "$WORK/storm.in"
-  ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
-    --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW --transport "$TRANSPORT" \
-    --concurrency "$CONC" --pps 0 --duration 0 --drain 0 --wait-stdin --reconnect-on-loss \
-    --quiet -n "$STORM" <"$WORK/storm.in" >"$WORK/storm.out" 2>>"$WORK/loadgen.log" &
-  sbg=$!
-  exec 8>"$WORK/storm.in"
-  wait_for 900 grep -q LOADGEN_READY "$WORK/storm.out" || die "storm: $STORM sessions did not come up"
+  hold storm "$STORM" --reconnect-on-loss || die "storm: $STORM sessions did not come up"
   estab() { ip netns exec "$NS_G" ss -Htn state established '( sport = :443 )' | wc -l; }
   addrs() { admin show --json vpn-sessiondb anyconnect | jq -c '[.sessions[] | [.index, .assigned_ip]] | sort'; }
   a0=$(addrs)
@@ -252,10 +277,8 @@ if [ "$STORM" -gt 0 ]; then
   sleep 2
   a1=$(addrs)
   rss1=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
-  echo >&8
-  exec 8>&-
-  wait "$sbg" || true
-  sjson=$(sed -n 's/^RESULT_JSON //p' "$WORK/storm.out")
+  release >"$WORK/storm-sum.json"
+  sjson=$(cat "$WORK/storm-sum.json")
   settle
   jq -cn --argjson n "$STORM" --arg load "$load" --argjson s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
     --argjson same "$([ "$a0" = "$a1" ] && echo true || echo false)" --argjson lg "${sjson:-null}" \

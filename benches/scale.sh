@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Scale: `loadgen` (benches/src/bin/loadgen.rs) against this headend, then against
 # ocserv (Debian, 1.1.6) in its place, in one lab of netns/lab.sh: same address, port,
-# certificate, pool (198.18.112.0/20, 4,000 addresses) and user. For each N: idle
+# certificate, pool (198.18.64.0/18, 16,100 addresses) and user. For each N: idle
 # sessions (memory per session, connects/s, connect latency), then the same N with
 # traffic (ICMP echo through every tunnel: throughput, loss, RTT), then churn rounds
-# (N sessions connecting and leaving, server RSS after each round). Prints one
-# side-by-side table with the ratios and one RESULT_JSON line.
+# (--churn-n sessions connecting and leaving, server RSS after each round). ocserv runs
+# only the N up to --ocserv-max (a worker process per session, ~6.5 MB each). Prints
+# one side-by-side table with the ratios and one RESULT_JSON line.
 #
 # Usage: sudo benches/scale.sh [-n "100 1000"] [--only headend|ocserv]
 #          [--transport dtls|cstp] [--pps P] [--size B] [-t SECS] [--concurrency C]
-#          [--rate R] [--churn ROUNDS]
+#          [--rate R] [--churn ROUNDS] [--churn-n N] [--ocserv-max N]
 #   HEADEND_BIN, LOADGEN_BIN  binaries to use (default: target/release/*, built if missing)
 #
 # Needs root, ocserv/ocpasswd (netns/install-deps.sh) and jq. Everything it starts is
@@ -28,6 +29,8 @@ DURATION=10
 CONC=64
 RATE=0
 CHURN=3
+CHURN_N=""
+OCSERV_MAX=2000
 HANG=60
 OUTSIDE_IP=198.18.0.1
 USER_NAME=lg
@@ -51,6 +54,8 @@ while [ $# -gt 0 ]; do
   --concurrency) CONC=$2; shift 2 ;;
   --rate) RATE=$2; shift 2 ;;
   --churn) CHURN=$2; shift 2 ;;
+  --churn-n) CHURN_N=$2; shift 2 ;;
+  --ocserv-max) OCSERV_MAX=$2; shift 2 ;;
   -h | --help) usage ;;
   *) echo "scale.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -60,9 +65,23 @@ case "$ONLY" in "") SERVERS=(headend ocserv) ;; headend | ocserv) SERVERS=("$ONL
 for p in ip jq ss; do command -v "$p" >/dev/null || die "'$p' not found"; done
 MAXN=0
 for n in $NS_LIST; do
-  [[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 4000 ] || die "-n wants counts of 1..4000 (the /20 pool), not '$n'"
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 16000 ] || die "-n wants counts of 1..16000 (the /18 pool), not '$n'"
   [ "$n" -gt "$MAXN" ] && MAXN=$n
 done
+[ -n "$CHURN_N" ] || CHURN_N=$((MAXN < 1000 ? MAXN : 1000))
+[[ "$CHURN_N" =~ ^[1-9][0-9]*$ ]] && [ "$CHURN_N" -le 16000 ] || die "--churn-n: 1..16000"
+[ "$CHURN_N" -gt "$MAXN" ] && MAXN=$CHURN_N
+[[ "$OCSERV_MAX" =~ ^[0-9]+$ ]] || die "--ocserv-max wants a count"
+# Two fds per DTLS session in loadgen (TCP + its UDP socket) and one or more in the
+# servers: 10,000 sessions need more than this box's hard limit of 20,000. Root
+# may raise it; loadgen and the headend raise their soft limit to it.
+ulimit -Hn 65536 2>/dev/null && ulimit -Sn 65536 || log "could not raise RLIMIT_NOFILE (hard $(ulimit -Hn))"
+# Sessions one loadgen process can hold within its RLIMIT_NOFILE; above that, helper
+# processes hold the rest (idle, `--wait-stdin`) and the measured one connects the
+# remainder while they are up (so its connect figures are with them existing).
+FDS_PER=1
+[ "$TRANSPORT" = dtls ] && FDS_PER=2
+LG_CAP=${LG_CAP:-$((($(ulimit -Hn) - 200) / FDS_PER))}
 
 target=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "${HEADEND_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
@@ -83,6 +102,7 @@ WORK=$(mktemp -d /tmp/headend-scale.XXXXXX)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 LAB_UP=0
+HELPERS=()
 OCSERV_PID=""
 HEADEND_RUNNING=0
 
@@ -99,6 +119,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   [ "$rc" -ne 0 ] && for f in "$DIR/headend.log" "$DIR/ocserv.log"; do [ -s "$f" ] && tail -n 20 "$f" >&2; done
+  for p in "${HELPERS[@]}"; do stop_pid "$p"; done
   [ "$HEADEND_RUNNING" -eq 1 ] && stop_pid "$(cat "$DIR/headend.pid" 2>/dev/null)"
   [ -n "$OCSERV_PID" ] && stop_pid "$OCSERV_PID"
   [ "$LAB_UP" -eq 1 ] && bash "$LAB" down "$ID" >/dev/null 2>&1
@@ -120,24 +141,79 @@ bash "$LAB" up "$ID" >/dev/null || die "lab.sh up failed"
 LAB_UP=1
 PIN="pin-sha256:$(cat "$DIR/pin")"
 # A /20 pool and one user that may log in MAXN times.
-sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.112.10-198.18.127.250 mask 255.255.240.0/' "$DIR/headend.cfg"
+sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.64.10-198.18.127.250 mask 255.255.192.0/' "$DIR/headend.cfg"
 printf '!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins %s\nusername %s password %s\n' \
   "$((MAXN + 16))" "$USER_NAME" "$PASSWORD" >>"$DIR/headend.cfg"
 
+SERVER_PID=""
+server_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+# hold N: helper loadgens (each at most LG_CAP sessions) hold N idle sessions until
+# release; returns once all of them are up (or have given up).
+hold() {
+  local left=$1 k=0 chunk
+  HELPERS=()
+  while [ "$left" -gt 0 ]; do
+    chunk=$((left < LG_CAP ? left : LG_CAP))
+    mkfifo "$WORK/hold-$k.in"
+    ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
+      --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$chunk" \
+      --concurrency "$CONC" --rate "$RATE" --transport "$TRANSPORT" --pps 0 --duration 0 --drain 0 \
+      --wait-stdin --quiet <"$WORK/hold-$k.in" >"$WORK/hold-$k.out" 2>>"$WORK/loadgen.log" &
+    HELPERS+=("$!")
+    eval "exec $((20 + k))>\"\$WORK/hold-$k.in\""
+    wait_for 1200 grep -q LOADGEN_READY "$WORK/hold-$k.out" || log "hold: helper $k not ready after 1200 s"
+    left=$((left - chunk))
+    k=$((k + 1))
+  done
+}
+# release: the helpers log out; HELD_UP = how many sessions they had up.
+HELD_UP=0
+release() {
+  local k pid up=0
+  for k in "${!HELPERS[@]}"; do
+    eval "echo >&$((20 + k)); exec $((20 + k))>&-"
+  done
+  for k in "${!HELPERS[@]}"; do
+    pid=${HELPERS[$k]}
+    wait "$pid" || true
+    up=$((up + $(sed -n 's/^RESULT_JSON //p' "$WORK/hold-$k.out" | jq '.up // 0')))
+    rm -f "$WORK/hold-$k.in"
+  done
+  HELPERS=()
+  HELD_UP=$up
+}
+
 # run SERVER N MODE [loadgen sampling args...]: one loadgen run, its RESULT_JSON
-# tagged and appended to $RESULTS.
+# tagged and appended to $RESULTS. Above LG_CAP sessions, helpers hold the first
+# N - M and the measured run connects the last M (its traffic, if any, is theirs
+# only); memory per session is then the server's RSS with all N up minus before.
 run() {
   local server=$1 n=$2 mode=$3; shift 3
-  local pps=0 dur=3 load json
+  local pps=0 dur=3 load json m=$n held=0 parts rss0=0
   [ "$mode" = traffic ] && pps=$PPS && dur=$DURATION
   load=$(loadavg)
+  if [ "$n" -gt "$LG_CAP" ]; then
+    [ -n "$SERVER_PID" ] || die "$n sessions need helper processes: only with the headend's pid"
+    parts=$(((n + LG_CAP - 1) / LG_CAP))
+    m=$((n / parts))
+    held=$((n - m))
+    rss0=$(server_rss)
+    log "$server: $held sessions held by helpers first (LG_CAP $LG_CAP)"
+    hold "$held"
+  fi
   log "$server: $n sessions, $mode (load $load)"
   json=$(ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
-    --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$n" \
+    --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$m" \
     --concurrency "$CONC" --rate "$RATE" --transport "$TRANSPORT" --pps "$pps" --size "$SIZE" \
     --duration "$dur" --drain 10 --csv "$WORK/$server-$n-$mode.csv" --svg "$WORK/$server-$n-$mode.svg" \
     --quiet "$@" 2>>"$WORK/loadgen.log" | sed -n 's/^RESULT_JSON //p') || true
   [ -n "$json" ] || die "loadgen gave no result ($WORK/loadgen.log)"
+  if [ "$held" -gt 0 ]; then
+    release
+    json=$(jq -c --argjson held "$held" --argjson hu "$HELD_UP" --argjson rss0 "$rss0" --argjson n "$n" '
+      .measured = .sessions | .held = $held | .held_up = $hu | .up += $hu | .sessions = $n
+      | .server.rss_kib_per_session = (if .server.up then (.server.up.rss_kib - $rss0) / $n else null end)' <<<"$json")
+  fi
   jq -c --arg s "$server" --arg m "$mode" --arg l "$load" --argjson n "$n" \
     '{side: $s, n: $n, mode: $m, load: $l} + .' <<<"$json" >>"$RESULTS"
   # Every session must be gone before the next run.
@@ -147,12 +223,15 @@ run() {
 
 series() {
   local server=$1; shift
-  local n r
+  local n r max=16000
+  [ "$server" = ocserv ] && max=$OCSERV_MAX
   for n in $NS_LIST; do
+    [ "$n" -le "$max" ] || { log "$server: skipping $n sessions (--ocserv-max $max)"; continue; }
     run "$server" "$n" idle "$@"
     run "$server" "$n" traffic "$@"
   done
-  for r in $(seq 1 "$CHURN"); do run "$server" "$MAXN" "churn$r" "$@"; done
+  [ "$CHURN_N" -le "$max" ] || return 0
+  for r in $(seq 1 "$CHURN"); do run "$server" "$CHURN_N" "churn$r" "$@"; done
 }
 
 for server in "${SERVERS[@]}"; do
@@ -160,7 +239,9 @@ for server in "${SERVERS[@]}"; do
   headend)
     bash "$LAB" start "$ID" >/dev/null || die "lab.sh start failed"
     HEADEND_RUNNING=1
-    series headend --server-pid "$(cat "$DIR/headend.pid")"
+    SERVER_PID=$(cat "$DIR/headend.pid")
+    series headend --server-pid "$SERVER_PID"
+    SERVER_PID=""
     stop_pid "$(cat "$DIR/headend.pid")"
     HEADEND_RUNNING=0
     wait_for "$HANG" sh -c "! ip -n '$NS_G' link show vpn0 2>/dev/null" || true
@@ -195,8 +276,8 @@ rekey-time = 172800
 rekey-method = new-tunnel
 device = vpns
 predictable-ips = true
-ipv4-network = 198.18.112.0
-ipv4-netmask = 255.255.240.0
+ipv4-network = 198.18.64.0
+ipv4-netmask = 255.255.192.0
 dns = 198.18.1.53
 route = 198.18.1.0/255.255.255.0
 mtu = 1456

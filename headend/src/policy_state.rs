@@ -4,10 +4,13 @@
 //! static). Every change publishes a new version atomically; packets in
 //! flight finish on the old one.
 //!
-//! Sessions are published as their own small table
-//! ([`PolicyHandle::publish_session_sgts`]): a login, CoA or logout costs
-//! O(sessions) and never rebuilds the static/SXP map, which with 100k SXP
-//! bindings takes milliseconds and is rebuilt only when SXP changes.
+//! Sessions are published as their own table
+//! ([`PolicyHandle::publish_session_sgts`]): a login, CoA or logout changes
+//! one binding of a persistent [`SessionSgts`] (O(log sessions)) and publishes
+//! an O(1) clone of it, so no session change rebuilds anything: not the
+//! session table (issue 12: 10,000 sessions reconnecting at once) and not the
+//! static/SXP map, which with 100k SXP bindings takes milliseconds and is
+//! rebuilt only when SXP changes.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -31,9 +34,11 @@ struct Sources {
     /// SXP bindings per connection id, so that several peers advertising the
     /// same prefix, or a peer's reconnect, resolve correctly.
     sxp: BTreeMap<u64, BTreeMap<Prefix, u16>>,
-    /// VPN session addresses with their SGT: the truth for the published
-    /// [`SessionSgts`].
+    /// VPN session addresses with their SGT, ordered for `show`.
     sessions: BTreeMap<IpAddr, u16>,
+    /// The same bindings as published: changed in place, one binding at a
+    /// time; each publish is a clone that shares all unchanged nodes.
+    session_sgts: SessionSgts,
     /// Per-user ACLs from RADIUS (`ip:inacl#N`), by name, with the number of
     /// sessions using each.
     downloadable: BTreeMap<String, Downloadable>,
@@ -336,17 +341,19 @@ impl PolicyState {
     }
 
     /// A VPN session's address and SGT (None removes the binding). Publishes
-    /// the session table only, and only if something changed. The lock is held
-    /// while publishing so that publishes happen in the order of the changes.
+    /// the session table only, and only if something changed. O(log sessions):
+    /// one binding changes and the publish is an O(1) clone, so the lock (held
+    /// so that publishes happen in the order of the changes) is never held
+    /// across a rebuild.
     pub fn set_session(&self, addr: IpAddr, sgt: Option<u16>) {
-        let mut s = self.lock();
-        let changed = match sgt {
-            Some(t) => s.sessions.insert(addr, t) != Some(t),
-            None => s.sessions.remove(&addr).is_some(),
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        match sgt {
+            Some(t) => s.sessions.insert(addr, t),
+            None => s.sessions.remove(&addr),
         };
-        if changed {
-            let table = SessionSgts::from_bindings(s.sessions.iter().map(|(a, t)| (*a, *t)));
-            self.handle.publish_session_sgts(table);
+        if s.session_sgts.set(addr, sgt) {
+            self.handle.publish_session_sgts(s.session_sgts.clone());
         }
     }
 

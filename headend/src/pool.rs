@@ -40,21 +40,32 @@ impl Range {
         {
             return Some(w);
         }
-        // `span - 1` fits: pools are at most a few thousand addresses in practice,
-        // and the walk stops at the first free one.
-        let span = self.last - self.first;
-        let mut i: u128 = 0;
-        loop {
-            let a = self.first + (self.cursor - self.first).wrapping_add(i) % (span + 1);
-            if self.used.insert(a) {
-                self.cursor = if a == self.last { self.first } else { a + 1 };
-                return Some(a);
+        // From the cursor to the end, then from the start: the first gap in
+        // the used set. A cursor that wrapped onto a run of long-lived
+        // sessions walks that run once: a step of the set's iterator per
+        // address (nanoseconds), not a tree insert per address as probing
+        // each one did.
+        let a = self
+            .next_free(self.cursor)
+            .or_else(|| self.next_free(self.first))?;
+        self.used.insert(a);
+        self.cursor = if a == self.last { self.first } else { a + 1 };
+        Some(a)
+    }
+
+    /// The first free address in `[from, last]`.
+    fn next_free(&self, from: u128) -> Option<u128> {
+        let mut want = from;
+        for &u in self.used.range(from..=self.last) {
+            if u != want {
+                break;
             }
-            if i == span {
+            if want == self.last {
                 return None;
             }
-            i += 1;
+            want += 1;
         }
+        (want <= self.last).then_some(want)
     }
 
     fn take(&mut self, a: u128) -> bool {
@@ -344,5 +355,27 @@ mod tests {
             pool6("fd00:100::1", 64, 200).gateway_address(),
             (a6("fd00:100::ffff:ffff:ffff:fffe"), 64)
         );
+    }
+
+    #[test]
+    fn gaps_are_found_after_the_cursor_wraps_onto_used_runs() {
+        let mut p = pool("198.18.64.10", "198.18.83.145"); // 5,000 addresses
+        assert_eq!(p.size(), 5000);
+        let all: Vec<Ipv4Addr> = (0..5000).map(|_| p.allocate(None).unwrap()).collect();
+        assert_eq!(p.allocate(None), None, "full");
+        // Cursor back at the start: the only free address is deep inside.
+        assert!(p.release(all[3210]));
+        assert_eq!(p.allocate(None), Some(all[3210]));
+        assert_eq!(p.allocate(None), None);
+        // Two gaps: the one after the cursor first, then the wrap.
+        assert!(p.release(all[100]));
+        assert!(p.release(all[4000]));
+        assert_eq!(p.allocate(None), Some(all[4000]));
+        assert_eq!(p.allocate(None), Some(all[100]));
+        assert_eq!(p.allocate(None), None);
+        // The last address itself.
+        assert!(p.release(all[4999]));
+        assert_eq!(p.allocate(None), Some(all[4999]));
+        assert_eq!(p.in_use(), 5000);
     }
 }

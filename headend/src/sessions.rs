@@ -359,6 +359,11 @@ struct Inner {
     /// Each user's session indices, oldest first: a login looks at its own
     /// user's sessions, not at every session.
     by_user: HashMap<String, BTreeSet<u64>>,
+    /// The other RFC 5176 selectors a CoA names a session by, so that a CoA
+    /// looks at its session(s), not at every session (issue 12). Entries are
+    /// checked against the session when read, so one left behind can only
+    /// cost a lookup, never select the wrong session.
+    selectors: SelectorIndex,
     pools: BTreeMap<String, AddressPool>,
     pools6: BTreeMap<String, Ipv6AddressPool>,
     /// Each tunnel group's `ipv6-address-pool` list.
@@ -383,6 +388,38 @@ struct Inner {
     max_sessions: Option<usize>,
     /// Cluster work (issue 19): ended sessions, addresses to serve on the inside.
     cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterEvent>>,
+}
+
+/// Sessions by acct-session-id, audit-session-id and assigned IPv4 address.
+#[derive(Default)]
+struct SelectorIndex {
+    by_acct: HashMap<String, u64>,
+    by_audit: HashMap<String, u64>,
+    by_v4: HashMap<Ipv4Addr, u64>,
+}
+
+impl SelectorIndex {
+    fn add(&mut self, s: &Session) {
+        self.by_acct.insert(s.acct_session_id.clone(), s.index);
+        self.by_audit.insert(s.audit_session_id.clone(), s.index);
+        if let Some((a, _, _)) = &s.assigned_v4 {
+            self.by_v4.insert(*a, s.index);
+        }
+    }
+
+    /// Forgets `s` (entries that name another session by now are kept).
+    fn remove(&mut self, s: &Session) {
+        fn drop_if<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: &K, index: u64) {
+            if m.get(k) == Some(&index) {
+                m.remove(k);
+            }
+        }
+        drop_if(&mut self.by_acct, &s.acct_session_id, s.index);
+        drop_if(&mut self.by_audit, &s.audit_session_id, s.index);
+        if let Some((a, _, _)) = &s.assigned_v4 {
+            drop_if(&mut self.by_v4, a, s.index);
+        }
+    }
 }
 
 pub struct SessionTable {
@@ -430,6 +467,7 @@ impl SessionTable {
                 sessions: BTreeMap::new(),
                 by_cookie: HashMap::new(),
                 by_user: HashMap::new(),
+                selectors: SelectorIndex::default(),
                 pools,
                 pools6: config
                     .ipv6_local_pools
@@ -650,6 +688,14 @@ impl SessionTable {
                 cluster_fence: 0,
             },
         );
+        {
+            let Inner {
+                sessions,
+                selectors,
+                ..
+            } = &mut *inner;
+            selectors.add(&sessions[&index]);
+        }
         inner.peak = inner.peak.max(inner.sessions.len());
         crate::syslog::emit(crate::syslog::Message::ParentSessionStarted {
             group: group_policy.to_string(),
@@ -717,6 +763,9 @@ impl SessionTable {
                 }
             }
             s.assigned_v4 = Some(got.ok_or_else(|| AttachError::PoolExhausted(s.pools.join(",")))?);
+        }
+        if let Some((a, _, _)) = &s.assigned_v4 {
+            inner.selectors.by_v4.insert(*a, index);
         }
         if want_v6 && s.assigned_v6.is_none() && !s.pools6.is_empty() {
             // First IPv6 pool with a free address. None free: the session goes
@@ -844,16 +893,22 @@ impl SessionTable {
     /// `vpn-sessiondb logoff ...`: returns how many sessions were logged off.
     pub fn logoff(&self, sel: LogoffSelector<'_>, reason: EndReason) -> usize {
         let mut inner = self.lock();
-        let victims: Vec<u64> = inner
-            .sessions
-            .values()
-            .filter(|s| match sel {
-                LogoffSelector::Index(i) => s.index == i,
-                LogoffSelector::Name(n) => s.username == n,
-                LogoffSelector::All => true,
-            })
-            .map(|s| s.index)
-            .collect();
+        // By the indexes: logging off one session or user costs the same with
+        // 10 or 10,000 others.
+        let victims: Vec<u64> = match sel {
+            LogoffSelector::Index(i) => inner
+                .sessions
+                .get(&i)
+                .map(|s| s.index)
+                .into_iter()
+                .collect(),
+            LogoffSelector::Name(n) => inner
+                .by_user
+                .get(n)
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_default(),
+            LogoffSelector::All => inner.sessions.keys().copied().collect(),
+        };
         for i in &victims {
             inner.end(*i, reason.clone());
         }
@@ -1309,8 +1364,27 @@ fn acct_event(
 impl Inner {
     /// Indexes of the sessions all given selectors match (RFC 5176 section 3).
     fn select(&self, sel: &auth::radius::SessionSelectors) -> Vec<u64> {
-        self.sessions
-            .values()
+        // Candidates from the most specific selector that has an index; each
+        // is then checked against every selector given.
+        let one = |i: Option<&u64>| i.copied().into_iter().collect::<Vec<u64>>();
+        let candidates: Vec<u64> = if let Some(id) = &sel.acct_session_id {
+            one(self.selectors.by_acct.get(id))
+        } else if let Some(id) = &sel.audit_session_id {
+            one(self.selectors.by_audit.get(id))
+        } else if let Some(ip) = sel.framed_ip {
+            one(self.selectors.by_v4.get(&ip))
+        } else if let Some(u) = &sel.user_name {
+            self.by_user
+                .get(u)
+                .map(|v| v.iter().copied().collect())
+                .unwrap_or_default()
+        } else {
+            // Calling-Station-Id alone (or nothing, which callers refuse).
+            self.sessions.keys().copied().collect()
+        };
+        candidates
+            .iter()
+            .filter_map(|i| self.sessions.get(i))
             .filter(|s| {
                 sel.acct_session_id
                     .as_ref()
@@ -1323,6 +1397,12 @@ impl Inner {
                         .framed_ip
                         .is_none_or(|ip| s.assigned_v4.as_ref().is_some_and(|a| a.0 == ip))
                     && sel.user_name.as_ref().is_none_or(|v| *v == s.username)
+                    // ASA sends the client's public address as
+                    // Calling-Station-Id (auth::radius::request).
+                    && sel
+                        .calling_station_id
+                        .as_ref()
+                        .is_none_or(|v| *v == s.public_ip.to_string())
             })
             .map(|s| s.index)
             .collect()
@@ -1385,6 +1465,7 @@ impl Inner {
             return;
         };
         self.by_cookie.remove(&s.cookie_hash);
+        self.selectors.remove(&s);
         crate::metrics::ENDED_SESSIONS.add(&s.stats);
         if let Some(v) = self.by_user.get_mut(&s.username) {
             v.remove(&index);
@@ -1922,5 +2003,161 @@ tunnel-group TG general-attributes
         assert!(t.reauthorize(index, None, None, Some("F1".into()), None));
         assert_eq!(filter().as_deref(), Some("F1"));
         assert!(!t.reauthorize(999, None, None, None, None));
+    }
+
+    /// Logs `user` in with `sgt` and connects it; returns (index, address).
+    fn up_with_sgt(t: &SessionTable, cfg: &Config, user: &str, sgt: u16) -> (u64, IpAddr) {
+        let (index, cookie) = t
+            .login(
+                NewSession {
+                    username: user,
+                    tunnel_group: "TG",
+                    group_policy: "GP",
+                    policy: cfg.effective_policy("GP"),
+                    pools: vec!["P".into()],
+                    public_ip: ip("198.18.0.2"),
+                    authz: SessionAuthz {
+                        sgt: Some(sgt),
+                        ..SessionAuthz::default()
+                    },
+                    audit_session_id: t.new_audit_session_id(),
+                },
+                Instant::now(),
+            )
+            .expect("login");
+        let a = t
+            .attach(&cookie, ip("198.18.0.2"), None, false)
+            .expect("attach");
+        (index, IpAddr::V4(a.address))
+    }
+
+    #[test]
+    fn session_sgt_bindings_follow_connect_coa_reconnect_and_logout_one_at_a_time() {
+        let cfg =
+            crate::config::parse_str(&CFG.replace("198.18.100.11", "198.18.100.40"), "test.cfg")
+                .expect("config");
+        let t = SessionTable::new(&cfg);
+        let policy = Arc::new(crate::policy_state::PolicyState::new(&cfg).unwrap());
+        t.set_policy(policy.clone());
+        let sgt_of = |a: IpAddr| policy.handle.load().sgts().lookup(a);
+        let bound = || policy.handle.load().session_sgts.len();
+        let users: Vec<(u64, IpAddr)> = (0..20)
+            .map(|i| up_with_sgt(&t, &cfg, &format!("u{i}"), 100 + i as u16))
+            .collect();
+        assert_eq!(bound(), 20);
+        for (i, (_, a)) in users.iter().enumerate() {
+            assert_eq!(sgt_of(*a), Some(100 + i as u16), "{a}");
+        }
+        // A CoA changes one session's binding and no other.
+        let g0 = policy.handle.load().generation;
+        let (i5, a5) = users[5];
+        let coa = DynAuthRequest {
+            kind: DynAuthKind::Coa,
+            from: "198.18.1.20:3799".parse().unwrap(),
+            identifier: 1,
+            selectors: auth::radius::SessionSelectors {
+                framed_ip: Some(match a5 {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => unreachable!(),
+                }),
+                ..Default::default()
+            },
+            changes: auth::radius::Authorization {
+                sgt: Some(7),
+                ..Default::default()
+            },
+            command: None,
+        };
+        t.dynamic_authorization(&coa, |_| true).unwrap();
+        assert_eq!(sgt_of(a5), Some(7));
+        assert_eq!(policy.handle.load().generation, g0 + 1, "one publish");
+        assert_eq!(bound(), 20);
+        for (i, (_, a)) in users.iter().enumerate().filter(|(i, _)| *i != 5) {
+            assert_eq!(sgt_of(*a), Some(100 + i as u16), "{a}");
+        }
+        // Losing the tunnel keeps the binding (the session waits for its
+        // client); logoff removes exactly that one.
+        let SessionState::Connected { generation } = t.lock().sessions[&i5].state else {
+            panic!("connected")
+        };
+        t.detach(i5, generation, Detach::Lost("test".into()), Instant::now());
+        assert_eq!(sgt_of(a5), Some(7));
+        assert_eq!(
+            t.logoff(LogoffSelector::Index(i5), EndReason::AdminLogoff),
+            1
+        );
+        assert_eq!(sgt_of(a5), None);
+        assert_eq!(bound(), 19);
+        assert_eq!(
+            t.logoff(LogoffSelector::Name("u3"), EndReason::AdminLogoff),
+            1
+        );
+        assert_eq!(sgt_of(users[3].1), None);
+        assert_eq!(sgt_of(users[4].1), Some(104));
+        // The next login's address gets its own SGT, the others keep theirs.
+        let (_, again) = up_with_sgt(&t, &cfg, "new", 300);
+        assert_eq!(sgt_of(again), Some(300));
+        assert_eq!(bound(), 19);
+        assert_eq!(sgt_of(users[19].1), Some(119));
+        assert_eq!(t.logoff(LogoffSelector::All, EndReason::AdminLogoff), 19);
+        assert_eq!(bound(), 0);
+    }
+
+    #[test]
+    fn coa_selectors_find_their_session_by_index_and_check_every_selector() {
+        let cfg =
+            crate::config::parse_str(&CFG.replace("198.18.100.11", "198.18.100.40"), "test.cfg")
+                .expect("config");
+        let t = SessionTable::new(&cfg);
+        let (a, _) = up_with_sgt(&t, &cfg, "alice", 10);
+        let (b, addr_b) = up_with_sgt(&t, &cfg, "bob", 11);
+        let (acct_b, audit_b) = {
+            let inner = t.lock();
+            let s = &inner.sessions[&b];
+            (s.acct_session_id.clone(), s.audit_session_id.clone())
+        };
+        let sel = |f: &dyn Fn(&mut auth::radius::SessionSelectors)| {
+            let mut s = auth::radius::SessionSelectors::default();
+            f(&mut s);
+            t.select(&s)
+        };
+        let v4 = match addr_b {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        };
+        assert_eq!(sel(&|s| s.acct_session_id = Some(acct_b.clone())), vec![b]);
+        assert_eq!(
+            sel(&|s| s.audit_session_id = Some(audit_b.clone())),
+            vec![b]
+        );
+        assert_eq!(sel(&|s| s.framed_ip = Some(v4)), vec![b]);
+        assert_eq!(sel(&|s| s.user_name = Some("alice".into())), vec![a]);
+        assert_eq!(
+            sel(&|s| s.calling_station_id = Some("198.18.0.2".into())),
+            vec![a, b]
+        );
+        assert!(sel(&|s| s.calling_station_id = Some("198.18.0.3".into())).is_empty());
+        // Every selector given must match: bob's id with alice's name is nobody.
+        assert!(
+            sel(&|s| {
+                s.acct_session_id = Some(acct_b.clone());
+                s.user_name = Some("alice".into());
+            })
+            .is_empty()
+        );
+        assert!(sel(&|s| s.acct_session_id = Some("nope".into())).is_empty());
+        // Gone after logout, and the indexes with it.
+        t.logoff(LogoffSelector::Name("bob"), EndReason::AdminLogoff);
+        assert!(sel(&|s| s.audit_session_id = Some(audit_b.clone())).is_empty());
+        assert!(sel(&|s| s.framed_ip = Some(v4)).is_empty());
+        let inner = t.lock();
+        assert_eq!(
+            (
+                inner.selectors.by_acct.len(),
+                inner.selectors.by_audit.len(),
+                inner.selectors.by_v4.len()
+            ),
+            (1, 1, 1)
+        );
     }
 }

@@ -10,24 +10,28 @@
 //! for a host address: a session /32 (/128) is the longest prefix there is, and
 //! on the very same prefix the session beats SXP and static.
 //!
-//! Layout: per address family, a hash map `address -> SGT` with the FxHash
-//! hasher (`rustc-hash`: one multiply per word; std's default SipHash costs
-//! several times that per lookup, and the keys are addresses the headend
-//! assigned, not attacker-chosen), reserved to stay at most half full, plus the
-//! smallest and largest address present. Why not a sorted `Vec` with binary
-//! search: in the packet path most lookups *miss* (a client's packets go to
-//! servers, not to other clients), and a binary search pays all of its
-//! ~log2(n) dependent, unpredictable steps on a miss (12 for 4000 sessions),
-//! while a hash lookup is one or two probes, and the `[lo, hi]` check rejects
-//! addresses outside the pools without touching the table.
+//! Layout: per address family, a persistent hash array mapped trie (`imbl`'s
+//! HAMT) `address -> SGT` with the FxHash hasher (`rustc-hash`: one multiply per
+//! word; the keys are addresses the headend assigned, not attacker-chosen), plus
+//! bounds that contain every address present. Persistent because a login, CoA
+//! or logout must cost the same with 10 or 10,000 sessions (issue 12): a change
+//! is [`SessionSgts::set`] on the control plane's copy, O(log n) nodes copied,
+//! and the copy published is an O(1) clone that shares every other node with
+//! the previous version, which batches in flight keep reading. (A plain hash
+//! map rebuilt per change made every session change O(sessions), under the
+//! policy lock.) In the packet path most lookups *miss* (a client's packets go
+//! to servers, not to other clients): the bounds check rejects addresses
+//! outside the pools without touching the trie, and a miss inside them ends at
+//! the first empty slot, one to three levels down for 10,000 sessions.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustc_hash::FxBuildHasher;
 
-/// Immutable `session address -> SGT` table; build a new one per change and
-/// publish it with [`PolicyHandle::publish_session_sgts`](super::PolicyHandle::publish_session_sgts).
+/// `session address -> SGT` table. Published versions are immutable; the
+/// control plane keeps its own copy, changes it with [`SessionSgts::set`] and
+/// publishes a clone (O(1), nodes shared) with
+/// [`PolicyHandle::publish_session_sgts`](super::PolicyHandle::publish_session_sgts).
 #[derive(Debug, Clone, Default)]
 pub struct SessionSgts {
     v4: HostTable<u32>,
@@ -60,6 +64,16 @@ impl SessionSgts {
         SessionSgts {
             v4: HostTable::build(&v4),
             v6: HostTable::build(&v6),
+        }
+    }
+
+    /// Binds `addr` to `sgt` (None removes it); returns whether anything
+    /// changed. O(log n): only the trie path to `addr` is copied, so clones
+    /// published earlier are untouched.
+    pub fn set(&mut self, addr: IpAddr, sgt: Option<u16>) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.set(u32::from(a), sgt),
+            IpAddr::V6(a) => self.v6.set(u128::from(a), sgt),
         }
     }
 
@@ -103,7 +117,7 @@ impl SessionSgts {
 }
 
 /// An address as a table key.
-trait HostKey: Copy + Ord + Eq + std::hash::Hash {
+trait HostKey: Copy + Ord + Eq + std::hash::Hash + std::fmt::Debug {
     const MIN: Self;
     const MAX: Self;
 }
@@ -118,13 +132,16 @@ impl HostKey for u128 {
     const MAX: Self = u128::MAX;
 }
 
-/// One family's `address -> SGT` map (FxHash: a multiply per word), plus the
-/// smallest and largest key present.
+type Trie<K> = imbl::GenericHashMap<K, u16, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// One family's `address -> SGT` trie, plus bounds that contain every key.
 #[derive(Debug, Clone)]
-struct HostTable<K> {
-    map: HashMap<K, u16, FxBuildHasher>,
-    /// `lo > hi` when empty, so every lookup of an empty table stops at the
-    /// range check.
+struct HostTable<K: HostKey> {
+    /// None while empty (so that [`SessionSgts::new`] is `const`).
+    map: Option<Trie<K>>,
+    /// Every key is in `[lo, hi]`; `lo > hi` when empty, so every lookup of an
+    /// empty table stops at the range check. A removal does not narrow them
+    /// (that would need an ordered index); they reset when the table empties.
     lo: K,
     hi: K,
     len: usize,
@@ -139,7 +156,7 @@ impl<K: HostKey> Default for HostTable<K> {
 impl<K: HostKey> HostTable<K> {
     const fn new() -> Self {
         HostTable {
-            map: HashMap::with_hasher(FxBuildHasher),
+            map: None,
             lo: K::MAX,
             hi: K::MIN,
             len: 0,
@@ -148,15 +165,29 @@ impl<K: HostKey> HostTable<K> {
 
     fn build(entries: &[(K, u16)]) -> Self {
         let mut t = Self::new();
-        // At most half full: a miss, the common case, ends at once.
-        t.map.reserve(entries.len() * 2);
         for &(key, sgt) in entries {
-            t.map.insert(key, sgt);
-            t.lo = t.lo.min(key);
-            t.hi = t.hi.max(key);
+            t.set(key, Some(sgt));
         }
-        t.len = t.map.len();
         t
+    }
+
+    fn set(&mut self, key: K, sgt: Option<u16>) -> bool {
+        let changed = match sgt {
+            Some(v) => {
+                let map = self
+                    .map
+                    .get_or_insert_with(|| Trie::with_hasher(FxBuildHasher));
+                self.lo = self.lo.min(key);
+                self.hi = self.hi.max(key);
+                map.insert(key, v) != Some(v)
+            }
+            None => self.map.as_mut().is_some_and(|m| m.remove(&key).is_some()),
+        };
+        self.len = self.map.as_ref().map_or(0, Trie::len);
+        if self.len == 0 {
+            *self = Self::new();
+        }
+        changed
     }
 
     #[inline]
@@ -164,7 +195,7 @@ impl<K: HostKey> HostTable<K> {
         if key < self.lo || key > self.hi {
             return None;
         }
-        self.map.get(&key).copied()
+        self.map.as_ref()?.get(&key).copied()
     }
 }
 
@@ -235,5 +266,63 @@ mod tests {
         }
         assert_eq!(t.lookup(ip("10.100.19.136")), None, "one past the pool");
         assert_eq!(t.lookup(ip("fd00::1")), None);
+    }
+
+    #[test]
+    fn set_adds_changes_and_removes_one_binding_and_leaves_published_copies_alone() {
+        let mut t = SessionSgts::new();
+        assert!(t.set(ip("198.18.100.10"), Some(10)));
+        assert!(t.set(ip("fd00:100::10"), Some(12)));
+        assert!(!t.set(ip("198.18.100.10"), Some(10)), "same SGT: no change");
+        let published = t.clone();
+        assert!(t.set(ip("198.18.100.10"), Some(11)), "CoA: new SGT");
+        assert!(t.set(ip("198.18.100.20"), Some(20)));
+        assert!(t.set(ip("fd00:100::10"), None));
+        assert!(!t.set(ip("fd00:100::10"), None), "already gone");
+        assert!(!t.set(ip("198.18.100.99"), None), "never there");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.lookup(ip("198.18.100.10")), Some(11));
+        assert_eq!(t.lookup(ip("198.18.100.20")), Some(20));
+        assert_eq!(t.lookup(ip("fd00:100::10")), None);
+        // The copy published before the changes still answers as it did.
+        assert_eq!(published.len(), 2);
+        assert_eq!(published.lookup(ip("198.18.100.10")), Some(10));
+        assert_eq!(published.lookup(ip("198.18.100.20")), None);
+        assert_eq!(published.lookup(ip("fd00:100::10")), Some(12));
+        // Emptied: back to the empty table (bounds reset, nothing found).
+        assert!(t.set(ip("198.18.100.10"), None));
+        assert!(t.set(ip("198.18.100.20"), None));
+        assert!(t.is_empty());
+        assert_eq!(t.v4.lo, u32::MAX);
+        assert_eq!(t.lookup(ip("198.18.100.10")), None);
+    }
+
+    #[test]
+    fn incremental_changes_match_a_table_built_from_scratch() {
+        // 3,000 logins, every third logs out, every fifth changes SGT (CoA):
+        // the table kept by `set` answers exactly like one built at once.
+        let mut t = SessionSgts::new();
+        let mut truth = std::collections::BTreeMap::new();
+        let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0xc612_6400 + i));
+        for i in 0..3000u32 {
+            t.set(addr(i), Some((i % 50) as u16));
+            truth.insert(addr(i), (i % 50) as u16);
+        }
+        for i in (0..3000u32).step_by(3) {
+            assert!(t.set(addr(i), None));
+            truth.remove(&addr(i));
+        }
+        for i in (0..3000u32).step_by(5) {
+            t.set(addr(i), Some(999));
+            truth.insert(addr(i), 999);
+        }
+        let built = SessionSgts::from_bindings(truth.iter().map(|(a, s)| (*a, *s)));
+        assert_eq!(t.len(), truth.len());
+        assert_eq!(built.len(), truth.len());
+        for i in 0..3100u32 {
+            let want = truth.get(&addr(i)).copied();
+            assert_eq!(t.lookup(addr(i)), want, "{}", addr(i));
+            assert_eq!(built.lookup(addr(i)), want);
+        }
     }
 }

@@ -177,6 +177,7 @@ impl SessionTable {
             None => Ipv4Addr::BROADCAST,
         };
         s.assigned_v4 = Some((addr, mask, pool.to_owned()));
+        inner.selectors.by_v4.insert(addr, index);
         true
     }
 
@@ -358,6 +359,7 @@ impl SessionTable {
             s.authz.filter,
             s.acct_session_id
         );
+        inner.selectors.add(&s);
         inner.sessions.insert(index, s);
         inner.peak = inner.peak.max(inner.sessions.len());
         Ok(index)
@@ -372,6 +374,7 @@ impl SessionTable {
             return false;
         };
         inner.by_cookie.remove(&s.cookie_hash);
+        inner.selectors.remove(&s);
         if let Some(v) = inner.by_user.get_mut(&s.username) {
             v.remove(&index);
             if v.is_empty() {
