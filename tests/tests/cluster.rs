@@ -1053,3 +1053,72 @@ fn failover_benchmark() {
     );
     assert_eq!(same, n, "every session kept its address");
 }
+
+/// A reload that changes the RADIUS key: a CoA sent to node B with the new key
+/// for a session node A holds is verified by A with the new key too (the
+/// cluster's copy of A's dynamic-authorization clients follows the reload).
+#[test]
+fn a_reloaded_coa_key_applies_to_requests_forwarded_by_the_other_node() {
+    let Some((cl, _ise)) = radius_cluster() else {
+        return;
+    };
+    let lab = &cl.lab;
+    let mut alice = lab.spawn_client(
+        0,
+        "alice",
+        lab.password("alice"),
+        &["--authgroup", TUNNEL_GROUP],
+    );
+    alice
+        .wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let on_a = lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
+    let audit = field(session_of(&on_a, "alice").expect("alice"), "Audt Sess ID").to_owned();
+    cl.wait_b_sessions("alice listed on B", |s| session_of(s, "alice").is_some());
+
+    let old = radius::lab_secret(lab);
+    let new = format!("{old}-rotated");
+    let cfg = std::fs::read_to_string(lab.config_path()).expect("config");
+    let key_line = format!(" key {old}\n");
+    assert!(cfg.contains(&key_line), "the RADIUS key in the config");
+    std::fs::write(
+        lab.config_path(),
+        cfg.replace(&key_line, &format!(" key {new}\n")),
+    )
+    .expect("config");
+    for (node, out) in [
+        ("A", lab.headend_cli(&["reload"])),
+        ("B", cl.b_cli(&["reload"])),
+    ] {
+        let text = e2e::cmd::combined(&out);
+        assert!(
+            out.status.success() && !text.contains("ERROR"),
+            "reload {node}: {text}"
+        );
+    }
+
+    let to_b = format!("{B_INSIDE}:{}", radius::DYNAUTH_PORT);
+    let av = format!("audit-session-id={audit}");
+    let reply = radius::radclient(
+        lab.inside_ns(),
+        &to_b,
+        "coa",
+        &new,
+        &[
+            ("Packet-Src-IP-Address", "198.18.1.20"),
+            ("Message-Authenticator", "0x00"),
+            ("Cisco-AVPair", &av),
+            ("Cisco-AVPair", "cts:security-group-tag=000c-00"),
+        ],
+        radius::RADCLIENT_TIMEOUT,
+    );
+    assert!(
+        reply.is("CoA-ACK"),
+        "CoA with the new key via B: {reply:?}\nA:\n{}",
+        lab::tail(&lab.headend_log(), 20)
+    );
+    lab.wait_sessions("alice's SGT changed on A", |s| {
+        session_of(s, "alice").is_some_and(|x| field(x, "Security Grp").starts_with("12"))
+    });
+    alice.stop();
+}
