@@ -1006,27 +1006,50 @@ fn failover_benchmark() {
         .collect();
     assert_eq!(before.len(), n, "A holds every session");
 
+    // Sessions B owns, counted in Redis (polling B's `show vpn-sessiondb` would
+    // load the node being measured).
+    const OWNED_BY_B: &str = "local n = 0 for _, k in ipairs(redis.call('KEYS', \
+        'headend:owner:*')) do local v = redis.call('GET', k) if v and \
+        string.sub(v, 1, 2) == 'B ' then n = n + 1 end end return n";
+    let owned_by_b = || -> usize {
+        let o = cl.redis_cli(&["EVAL", OWNED_BY_B, "0"]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
     let killed = Instant::now();
     cl.kill_a();
     cl.move_vip_to_b();
     let mut polls = 0u32;
     let mut last_count = 0usize;
-    let all_back = wait_until(std::time::Duration::from_secs(120), || {
+    let took = wait_until(std::time::Duration::from_secs(120), || {
         polls += 1;
-        let own: Vec<_> = cl
-            .b_sessions()
-            .into_iter()
-            .filter(|s| !s.contains_key("Cluster Node"))
-            .collect();
-        last_count = own.len();
-        (own.len() == n).then_some((killed.elapsed(), own))
-    });
-    let (took, own) = all_back.unwrap_or_else(|| {
+        last_count = owned_by_b();
+        (last_count == n).then(|| killed.elapsed())
+    })
+    .unwrap_or_else(|| {
         panic!(
-            "only {last_count}/{n} sessions back on B after 120 s:\n{}",
+            "only {last_count}/{n} sessions taken over by B after 120 s:\n{}",
             lab::tail(&cl.b_log(), 30)
         )
     });
+    // Then B's own view: every session connected there with its old address.
+    let mut last = String::new();
+    let own = wait_until(std::time::Duration::from_secs(60), || {
+        let out = cl.b_cli(&["show", "vpn-sessiondb", "detail", "anyconnect"]);
+        if !out.status.success() {
+            last = e2e::cmd::combined(&out);
+            return None;
+        }
+        let own: Vec<_> = e2e::sessiondb::parse(&String::from_utf8_lossy(&out.stdout))
+            .into_iter()
+            .filter(|s| !s.contains_key("Cluster Node"))
+            .collect();
+        last = format!("{} own sessions", own.len());
+        (own.len() == n).then_some(own)
+    })
+    .unwrap_or_else(|| panic!("B does not list {n} own sessions: {last}"));
     let same = own
         .iter()
         .filter(|s| {
