@@ -27,6 +27,8 @@
 #                       (SAMLResponse, SAMLResponse.xml, RelayState, acs)
 #   SSO_STOP_AT_ACS=1   stop (exit 0) once the IdP produced the SAMLResponse, without
 #                       posting it to the ACS (to test the IdP without a headend)
+#   SSO_ACS_HOST        post the SAMLResponse to the ACS at this host[:port] instead of
+#                       the form's (as DNS load balancing sends it to another headend)
 #   SSO_MAX_STEPS       request limit (default 20); SSO_TIMEOUT per request (default 20 s)
 # Exit status: 0 the last request succeeded (2xx, or the listener's 302); 1 usage;
 #   2 the IdP rejected the credentials (the login form came back); 3 an HTTP error or a
@@ -238,6 +240,11 @@ while :; do
     fi
     method=POST
     next=$action
+    if [ -n "${SSO_ACS_HOST:-}" ]; then
+      # DNS load balancing: the name in the ACS URL resolves to another headend.
+      next=$(printf '%s' "$action" | sed -E "s#^(https?://)[^/]+#\1$SSO_ACS_HOST#")
+      log "SSO_ACS_HOST: posting to $(short "$next") instead"
+    fi
     continue
   fi
 

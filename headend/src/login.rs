@@ -786,7 +786,8 @@ async fn saml_step(
     if msg.kind == MessageKind::AuthReply
         && let Some(token) = msg.sso_token.as_deref()
     {
-        let grant = match h.saml.tokens.redeem(std::time::Instant::now(), token) {
+        let grant = match crate::saml_web::redeem_token(&h.saml, h.cluster.as_deref(), token).await
+        {
             Ok(g) if g.tunnel_group == name => g,
             Ok(g) => {
                 tracing::warn!(%client_ip, tunnel_group = %name, "SSO token for tunnel group {} presented to {name}", g.tunnel_group);
@@ -855,13 +856,18 @@ fn sso_form(
     external: bool,
     error: Option<String>,
 ) -> LoginStep {
-    let ctx = h.saml.contexts.mint(
-        std::time::Instant::now(),
-        crate::saml_web::SsoContext {
-            tunnel_group: tunnel_group.to_string(),
-            strap_dh: strap_dh.map(str::to_string),
-        },
-    );
+    let context = crate::saml_web::SsoContext {
+        tunnel_group: tunnel_group.to_string(),
+        strap_dh: strap_dh.map(str::to_string),
+    };
+    let ctx = h
+        .saml
+        .contexts
+        .mint(std::time::Instant::now(), context.clone());
+    // The IdP may post to another node's ACS (cluster/saml.rs).
+    if let Some(c) = &h.cluster {
+        c.saml_publish_context(&ctx, &context, crate::saml_web::CONTEXT_TTL);
+    }
     let base = sp.config().entity_id();
     let base = base
         .split("/saml/sp/metadata/")

@@ -270,6 +270,17 @@ impl Reloader {
             tls,
         };
         self.live.store(Arc::new(new));
+        let now_live = self.live.load_full();
+        if let Some(c) = &now_live.cluster {
+            let cfg = &now_live.config;
+            c.configure_load_balancing(cfg);
+            c.update_dynauth_clients(
+                crate::dynauth_listener::DynAuthSettings::from_config(cfg)
+                    .as_ref()
+                    .map(crate::dynauth_listener::DynAuthSettings::clients)
+                    .unwrap_or_default(),
+            );
+        }
         // After the store: the listener reads the new config when it starts.
         if let Some(n) = self
             .ssh

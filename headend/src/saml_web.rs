@@ -45,7 +45,7 @@ pub struct SamlState {
 }
 
 /// Login contexts live as long as a user may take at the IdP (MFA included).
-const CONTEXT_TTL: Duration = Duration::from_secs(600);
+pub const CONTEXT_TTL: Duration = Duration::from_secs(600);
 /// The token travels from the browser back to openconnect at once.
 const TOKEN_TTL: Duration = Duration::from_secs(120);
 
@@ -251,7 +251,12 @@ fn page(status: u16, reason: &str, title: &str, body_html: &str) -> Response {
 }
 
 /// Routes the SAML URLs; `None` if the request is not one of them.
-pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
+/// `cluster`: the SAML state shared with the other headends (cluster/saml.rs).
+pub async fn route(
+    req: &Request,
+    saml: &SamlState,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Option<Response> {
     let path = req.path.split('?').next().unwrap_or_default();
     if req.method == "GET"
         && let Some(tg) = path.strip_prefix("/saml/sp/metadata/")
@@ -264,8 +269,8 @@ pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
         });
     }
     match (req.method.as_str(), path) {
-        ("GET", "/+CSCOE+/saml/sp/login") => Some(login_redirect(req, saml)),
-        ("POST", "/+CSCOE+/saml/sp/acs") => Some(acs(req, saml).await),
+        ("GET", "/+CSCOE+/saml/sp/login") => Some(login_redirect(req, saml, cluster).await),
+        ("POST", "/+CSCOE+/saml/sp/acs") => Some(acs(req, saml, cluster).await),
         ("GET", "/+CSCOE+/saml_ac_login.html") => Some(page(
             200,
             "OK",
@@ -284,7 +289,22 @@ pub async fn route(req: &Request, saml: &SamlState) -> Option<Response> {
     }
 }
 
-fn login_redirect(req: &Request, saml: &SamlState) -> Response {
+/// The answer when the cluster's store cannot be reached during a SAML step.
+fn store_unreachable(tg: &str, e: &redis::RedisError) -> Response {
+    tracing::warn!(tunnel_group = %tg, "SAML login refused: the cluster's session store (Redis) is unreachable: {e}");
+    page(
+        503,
+        "Service Unavailable",
+        "Login unavailable",
+        "<p>The cluster's session store is unreachable. Try again later.</p>",
+    )
+}
+
+async fn login_redirect(
+    req: &Request,
+    saml: &SamlState,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Response {
     let q = query(&req.path);
     let (Some(tg), Some(ctx)) = (q.get("tgname"), q.get("ctx")) else {
         return page(
@@ -299,6 +319,14 @@ fn login_redirect(req: &Request, saml: &SamlState) -> Response {
     };
     match sp.authn_request(SystemTime::now(), Some(ctx)) {
         Ok(r) => {
+            // Any node's ACS may get the answer (DNS load balancing).
+            if let Some(c) = cluster
+                && let Err(e) = c
+                    .saml_publish_request(&r.request_id, Some(ctx), r.expires)
+                    .await
+            {
+                return store_unreachable(tg, &e);
+            }
             tracing::info!(tunnel_group = %tg, request = %r.request_id, "SAML AuthnRequest sent to the IdP");
             Response::new(302, "Found")
                 .header("Location", &r.url)
@@ -312,7 +340,11 @@ fn login_redirect(req: &Request, saml: &SamlState) -> Response {
     }
 }
 
-async fn acs(req: &Request, saml: &SamlState) -> Response {
+async fn acs(
+    req: &Request,
+    saml: &SamlState,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Response {
     let q = query(&req.path);
     let Some(tg) = q.get("tgname").cloned() else {
         return page(
@@ -335,6 +367,27 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
         );
     };
     let relay = form.get("RelayState").cloned();
+    // In a cluster the request may have been sent by another node, and the
+    // assertion may have been accepted by one: the shared store decides, before
+    // the local checks (which then see the request as sent, or as answered).
+    if let Some(c) = cluster
+        && let Some((request_id, assertion_id)) = sp.response_ids(&response)
+    {
+        let now = SystemTime::now();
+        match c
+            .saml_claim_request(&request_id, assertion_id.as_deref())
+            .await
+        {
+            Ok(crate::cluster::saml::RequestClaim::Sent { relay, expires }) => {
+                sp.import_request(now, &request_id, relay, expires)
+            }
+            Ok(crate::cluster::saml::RequestClaim::Unknown) => sp.forget_request(now, &request_id),
+            Ok(crate::cluster::saml::RequestClaim::Replayed) => {
+                return refused(&tg, &auth::saml::SamlReject::Replayed);
+            }
+            Err(e) => return store_unreachable(&tg, &e),
+        }
+    }
     // Signature checks are blocking FFI (libxmlsec1).
     let relay2 = relay.clone();
     let verdict = crate::blocking::LOGIN
@@ -345,22 +398,41 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
         .await;
     let login = match verdict {
         Ok(Ok(l)) => l,
-        Ok(Err((why, html))) => {
-            tracing::warn!(tunnel_group = %tg, "SAML response refused: {why}");
-            return Response::new(403, "Forbidden")
-                .header("Content-Type", "text/html; charset=utf-8")
-                .header("Cache-Control", "no-store")
-                .header("Content-Security-Policy", "default-src 'none'")
-                .body(html.into_bytes());
-        }
+        Ok(Err((why, html))) => return refused_page(&tg, &why, html),
         Err(e) => {
             tracing::warn!(tunnel_group = %tg, "SAML validation task failed: {e}");
             return page(500, "Internal Server Error", "SAML login failed", "");
         }
     };
+    if let Some(c) = cluster {
+        match c
+            .saml_accept_assertion(&login.assertion_id, login.replay_until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return refused(&tg, &auth::saml::SamlReject::Replayed),
+            Err(e) => return store_unreachable(&tg, &e),
+        }
+    }
     let now = Instant::now();
-    let ctx = match relay.as_deref().map(|r| saml.contexts.redeem(now, r)) {
-        Some(Ok(c)) if c.tunnel_group == tg => c,
+    let ctx = match relay.as_deref() {
+        Some(r) => match saml.contexts.redeem(now, r) {
+            Ok(ctx) => {
+                if let Some(c) = cluster {
+                    c.saml_drop_context(r).await;
+                }
+                Some(ctx)
+            }
+            // Minted by another node (the login started there).
+            Err(_) => match cluster {
+                Some(c) => c.saml_take_context(r).await.ok().flatten(),
+                None => None,
+            },
+        },
+        None => None,
+    };
+    let ctx = match ctx {
+        Some(c) if c.tunnel_group == tg => c,
         _ => {
             tracing::warn!(tunnel_group = %tg, user = %login.name_id, "SAML login valid but its login context is unknown or expired");
             return page(
@@ -372,18 +444,30 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
         }
     };
     tracing::info!(tunnel_group = %tg, user = %login.name_id, attributes = login.attributes.len(), "SAML assertion accepted");
-    let token = saml.tokens.mint(
-        now,
-        SsoGrant {
-            tunnel_group: tg.clone(),
-            login,
-        },
-    );
+    let grant = SsoGrant {
+        tunnel_group: tg.clone(),
+        login,
+    };
+    if let Some(c) = cluster {
+        // The `<sso-token>` may reach another node; locally it works anyway.
+        let token = saml.tokens.mint(now, grant.clone());
+        if let Err(e) = c.saml_publish_token(&token, &grant, TOKEN_TTL).await {
+            tracing::warn!(tunnel_group = %tg, "cluster: SSO token not shared (only this node redeems it): {e}");
+        }
+        return token_answer(&tg, &ctx, &token);
+    }
+    let token = saml.tokens.mint(now, grant);
+    token_answer(&tg, &ctx, &token)
+}
+
+/// The ACS's answer with the one-time token: to the client's SSO listener
+/// (sealed for its STRAP key) or as a cookie for embedded browsers.
+fn token_answer(tg: &str, ctx: &SsoContext, token: &str) -> Response {
     let cookie = format!("acSamlv2Token={token}; Secure; path=/");
     match ctx
         .strap_dh
         .as_deref()
-        .map(|k| auth::saml::seal_token(k.as_bytes(), &token))
+        .map(|k| auth::saml::seal_token(k.as_bytes(), token))
     {
         Some(Ok(sealed)) => Response::new(302, "Found")
             .header("Location", &auth::saml::sso_listener_url(&sealed, None))
@@ -405,6 +489,44 @@ async fn acs(req: &Request, saml: &SamlState) -> Response {
             .header("Set-Cookie", &cookie)
             .header("Cache-Control", "no-store")
             .body(Vec::new()),
+    }
+}
+
+fn refused(tg: &str, why: &auth::saml::SamlReject) -> Response {
+    refused_page(tg, &why.to_string(), why.error_page())
+}
+
+fn refused_page(tg: &str, why: &str, html: String) -> Response {
+    tracing::warn!(tunnel_group = %tg, "SAML response refused: {why}");
+    Response::new(403, "Forbidden")
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-store")
+        .header("Content-Security-Policy", "default-src 'none'")
+        .body(html.into_bytes())
+}
+
+/// Redeems a one-time SSO token: minted here, or by another node of the cluster
+/// (single use either way).
+pub async fn redeem_token(
+    saml: &SamlState,
+    cluster: Option<&crate::cluster::Cluster>,
+    token: &str,
+) -> Result<SsoGrant, String> {
+    match saml.tokens.redeem(Instant::now(), token) {
+        Ok(g) => {
+            if let Some(c) = cluster {
+                c.saml_drop_token(token).await;
+            }
+            Ok(g)
+        }
+        Err(e) => match cluster {
+            Some(c) => match c.saml_take_token(token).await {
+                Ok(Some(g)) => Ok(g),
+                Ok(None) => Err(e.to_string()),
+                Err(re) => Err(format!("{e}; the cluster's store is unreachable: {re}")),
+            },
+            None => Err(e.to_string()),
+        },
     }
 }
 

@@ -232,6 +232,8 @@ pub async fn run_with(
     let cluster = crate::cluster::Cluster::new(&args.cluster)?;
     if let Some(c) = &cluster {
         c.flush_stale_proxies(&config);
+        c.set_listen(args.listen);
+        c.configure_load_balancing(&config);
     }
     // Before the session table: the Stops a crash left unsent, and new
     // Acct-Session-Ids (boot second + index) that cannot collide with theirs.
@@ -826,7 +828,13 @@ async fn next_request(
 
 /// Plain HTTP requests on the control channel: the XML login and a small page.
 async fn route(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
-    if let Some(resp) = crate::saml_web::route(req, &h.saml).await {
+    if let Some(resp) = crate::saml_web::route(req, &h.saml, h.cluster.as_deref()).await {
+        return resp;
+    }
+    // `vpn load-balancing`: the director sends new logins to the least-loaded member.
+    if let Some(c) = &h.cluster
+        && let Some(resp) = c.lb_redirect(req, h.sessions.len()).await
+    {
         return resp;
     }
     match req.method.as_str() {

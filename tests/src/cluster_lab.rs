@@ -288,6 +288,12 @@ impl ClusterLab {
     /// Starts node B with the same config, certificate and key, listening on the
     /// VIP (not local to B until [`move_vip_to_b`](Self::move_vip_to_b)).
     pub fn start_b(&self) {
+        self.start_b_on(OUTSIDE_IP);
+    }
+
+    /// Starts node B listening on `listen` (e.g. [`B_OUTSIDE`], its own address,
+    /// where the VIP does not matter or a director redirects to it).
+    pub fn start_b_on(&self, listen: Ipv4Addr) {
         let mut guard = self.b.lock().unwrap();
         assert!(guard.is_none(), "node B already started");
         let state = self.lab.dir().join("state-b");
@@ -304,7 +310,7 @@ impl ClusterLab {
             .arg("--tls-key")
             .arg(self.lab.key_path())
             .arg("--listen")
-            .arg(format!("{OUTSIDE_IP}:{TLS_PORT}"))
+            .arg(format!("{listen}:{TLS_PORT}"))
             .arg("--admin-socket")
             .arg(self.b_admin_socket())
             .arg("--tun-name")

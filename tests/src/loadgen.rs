@@ -79,11 +79,23 @@ impl Loadgen {
     /// the lab's certificate pin and `args`; returns once all sessions are up
     /// (or failed) and their echoes drained.
     pub fn start(lab: &Lab, name: &str, args: &[&str]) -> Loadgen {
+        Loadgen::start_from(lab, 0, OUTSIDE_IP, name, args)
+    }
+
+    /// As [`start`](Self::start), from client namespace `host` against the headend
+    /// listening on `server` (e.g. a second cluster node).
+    pub fn start_from(
+        lab: &Lab,
+        host: usize,
+        server: std::net::Ipv4Addr,
+        name: &str,
+        args: &[&str],
+    ) -> Loadgen {
         let log = File::create(lab.dir().join(format!("{name}.log"))).expect("loadgen log");
-        let server = format!("https://{OUTSIDE_IP}/");
+        let server = format!("https://{server}/");
         let pin = format!("pin-sha256:{}", lab.pin());
         let bin = loadgen_bin();
-        let mut c = netns::exec(lab.client_ns(), &[bin.as_os_str()]);
+        let mut c = netns::exec(&lab.client_host(host).ns, &[bin.as_os_str()]);
         c.args(["--server", &server, "--servercert", &pin])
             .args(args)
             .arg("--wait-stdin")

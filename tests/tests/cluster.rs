@@ -424,6 +424,127 @@ fn concurrent_logins_on_both_nodes_never_share_an_address() {
     );
 }
 
+/// (b) for real: two headend processes on the cluster, a loadgen run against
+/// each at once (120 sessions per node over DTLS, from two client hosts, 240
+/// logins racing for a 241-address pool). No address is held by two sessions:
+/// node A's `show vpn-sessiondb` lists all 240 (B's with `Cluster Node : B`) with
+/// distinct pool addresses, Redis holds 240 leases for 240 distinct sessions,
+/// every echo to the inside host is answered (the owner of each address answers
+/// ARP for it), and after the logouts every lease is gone.
+#[test]
+fn concurrent_loadgen_logins_on_two_headends_never_share_an_address() {
+    use e2e::cluster_lab::B_OUTSIDE;
+    use e2e::lab::{AUTHGROUP, OUTSIDE_IP, in_pool};
+    use e2e::loadgen::{Loadgen, add_shared_user};
+    use std::collections::BTreeSet;
+
+    const PER_NODE: usize = 120;
+    const PASSWORD: &str = "Lg-Pass-4711";
+    let Some(lab) = Lab::with_clients(2) else {
+        return;
+    };
+    add_shared_user(&lab, "lg", PASSWORD, 2 * PER_NODE);
+    let cl = ClusterLab::build(lab, &[]);
+    cl.start_a();
+    cl.start_b_on(B_OUTSIDE);
+    let lab = &cl.lab;
+    let n = PER_NODE.to_string();
+    let run = |host: usize, server, name: &str| {
+        let args = [
+            "--sessions",
+            &n,
+            "--user",
+            "lg",
+            "--password",
+            PASSWORD,
+            "--group",
+            AUTHGROUP,
+            "--concurrency",
+            "32",
+            "--pps",
+            "2",
+            "--count",
+            "2",
+            "--duration",
+            "0",
+            "--drain",
+            "30",
+            "--quiet",
+        ];
+        Loadgen::start_from(lab, host, server, name, &args)
+    };
+    let (on_a, on_b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(0, OUTSIDE_IP, "loadgen-a"));
+        let b = s.spawn(|| run(1, B_OUTSIDE, "loadgen-b"));
+        (a.join().expect("loadgen A"), b.join().expect("loadgen B"))
+    });
+    let want = format!("up={PER_NODE} failed=0");
+    assert!(
+        on_a.ready.contains(&want) && on_b.ready.contains(&want),
+        "A: {}\nB: {}\nA log:\n{}\nB log:\n{}",
+        on_a.ready,
+        on_b.ready,
+        lab::tail(&lab.headend_log(), 20),
+        lab::tail(&cl.b_log(), 20)
+    );
+
+    // Node A's view of the cluster: its own 120 and B's 120, all distinct.
+    let all = lab.wait_sessions("all 240 sessions listed on A", |s| s.len() == 2 * PER_NODE);
+    let from_b = all
+        .iter()
+        .filter(|s| s.get("Cluster Node").map(String::as_str) == Some("B"))
+        .count();
+    assert_eq!(from_b, PER_NODE, "B's sessions as A lists them");
+    let addrs: BTreeSet<std::net::Ipv4Addr> = all
+        .iter()
+        .map(|s| field(s, "Assigned IP").parse().expect("Assigned IP"))
+        .collect();
+    assert_eq!(addrs.len(), 2 * PER_NODE, "an address held twice: {all:#?}");
+    assert!(addrs.iter().all(|a| in_pool(*a)), "{addrs:?}");
+    // B agrees.
+    let b_view = cl.wait_b_sessions("all 240 listed on B", |s| s.len() == 2 * PER_NODE);
+    let b_addrs: BTreeSet<std::net::Ipv4Addr> = b_view
+        .iter()
+        .map(|s| field(s, "Assigned IP").parse().expect("Assigned IP"))
+        .collect();
+    assert_eq!(b_addrs, addrs, "both nodes list the same addresses");
+    // Redis: one lease per address, each for a different session.
+    let keys = cl.redis_cli(&["--scan", "--pattern", "headend:addr4:*"]);
+    let keys: Vec<String> = String::from_utf8_lossy(&keys.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 2 * PER_NODE, "address leases in Redis");
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let holders = cl.redis_cli(&mget);
+    let holders: BTreeSet<String> = String::from_utf8_lossy(&holders.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(holders.len(), 2 * PER_NODE, "a session holds two leases");
+
+    for (node, r) in [("A", on_a.finish()), ("B", on_b.finish())] {
+        assert_eq!(r["up"], PER_NODE, "{node}: {r}");
+        assert_eq!(r["failed"], 0, "{node}: {r}");
+        assert_eq!(r["lost"], 0, "{node}: {r}");
+        assert_eq!(r["dtls_up"], PER_NODE, "{node}: {r}");
+        assert_eq!(r["echo"]["sent"], 2 * PER_NODE, "{node}: {r}");
+        assert_eq!(r["echo"]["received"], 2 * PER_NODE, "{node}: {r}");
+        assert_eq!(r["logged_out"], PER_NODE, "{node}: {r}");
+    }
+    lab.wait_sessions("A empty after the logouts", <[_]>::is_empty);
+    cl.wait_b_sessions("B empty after the logouts", <[_]>::is_empty);
+    let left = wait_until(HANG_GUARD, || {
+        let o = cl.redis_cli(&["--scan", "--pattern", "headend:addr4:*"]);
+        o.stdout.trim_ascii().is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "address leases left in Redis after the logouts"
+    );
+}
+
 /// `rediss://`: the node talks to a TLS-only Redis whose certificate a private CA
 /// signed (`--cluster-ca`), and the session lands in the store.
 #[test]
@@ -494,4 +615,533 @@ fn a_hung_node_that_comes_back_drops_the_session_it_lost() {
     });
     assert_eq!(on_a.len(), 1, "A holds no copy of its own: {on_a:#?}");
     assert!(lab::ping(alice.ns(), INSIDE_HOST), "B still forwards");
+}
+
+/// `curl -k` POST of `fields` (urlencoded) from the first client namespace:
+/// (HTTP status, body).
+fn post_form(
+    lab: &Lab,
+    url: &str,
+    fields: &[String],
+    body_file: &std::path::Path,
+) -> (u16, String) {
+    let body = body_file.to_string_lossy().into_owned();
+    let mut argv = vec![
+        "curl",
+        "-sS",
+        "-k",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        "-o",
+        &body,
+        "-w",
+        "%{http_code}",
+    ];
+    for f in fields {
+        argv.extend(["--data-urlencode", f.as_str()]);
+    }
+    argv.push(url);
+    let out = lab.exec_client(&argv);
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        e2e::cmd::combined(&out)
+    );
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, std::fs::read_to_string(body_file).unwrap_or_default())
+}
+
+/// (d) SAML with DNS load balancing (ASA 9.18.3): openconnect starts the login on
+/// node A (the VIP), the IdP's Response is posted to node B's ACS (as when the
+/// ACS host name resolved to B), and openconnect's `<sso-token>` goes back to A:
+/// the login context, the AuthnRequest and the one-time token cross the nodes
+/// through Redis, and the tunnel comes up. The same Response posted again is
+/// refused as a replay on either node.
+#[test]
+fn saml_login_whose_acs_post_lands_on_the_other_node() {
+    use e2e::cluster_lab::B_OUTSIDE;
+    use e2e::idp::{self, Idp};
+    use e2e::lab::OUTSIDE_IP;
+    use e2e::sso::{Outcome, SSO_GUARD, SsoClient};
+
+    const TG: &str = "company-vpn";
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    if !idp::available() {
+        return;
+    }
+    let password = format!("idp-{}", lab.password("alice"));
+    let idp = Idp::start(&lab, &[("alice", &password)], &[TG]);
+    let mut config = std::fs::read_to_string(lab.config_path()).expect("lab config");
+    config.push_str("!\n");
+    config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
+    config.push_str(&idp.asa_tunnel_group_block(TG, "GP-EMPLOYEES"));
+    std::fs::write(lab.config_path(), config).expect("write config");
+    let cl = ClusterLab::build(lab, &[]);
+    cl.start_a();
+    cl.start_b_on(B_OUTSIDE);
+    let lab = &cl.lab;
+
+    // The browser posts the IdP's Response to B and keeps a copy of it.
+    let saved = lab.dir().join("saml-out");
+    let wrapper = lab.dir().join("sso-browser-to-b.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nSSO_ACS_HOST={B_OUTSIDE} SSO_SAML_OUT={} exec {} \"$@\"\n",
+            saved.display(),
+            idp.browser_for("alice", &password).display()
+        ),
+    )
+    .expect("write wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let browser = format!("--external-browser={}", wrapper.display());
+    let mut client = SsoClient::spawn(lab, 0, "saml-alice", &["--authgroup", TG, &browser], None);
+    let addr = match client.wait(SSO_GUARD, true, Some((&idp, "alice"))) {
+        Outcome::Connected(addr) => addr,
+        other => panic!(
+            "no tunnel ({other:?})\n{}\nA:\n{}\nB:\n{}",
+            client.report(lab, Some((&idp, "alice"))),
+            lab::tail(&lab.headend_log(), 30),
+            lab::tail(&cl.b_log(), 30)
+        ),
+    };
+    assert!(
+        idp.browser_log("alice").contains("SSO_ACS_HOST"),
+        "the Response went to B:\n{}",
+        idp.browser_log("alice")
+    );
+    assert!(
+        cl.b_log().contains("SAML assertion accepted"),
+        "B validated the Response:\n{}",
+        lab::tail(&cl.b_log(), 30)
+    );
+    assert!(
+        !lab.headend_log().contains("SAML assertion accepted"),
+        "A validated a Response it never got"
+    );
+    let on_a = lab.wait_sessions("alice's SAML session on A", |s| {
+        session_of(s, "alice@corp.example").is_some() || session_of(s, "alice").is_some()
+    });
+    let s = on_a
+        .iter()
+        .find(|s| field(s, "Username").starts_with("alice"))
+        .expect("alice");
+    assert_eq!(field(s, "Assigned IP"), addr.to_string(), "{s:#?}");
+    assert!(
+        lab::wait_ping(client.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping through the SAML tunnel"
+    );
+
+    // The same Response again, to either node: a replay.
+    let response = std::fs::read_to_string(saved.join("SAMLResponse")).expect("saved Response");
+    let relay = std::fs::read_to_string(saved.join("RelayState")).unwrap_or_default();
+    let fields = [
+        format!("SAMLResponse={response}"),
+        format!("RelayState={relay}"),
+    ];
+    for (node, host) in [("A", OUTSIDE_IP), ("B", B_OUTSIDE)] {
+        let url = format!("https://{host}/+CSCOE+/saml/sp/acs?tgname={TG}");
+        let (code, body) = post_form(
+            lab,
+            &url,
+            &fields,
+            &lab.dir().join(format!("replay-{node}.html")),
+        );
+        assert_eq!(code, 403, "replay to {node}: {body}");
+        assert!(
+            !body.contains("localhost:29786"),
+            "replay to {node} got a token"
+        );
+    }
+    for (node, log) in [("A", lab.headend_log()), ("B", cl.b_log())] {
+        assert!(
+            log.contains("SAML response refused"),
+            "{node} logs the refused replay:\n{}",
+            lab::tail(&log, 20)
+        );
+    }
+    client.stop();
+}
+
+/// `vpn load-balancing` as ASA does it: node A holds the cluster address (the VIP
+/// openconnect connects to) and directs; with alice on A, A is more loaded than
+/// B, so bob's login to the VIP is redirected (HTTP 302 to B's own address,
+/// which stock openconnect follows) and his tunnel comes up on B, where the
+/// inside host reaches him.
+#[test]
+fn the_director_redirects_a_new_login_to_the_less_loaded_member() {
+    use e2e::cluster_lab::B_OUTSIDE;
+    use e2e::loadgen::append_config;
+
+    let Some(lab) = Lab::with_clients(2) else {
+        return;
+    };
+    append_config(
+        &lab,
+        "!\nvpn load-balancing\n interface lbpublic outside\n interface lbprivate inside\n \
+         cluster ip address 198.18.0.1\n priority 7\n participate\n",
+    );
+    let cl = ClusterLab::build(lab, &[]);
+    cl.start_a();
+    cl.start_b_on(B_OUTSIDE);
+    let lab = &cl.lab;
+    // Both members announced themselves (B with its own address).
+    let member_b = wait_until(HANG_GUARD, || {
+        let o = cl.redis_cli(&["GET", "headend:lb:member:B"]);
+        let v = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        v.contains(&B_OUTSIDE.to_string()).then_some(v)
+    });
+    assert!(
+        member_b.is_some(),
+        "B's member record:\n{}",
+        lab::tail(&cl.b_log(), 20)
+    );
+
+    // Equal load: the director keeps alice.
+    let alice = lab.connect("alice", lab.password("alice"), &[]);
+    lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
+    assert!(
+        !lab.headend_log().contains("redirected to node"),
+        "alice was redirected at equal load:\n{}",
+        lab::tail(&lab.headend_log(), 20)
+    );
+    // A's record shows its session before bob comes.
+    let a_loaded = wait_until(HANG_GUARD, || {
+        let o = cl.redis_cli(&["GET", "headend:lb:member:A"]);
+        String::from_utf8_lossy(&o.stdout)
+            .contains("\"sessions\":1")
+            .then_some(())
+    });
+    assert!(a_loaded.is_some(), "A's load not published");
+
+    let bob = lab.connect_from(1, "bob", lab.password("bob"), &[]);
+    let bob_addr = bob.tun_addr().expect("bob's address");
+    assert!(
+        lab.headend_log().contains("new login redirected to node B"),
+        "A did not redirect bob:\n{}",
+        lab::tail(&lab.headend_log(), 20)
+    );
+    let on_b = cl.wait_b_sessions("bob on B", |s| session_of(s, "bob").is_some());
+    let b = session_of(&on_b, "bob").expect("bob");
+    assert!(
+        !b.contains_key("Cluster Node"),
+        "bob is B's own session: {b:#?}"
+    );
+    assert_eq!(field(b, "Assigned IP"), bob_addr.to_string(), "{b:#?}");
+    assert!(
+        lab.show_sessions()
+            .iter()
+            .any(|s| s.get("Username").map(String::as_str) == Some("bob")
+                && s.get("Cluster Node").map(String::as_str) == Some("B")),
+        "A lists bob as B's"
+    );
+    assert!(
+        lab::wait_ping(bob.ns(), INSIDE_HOST, HANG_GUARD).is_some(),
+        "no ping through B for bob:\n{}",
+        lab::tail(&cl.b_log(), 20)
+    );
+    assert!(
+        lab::ping(lab.inside_ns(), bob_addr),
+        "the inside host does not reach bob at {bob_addr} (B's proxy ARP)"
+    );
+    assert!(
+        lab::ping(alice.ns(), INSIDE_HOST),
+        "alice still forwards on A"
+    );
+    // ASA's `show vpn load-balancing`: both members, A marked as this node.
+    let show = lab.show(&["vpn", "load-balancing"]);
+    assert!(
+        show.contains("Enabled") && show.contains("198.18.0.1"),
+        "{show}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("A ") && l.ends_with('*')),
+        "{show}"
+    );
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("B ") && l.contains(&B_OUTSIDE.to_string())),
+        "{show}"
+    );
+}
+
+/// Benchmark (issue 19 item 6; `benches/failover.sh` runs it with release
+/// binaries and records the figures in BENCHMARKS.md): connect latency of
+/// `FAILOVER_SESSIONS` (default 1,000) loadgen sessions on a lone headend and on
+/// cluster node A; then A is killed (`kill -9`), the VIP moves to B, and every
+/// session reconnects with its cookie (loadgen `--reconnect-on-loss`): the time
+/// from the kill until B holds them all, each with its old address. Prints one
+/// `FAILOVER_JSON` line. Asserts only behaviour (all back, same addresses).
+#[test]
+#[ignore = "benchmark: benches/failover.sh"]
+fn failover_benchmark() {
+    use e2e::lab::AUTHGROUP;
+    use e2e::loadgen::{Loadgen, add_shared_user};
+    use std::time::Instant;
+
+    let n: usize = std::env::var("FAILOVER_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, 4000);
+    const PASSWORD: &str = "Fo-Pass-4711";
+    let ns = n.to_string();
+    let args = |pid: &str| -> Vec<String> {
+        [
+            "--sessions",
+            &ns,
+            "--user",
+            "fo",
+            "--password",
+            PASSWORD,
+            "--group",
+            AUTHGROUP,
+            "--concurrency",
+            "64",
+            "--pps",
+            "0",
+            "--duration",
+            "0",
+            "--drain",
+            "5",
+            "--reconnect-on-loss",
+            "--quiet",
+            "--server-pid",
+            pid,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // A /20 pool (4,000 addresses), as benches/scale.sh uses.
+    let big_pool = |lab: &Lab| {
+        let cfg = std::fs::read_to_string(lab.config_path()).expect("config");
+        let cfg: String = cfg
+            .lines()
+            .map(|l| {
+                if l.starts_with("ip local pool VPN-POOL ") {
+                    "ip local pool VPN-POOL 198.18.112.10-198.18.127.250 mask 255.255.240.0"
+                        .to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(lab.config_path(), cfg + "\n").expect("config");
+        add_shared_user(lab, "fo", PASSWORD, n);
+    };
+    let connect_ms = |r: &serde_json::Value| r["connect_ms"].clone();
+
+    // 1. A lone headend.
+    let lone = {
+        let Some(lab) = Lab::new() else {
+            return;
+        };
+        big_pool(&lab);
+        lab.start_headend();
+        let pid = lab.headend_pid().to_string();
+        let a: Vec<String> = args(&pid);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let run = Loadgen::start(&lab, "loadgen-lone", &a);
+        assert!(
+            run.ready.contains(&format!("up={n} failed=0")),
+            "{}",
+            run.ready
+        );
+        connect_ms(&run.finish())
+    };
+
+    // 2. Cluster node A, then its death.
+    let Some(lab) = Lab::new() else {
+        return;
+    };
+    big_pool(&lab);
+    let cl = ClusterLab::build(lab, &[]);
+    e2e::cmd::must(&mut e2e::cmd::command(
+        "ip",
+        &[
+            "-n",
+            cl.lab.inside_ns(),
+            "route",
+            "replace",
+            "198.18.112.0/20",
+            "dev",
+            "eth0",
+        ],
+    ));
+    cl.start_a();
+    cl.start_b();
+    let lab = &cl.lab;
+    let pid = lab.headend_pid().to_string();
+    let a: Vec<String> = args(&pid);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let run = Loadgen::start(lab, "loadgen-cluster", &a);
+    assert!(
+        run.ready.contains(&format!("up={n} failed=0")),
+        "{}",
+        run.ready
+    );
+    let before: std::collections::BTreeMap<String, String> = lab
+        .show_sessions()
+        .iter()
+        .filter(|s| !s.contains_key("Cluster Node"))
+        .map(|s| {
+            (
+                field(s, "Audt Sess ID").to_owned(),
+                field(s, "Assigned IP").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(before.len(), n, "A holds every session");
+
+    // Sessions B owns, counted in Redis (polling B's `show vpn-sessiondb` would
+    // load the node being measured).
+    const OWNED_BY_B: &str = "local n = 0 for _, k in ipairs(redis.call('KEYS', \
+        'headend:owner:*')) do local v = redis.call('GET', k) if v and \
+        string.sub(v, 1, 2) == 'B ' then n = n + 1 end end return n";
+    let owned_by_b = || -> usize {
+        let o = cl.redis_cli(&["EVAL", OWNED_BY_B, "0"]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let killed = Instant::now();
+    cl.kill_a();
+    cl.move_vip_to_b();
+    let mut polls = 0u32;
+    let mut last_count = 0usize;
+    let took = wait_until(std::time::Duration::from_secs(120), || {
+        polls += 1;
+        last_count = owned_by_b();
+        (last_count == n).then(|| killed.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "only {last_count}/{n} sessions taken over by B after 120 s:\n{}",
+            lab::tail(&cl.b_log(), 30)
+        )
+    });
+    // Then B's own view: every session connected there with its old address.
+    let mut last = String::new();
+    let own = wait_until(std::time::Duration::from_secs(60), || {
+        let out = cl.b_cli(&["show", "vpn-sessiondb", "detail", "anyconnect"]);
+        if !out.status.success() {
+            last = e2e::cmd::combined(&out);
+            return None;
+        }
+        let own: Vec<_> = e2e::sessiondb::parse(&String::from_utf8_lossy(&out.stdout))
+            .into_iter()
+            .filter(|s| !s.contains_key("Cluster Node"))
+            .collect();
+        last = format!("{} own sessions", own.len());
+        (own.len() == n).then_some(own)
+    })
+    .unwrap_or_else(|| panic!("B does not list {n} own sessions: {last}"));
+    let same = own
+        .iter()
+        .filter(|s| {
+            before.get(field(s, "Audt Sess ID")).map(String::as_str)
+                == Some(field(s, "Assigned IP"))
+        })
+        .count();
+    let r = run.finish();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "FAILOVER_JSON {}",
+        serde_json::json!({
+            "sessions": n,
+            "lease_s": e2e::cluster_lab::LEASE_SECS,
+            "failover_s": took.as_secs_f64(),
+            "polls": polls,
+            "same_address": same,
+            "loadgen_reconnects": r["reconnects"],
+            "loadgen_address_changed": r["reconnect_address_changed"],
+            "connect_ms_lone": lone,
+            "connect_ms_cluster": r["connect_ms"],
+            "loadavg": load.trim(),
+        })
+    );
+    assert_eq!(same, n, "every session kept its address");
+}
+
+/// A reload that changes the RADIUS key: a CoA sent to node B with the new key
+/// for a session node A holds is verified by A with the new key too (the
+/// cluster's copy of A's dynamic-authorization clients follows the reload).
+#[test]
+fn a_reloaded_coa_key_applies_to_requests_forwarded_by_the_other_node() {
+    let Some((cl, _ise)) = radius_cluster() else {
+        return;
+    };
+    let lab = &cl.lab;
+    let mut alice = lab.spawn_client(
+        0,
+        "alice",
+        lab.password("alice"),
+        &["--authgroup", TUNNEL_GROUP],
+    );
+    alice
+        .wait_connected(HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab::tail(&lab.headend_log(), 60)));
+    let on_a = lab.wait_sessions("alice on A", |s| session_of(s, "alice").is_some());
+    let audit = field(session_of(&on_a, "alice").expect("alice"), "Audt Sess ID").to_owned();
+    cl.wait_b_sessions("alice listed on B", |s| session_of(s, "alice").is_some());
+
+    let old = radius::lab_secret(lab);
+    let new = format!("{old}-rotated");
+    let cfg = std::fs::read_to_string(lab.config_path()).expect("config");
+    let key_line = format!(" key {old}\n");
+    assert!(cfg.contains(&key_line), "the RADIUS key in the config");
+    std::fs::write(
+        lab.config_path(),
+        cfg.replace(&key_line, &format!(" key {new}\n")),
+    )
+    .expect("config");
+    for (node, out) in [
+        ("A", lab.headend_cli(&["reload"])),
+        ("B", cl.b_cli(&["reload"])),
+    ] {
+        let text = e2e::cmd::combined(&out);
+        assert!(
+            out.status.success() && !text.contains("ERROR"),
+            "reload {node}: {text}"
+        );
+    }
+
+    let to_b = format!("{B_INSIDE}:{}", radius::DYNAUTH_PORT);
+    let av = format!("audit-session-id={audit}");
+    let reply = radius::radclient(
+        lab.inside_ns(),
+        &to_b,
+        "coa",
+        &new,
+        &[
+            ("Packet-Src-IP-Address", "198.18.1.20"),
+            ("Message-Authenticator", "0x00"),
+            ("Cisco-AVPair", &av),
+            ("Cisco-AVPair", "cts:security-group-tag=000c-00"),
+        ],
+        radius::RADCLIENT_TIMEOUT,
+    );
+    assert!(
+        reply.is("CoA-ACK"),
+        "CoA with the new key via B: {reply:?}\nA:\n{}",
+        lab::tail(&lab.headend_log(), 20)
+    );
+    lab.wait_sessions("alice's SGT changed on A", |s| {
+        session_of(s, "alice").is_some_and(|x| field(x, "Security Grp").starts_with("12"))
+    });
+    alice.stop();
 }

@@ -45,6 +45,9 @@ pub struct SamlLogin {
     pub session_not_on_or_after: Option<SystemTime>,
     pub assertion_id: String,
     pub tunnel_group: String,
+    /// Until when the assertion ID must stay in a replay cache (after that the
+    /// assertion could not pass anyway): for a replay cache shared by a cluster.
+    pub replay_until: SystemTime,
 }
 
 /// State that outlives a configuration reload: outstanding requests and the
@@ -70,6 +73,24 @@ impl SpState {
     fn replay(&self) -> MutexGuard<'_, ReplayCache> {
         self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The XML of a `SAMLResponse` form value (base64, possibly wrapped in lines).
+fn decode_response(saml_response: &str) -> Result<String, SamlReject> {
+    if saml_response.len() > MAX_RESPONSE_B64 {
+        return Err(SamlReject::TooLarge {
+            bytes: saml_response.len(),
+        });
+    }
+    // Some IdPs wrap the base64 in lines.
+    let compact: Vec<u8> = saml_response
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let bytes = STANDARD
+        .decode(compact)
+        .map_err(|_| SamlReject::BadEncoding)?;
+    String::from_utf8(bytes).map_err(|_| SamlReject::BadEncoding)
 }
 
 /// The SAML service provider of one tunnel group.
@@ -184,6 +205,40 @@ impl SamlSp {
         self.state.replay().len()
     }
 
+    /// The AuthnRequest ID (InResponseTo) and the assertion ID a Response names,
+    /// from the structural scan alone (nothing verified): a cluster of SPs uses
+    /// them to adopt a request another node sent and to consult its shared replay
+    /// cache before [`validate_response`](Self::validate_response). None when the
+    /// Response does not scan (validation then says why).
+    pub fn response_ids(&self, saml_response: &str) -> Option<(String, Option<String>)> {
+        let xml = decode_response(saml_response).ok()?;
+        scan::reject_dtd(&xml).ok()?;
+        let scanned = scan::scan(&xml, &self.config.allowed_signature_algorithms).ok()?;
+        let request_id = scanned.request_id().ok()?.to_string();
+        Some((request_id, scanned.assertion.map(|a| a.id)))
+    }
+
+    /// Adopts an AuthnRequest another node of a cluster sent (ID, RelayState and
+    /// expiry from the shared store) so that its Response validates here; still
+    /// single use.
+    pub fn import_request(
+        &self,
+        now: SystemTime,
+        id: &str,
+        relay_state: Option<String>,
+        expires: SystemTime,
+    ) {
+        self.state
+            .requests()
+            .insert(now, id.to_string(), relay_state, expires);
+    }
+
+    /// Marks a request answered here because the cluster's shared store says it
+    /// was answered (or never sent): its Response is then refused.
+    pub fn forget_request(&self, now: SystemTime, id: &str) {
+        let _ = self.state.requests().take(now, id);
+    }
+
     /// Validates the `SAMLResponse` form value POSTed to the ACS, with the
     /// `RelayState` form value (`None` or empty when the form has none).
     ///
@@ -203,15 +258,7 @@ impl SamlSp {
                 bytes: saml_response.len(),
             });
         }
-        // Some IdPs wrap the base64 in lines.
-        let compact: Vec<u8> = saml_response
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let bytes = STANDARD
-            .decode(compact)
-            .map_err(|_| SamlReject::BadEncoding)?;
-        let xml = String::from_utf8(bytes).map_err(|_| SamlReject::BadEncoding)?;
+        let xml = decode_response(saml_response)?;
 
         // 1. Our structural pass, before libxml2 ever parses the document.
         scan::reject_dtd(&xml)?;
@@ -256,6 +303,7 @@ impl SamlSp {
             session_not_on_or_after: checked.session_not_on_or_after,
             assertion_id: verified.id,
             tunnel_group: self.config.tunnel_group.clone(),
+            replay_until: checked.replay_until,
         })
     }
 

@@ -21,9 +21,11 @@
 //! for that, see `keys::REFILL_GRACE_LEASES`).
 
 pub mod keys;
+pub mod lb;
 pub mod neigh;
 pub mod record;
 pub mod routing;
+pub mod saml;
 pub mod show;
 
 use std::net::Ipv4Addr;
@@ -70,6 +72,11 @@ pub struct ClusterArgs {
     /// (default: the system's trust store).
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub cluster_ca: Option<std::path::PathBuf>,
+    /// `vpn load-balancing`: the address (`HOST[:PORT]`) the director redirects
+    /// new logins to this node with (default: the `--listen` address, unless
+    /// that is the cluster address or a wildcard).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "cluster")]
+    pub cluster_public: Option<String>,
 }
 
 /// What the session table asks the cluster task to do.
@@ -130,6 +137,10 @@ pub struct Cluster {
     healthy: AtomicBool,
     inside: Option<neigh::InsideSegment>,
     alloc4: String,
+    /// `vpn load-balancing` (lb.rs).
+    lb: std::sync::Mutex<lb::LbSettings>,
+    cluster_public: Option<String>,
+    listen: std::sync::OnceLock<std::net::SocketAddr>,
     own: String,
     renew: String,
     born: String,
@@ -191,6 +202,9 @@ impl Cluster {
             healthy: AtomicBool::new(false),
             inside,
             alloc4: keys::alloc4_script(),
+            lb: Default::default(),
+            cluster_public: args.cluster_public.clone(),
+            listen: Default::default(),
             own: keys::own_script(),
             renew: keys::renew_script(),
             born: keys::born_script(),
@@ -222,6 +236,25 @@ impl Cluster {
             "cluster: proxy ARP entries of pool addresses cleared on {} ({removed} checked)",
             i.name
         );
+    }
+
+    /// The address this node listens on (for `vpn load-balancing`), once at start.
+    pub fn set_listen(&self, listen: std::net::SocketAddr) {
+        let _ = self.listen.set(listen);
+    }
+
+    /// Applies the config's `vpn load-balancing` (at start and on reload).
+    pub fn configure_load_balancing(&self, cfg: &crate::config::Config) {
+        let listen = self
+            .listen
+            .get()
+            .copied()
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 443)));
+        self.set_load_balancing(lb::LbSettings::new(
+            cfg,
+            listen,
+            self.cluster_public.as_deref(),
+        ));
     }
 
     /// Redis answered the last write-back: new logins may go on.
@@ -607,7 +640,12 @@ impl Cluster {
                 },
                 _ = tick.tick() => {
                     match self.write_back(&sessions).await {
-                        Ok(()) => self.set_healthy(true),
+                        Ok(()) => {
+                            self.set_healthy(true);
+                            if let Err(e) = self.publish_member(sessions.len()).await {
+                                tracing::debug!("cluster: load-balancing member record: {e}");
+                            }
+                        }
                         Err(e) => {
                             tracing::debug!("cluster: write-back: {e}");
                             self.set_healthy(false);
@@ -640,6 +678,16 @@ impl Cluster {
             )),
             apply,
         });
+    }
+
+    /// A reload's `dynamic-authorization` clients and keys: requests other nodes
+    /// forward are checked against them from now on (the duplicate cache starts
+    /// empty, as the restarted UDP listener's does).
+    pub fn update_dynauth_clients(&self, clients: Vec<auth::radius::DynAuthClient>) {
+        if let Some(local) = self.dynauth.get() {
+            *local.server.lock().unwrap_or_else(|e| e.into_inner()) =
+                auth::radius::DynAuthServer::new(auth::radius::DynAuthConfig::new(clients));
+        }
     }
 
     /// The node whose record matches `sel` (every record is read: fine for the

@@ -67,13 +67,15 @@ pub fn remote_section(records: &[SessionRecord], detail: bool) -> String {
 /// Adds the cluster to the reply `local` that this node's `execute` gave `line`.
 pub async fn extend_admin_reply(
     c: &Cluster,
-    _sessions: &SessionTable,
+    sessions: &SessionTable,
     line: &str,
     local: String,
 ) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     let none = "INFO: There are presently no active sessions\n";
     match words.as_slice() {
+        // Not a command of the node alone: the members live in Redis.
+        ["show", "vpn", "load-balancing"] => c.show_load_balancing(sessions.len()).await,
         ["show", "vpn-sessiondb", rest @ ..]
             if rest == ["anyconnect"] || rest == ["detail", "anyconnect"] =>
         {

@@ -38,6 +38,8 @@ pub struct Config {
     pub management: super::mgmt::Management,
     /// `vpn-sessiondb max-*-limit N` (`sessiondb.rs`).
     pub vpn_sessiondb: super::VpnSessionDb,
+    /// `vpn load-balancing` (config/parse/load_balancing.rs, cluster/lb.rs).
+    pub vpn_load_balancing: Option<VpnLoadBalancing>,
     /// Unknown commands: reported and ignored.
     pub warnings: Vec<Warning>,
 }
@@ -468,4 +470,48 @@ pub struct SxpConnection {
     pub password: SxpPassword,
     pub mode: SxpMode,
     pub line: usize,
+}
+
+/// `vpn load-balancing` (asa-syntax.md §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpnLoadBalancing {
+    /// `participate`: this member takes part (directs or takes redirected logins).
+    pub participate: bool,
+    /// `priority 1-10` (ASA default 5).
+    pub priority: u8,
+    /// `cluster ip address`: the address the director holds (the VIP).
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub cluster_ip_line: usize,
+    /// `cluster port` (ASA default 9023): parsed; members talk through Redis.
+    pub cluster_port: u16,
+    /// `cluster key` / `cluster encryption`: parsed and checked as ASA does; the
+    /// members' messages go through Redis (its AUTH and TLS protect them).
+    pub key: Option<String>,
+    pub encryption: bool,
+    pub encryption_line: usize,
+    /// `redirect-fqdn enable`: parsed; members are named by the address they listen on.
+    pub redirect_fqdn: bool,
+    pub lbpublic: Option<String>,
+    pub lbprivate: Option<String>,
+    /// Line of `vpn load-balancing`.
+    pub line: usize,
+}
+
+impl Default for VpnLoadBalancing {
+    fn default() -> Self {
+        VpnLoadBalancing {
+            participate: false,
+            priority: 5,
+            cluster_ip: None,
+            cluster_ip_line: 0,
+            cluster_port: 9023,
+            key: None,
+            encryption: false,
+            encryption_line: 0,
+            redirect_fqdn: false,
+            lbpublic: None,
+            lbprivate: None,
+            line: 0,
+        }
+    }
 }

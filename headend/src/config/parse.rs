@@ -54,6 +54,7 @@ mod check;
 mod crypto;
 mod cts;
 mod group_policy;
+mod load_balancing;
 mod network;
 mod objects;
 mod saml;
@@ -75,6 +76,7 @@ pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
     p.run()?;
     p.resolve_object_aces()?;
     p.check_references()?;
+    p.check_load_balancing()?;
     Ok(p.cfg)
 }
 
@@ -143,6 +145,8 @@ enum Mode {
     TunnelWebvpn(String),
     /// `object ...` / `object-group ...` (the kind is looked up by name).
     Object(String),
+    /// `vpn load-balancing`
+    LoadBalancing,
 }
 
 impl Mode {
@@ -161,6 +165,7 @@ impl Mode {
             Mode::TunnelGeneral(n) => format!("tunnel-group {n} general-attributes"),
             Mode::TunnelWebvpn(n) => format!("tunnel-group {n} webvpn-attributes"),
             Mode::Object(n) => format!("object {n}"),
+            Mode::LoadBalancing => "vpn load-balancing".into(),
         }
     }
 }
@@ -351,6 +356,7 @@ impl<'a> Parser<'a> {
             }
             ["domain-name", ..] => fail("expected `domain-name NAME`"),
             ["ip", "local", "pool", ..] => self.ip_local_pool(c),
+            ["vpn", "load-balancing", ..] => self.vpn_load_balancing(c),
             ["vpn-sessiondb", ..] => {
                 super::sessiondb::parse(&mut self.cfg.vpn_sessiondb, t).map_err(Fail::Here)?;
                 Ok(None)
@@ -489,6 +495,7 @@ impl<'a> Parser<'a> {
             Mode::TunnelGeneral(n) => self.sub_tunnel_general(n, mode, c),
             Mode::TunnelWebvpn(n) => self.sub_tunnel_webvpn(n, mode, c),
             Mode::Object(n) => self.sub_object(n, mode, c),
+            Mode::LoadBalancing => self.sub_load_balancing(mode, c),
         }
     }
 }
