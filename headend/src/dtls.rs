@@ -365,16 +365,26 @@ impl DtlsHub {
 
     /// Sends datagrams stored back to back, in GSO runs of equal size.
     pub async fn send(&self, peer: SocketAddr, out: &mut Outbound) {
+        let n = out.len();
+        self.send_front(peer, out, n).await;
+    }
+
+    /// Sends the first `count` unsent datagrams of `out` (a paced session's
+    /// budget), in GSO runs of equal size; the rest stay queued. Returns the
+    /// bytes sent.
+    pub async fn send_front(&self, peer: SocketAddr, out: &mut Outbound, count: usize) -> usize {
         let max_segs = self.state.max_gso_segments().max(1);
-        let mut start = 0usize;
-        for (i, j) in gso_runs(&out.lens, max_segs) {
-            let bytes: usize = out.lens[i..j].iter().sum();
+        let lens = out.pending_lens();
+        let lens = lens.get(..count.min(lens.len())).unwrap_or_default();
+        let mut start = out.head_off;
+        for (i, j) in gso_runs(lens, max_segs) {
+            let bytes: usize = lens[i..j].iter().sum();
             let contents = out.buf.get(start..start + bytes).unwrap_or_default();
             let t = Transmit {
                 destination: peer,
                 ecn: None,
                 contents,
-                segment_size: (j - i > 1).then_some(out.lens[i]),
+                segment_size: (j - i > 1).then_some(lens[i]),
                 src_ip: None,
             };
             loop {
@@ -400,7 +410,9 @@ impl DtlsHub {
                 .fetch_add((j - i) as u64, Ordering::Relaxed);
             start += bytes;
         }
-        out.clear();
+        let (n, bytes) = (lens.len(), start - out.head_off);
+        out.advance(n, bytes);
+        bytes
     }
 }
 
@@ -450,12 +462,7 @@ impl DtlsServerContext {
         ssl.set_mtu(mtu)?;
         ssl.set_accept_state();
         let stream = SslStream::new(ssl, DatagramIo::default())?;
-        Ok(DtlsChannel {
-            stream,
-            peer,
-            established: false,
-            records: None,
-        })
+        Ok(DtlsChannel::with_stream(stream, peer))
     }
 }
 
@@ -508,48 +515,90 @@ fn build_context(psk_index: openssl::ex_data::Index<Ssl, [u8; 32]>) -> Result<Ss
 const MAX_GSO_BYTES: usize = 65_000;
 
 /// Datagrams produced by OpenSSL, stored back to back for GSO.
+///
+/// A paced session sends a prefix at a time: `head` datagrams (`head_off`
+/// bytes) at the front are already sent and wait only for the rest to go.
 #[derive(Debug, Default)]
 pub struct Outbound {
     buf: Vec<u8>,
     lens: Vec<usize>,
+    head: usize,
+    head_off: usize,
 }
 
 impl Outbound {
     pub fn is_empty(&self) -> bool {
-        self.lens.is_empty()
+        self.head >= self.lens.len()
     }
 
+    /// Datagrams not sent yet.
     pub fn len(&self) -> usize {
-        self.lens.len()
+        self.lens.len().saturating_sub(self.head)
+    }
+
+    /// Bytes not sent yet.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len().saturating_sub(self.head_off)
     }
 
     fn clear(&mut self) {
         self.buf.clear();
         self.lens.clear();
+        self.head = 0;
+        self.head_off = 0;
+    }
+
+    /// Lengths of the datagrams not sent yet.
+    fn pending_lens(&self) -> &[usize] {
+        self.lens.get(self.head..).unwrap_or_default()
+    }
+
+    /// Marks `n` datagrams (`bytes` bytes) at the front as sent.
+    fn advance(&mut self, n: usize, bytes: usize) {
+        self.head += n;
+        self.head_off += bytes;
+        if self.head >= self.lens.len() {
+            self.clear();
+        }
+    }
+
+    /// How many datagrams at the front fit in `budget` bytes.
+    pub fn fitting(&self, budget: usize) -> usize {
+        let mut sum = 0usize;
+        self.pending_lens()
+            .iter()
+            .take_while(|&&l| {
+                sum += l;
+                sum <= budget
+            })
+            .count()
+    }
+
+    /// Appends one datagram.
+    pub fn push(&mut self, d: &[u8]) {
+        self.buf.extend_from_slice(d);
+        self.lens.push(d.len());
     }
 
     /// Hands each datagram to `send` in order, then forgets them (no copy).
     pub fn drain(&mut self, mut send: impl FnMut(&[u8])) {
-        let mut off = 0;
-        for &l in &self.lens {
-            send(self.buf.get(off..off + l).unwrap_or_default());
-            off += l;
+        for d in self.datagrams() {
+            send(d);
         }
         self.clear();
     }
 
     /// Frees the buffer a burst grew (an idle session holds none).
     pub fn release(&mut self) {
-        if self.lens.is_empty() {
-            self.buf = Vec::new();
-            self.lens = Vec::new();
+        if self.is_empty() {
+            *self = Self::default();
         }
     }
 
-    /// The datagrams queued, in order.
+    /// The datagrams queued and not sent yet, in order.
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
-        let mut off = 0;
-        self.lens.iter().map(move |&l| {
+        let mut off = self.head_off;
+        self.pending_lens().iter().map(move |&l| {
             let d = self.buf.get(off..off + l).unwrap_or_default();
             off += l;
             d
@@ -558,12 +607,7 @@ impl Outbound {
 
     /// Copies the datagrams out and clears (tests and tools, not the data path).
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.lens.len());
-        let mut off = 0;
-        for &l in &self.lens {
-            out.push(self.buf.get(off..off + l).unwrap_or_default().to_vec());
-            off += l;
-        }
+        let out = self.datagrams().map(<[u8]>::to_vec).collect();
         self.clear();
         out
     }
@@ -617,13 +661,22 @@ impl io::Write for DatagramIo {
 
 /// One DTLS association with a client.
 pub struct DtlsChannel {
-    stream: SslStream<DatagramIo>,
+    /// OpenSSL's side: the handshake, then (non-AEAD suites) every record.
+    /// With our record layer it is dropped once the client's first
+    /// authenticated data record proves the handshake complete on both sides
+    /// (issue 12: ~67 KiB of OpenSSL state per idle session otherwise).
+    stream: Option<SslStream<DatagramIo>>,
+    /// The outbound queue once `stream` is gone.
+    out: Outbound,
     pub peer: SocketAddr,
     pub established: bool,
+    /// The negotiated suite, kept when OpenSSL goes.
+    cipher: Option<&'static str>,
     /// Once established with an AEAD suite, application-data records are
     /// sealed and opened by our record layer (issue 13 item 2); OpenSSL keeps
-    /// alerts, handshake retransmissions and re-handshakes. `None`: every
-    /// record goes through OpenSSL (non-AEAD suites, e.g. AES-CBC in resume mode).
+    /// alerts, handshake retransmissions and re-handshakes until it is
+    /// dropped. `None`: every record goes through OpenSSL (non-AEAD suites,
+    /// e.g. AES-CBC in resume mode).
     records: Option<Box<RecordLayer>>,
 }
 
@@ -639,27 +692,43 @@ struct RecordLayer {
 pub enum DtlsEvent {
     /// The handshake just completed.
     Established,
-    /// The handshake failed; the state is useless.
+    /// The handshake failed, or the peer closed the association; the state
+    /// is useless.
     Failed(String),
 }
 
+/// AlertDescription.close_notify and AlertLevel.fatal (RFC 5246 §7.2).
+const ALERT_CLOSE_NOTIFY: u8 = 0;
+const ALERT_LEVEL_FATAL: u8 = 2;
+
 impl DtlsChannel {
+    fn with_stream(stream: SslStream<DatagramIo>, peer: SocketAddr) -> Self {
+        Self {
+            stream: Some(stream),
+            out: Outbound::default(),
+            peer,
+            established: false,
+            cipher: None,
+            records: None,
+        }
+    }
+
     /// An association over a server `Ssl` set up elsewhere (resume mode,
     /// `dtls_resume.rs`), in accept state.
     pub fn from_ssl(mut ssl: Ssl, peer: SocketAddr) -> Result<Self> {
         ssl.set_accept_state();
         let stream = SslStream::new(ssl, DatagramIo::default())?;
-        Ok(Self {
-            stream,
-            peer,
-            established: false,
-            records: None,
-        })
+        Ok(Self::with_stream(stream, peer))
     }
 
     /// Whether data records bypass OpenSSL.
     pub fn own_records(&self) -> bool {
         self.records.is_some()
+    }
+
+    /// Whether OpenSSL's per-association state is still held.
+    pub fn holds_openssl(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Drops counted by the record layer since the last call.
@@ -677,9 +746,13 @@ impl DtlsChannel {
     /// an AEAD one. OpenSSL's last flight (its Finished, epoch 1) is still
     /// queued: the sealer notes its sequence numbers so ours never reuse them.
     fn take_over_records(&mut self) {
-        match crate::dtls_keys::server_record_layer(self.stream.ssl(), record::FIRST_EPOCH) {
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
+        self.cipher = stream.ssl().current_cipher().map(|c| c.name());
+        match crate::dtls_keys::server_record_layer(stream.ssl(), record::FIRST_EPOCH) {
             Ok((mut sealer, opener)) => {
-                for d in self.stream.get_ref().out.datagrams() {
+                for d in stream.get_ref().out.datagrams() {
                     sealer.observe_openssl(d);
                 }
                 self.records = Some(Box::new(RecordLayer {
@@ -692,10 +765,27 @@ impl DtlsChannel {
         }
     }
 
+    /// The client's first data record authenticated under our keys: it has
+    /// our Finished, so OpenSSL will not have to retransmit its last flight,
+    /// and nothing else of this association needs OpenSSL (alerts are read
+    /// by [`RecordOpener::open_control`]; a new handshake is a new
+    /// ClientHello, routed to a new association by App-ID). Free its state,
+    /// keeping the datagrams it queued, in order.
+    fn release_openssl(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            let mut queued = std::mem::take(&mut stream.get_mut().out);
+            for d in self.out.datagrams() {
+                queued.push(d);
+            }
+            self.out = queued;
+        }
+    }
+
     /// Feeds one datagram that may be modified: with our record layer its
     /// application data is decrypted in place (no copy) and passed to
     /// `on_record`; other records (alerts, retransmitted handshake) go to
-    /// OpenSSL. Otherwise the same as [`Self::input`].
+    /// OpenSSL while it is held, and are read here after. Otherwise the same
+    /// as [`Self::input`].
     pub fn input_mut(
         &mut self,
         dgram: &mut [u8],
@@ -705,49 +795,50 @@ impl DtlsChannel {
         if !(self.established && self.records.is_some()) {
             return self.input(dgram, rbuf, on_record);
         }
-        let Self {
-            stream, records, ..
-        } = self;
-        let rl = records.as_mut()?;
-        let mut at = 0;
-        // Bounded: every call moves the cursor forward or ends the datagram.
-        while let Some(o) = rl.opener.open_next(dgram, &mut at) {
-            match o {
-                Opened::AppData(r) => on_record(dgram.get(r).unwrap_or_default()),
-                Opened::ForOpenssl(r) => {
-                    let before = stream.get_ref().out.len();
-                    stream
-                        .get_mut()
-                        .set_inbound(dgram.get(r).unwrap_or_default());
-                    let mut closed = false;
-                    loop {
-                        match stream.ssl_read(rbuf) {
-                            Ok(0) => break,
-                            Ok(n) => on_record(rbuf.get(..n).unwrap_or_default()),
-                            Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
-                                closed = true;
-                                break;
-                            }
-                            Err(_) => break,
+        let mut release = false;
+        let mut event = None;
+        {
+            let Self {
+                stream, records, ..
+            } = self;
+            let rl = records.as_mut()?;
+            let mut at = 0;
+            // Bounded: every call moves the cursor forward or ends the datagram.
+            while let Some(o) = rl.opener.open_next(dgram, &mut at) {
+                match o {
+                    Opened::AppData(r) => {
+                        release = true;
+                        on_record(dgram.get(r).unwrap_or_default());
+                    }
+                    Opened::ForOpenssl(r) => {
+                        let e = match stream.as_mut() {
+                            Some(s) => feed_openssl(s, rl, dgram, r, rbuf, &mut on_record),
+                            None => read_control(rl, dgram, r),
+                        };
+                        if e.is_some() {
+                            event = e;
+                            break;
                         }
                     }
-                    stream.get_mut().clear_inbound();
-                    for d in stream.get_ref().out.datagrams().skip(before) {
-                        rl.sealer.observe_openssl(d);
-                    }
-                    if closed {
-                        return Some(DtlsEvent::Failed("peer sent close_notify".into()));
+                    Opened::Dropped(why) => {
+                        tracing::trace!("DTLS record dropped: {}", why.as_str());
                     }
                 }
-                Opened::Dropped(why) => tracing::trace!("DTLS record dropped: {}", why.as_str()),
             }
         }
-        None
+        if release && event.is_none() {
+            self.release_openssl();
+        }
+        event
     }
 
     /// The negotiated suite's OpenSSL name, once established.
     pub fn cipher_name(&self) -> Option<&'static str> {
-        self.stream.ssl().current_cipher().map(|c| c.name())
+        self.cipher.or_else(|| {
+            self.stream
+                .as_ref()
+                .and_then(|s| s.ssl().current_cipher().map(|c| c.name()))
+        })
     }
 
     /// Feeds one datagram; decrypted records are passed to `on_record`.
@@ -758,11 +849,11 @@ impl DtlsChannel {
         rbuf: &mut [u8],
         mut on_record: impl FnMut(&[u8]),
     ) -> Option<DtlsEvent> {
-        let io = self.stream.get_mut();
-        io.set_inbound(dgram);
+        let stream = self.stream.as_mut()?;
+        stream.get_mut().set_inbound(dgram);
         let mut event = None;
         if !self.established {
-            match self.stream.accept() {
+            match stream.accept() {
                 Ok(()) => {
                     self.established = true;
                     event = Some(DtlsEvent::Established);
@@ -770,7 +861,7 @@ impl DtlsChannel {
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {
                     tracing::trace!(
-                        out = self.stream.get_ref().out.len(),
+                        out = stream.get_ref().out.len(),
                         "DTLS handshake in progress: {e}"
                     );
                     return None;
@@ -778,8 +869,9 @@ impl DtlsChannel {
                 Err(e) => return Some(DtlsEvent::Failed(e.to_string())),
             }
         }
+        let stream = self.stream.as_mut()?;
         loop {
-            match self.stream.ssl_read(rbuf) {
+            match stream.ssl_read(rbuf) {
                 Ok(0) => break,
                 Ok(n) => on_record(rbuf.get(..n).unwrap_or_default()),
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
@@ -788,7 +880,7 @@ impl DtlsChannel {
                 Err(_) => break,
             }
         }
-        self.stream.get_mut().clear_inbound();
+        stream.get_mut().clear_inbound();
         event
     }
 
@@ -799,9 +891,15 @@ impl DtlsChannel {
             return false;
         }
         let Some(rl) = self.records.as_mut() else {
-            return self.stream.ssl_write(payload).is_ok();
+            return self
+                .stream
+                .as_mut()
+                .is_some_and(|s| s.ssl_write(payload).is_ok());
         };
-        let out = &mut self.stream.get_mut().out;
+        let out = match self.stream.as_mut() {
+            Some(s) => &mut s.get_mut().out,
+            None => &mut self.out,
+        };
         let hr = rl.sealer.headroom();
         let start = out.buf.len();
         out.buf.resize(start + hr, 0);
@@ -822,18 +920,93 @@ impl DtlsChannel {
     }
 
     pub fn outbound(&mut self) -> &mut Outbound {
-        &mut self.stream.get_mut().out
+        match self.stream.as_mut() {
+            Some(s) => &mut s.get_mut().out,
+            None => &mut self.out,
+        }
     }
 
     /// Frees what a burst made this association hold: its outbound datagrams
     /// (up to a batch, ~90 KiB) and its inbound copy. OpenSSL's own record
     /// buffers go by themselves (`SSL_MODE_RELEASE_BUFFERS`).
     pub fn release_buffers(&mut self) {
-        let io = self.stream.get_mut();
-        io.out.release();
-        if !io.has_inbound {
-            io.inbound = Vec::new();
+        self.out.release();
+        if let Some(stream) = self.stream.as_mut() {
+            let io = stream.get_mut();
+            io.out.release();
+            if !io.has_inbound {
+                io.inbound = Vec::new();
+            }
         }
+    }
+}
+
+/// A record for OpenSSL while it is held (alert, retransmitted handshake):
+/// fed as one datagram; what OpenSSL answers is noted by our sealer.
+fn feed_openssl(
+    stream: &mut SslStream<DatagramIo>,
+    rl: &mut RecordLayer,
+    dgram: &[u8],
+    r: std::ops::Range<usize>,
+    rbuf: &mut [u8],
+    on_record: &mut impl FnMut(&[u8]),
+) -> Option<DtlsEvent> {
+    let before = stream.get_ref().out.len();
+    stream
+        .get_mut()
+        .set_inbound(dgram.get(r).unwrap_or_default());
+    let mut closed = false;
+    loop {
+        match stream.ssl_read(rbuf) {
+            Ok(0) => break,
+            Ok(n) => on_record(rbuf.get(..n).unwrap_or_default()),
+            Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                closed = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    stream.get_mut().clear_inbound();
+    for d in stream.get_ref().out.datagrams().skip(before) {
+        rl.sealer.observe_openssl(d);
+    }
+    closed.then(|| DtlsEvent::Failed("peer sent close_notify".into()))
+}
+
+/// A non-data record after OpenSSL is gone. An authenticated close_notify or
+/// fatal alert ends the association (RFC 5246 §7.2.1-2); a warning alert is
+/// ignored; a handshake message of this epoch would be a renegotiation, which
+/// openconnect and AnyConnect never start (a new handshake comes as a new
+/// ClientHello): dropped and counted. Epoch-0 records (a late
+/// ChangeCipherSpec or plaintext handshake retransmission) are ignored unread.
+fn read_control(
+    rl: &mut RecordLayer,
+    dgram: &mut [u8],
+    r: std::ops::Range<usize>,
+) -> Option<DtlsEvent> {
+    let header = dgram.get(r.clone()).and_then(record::RecordHeader::parse)?;
+    if header.epoch != rl.opener.epoch() {
+        return None;
+    }
+    match header.content_type {
+        record::ContentType::Alert => {
+            let p = rl.opener.open_control(dgram, r).ok()?;
+            match dgram.get(p)? {
+                [_, ALERT_CLOSE_NOTIFY] => Some(DtlsEvent::Failed("peer sent close_notify".into())),
+                [ALERT_LEVEL_FATAL, desc] => {
+                    Some(DtlsEvent::Failed(format!("peer sent fatal alert {desc}")))
+                }
+                _ => None,
+            }
+        }
+        record::ContentType::Handshake => {
+            if rl.opener.open_control(dgram, r).is_ok() {
+                tracing::debug!("DTLS renegotiation attempt ignored");
+            }
+            None
+        }
+        _ => None,
     }
 }
 
@@ -859,14 +1032,7 @@ mod tests {
     }
 
     fn take_datagrams(io: &mut DatagramIo) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut off = 0;
-        for &l in &io.out.lens {
-            out.push(io.out.buf[off..off + l].to_vec());
-            off += l;
-        }
-        io.out.clear();
-        out
+        io.out.take_datagrams()
     }
 
     fn feed_client(c: &mut SslStream<DatagramIo>, d: &[u8]) {
@@ -893,7 +1059,7 @@ mod tests {
                     last = Some(e);
                 }
             }
-            let to_client = take_datagrams(server.stream.get_mut());
+            let to_client = server.outbound().take_datagrams();
             if to_client.is_empty() {
                 break;
             }
@@ -928,7 +1094,7 @@ mod tests {
 
         // Server -> client.
         assert!(server.write_record(&[4, 9, 9, 9, 9, 0, 0]));
-        let out = take_datagrams(server.stream.get_mut());
+        let out = server.outbound().take_datagrams();
         assert_eq!(out.len(), 1);
         feed_client(&mut c, &out[0]);
         let mut buf = [0u8; 64];
@@ -1025,6 +1191,7 @@ mod tests {
         let (mut server, mut c, ev) = handshake(psk, psk);
         assert_eq!(ev, Some(DtlsEvent::Established));
         assert!(server.own_records(), "AES-256-GCM: records are ours");
+        assert!(server.holds_openssl(), "until the client's first record");
         let mut rbuf = vec![0u8; 65536];
         let mut got = Vec::new();
         // Client (OpenSSL) -> server (our opener), decrypted in place.
@@ -1036,6 +1203,10 @@ mod tests {
             None
         );
         assert_eq!(got, vec![vec![0, 0x45, 1, 2, 3]]);
+        // That record proved the handshake done on both sides: OpenSSL's
+        // per-association state is freed (issue 12).
+        assert!(!server.holds_openssl());
+        assert_eq!(server.cipher_name(), Some("PSK-AES256-GCM-SHA384"));
         // The same datagram again: a replay, dropped and counted.
         let mut again = dgrams[0].clone();
         server.input_mut(&mut again, &mut rbuf, |r| got.push(r.to_vec()));
@@ -1062,15 +1233,69 @@ mod tests {
             let n = c.ssl_read(&mut buf).unwrap();
             assert_eq!(&buf[..n], &[0, i as u8, 7, 7]);
         }
-        // close_notify (an alert) goes to OpenSSL and ends the association.
+        // A close_notify alert, read by our record layer now that OpenSSL is
+        // gone, ends the association; the same alert replayed or tampered
+        // with would not.
         let _ = c.shutdown();
-        let mut ev = None;
-        for mut x in take_datagrams(c.get_mut()) {
-            if let Some(e) = server.input_mut(&mut x, &mut rbuf, |_| {}) {
-                ev = Some(e);
-            }
+        let alert = take_datagrams(c.get_mut()).remove(0);
+        let mut tampered = alert.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(server.input_mut(&mut tampered, &mut rbuf, |_| {}), None);
+        assert_eq!(server.take_record_drops(), 1);
+        let mut x = alert.clone();
+        assert_eq!(
+            server.input_mut(&mut x, &mut rbuf, |_| {}),
+            Some(DtlsEvent::Failed("peer sent close_notify".into()))
+        );
+        let mut x = alert.clone();
+        assert_eq!(server.input_mut(&mut x, &mut rbuf, |_| {}), None);
+        assert_eq!(server.take_record_drops(), 1, "replayed alert");
+    }
+
+    #[test]
+    fn openssl_answers_control_records_until_the_first_data_record() {
+        let psk = [7u8; 32];
+        let (mut server, mut c, ev) = handshake(psk, psk);
+        assert_eq!(ev, Some(DtlsEvent::Established));
+        let mut rbuf = vec![0u8; 65536];
+        // Before any data record, an alert still goes to OpenSSL.
+        let _ = c.shutdown();
+        let mut x = take_datagrams(c.get_mut()).remove(0);
+        assert!(server.holds_openssl());
+        assert_eq!(
+            server.input_mut(&mut x, &mut rbuf, |_| {}),
+            Some(DtlsEvent::Failed("peer sent close_notify".into()))
+        );
+        assert!(server.holds_openssl());
+    }
+
+    #[test]
+    fn queued_datagrams_survive_the_release_and_records_keep_flowing() {
+        let psk = [7u8; 32];
+        let (mut server, mut c, _) = handshake(psk, psk);
+        let mut rbuf = vec![0u8; 65536];
+        // Queued while OpenSSL is held, sent after it is gone.
+        assert!(server.write_record(&[0, 1]));
+        c.ssl_write(&[0, 0x45]).unwrap();
+        let mut d = take_datagrams(c.get_mut()).remove(0);
+        server.input_mut(&mut d, &mut rbuf, |_| {});
+        assert!(!server.holds_openssl());
+        assert!(server.write_record(&[0, 2]));
+        let out = server.outbound().take_datagrams();
+        assert_eq!(out.len(), 2);
+        for (i, d) in out.iter().enumerate() {
+            feed_client(&mut c, d);
+            let mut buf = [0u8; 64];
+            let n = c.ssl_read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[0, i as u8 + 1]);
         }
-        assert!(matches!(ev, Some(DtlsEvent::Failed(_))), "{ev:?}");
+        // And the client's records still open.
+        c.ssl_write(&[0, 0x46]).unwrap();
+        let mut got = Vec::new();
+        let mut d = take_datagrams(c.get_mut()).remove(0);
+        server.input_mut(&mut d, &mut rbuf, |r| got.push(r.to_vec()));
+        assert_eq!(got, vec![vec![0, 0x46]]);
     }
 
     #[test]
@@ -1087,7 +1312,10 @@ mod tests {
         server.outbound().drain(|_| {});
         server.release_buffers();
         assert_eq!(server.outbound().buf.capacity(), 0);
-        assert_eq!(server.stream.get_ref().inbound.capacity(), 0);
+        assert_eq!(
+            server.stream.as_ref().unwrap().get_ref().inbound.capacity(),
+            0
+        );
         // And it still works afterwards.
         assert!(server.write_record(&[0u8; 100]));
         assert_eq!(server.outbound().len(), 1);

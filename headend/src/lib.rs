@@ -9,6 +9,7 @@ pub mod coa;
 pub mod config;
 pub mod dtls;
 pub mod dtls_keys;
+pub mod dtls_pacing;
 pub mod dtls_resume;
 pub mod dynauth_listener;
 pub mod login;

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, SplitTunnelPolicy};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, DtlsHub};
+use crate::dtls_pacing::{HrTimer, Pacer, PacingConfig};
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
 };
@@ -44,6 +45,10 @@ const SESSION_READ_BUF: usize = 2048;
 /// A session without data for this long drops its uplink buffers and shrinks
 /// its CSTP decoder (at its next DPD/keepalive/idle timer).
 const IDLE_TRIM_AFTER: Duration = Duration::from_secs(5);
+
+/// A paced session takes queued downlink batches until this much waits to be
+/// sent (a few bursts), so the queue, not the session, holds a long burst.
+const PACED_QUEUE_BYTES: usize = 128 * 1024;
 
 /// Large enough for any TLS read or DTLS record (16 KiB plaintext max).
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -432,6 +437,9 @@ async fn pump(
         return o;
     }
     uplink.flush().await;
+    // Created when the pacer first makes the downlink wait; dropped when idle.
+    let mut pace_timer: Option<HrTimer> = None;
+    let mut pace_armed = false;
 
     loop {
         let deadline = session
@@ -469,7 +477,24 @@ async fn pump(
                     d.handle(msg, &mut session, &mut uplink, &stats, h).await;
                 }
             }
-            batch = downlink.recv() => {
+            // Paced DTLS downlink: the next share of the queued datagrams.
+            r = fired(&pace_timer), if pace_armed => {
+                pace_armed = false;
+                if let Err(e) = r {
+                    tracing::debug!("pacing timer: {e}");
+                }
+                if let Some(d) = dtls.as_mut()
+                    && let Some(wait) = d.send_paced().await
+                {
+                    pace_armed = arm(&mut pace_timer, wait);
+                    if !pace_armed {
+                        d.flush().await;
+                    }
+                }
+            }
+            // While paced datagrams wait, the next batches wait in the queue
+            // (unencrypted; a full queue drops and counts, dataplane side).
+            batch = downlink.recv(), if !pace_armed => {
                 let Some(mut batch) = batch else {
                     return Outcome::Lost("dataplane closed".into());
                 };
@@ -480,12 +505,19 @@ async fn pump(
                 {
                     d.send_batch(&mut batch, &mut session.cstp, now, &stats);
                     h.batch_pool.put(batch);
-                    while let Ok(mut more) = downlink.try_recv() {
+                    while d.queued_bytes() < PACED_QUEUE_BYTES
+                        && let Ok(mut more) = downlink.try_recv()
+                    {
                         filter_down(&mut down_filter, &mut more);
                         d.send_batch(&mut more, &mut session.cstp, now, &stats);
                         h.batch_pool.put(more);
                     }
-                    d.flush().await;
+                    if let Some(wait) = d.send_paced().await {
+                        pace_armed = arm(&mut pace_timer, wait);
+                        if !pace_armed {
+                            d.flush().await;
+                        }
+                    }
                     continue;
                 }
                 let mut result = write_batch(tls, &mut batch, &mut session.cstp, now, &stats);
@@ -528,6 +560,9 @@ async fn pump(
                 // DPD/keepalive timers fire while a session is quiet: give
                 // back what a burst made it hold.
                 if session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
+                    if !pace_armed {
+                        pace_timer = None;
+                    }
                     uplink.release_buffers();
                     down_filter.release_buffers();
                     decoder.shrink_if_empty();
@@ -581,6 +616,29 @@ fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
     batch.retain_flags(keep);
 }
 
+/// Waits for the pacing timer (only polled while armed).
+async fn fired(timer: &Option<HrTimer>) -> std::io::Result<()> {
+    match timer {
+        Some(t) => t.fired().await,
+        None => Ok(()),
+    }
+}
+
+/// Arms the pacing timer, creating it if needed; false if that failed (the
+/// caller then sends without pacing).
+fn arm(timer: &mut Option<HrTimer>, after: Duration) -> bool {
+    if timer.is_none() {
+        match HrTimer::new() {
+            Ok(t) => *timer = Some(t),
+            Err(e) => {
+                tracing::debug!("pacing timer: {e}");
+                return false;
+            }
+        }
+    }
+    timer.as_ref().is_some_and(|t| t.arm(after).is_ok())
+}
+
 /// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
 async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
     match dtls {
@@ -606,6 +664,8 @@ struct DtlsPath {
     link_cfg: DtlsLinkConfig,
     /// DPD/MTU probes to echo (rare; copied out of the read path).
     echoes: Vec<Vec<u8>>,
+    /// Downlink pacing (`dtls_pacing.rs`); None: bursts leave at once.
+    pacer: Option<Pacer>,
 }
 
 impl DtlsPath {
@@ -664,6 +724,7 @@ impl DtlsPath {
                     .map(|s| Duration::from_secs(u64::from(s))),
             },
             echoes: Vec::new(),
+            pacer: PacingConfig::process_default().map(|c| Pacer::new(c, Instant::now())),
         })
     }
 
@@ -843,6 +904,45 @@ impl DtlsPath {
             let peer = ch.peer;
             self.hub.send(peer, ch.outbound()).await;
         }
+    }
+
+    /// Unsent downlink datagrams (bytes), waiting for the pacer.
+    fn queued_bytes(&mut self) -> usize {
+        self.channel
+            .as_mut()
+            .map_or(0, |ch| ch.outbound().pending_bytes())
+    }
+
+    /// Sends what the pacer allows now; returns how long until the rest may
+    /// go (None: nothing left, or no pacing and all sent).
+    async fn send_paced(&mut self) -> Option<Duration> {
+        let Some(pacer) = self.pacer.as_mut() else {
+            self.flush().await;
+            return None;
+        };
+        let ch = self.channel.as_mut()?;
+        let peer = ch.peer;
+        let out = ch.outbound();
+        if out.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let budget = pacer.budget(now);
+        // A datagram larger than the whole burst still leaves, alone, once
+        // the bucket is full (jumbo MTUs).
+        let n = out
+            .fitting(usize::try_from(budget).unwrap_or(usize::MAX))
+            .max(usize::from(budget >= pacer.config().burst));
+        if n > 0 {
+            let sent = self.hub.send_front(peer, out, n).await;
+            pacer.spend(sent as u64);
+        }
+        if out.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let at = pacer.ready_at(now, out.pending_bytes() as u64);
+        Some(at.saturating_duration_since(now))
     }
 }
 

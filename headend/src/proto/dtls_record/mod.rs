@@ -170,10 +170,10 @@ fn epoch_seq(epoch: u16, seq: u64) -> [u8; 8] {
 
 /// `seq_num || type || version || length` (RFC 5246 §6.2.3.3), length being
 /// the plaintext's.
-fn additional_data(epoch: u16, seq: u64, plaintext_len: usize) -> [u8; 13] {
+fn additional_data(epoch: u16, seq: u64, content_type: u8, plaintext_len: usize) -> [u8; 13] {
     let mut ad = [0u8; 13];
     ad[..8].copy_from_slice(&epoch_seq(epoch, seq));
-    ad[8] = APPLICATION_DATA;
+    ad[8] = content_type;
     ad[9..11].copy_from_slice(&DTLS1_2.to_be_bytes());
     // Callers bound plaintext_len by MAX_CIPHERTEXT (< 2^16).
     ad[11..13].copy_from_slice(&(plaintext_len as u16).to_be_bytes());
@@ -374,7 +374,7 @@ impl RecordSealer {
             h[HEADER_LEN..].copy_from_slice(&es);
         }
         let nonce = self.prot.nonce(&es);
-        let aad = Aad::from(additional_data(self.epoch, seq, n));
+        let aad = Aad::from(additional_data(self.epoch, seq, APPLICATION_DATA, n));
         let tag: Tag = self
             .prot
             .key
@@ -537,27 +537,81 @@ impl RecordOpener {
             }
             ContentType::Unknown(_) => return Some(self.drop(DropReason::Malformed)),
         }
-        if h.version != DTLS1_2 {
-            return Some(self.drop(DropReason::Malformed));
+        Some(match self.open_body(datagram, start, h, APPLICATION_DATA) {
+            Ok(r) => {
+                self.counters.opened += 1;
+                Opened::AppData(r)
+            }
+            Err(why) => self.drop(why),
+        })
+    }
+
+    /// Opens a record that [`Self::open_next`] left for OpenSSL
+    /// (`Opened::ForOpenssl(range)`): an alert or handshake message of this
+    /// epoch, once OpenSSL's state is gone (issue 12: no OpenSSL state kept
+    /// per established session). Returns the plaintext's range, in place;
+    /// epoch-0 records (plaintext, never authenticated) and every failure
+    /// are dropped and counted.
+    pub fn open_control(
+        &mut self,
+        datagram: &mut [u8],
+        record: Range<usize>,
+    ) -> Result<Range<usize>, DropReason> {
+        let Some(h) = datagram
+            .get(record.clone())
+            .and_then(RecordHeader::parse)
+            .filter(|h| HEADER_LEN + usize::from(h.length) == record.len())
+        else {
+            self.counters.count(DropReason::Truncated);
+            return Err(DropReason::Truncated);
+        };
+        let ct = match h.content_type {
+            ContentType::Alert => 21,
+            ContentType::Handshake => 22,
+            _ => {
+                self.counters.count(DropReason::Malformed);
+                return Err(DropReason::Malformed);
+            }
+        };
+        let r = self.open_body(datagram, record.start, h, ct);
+        if let Err(why) = r {
+            self.counters.count(why);
+        }
+        r
+    }
+
+    /// Checks and decrypts the fragment of the record at `start` with header
+    /// `h`, authenticated as content type `ct`.
+    fn open_body(
+        &mut self,
+        datagram: &mut [u8],
+        start: usize,
+        h: RecordHeader,
+        ct: u8,
+    ) -> Result<Range<usize>, DropReason> {
+        let body = start + HEADER_LEN;
+        let end = body + usize::from(h.length);
+        if h.version != DTLS1_2 || end > datagram.len() {
+            return Err(DropReason::Malformed);
         }
         if h.epoch != self.epoch {
-            return Some(self.drop(DropReason::WrongEpoch));
+            return Err(DropReason::WrongEpoch);
         }
         let explicit = self.prot.aead.explicit_nonce_len();
         let len = usize::from(h.length);
         if len < explicit + TAG_LEN || len > MAX_CIPHERTEXT {
-            return Some(self.drop(DropReason::Malformed));
+            return Err(DropReason::Malformed);
         }
         let plain_len = len - explicit - TAG_LEN;
         if plain_len > MAX_PLAINTEXT {
-            return Some(self.drop(DropReason::Malformed));
+            return Err(DropReason::Malformed);
         }
         // Cheap check first: a duplicate costs no AEAD work.
         if let Err(v) = self.window.check(h.seq) {
-            return Some(self.drop(match v {
+            return Err(match v {
                 ReplayVerdict::Replayed => DropReason::Replayed,
                 ReplayVerdict::TooOld => DropReason::TooOld,
-            }));
+            });
         }
         let nonce_src: [u8; 8] = if explicit > 0 {
             let mut e = [0u8; 8];
@@ -567,21 +621,20 @@ impl RecordOpener {
             epoch_seq(h.epoch, h.seq)
         };
         let nonce = self.prot.nonce(&nonce_src);
-        let aad = Aad::from(additional_data(h.epoch, h.seq, plain_len));
-        let ct = body + explicit;
+        let aad = Aad::from(additional_data(h.epoch, h.seq, ct, plain_len));
+        let cts = body + explicit;
         match self
             .prot
             .key
-            .open_in_place(nonce, aad, &mut datagram[ct..end])
+            .open_in_place(nonce, aad, &mut datagram[cts..end])
         {
             Ok(p) => {
                 debug_assert_eq!(p.len(), plain_len);
                 // Only an authentic record moves the window.
                 self.window.mark(h.seq);
-                self.counters.opened += 1;
-                Some(Opened::AppData(ct..ct + plain_len))
+                Ok(cts..cts + plain_len)
             }
-            Err(_) => Some(self.drop(DropReason::BadTag)),
+            Err(_) => Err(DropReason::BadTag),
         }
     }
 

@@ -1,0 +1,293 @@
+//! Paced DTLS downlink (issue 13 item 4): a per-session token bucket that
+//! spreads the datagrams of a TUN burst over time, and the sub-millisecond
+//! timer that wakes the session when its bucket has refilled.
+//!
+//! Why: with TUN offload the kernel hands us 64 KiB TCP super-packets; one
+//! becomes ~45 DTLS datagrams, and a session that drains several of them
+//! at once sent them to the client in one GSO burst of up to 64 datagrams,
+//! several bursts back to back. A stock client reads one datagram at a time
+//! from a 208 KiB socket buffer (`net.core.rmem_default`, ~90 datagrams), so
+//! those bursts overflowed it (15 % of the datagrams in BENCHMARKS.md's
+//! quiet-machine run; ocserv, which sends one datagram per TUN read, 2.7 %).
+//! UDP has no acknowledgements to clock on and this kernel offers no `fq`
+//! qdisc for `SO_TXTIME`, so the session paces itself: at most `burst` bytes
+//! at once, then `rate`. What waits is still unencrypted in the session's
+//! downlink queue or the TUN queue, where a drop costs no crypto and is
+//! counted (`queue_full_drops`, the device's TX dropped), and TCP inside the
+//! tunnel sees a queue instead of a burst of losses.
+//!
+//! Tokio's timer has 1 ms resolution, in which ~200 KiB leave at 1.7 Gbit/s:
+//! a whole client buffer. The timer here is a `timerfd` (hrtimer, no slack)
+//! registered with tokio's reactor, created when a session first has to wait
+//! and dropped when it goes idle.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+/// Per-session pacing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacingConfig {
+    /// Bytes per second on the wire (UDP payload).
+    pub rate: u64,
+    /// The most sent at once after a pause, and the most sent per wake-up.
+    pub burst: u64,
+}
+
+impl PacingConfig {
+    /// Default rate: above what one stock openconnect decrypts on this class
+    /// of machine (BENCHMARKS.md), so pacing shapes bursts rather than
+    /// capping a session; `HEADEND_DTLS_PACE_MBIT` overrides (0 turns pacing off).
+    pub const DEFAULT_MBIT: u64 = 3000;
+    /// Default burst: ~22 full-size datagrams, a quarter of a stock client's
+    /// socket buffer, one GSO send.
+    pub const DEFAULT_BURST: u64 = 32 * 1024;
+
+    pub fn from_mbit(mbit: u64, burst: u64) -> Option<Self> {
+        (mbit > 0).then(|| Self {
+            rate: mbit.saturating_mul(1_000_000 / 8),
+            burst: burst.max(2048),
+        })
+    }
+
+    /// The process-wide setting (read once).
+    pub fn process_default() -> Option<Self> {
+        static CFG: std::sync::OnceLock<Option<PacingConfig>> = std::sync::OnceLock::new();
+        *CFG.get_or_init(|| {
+            let env = |k: &str| {
+                std::env::var(k)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let mbit = env("HEADEND_DTLS_PACE_MBIT").unwrap_or(Self::DEFAULT_MBIT);
+            let burst = env("HEADEND_DTLS_PACE_BURST").unwrap_or(Self::DEFAULT_BURST);
+            Self::from_mbit(mbit, burst)
+        })
+    }
+}
+
+/// A token bucket in bytes, driven by `now` (sans-IO: no clock read here).
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    cfg: PacingConfig,
+    tokens: u64,
+    /// When `tokens` was last brought up to date.
+    last: Instant,
+}
+
+impl Pacer {
+    /// Starts full: the first burst after a quiet period leaves at once.
+    pub fn new(cfg: PacingConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            tokens: cfg.burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last);
+        let add = (dt.as_nanos().saturating_mul(u128::from(self.cfg.rate)) / 1_000_000_000)
+            .min(u128::from(u64::MAX)) as u64;
+        if add == 0 {
+            // Keep `last`: the fraction accrues until it is worth a byte.
+            return;
+        }
+        let full = self.tokens.saturating_add(add) >= self.cfg.burst;
+        self.tokens = self.tokens.saturating_add(add).min(self.cfg.burst);
+        self.last = if full {
+            now
+        } else {
+            // Advance by the time the added bytes took (rounded down: the
+            // fraction of a byte left over is kept, so no rate is lost).
+            self.last + nanos_for(add, self.cfg.rate, false)
+        };
+    }
+
+    /// Bytes that may leave now.
+    pub fn budget(&mut self, now: Instant) -> u64 {
+        self.refill(now);
+        self.tokens
+    }
+
+    /// Counts bytes sent (at most the budget; more is clamped, never debt).
+    pub fn spend(&mut self, bytes: u64) {
+        self.tokens = self.tokens.saturating_sub(bytes);
+    }
+
+    /// When `want` bytes (capped at the burst) will be available.
+    pub fn ready_at(&mut self, now: Instant, want: u64) -> Instant {
+        self.refill(now);
+        let want = want.min(self.cfg.burst);
+        if self.tokens >= want {
+            return now;
+        }
+        self.last + nanos_for(want - self.tokens, self.cfg.rate, true)
+    }
+
+    pub fn config(&self) -> PacingConfig {
+        self.cfg
+    }
+}
+
+/// The time `bytes` take at `rate`, rounded up or down to the nanosecond.
+fn nanos_for(bytes: u64, rate: u64, round_up: bool) -> Duration {
+    let num = u128::from(bytes).saturating_mul(1_000_000_000);
+    let den = u128::from(rate.max(1));
+    let ns = if round_up {
+        num.div_ceil(den)
+    } else {
+        num / den
+    };
+    Duration::from_nanos(ns.min(u128::from(u64::MAX)) as u64)
+}
+
+/// A one-shot high-resolution timer (`timerfd`, CLOCK_MONOTONIC like `Instant`).
+pub struct HrTimer {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl HrTimer {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall with constant flags; the result is checked.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an `OwnedFd` stays open and names the same timer for as
+        // long as the `AsyncFd` that owns it lives.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Self { fd })
+    }
+
+    /// Arms the timer to fire once after `after` (at least 1 ns: zero disarms).
+    pub fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: libc::c_long::from(after.subsec_nanos() as i32),
+            },
+        };
+        // SAFETY: valid fd owned by self, pointer to a local itimerspec; the
+        // old value is not wanted (null).
+        let r =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until the armed timer fires (cancel-safe: dropping the future
+    /// loses nothing, the expiry stays readable).
+    pub async fn fired(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let r = guard.try_io(|fd| {
+                let mut buf = [0u8; 8];
+                // SAFETY: reads 8 bytes into a local buffer from our own fd.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            match r {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mbit: u64, burst: u64) -> PacingConfig {
+        PacingConfig::from_mbit(mbit, burst).unwrap()
+    }
+
+    #[test]
+    fn starts_full_then_refills_at_the_rate() {
+        let t0 = Instant::now();
+        // 800 Mbit/s = 100 MB/s = 100 bytes per microsecond.
+        let mut p = Pacer::new(cfg(800, 10_000), t0);
+        assert_eq!(p.budget(t0), 10_000);
+        p.spend(10_000);
+        assert_eq!(p.budget(t0), 0);
+        assert_eq!(p.budget(t0 + Duration::from_micros(30)), 3_000);
+        p.spend(3_000);
+        assert_eq!(p.budget(t0 + Duration::from_micros(50)), 2_000);
+        // Never above the burst, however long the pause.
+        assert_eq!(p.budget(t0 + Duration::from_secs(5)), 10_000);
+    }
+
+    #[test]
+    fn sending_at_every_wake_up_keeps_the_rate_over_time() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(800, 4_000), t0);
+        let mut now = t0;
+        let mut sent = 0u64;
+        let b = p.budget(now);
+        p.spend(b);
+        // Bounded: 1,000 wake-ups, each when 1,400 bytes are ready.
+        for _ in 0..1_000 {
+            now = p.ready_at(now, 1_400);
+            let b = p.budget(now);
+            assert!(b >= 1_400, "woken with {b} bytes");
+            p.spend(1_400);
+            sent += 1_400;
+        }
+        let elapsed = now - t0;
+        // 1.4 MB at 100 MB/s is 14 ms; rounding may only make it slower, by little.
+        assert!(elapsed >= Duration::from_micros(13_960), "{elapsed:?}");
+        assert!(elapsed <= Duration::from_micros(14_100), "{elapsed:?}");
+        assert_eq!(sent, 1_400_000);
+    }
+
+    #[test]
+    fn ready_at_is_now_when_enough_and_caps_at_the_burst() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(800, 4_000), t0);
+        assert_eq!(p.ready_at(t0, 1_000), t0);
+        p.spend(4_000);
+        // Asking for more than a burst waits for a burst only.
+        let at = p.ready_at(t0, 1_000_000);
+        assert!(at > t0 + Duration::from_micros(39) && at <= t0 + Duration::from_micros(41));
+    }
+
+    #[test]
+    fn zero_rate_means_no_pacing() {
+        assert_eq!(PacingConfig::from_mbit(0, 1), None);
+        assert_eq!(cfg(1, 1).burst, 2048);
+    }
+
+    #[tokio::test]
+    async fn the_timer_fires_once_armed() {
+        let t = HrTimer::new().unwrap();
+        t.arm(Duration::from_micros(200)).unwrap();
+        t.fired().await.unwrap();
+        // Re-armable.
+        t.arm(Duration::from_micros(50)).unwrap();
+        t.fired().await.unwrap();
+    }
+}
