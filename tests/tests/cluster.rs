@@ -1077,19 +1077,19 @@ fn failover_benchmark() {
                 == Some(field(s, "Assigned IP"))
         })
         .count();
-    // Why reconnects were refused before the takeover (B's log).
+    // What B warned about or refused during the takeover (its log, digits and
+    // addresses blurred so that like lines count together).
     let mut b_refusals: std::collections::BTreeMap<String, usize> = Default::default();
     for l in cl
         .b_log()
         .lines()
-        .filter(|l| l.contains("CONNECT refused") || l.contains("refused"))
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("refused"))
     {
-        let key: String = l
-            .split("refused")
-            .nth(1)
-            .unwrap_or("")
+        let msg = l.splitn(4, ' ').nth(3).unwrap_or(l);
+        let key: String = msg
             .chars()
-            .take(60)
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .take(90)
             .collect();
         *b_refusals.entry(key).or_default() += 1;
     }
