@@ -719,6 +719,9 @@ async fn connection(
         .context("TLS handshake timed out")?
         .context("TLS handshake")?;
     ticket.handshake_done();
+    // `vpn load-balancing`: the director is the node this connection reached
+    // on the cluster address.
+    let local_ip = tls.get_ref().0.local_addr().ok().map(|a| a.ip());
     let mut parser = RequestParser::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -763,7 +766,14 @@ async fn connection(
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;
             return Ok(());
         }
-        let resp = route(&req, peer.ip(), &h).await;
+        let redirect = match &h.cluster {
+            Some(c) => c.lb_redirect(&req, local_ip, h.sessions.len()).await,
+            None => None,
+        };
+        let resp = match redirect {
+            Some(r) => r,
+            None => route(&req, peer.ip(), &h).await,
+        };
         write_response(&mut tls, &resp).await?;
         if req.wants_close() {
             tls.shutdown().await?;
@@ -829,12 +839,6 @@ async fn next_request(
 /// Plain HTTP requests on the control channel: the XML login and a small page.
 async fn route(req: &Request, client_ip: IpAddr, h: &Headend) -> Response {
     if let Some(resp) = crate::saml_web::route(req, &h.saml, h.cluster.as_deref()).await {
-        return resp;
-    }
-    // `vpn load-balancing`: the director sends new logins to the least-loaded member.
-    if let Some(c) = &h.cluster
-        && let Some(resp) = c.lb_redirect(req, h.sessions.len()).await
-    {
         return resp;
     }
     match req.method.as_str() {

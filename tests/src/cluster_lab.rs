@@ -268,7 +268,13 @@ impl ClusterLab {
 
     /// Starts node A (the lab's headend) as a cluster member.
     pub fn start_a(&self) {
-        let args = self.node_args("A", "inbr");
+        self.start_a_with(&[]);
+    }
+
+    /// [`start_a`](Self::start_a) with more `headend run` arguments.
+    pub fn start_a_with(&self, extra: &[&str]) {
+        let mut args = self.node_args("A", "inbr");
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.lab.start_headend_with(&args);
     }
@@ -294,6 +300,11 @@ impl ClusterLab {
     /// Starts node B listening on `listen` (e.g. [`B_OUTSIDE`], its own address,
     /// where the VIP does not matter or a director redirects to it).
     pub fn start_b_on(&self, listen: Ipv4Addr) {
+        self.start_b_on_with(listen, &[]);
+    }
+
+    /// [`start_b_on`](Self::start_b_on) with more `headend run` arguments.
+    pub fn start_b_on_with(&self, listen: Ipv4Addr, extra: &[&str]) {
         let mut guard = self.b.lock().unwrap();
         assert!(guard.is_none(), "node B already started");
         let state = self.lab.dir().join("state-b");
@@ -320,6 +331,7 @@ impl ClusterLab {
             .arg("--ssh-host-key")
             .arg(self.lab.dir().join("ssh_host_ed25519_key_b"))
             .args(self.node_args("B", "inside"))
+            .args(extra)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

@@ -943,6 +943,15 @@ fn failover_benchmark() {
         add_shared_user(lab, "fo", PASSWORD, n);
     };
     let connect_ms = |r: &serde_json::Value| r["connect_ms"].clone();
+    // Every loadgen session comes from one address: lift the per-source limits
+    // on connections that are not tunnels yet (64 handshakes, 256 logins), or a
+    // reconnect storm measures those limits, not the takeover.
+    let limits = [
+        "--max-half-open-per-source",
+        "100000",
+        "--max-unauthenticated-per-source",
+        "100000",
+    ];
 
     // 1. A lone headend.
     let lone = {
@@ -950,7 +959,7 @@ fn failover_benchmark() {
             return;
         };
         big_pool(&lab);
-        lab.start_headend();
+        lab.start_headend_with(&limits);
         let pid = lab.headend_pid().to_string();
         let a: Vec<String> = args(&pid);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -981,8 +990,8 @@ fn failover_benchmark() {
             "eth0",
         ],
     ));
-    cl.start_a();
-    cl.start_b();
+    cl.start_a_with(&limits);
+    cl.start_b_on_with(e2e::lab::OUTSIDE_IP, &limits);
     let lab = &cl.lab;
     let pid = lab.headend_pid().to_string();
     let a: Vec<String> = args(&pid);
@@ -1023,9 +1032,20 @@ fn failover_benchmark() {
     cl.move_vip_to_b();
     let mut polls = 0u32;
     let mut last_count = 0usize;
+    // (seconds since the kill, sessions on B) whenever the count moved by 5 %.
+    let mut curve: Vec<(f64, usize)> = Vec::new();
     let took = wait_until(std::time::Duration::from_secs(120), || {
         polls += 1;
         last_count = owned_by_b();
+        if curve
+            .last()
+            .is_none_or(|(_, c)| last_count >= c + n / 20 || last_count == n)
+        {
+            curve.push((
+                (killed.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                last_count,
+            ));
+        }
         (last_count == n).then(|| killed.elapsed())
     })
     .unwrap_or_else(|| {
@@ -1057,6 +1077,22 @@ fn failover_benchmark() {
                 == Some(field(s, "Assigned IP"))
         })
         .count();
+    // What B warned about or refused during the takeover (its log, digits and
+    // addresses blurred so that like lines count together).
+    let mut b_refusals: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in cl
+        .b_log()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("refused"))
+    {
+        let msg = l.splitn(4, ' ').nth(3).unwrap_or(l);
+        let key: String = msg
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .take(90)
+            .collect();
+        *b_refusals.entry(key).or_default() += 1;
+    }
     let r = run.finish();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -1066,6 +1102,8 @@ fn failover_benchmark() {
             "lease_s": e2e::cluster_lab::LEASE_SECS,
             "failover_s": took.as_secs_f64(),
             "polls": polls,
+            "curve_s_sessions": curve,
+            "b_refusals": b_refusals,
             "same_address": same,
             "loadgen_reconnects": r["reconnects"],
             "loadgen_address_changed": r["reconnect_address_changed"],

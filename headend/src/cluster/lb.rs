@@ -7,10 +7,12 @@
 //! closes the connection and posts the same `init` to the new host; only a
 //! same-host redirect makes it give up XML POST.
 //!
-//! Who directs: a request whose `Host` is the cluster address reached the
-//! director (keepalived/VRRP moves that address; give the VRRP priority of the
-//! `priority` member the highest). A login to a member's own address is never
-//! redirected, so a redirect cannot loop.
+//! Who directs: a connection that reached this node on the cluster address (or
+//! whose `Host` names it) reached the director; keepalived/VRRP moves that
+//! address (give the member with the highest `priority` the highest VRRP
+//! priority). Clients may use a name that resolves to it: the local address
+//! decides. A login to a member's own address is never redirected, so a
+//! redirect cannot loop.
 //!
 //! Load: every participating member writes `headend:lb:member:{NODE}` (its
 //! address, session count and priority) with every write-back, expiring with
@@ -194,10 +196,17 @@ impl Cluster {
     /// `302 Found` to it. None: serve it here (not the director, not a new
     /// login, this member is the least loaded, or Redis did not answer in time:
     /// a login is better served here than refused).
-    pub async fn lb_redirect(&self, req: &Request, own_sessions: usize) -> Option<Response> {
+    pub async fn lb_redirect(
+        &self,
+        req: &Request,
+        local_ip: Option<IpAddr>,
+        own_sessions: usize,
+    ) -> Option<Response> {
         let s = self.lb_settings();
         let cluster_host = s.cluster_host.as_deref().filter(|_| s.participate)?;
-        if host_only(req.header("Host")?) != cluster_host || !is_new_login(req) {
+        let on_cluster_address = local_ip.is_some_and(|ip| ip.to_string() == cluster_host)
+            || req.header("Host").map(host_only) == Some(cluster_host);
+        if !on_cluster_address || !is_new_login(req) {
             return None;
         }
         let members = match tokio::time::timeout(Duration::from_secs(1), self.lb_members()).await {
