@@ -80,7 +80,15 @@ pub struct Setup {
 }
 
 /// Reconnect attempts per session with --reconnect-on-loss.
-const MAX_LOSS_RECONNECTS: u32 = 16;
+const MAX_LOSS_RECONNECTS: u32 = 64;
+/// How long a lost session keeps trying, as openconnect's `--reconnect-timeout`
+/// (default 300 s). A server under a reconnect storm refuses what it cannot
+/// take yet (per-source limits, a full backlog): giving up after a few quick
+/// tries would measure the client's patience, not the server.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Pause after a failed attempt: doubles from 1 s up to this, plus a spread
+/// by session so that thousands of sessions do not retry in lockstep.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(10);
 
 const MTU_ASK: u16 = 1390;
 /// UDP payload size for DTLS on a 1500-byte path.
@@ -164,8 +172,11 @@ pub async fn run(
     let mut end = t.run(&mut tls, dtls, leftover, phase.clone()).await;
     // --reconnect-on-loss: a connection lost without a DISCONNECT from the
     // server (`ss -K`, a reset) is reconnected with the cookie, as openconnect
-    // does. Bounded: at most MAX_LOSS_RECONNECTS attempts per session.
+    // does. Bounded: at most MAX_LOSS_RECONNECTS attempts per session, for at
+    // most RECONNECT_TIMEOUT after each loss.
     let mut attempts = 0;
+    let mut lost_at = tokio::time::Instant::now();
+    let mut backoff = Duration::from_secs(1);
     while let Err(e) = &end {
         let logout = *phase.borrow() == Phase::Logout;
         if !setup.reconnect_on_loss
@@ -173,6 +184,7 @@ pub async fn run(
             || e.starts_with("server disconnect")
             || e.starts_with("server ended")
             || attempts >= MAX_LOSS_RECONNECTS
+            || lost_at.elapsed() > RECONNECT_TIMEOUT
         {
             break;
         }
@@ -186,10 +198,15 @@ pub async fn run(
                 t.tunnel = tunnel;
                 tls = new_tls;
                 end = t.run(&mut tls, d, rest, phase.clone()).await;
+                // Up again: a later loss gets the whole timeout again.
+                lost_at = tokio::time::Instant::now();
+                backoff = Duration::from_secs(1);
             }
             Err(why) => {
                 end = Err(format!("reconnect: {why}"));
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let spread = Duration::from_millis((index as u64 * 7919) % 1000);
+                tokio::time::sleep(backoff + spread).await;
+                backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
             }
         }
     }
