@@ -27,7 +27,7 @@ cd "$ROOT"
 # The two processes measured are release builds; the test harness that drives
 # them (namespaces, polling `show vpn-sessiondb`) may stay a debug build.
 cargo build --release -p headend --bin headend -p benches --bin loadgen
-cargo build -p e2e --tests
+cargo build -p e2e --test cluster
 
 run() {
   echo "failover.sh: before: $(uptime)" >&2
@@ -38,6 +38,6 @@ run() {
 }
 
 if [ -e /work/bench.lock ] && [ -z "${FAILOVER_LOCKED:-}" ]; then
-  FAILOVER_LOCKED=1 exec flock /work/bench.lock "$0" -n "$N"
+  FAILOVER_LOCKED=1 exec flock -o /work/bench.lock "$0" -n "$N"
 fi
 run
