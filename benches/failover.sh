@@ -33,7 +33,7 @@ run() {
   echo "failover.sh: before: $(uptime)" >&2
   HEADEND_BIN="$ROOT/target/release/headend" E2E_REQUIRED=1 FAILOVER_SESSIONS="$N" \
     cargo test -p e2e --test cluster failover_benchmark -- --ignored --nocapture 2>&1 |
-    tee /dev/stderr | grep '^FAILOVER_JSON ' | sed 's/^FAILOVER_JSON //'
+    tee >(cat >&2) | grep '^FAILOVER_JSON ' | sed 's/^FAILOVER_JSON //'
   echo "failover.sh: after: $(uptime)" >&2
 }
 

@@ -1131,7 +1131,10 @@ fn failover_benchmark() {
             (at * 10.0).round() / 10.0,
             (t.elapsed().as_secs_f64() * 100.0).round() / 100.0,
             if out.status.success() {
-                "answered".to_owned()
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.lines()
+                    .find(|l| l.starts_with("WARNING"))
+                    .map_or_else(|| "answered".to_owned(), |w| format!("answered: {w}"))
             } else {
                 why.lines().last().unwrap_or("").to_owned()
             },
