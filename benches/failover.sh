@@ -27,17 +27,17 @@ cd "$ROOT"
 # The two processes measured are release builds; the test harness that drives
 # them (namespaces, polling `show vpn-sessiondb`) may stay a debug build.
 cargo build --release -p headend --bin headend -p benches --bin loadgen
-cargo build -p e2e --tests
+cargo build -p e2e --test cluster
 
 run() {
   echo "failover.sh: before: $(uptime)" >&2
   HEADEND_BIN="$ROOT/target/release/headend" E2E_REQUIRED=1 FAILOVER_SESSIONS="$N" \
     cargo test -p e2e --test cluster failover_benchmark -- --ignored --nocapture 2>&1 |
-    tee /dev/stderr | grep '^FAILOVER_JSON ' | sed 's/^FAILOVER_JSON //'
+    tee >(cat >&2) | grep '^FAILOVER_JSON ' | sed 's/^FAILOVER_JSON //'
   echo "failover.sh: after: $(uptime)" >&2
 }
 
 if [ -e /work/bench.lock ] && [ -z "${FAILOVER_LOCKED:-}" ]; then
-  FAILOVER_LOCKED=1 exec flock /work/bench.lock "$0" -n "$N"
+  FAILOVER_LOCKED=1 exec flock -o /work/bench.lock "$0" -n "$N"
 fi
 run

@@ -12,6 +12,7 @@ pub mod dtls_keys;
 pub mod dtls_pacing;
 pub mod dtls_resume;
 pub mod dynauth_listener;
+pub mod listen;
 pub mod login;
 pub mod metrics;
 pub mod policy_compile;

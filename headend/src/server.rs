@@ -304,7 +304,7 @@ pub async fn run_with(
     let routes = Arc::new(dataplane::SessionRoutes::default());
     let batch_pool = dataplane::BatchPool::default();
 
-    let listener = TcpListener::bind(args.listen)
+    let listener = crate::listen::bind_tls(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let dtls_wanted = std::iter::once(crate::config::DEFAULT_GROUP_POLICY)

@@ -213,6 +213,30 @@ impl ClusterLab {
         }
     }
 
+    /// Milliseconds since the store was marked born (`headend:born`, Redis TIME),
+    /// None while no node has written to it yet.
+    pub fn store_age_ms(&self) -> Option<i64> {
+        const AGE: &str = "local b = redis.call('GET', 'headend:born') if not b then \
+            return -1 end local t = redis.call('TIME') return tonumber(t[1]) * 1000 + \
+            math.floor(tonumber(t[2]) / 1000) - tonumber(b)";
+        let o = self.redis_cli(&["EVAL", AGE, "0"]);
+        let age: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().ok()?;
+        (age >= 0).then_some(age)
+    }
+
+    /// Waits out the refill grace of the fresh store (keys.rs: a store that
+    /// started empty hands out no address for two leases, so the first logins
+    /// of a new cluster wait): what a benchmark of steady-state logins needs.
+    pub fn wait_store_settled(&self) {
+        let lease_ms: i64 = LEASE_SECS.parse::<i64>().expect("LEASE_SECS") * 1000;
+        // REFILL_GRACE_LEASES (headend/src/cluster/keys.rs) is 2.
+        let grace = 2 * lease_ms;
+        wait_until(HANG_GUARD, || {
+            self.store_age_ms().filter(|a| *a >= grace).map(|_| ())
+        })
+        .expect("the cluster store's refill grace never ended");
+    }
+
     /// `redis-cli` against the lab's Redis (with `-a` from the `--requirepass` given).
     pub fn redis_cli(&self, args: &[&str]) -> Output {
         let host = INSIDE_HOST.to_string();

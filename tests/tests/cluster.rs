@@ -996,6 +996,15 @@ fn failover_benchmark() {
     let pid = lab.headend_pid().to_string();
     let a: Vec<String> = args(&pid);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    // A fresh store hands out no address for two leases (the refill grace,
+    // keys.rs): logins that came in then waited it out, the 4.2 s p99 of the
+    // first runs. Steady-state latency is measured after it
+    // (FAILOVER_NO_SETTLE=1: as before, for comparison).
+    let store_age_ms = cl.store_age_ms();
+    let settle = std::env::var_os("FAILOVER_NO_SETTLE").is_none();
+    if settle {
+        cl.wait_store_settled();
+    }
     let run = Loadgen::start(lab, "loadgen-cluster", &a);
     assert!(
         run.ready.contains(&format!("up={n} failed=0")),
@@ -1027,6 +1036,82 @@ fn failover_benchmark() {
             .parse()
             .unwrap_or(0)
     };
+    // Which node the client's ARP entry for the VIP names, and how many of its
+    // TCP connects hang in SYN-SENT, once a second during the takeover: were
+    // slow reconnects lost on the way to B?
+    let mac = |ns: &str| -> String {
+        let o = e2e::cmd::output(&mut e2e::netns::exec(
+            ns,
+            &["ip", "-br", "link", "show", "outside"],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.split_whitespace().nth(2).unwrap_or("?").to_owned()
+    };
+    let (mac_a, mac_b) = (mac(lab.gw_ns()), mac(&cl.b_ns));
+    let vip_seen = || -> (String, usize) {
+        let o = e2e::cmd::output(&mut e2e::netns::exec(
+            lab.client_ns(),
+            &["ip", "neigh", "show", &e2e::lab::OUTSIDE_IP.to_string()],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let n = String::from_utf8_lossy(&o.stdout).into_owned();
+        let who = if n.contains(&mac_b) {
+            "B"
+        } else if n.contains(&mac_a) {
+            "A"
+        } else {
+            "-"
+        };
+        let state = n.split_whitespace().last().unwrap_or("none").to_owned();
+        let o = e2e::cmd::output(&mut e2e::netns::exec(
+            lab.client_ns(),
+            &["ss", "-Htn", "state", "syn-sent"],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let syn = String::from_utf8_lossy(&o.stdout).lines().count();
+        (format!("{who} {state}"), syn)
+    };
+    // (seconds since the kill, VIP's neighbour entry, SYN-SENT sockets).
+    let mut neigh: Vec<(f64, String, usize)> = Vec::new();
+    // TCP counters of a namespace (nstat, absolute, history untouched): lost
+    // SYNs show as the client's SYN retransmits and B's listen-queue drops.
+    let tcp_counters = |ns: &str| -> std::collections::BTreeMap<String, i64> {
+        let o = e2e::cmd::output(&mut e2e::netns::exec(
+            ns,
+            &[
+                "nstat",
+                "-saz",
+                "TcpExtListenOverflows",
+                "TcpExtListenDrops",
+                "TcpExtTCPSynRetrans",
+                "TcpExtSyncookiesSent",
+                "TcpExtTCPReqQFullDrop",
+                "TcpExtTCPReqQFullDoCookies",
+                "TcpAttemptFails",
+            ],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_owned(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let delta = |before: &std::collections::BTreeMap<String, i64>,
+                 after: std::collections::BTreeMap<String, i64>| {
+        after
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - before.get(&k).copied().unwrap_or(0);
+                (k, d)
+            })
+            .filter(|(_, d)| *d != 0)
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (client_tcp0, b_tcp0) = (tcp_counters(lab.client_ns()), tcp_counters(&cl.b_ns));
     let killed = Instant::now();
     cl.kill_a();
     cl.move_vip_to_b();
@@ -1034,26 +1119,64 @@ fn failover_benchmark() {
     let mut last_count = 0usize;
     // (seconds since the kill, sessions on B) whenever the count moved by 5 %.
     let mut curve: Vec<(f64, usize)> = Vec::new();
-    let took = wait_until(std::time::Duration::from_secs(120), || {
-        polls += 1;
-        last_count = owned_by_b();
-        if curve
-            .last()
-            .is_none_or(|(_, c)| last_count >= c + n / 20 || last_count == n)
-        {
-            curve.push((
-                (killed.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-                last_count,
-            ));
-        }
-        (last_count == n).then(|| killed.elapsed())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "only {last_count}/{n} sessions taken over by B after 120 s:\n{}",
-            lab::tail(&cl.b_log(), 30)
+    // B's admin socket during the storm: one `show vpn-sessiondb`, timed
+    // (seconds from the kill, seconds it took, answered).
+    let admin_probe = || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let at = killed.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let out = cl.b_cli(&["show", "vpn-sessiondb", "anyconnect"]);
+        let why = e2e::cmd::combined(&out);
+        (
+            (at * 10.0).round() / 10.0,
+            (t.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.lines()
+                    .find(|l| l.starts_with("WARNING"))
+                    .map_or_else(|| "answered".to_owned(), |w| format!("answered: {w}"))
+            } else {
+                why.lines().last().unwrap_or("").to_owned()
+            },
         )
+    };
+    let (took, admin_during_storm) = std::thread::scope(|scope| {
+        let probe = scope.spawn(admin_probe);
+        let took = wait_until(std::time::Duration::from_secs(120), || {
+            polls += 1;
+            last_count = owned_by_b();
+            if neigh
+                .last()
+                .is_none_or(|(t, _, _)| killed.elapsed().as_secs_f64() >= t + 0.5)
+            {
+                let (who, syn) = vip_seen();
+                neigh.push((
+                    (killed.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                    who,
+                    syn,
+                ));
+            }
+            if curve
+                .last()
+                .is_none_or(|(_, c)| last_count >= c + n / 20 || last_count == n)
+            {
+                curve.push((
+                    (killed.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                    last_count,
+                ));
+            }
+            (last_count == n).then(|| killed.elapsed())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "only {last_count}/{n} sessions taken over by B after 120 s:\n{}",
+                lab::tail(&cl.b_log(), 30)
+            )
+        });
+        (took, probe.join().expect("admin probe"))
     });
+    let client_tcp = delta(&client_tcp0, tcp_counters(lab.client_ns()));
+    let b_tcp = delta(&b_tcp0, tcp_counters(&cl.b_ns));
     // Then B's own view: every session connected there with its old address.
     let mut last = String::new();
     let own = wait_until(std::time::Duration::from_secs(60), || {
@@ -1103,6 +1226,12 @@ fn failover_benchmark() {
             "failover_s": took.as_secs_f64(),
             "polls": polls,
             "curve_s_sessions": curve,
+            "store_age_ms_at_logins": store_age_ms,
+            "b_admin_show_during_storm": admin_during_storm,
+            "client_tcp_during_takeover": client_tcp,
+            "b_tcp_during_takeover": b_tcp,
+            "settled_before_logins": settle,
+            "client_vip_neigh_syn_sent": neigh,
             "b_refusals": b_refusals,
             "same_address": same,
             "loadgen_reconnects": r["reconnects"],
