@@ -339,6 +339,25 @@ impl RecordSealer {
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Range<usize>, SealError> {
+        self.seal_as(buf, payload, ContentType::ApplicationData)
+    }
+
+    /// [`Self::seal`] for another content type (an alert we send, or tests
+    /// that play a client's handshake retransmission).
+    pub fn seal_as(
+        &mut self,
+        buf: &mut [u8],
+        payload: Range<usize>,
+        content_type: ContentType,
+    ) -> Result<Range<usize>, SealError> {
+        let ct = match content_type {
+            ContentType::ChangeCipherSpec => 20,
+            ContentType::Alert => 21,
+            ContentType::Handshake => 22,
+            ContentType::ApplicationData => APPLICATION_DATA,
+            ContentType::Heartbeat => 24,
+            ContentType::Unknown(x) => x,
+        };
         let hr = self.headroom();
         let (start, end) = (payload.start, payload.end);
         if start < hr {
@@ -362,7 +381,7 @@ impl RecordSealer {
         let rec = start - hr;
         let fragment_len = self.prot.aead.explicit_nonce_len() + n + TAG_LEN;
         let h = &mut buf[rec..start];
-        h[0] = APPLICATION_DATA;
+        h[0] = ct;
         h[1..3].copy_from_slice(&DTLS1_2.to_be_bytes());
         h[3..11].copy_from_slice(&es);
         h[11..13].copy_from_slice(&(fragment_len as u16).to_be_bytes());
@@ -374,7 +393,7 @@ impl RecordSealer {
             h[HEADER_LEN..].copy_from_slice(&es);
         }
         let nonce = self.prot.nonce(&es);
-        let aad = Aad::from(additional_data(self.epoch, seq, APPLICATION_DATA, n));
+        let aad = Aad::from(additional_data(self.epoch, seq, ct, n));
         let tag: Tag = self
             .prot
             .key
