@@ -39,6 +39,10 @@
 //!
 //!    A record that authenticated proves the peer's address: that is the
 //!    moment to accept a rebinding.
+//!    Once the tunnel has freed OpenSSL's state (`dtls.rs` does so when the
+//!    handshake completes, issue 12), [`RecordOpener::open_control`] opens
+//!    such a record of the current epoch instead (alerts, a retransmitted
+//!    Finished), with the same replay window.
 //! 5. A re-handshake (new epoch) or a new association: build a new sealer and
 //!    opener from the new `SslRef`. Records of another epoch are dropped as
 //!    [`DropReason::WrongEpoch`] until then.
