@@ -668,6 +668,13 @@ pub struct DtlsChannel {
     stream: Option<SslStream<DatagramIo>>,
     /// The outbound queue once `stream` is gone.
     out: Outbound,
+    /// OpenSSL's last handshake flight (ChangeCipherSpec + Finished), kept
+    /// after OpenSSL is freed until the client's first data record shows it
+    /// arrived: if it was lost, the client retransmits its own last flight
+    /// and gets this copy again (RFC 6347 §4.2.4). A verbatim copy is what
+    /// the client needs: records of it that did arrive are dropped by its
+    /// replay window, the lost ones are new to it. ~100 bytes.
+    last_flight: Option<Outbound>,
     pub peer: SocketAddr,
     pub established: bool,
     /// The negotiated suite, kept when OpenSSL goes.
@@ -706,6 +713,7 @@ impl DtlsChannel {
         Self {
             stream: Some(stream),
             out: Outbound::default(),
+            last_flight: None,
             peer,
             established: false,
             cipher: None,
@@ -765,15 +773,21 @@ impl DtlsChannel {
         }
     }
 
-    /// The client's first data record authenticated under our keys: it has
-    /// our Finished, so OpenSSL will not have to retransmit its last flight,
-    /// and nothing else of this association needs OpenSSL (alerts are read
-    /// by [`RecordOpener::open_control`]; a new handshake is a new
-    /// ClientHello, routed to a new association by App-ID). Free its state,
-    /// keeping the datagrams it queued, in order.
+    /// The handshake is complete and our record layer has the keys: nothing
+    /// of this association needs OpenSSL any more (issue 12: its state was
+    /// ~67 KiB per idle session). Data records are ours; alerts are read by
+    /// [`RecordOpener::open_control`]; a lost last flight is answered from
+    /// [`Self::last_flight`]; a new handshake is a new ClientHello, routed to a
+    /// new association by App-ID. Frees OpenSSL's state, keeping the
+    /// datagrams it queued (its last flight, not sent yet), in order.
     fn release_openssl(&mut self) {
         if let Some(mut stream) = self.stream.take() {
             let mut queued = std::mem::take(&mut stream.get_mut().out);
+            let mut flight = Outbound::default();
+            for d in queued.datagrams() {
+                flight.push(d);
+            }
+            self.last_flight = Some(flight);
             for d in self.out.datagrams() {
                 queued.push(d);
             }
@@ -793,41 +807,54 @@ impl DtlsChannel {
         mut on_record: impl FnMut(&[u8]),
     ) -> Option<DtlsEvent> {
         if !(self.established && self.records.is_some()) {
-            return self.input(dgram, rbuf, on_record);
+            return self.input_openssl(dgram, rbuf, on_record);
         }
-        let mut release = false;
         let mut event = None;
-        {
-            let Self {
-                stream, records, ..
-            } = self;
-            let rl = records.as_mut()?;
-            let mut at = 0;
-            // Bounded: every call moves the cursor forward or ends the datagram.
-            while let Some(o) = rl.opener.open_next(dgram, &mut at) {
-                match o {
-                    Opened::AppData(r) => {
-                        release = true;
-                        on_record(dgram.get(r).unwrap_or_default());
+        let mut resend = false;
+        let Self {
+            stream,
+            records,
+            last_flight,
+            ..
+        } = self;
+        let rl = records.as_mut()?;
+        let mut at = 0;
+        // Bounded: every call moves the cursor forward or ends the datagram.
+        while let Some(o) = rl.opener.open_next(dgram, &mut at) {
+            match o {
+                Opened::AppData(r) => {
+                    // The client has our Finished: no retransmission needed.
+                    *last_flight = None;
+                    on_record(dgram.get(r).unwrap_or_default());
+                }
+                Opened::ForOpenssl(r) => {
+                    let e = match stream.as_mut() {
+                        Some(s) => feed_openssl(s, rl, dgram, r, rbuf, &mut on_record),
+                        None => match read_control(rl, dgram, r) {
+                            Control::Closed(why) => Some(DtlsEvent::Failed(why)),
+                            Control::Retransmitted => {
+                                resend = last_flight.is_some();
+                                None
+                            }
+                            Control::Ignored => None,
+                        },
+                    };
+                    if e.is_some() {
+                        event = e;
+                        break;
                     }
-                    Opened::ForOpenssl(r) => {
-                        let e = match stream.as_mut() {
-                            Some(s) => feed_openssl(s, rl, dgram, r, rbuf, &mut on_record),
-                            None => read_control(rl, dgram, r),
-                        };
-                        if e.is_some() {
-                            event = e;
-                            break;
-                        }
-                    }
-                    Opened::Dropped(why) => {
-                        tracing::trace!("DTLS record dropped: {}", why.as_str());
-                    }
+                }
+                Opened::Dropped(why) => {
+                    tracing::trace!("DTLS record dropped: {}", why.as_str());
                 }
             }
         }
-        if release && event.is_none() {
-            self.release_openssl();
+        // At most one copy per datagram received: no amplification.
+        if resend && let Some(flight) = self.last_flight.as_ref() {
+            tracing::debug!("DTLS: client repeated its last flight; sending ours again");
+            for d in flight.datagrams() {
+                self.out.push(d);
+            }
         }
         event
     }
@@ -842,8 +869,25 @@ impl DtlsChannel {
     }
 
     /// Feeds one datagram; decrypted records are passed to `on_record`.
-    /// Returns an event when the handshake completes or fails.
+    /// Returns an event when the handshake completes or fails. (Copies the
+    /// datagram once our record layer has taken over: tests and tools; the
+    /// data path uses [`Self::input_mut`].)
     pub fn input(
+        &mut self,
+        dgram: &[u8],
+        rbuf: &mut [u8],
+        on_record: impl FnMut(&[u8]),
+    ) -> Option<DtlsEvent> {
+        if self.established && self.records.is_some() {
+            let mut d = dgram.to_vec();
+            return self.input_mut(&mut d, rbuf, on_record);
+        }
+        self.input_openssl(dgram, rbuf, on_record)
+    }
+
+    /// A datagram for OpenSSL: the handshake, or every record of a non-AEAD
+    /// suite.
+    fn input_openssl(
         &mut self,
         dgram: &[u8],
         rbuf: &mut [u8],
@@ -881,6 +925,9 @@ impl DtlsChannel {
             }
         }
         stream.get_mut().clear_inbound();
+        if event == Some(DtlsEvent::Established) && self.records.is_some() {
+            self.release_openssl();
+        }
         event
     }
 
@@ -974,39 +1021,48 @@ fn feed_openssl(
     closed.then(|| DtlsEvent::Failed("peer sent close_notify".into()))
 }
 
+/// What a non-data record meant once OpenSSL is gone.
+#[derive(Debug, PartialEq, Eq)]
+enum Control {
+    /// close_notify or a fatal alert: the association is over.
+    Closed(String),
+    /// The client's Finished again: it did not get our last flight.
+    Retransmitted,
+    Ignored,
+}
+
 /// A non-data record after OpenSSL is gone. An authenticated close_notify or
 /// fatal alert ends the association (RFC 5246 §7.2.1-2); a warning alert is
-/// ignored; a handshake message of this epoch would be a renegotiation, which
-/// openconnect and AnyConnect never start (a new handshake comes as a new
-/// ClientHello): dropped and counted. Epoch-0 records (a late
-/// ChangeCipherSpec or plaintext handshake retransmission) are ignored unread.
-fn read_control(
-    rl: &mut RecordLayer,
-    dgram: &mut [u8],
-    r: std::ops::Range<usize>,
-) -> Option<DtlsEvent> {
-    let header = dgram.get(r.clone()).and_then(record::RecordHeader::parse)?;
+/// ignored; an authenticated handshake message of this epoch is the client's
+/// Finished retransmitted (RFC 6347 §4.2.4; openconnect and AnyConnect never
+/// renegotiate, a new handshake comes as a new ClientHello). Epoch-0 records
+/// (the rest of that flight: ClientKeyExchange, ChangeCipherSpec) cannot be
+/// authenticated and are ignored unread.
+fn read_control(rl: &mut RecordLayer, dgram: &mut [u8], r: std::ops::Range<usize>) -> Control {
+    let Some(header) = dgram.get(r.clone()).and_then(record::RecordHeader::parse) else {
+        return Control::Ignored;
+    };
     if header.epoch != rl.opener.epoch() {
-        return None;
+        return Control::Ignored;
     }
     match header.content_type {
         record::ContentType::Alert => {
-            let p = rl.opener.open_control(dgram, r).ok()?;
-            match dgram.get(p)? {
-                [_, ALERT_CLOSE_NOTIFY] => Some(DtlsEvent::Failed("peer sent close_notify".into())),
+            let Ok(p) = rl.opener.open_control(dgram, r) else {
+                return Control::Ignored;
+            };
+            match dgram.get(p).unwrap_or_default() {
+                [_, ALERT_CLOSE_NOTIFY] => Control::Closed("peer sent close_notify".into()),
                 [ALERT_LEVEL_FATAL, desc] => {
-                    Some(DtlsEvent::Failed(format!("peer sent fatal alert {desc}")))
+                    Control::Closed(format!("peer sent fatal alert {desc}"))
                 }
-                _ => None,
+                _ => Control::Ignored,
             }
         }
-        record::ContentType::Handshake => {
-            if rl.opener.open_control(dgram, r).is_ok() {
-                tracing::debug!("DTLS renegotiation attempt ignored");
-            }
-            None
-        }
-        _ => None,
+        record::ContentType::Handshake => match rl.opener.open_control(dgram, r) {
+            Ok(_) => Control::Retransmitted,
+            Err(_) => Control::Ignored,
+        },
+        _ => Control::Ignored,
     }
 }
 
@@ -1191,7 +1247,9 @@ mod tests {
         let (mut server, mut c, ev) = handshake(psk, psk);
         assert_eq!(ev, Some(DtlsEvent::Established));
         assert!(server.own_records(), "AES-256-GCM: records are ours");
-        assert!(server.holds_openssl(), "until the client's first record");
+        // Established with our record layer: OpenSSL's state is gone
+        // already (issue 12); its last flight waits in our queue.
+        assert!(!server.holds_openssl());
         let mut rbuf = vec![0u8; 65536];
         let mut got = Vec::new();
         // Client (OpenSSL) -> server (our opener), decrypted in place.
@@ -1203,9 +1261,6 @@ mod tests {
             None
         );
         assert_eq!(got, vec![vec![0, 0x45, 1, 2, 3]]);
-        // That record proved the handshake done on both sides: OpenSSL's
-        // per-association state is freed (issue 12).
-        assert!(!server.holds_openssl());
         assert_eq!(server.cipher_name(), Some("PSK-AES256-GCM-SHA384"));
         // The same datagram again: a replay, dropped and counted.
         let mut again = dgrams[0].clone();
@@ -1253,21 +1308,78 @@ mod tests {
         assert_eq!(server.take_record_drops(), 1, "replayed alert");
     }
 
+    /// An epoch-1 handshake record under the client's keys at a fresh
+    /// sequence number, as the client's retransmitted Finished arrives.
+    fn client_handshake_record(c: &SslStream<DatagramIo>) -> Vec<u8> {
+        let (mut sealer, _) =
+            crate::dtls_keys::client_record_layer(c.ssl(), record::FIRST_EPOCH).unwrap();
+        let hr = sealer.headroom();
+        let mut buf = vec![0u8; hr + 16 + record::TAG_LEN];
+        let rec = sealer
+            .seal_as(&mut buf, hr..hr + 16, record::ContentType::Handshake)
+            .unwrap();
+        buf[rec].to_vec()
+    }
+
     #[test]
-    fn openssl_answers_control_records_until_the_first_data_record() {
+    fn a_retransmitted_client_finished_gets_our_last_flight_again_until_data_arrives() {
         let psk = [7u8; 32];
-        let (mut server, mut c, ev) = handshake(psk, psk);
-        assert_eq!(ev, Some(DtlsEvent::Established));
+        let ctx = DtlsServerContext::new().unwrap();
+        let peer: SocketAddr = "198.18.0.2:50000".parse().unwrap();
+        let mut server = ctx.channel(psk, peer, 1400).unwrap();
+        let mut c = client(psk);
         let mut rbuf = vec![0u8; 65536];
-        // Before any data record, an alert still goes to OpenSSL.
-        let _ = c.shutdown();
-        let mut x = take_datagrams(c.get_mut()).remove(0);
-        assert!(server.holds_openssl());
-        assert_eq!(
-            server.input_mut(&mut x, &mut rbuf, |_| {}),
-            Some(DtlsEvent::Failed("peer sent close_notify".into()))
-        );
-        assert!(server.holds_openssl());
+        let _ = c.do_handshake();
+        // Run the handshake until the server is up; keep the client's last
+        // flight (it carries its epoch-1 Finished).
+        let mut client_last = Vec::new();
+        for _ in 0..10 {
+            client_last = take_datagrams(c.get_mut());
+            for d in &client_last {
+                server.input(d, &mut rbuf, |_| {});
+            }
+            if server.established {
+                break;
+            }
+            for d in server.outbound().take_datagrams() {
+                feed_client(&mut c, &d);
+                let _ = c.do_handshake();
+            }
+        }
+        assert!(server.established && !server.holds_openssl());
+        let flight = server.outbound().take_datagrams();
+        assert!(!flight.is_empty());
+        // (The client gets it here only so that the test can take its keys to
+        // play its retransmission; the server cannot tell.)
+        for d in &flight {
+            feed_client(&mut c, d);
+            let _ = c.do_handshake();
+        }
+        // The client's Finished again, under a new record sequence number as
+        // a retransmission has it: rebuild it from the same plaintext.
+        assert!(client_last.iter().any(|d| {
+            record::records(d)
+                .any(|(h, _)| h.epoch == 1 && h.content_type == record::ContentType::Handshake)
+        }));
+        // Garbage under the handshake type does not authenticate: nothing.
+        let mut forged = client_handshake_record(&c);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(server.input_mut(&mut forged, &mut rbuf, |_| {}), None);
+        assert!(server.outbound().is_empty());
+        // A genuine retransmission authenticates: our flight goes out again,
+        // byte for byte.
+        let retransmit = client_handshake_record(&c);
+        let mut x = retransmit.clone();
+        assert_eq!(server.input_mut(&mut x, &mut rbuf, |_| {}), None);
+        assert_eq!(server.outbound().take_datagrams(), flight);
+        // Once a data record arrived, no more copies.
+        c.ssl_write(&[0, 0x45]).unwrap();
+        let mut d = take_datagrams(c.get_mut()).remove(0);
+        server.input_mut(&mut d, &mut rbuf, |_| {});
+        let mut x = client_handshake_record(&c);
+        server.input_mut(&mut x, &mut rbuf, |_| {});
+        assert!(server.outbound().is_empty());
     }
 
     #[test]
@@ -1312,10 +1424,7 @@ mod tests {
         server.outbound().drain(|_| {});
         server.release_buffers();
         assert_eq!(server.outbound().buf.capacity(), 0);
-        assert_eq!(
-            server.stream.as_ref().unwrap().get_ref().inbound.capacity(),
-            0
-        );
+        assert!(!server.holds_openssl());
         // And it still works afterwards.
         assert!(server.write_record(&[0u8; 100]));
         assert_eq!(server.outbound().len(), 1);

@@ -473,8 +473,14 @@ async fn pump(
                 }
             }
             Some(msg) = recv_dtls(&mut dtls) => {
-                if let Some(d) = dtls.as_mut() {
-                    d.handle(msg, &mut session, &mut uplink, &stats, h).await;
+                if let Some(d) = dtls.as_mut()
+                    && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, h).await
+                    && !pace_armed
+                {
+                    pace_armed = arm(&mut pace_timer, wait);
+                    if !pace_armed {
+                        d.flush().await;
+                    }
                 }
             }
             // Paced DTLS downlink: the next share of the queued datagrams.
@@ -745,7 +751,8 @@ impl DtlsPath {
     ///    probes are queued for echo;
     /// 4. handshake events and authenticated records update the link
     ///    (downlink choice, DPD, NAT rebinding);
-    /// 5. the uplink batch goes to TUN, echoes and handshake replies to UDP.
+    /// 5. the uplink batch goes to TUN; echoes and handshake replies go to UDP
+    ///    behind any paced downlink datagrams (returns the pacer's wait).
     async fn handle(
         &mut self,
         msg: DtlsDatagrams,
@@ -753,7 +760,7 @@ impl DtlsPath {
         uplink: &mut dataplane::tun::Uplink,
         stats: &crate::sessions::SessionStats,
         h: &Headend,
-    ) {
+    ) -> Option<Duration> {
         let DtlsDatagrams {
             peer,
             mut batch,
@@ -761,7 +768,7 @@ impl DtlsPath {
         } = msg;
         let Some(link) = session.dtls.as_mut() else {
             h.batch_pool.put(batch);
-            return;
+            return None;
         };
         let cstp = &mut session.cstp;
         if kind == DatagramKind::Hello {
@@ -780,13 +787,13 @@ impl DtlsPath {
                 Err(e) => {
                     tracing::warn!(%peer, "DTLS state: {e:#}");
                     h.batch_pool.put(batch);
-                    return;
+                    return None;
                 }
             }
         }
         let Some(ch) = self.channel.as_mut().filter(|_| link.admit(kind, peer)) else {
             h.batch_pool.put(batch);
-            return;
+            return None;
         };
         let now = Instant::now();
         let (mut bytes, mut packets, mut authentic) = (0u64, 0u64, 0u64);
@@ -848,7 +855,7 @@ impl DtlsPath {
             self.channel = None;
             link.on_failed();
             stats.dtls_active.store(false, Ordering::Relaxed);
-            return;
+            return None;
         }
         if authentic > 0 {
             if let Authentic::Rebound { old, new } = link.on_authentic(now, peer, packets > 0) {
@@ -863,10 +870,11 @@ impl DtlsPath {
         for e in self.echoes.drain(..) {
             ch.write_record(&e);
         }
-        if !ch.outbound().is_empty() {
-            let peer = ch.peer;
-            self.hub.send(peer, ch.outbound()).await;
+        // Echoes and handshake replies queue behind paced data, if any.
+        if ch.outbound().is_empty() {
+            return None;
         }
+        self.send_paced().await
     }
 
     /// Encrypts a downlink batch (type byte 0 in the headroom before each packet).

@@ -39,6 +39,10 @@
 //!
 //!    A record that authenticated proves the peer's address: that is the
 //!    moment to accept a rebinding.
+//!    Once the tunnel has freed OpenSSL's state (`dtls.rs` does so when the
+//!    handshake completes, issue 12), [`RecordOpener::open_control`] opens
+//!    such a record of the current epoch instead (alerts, a retransmitted
+//!    Finished), with the same replay window.
 //! 5. A re-handshake (new epoch) or a new association: build a new sealer and
 //!    opener from the new `SslRef`. Records of another epoch are dropped as
 //!    [`DropReason::WrongEpoch`] until then.
@@ -339,6 +343,25 @@ impl RecordSealer {
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> Result<Range<usize>, SealError> {
+        self.seal_as(buf, payload, ContentType::ApplicationData)
+    }
+
+    /// [`Self::seal`] for another content type (an alert we send, or tests
+    /// that play a client's handshake retransmission).
+    pub fn seal_as(
+        &mut self,
+        buf: &mut [u8],
+        payload: Range<usize>,
+        content_type: ContentType,
+    ) -> Result<Range<usize>, SealError> {
+        let ct = match content_type {
+            ContentType::ChangeCipherSpec => 20,
+            ContentType::Alert => 21,
+            ContentType::Handshake => 22,
+            ContentType::ApplicationData => APPLICATION_DATA,
+            ContentType::Heartbeat => 24,
+            ContentType::Unknown(x) => x,
+        };
         let hr = self.headroom();
         let (start, end) = (payload.start, payload.end);
         if start < hr {
@@ -362,7 +385,7 @@ impl RecordSealer {
         let rec = start - hr;
         let fragment_len = self.prot.aead.explicit_nonce_len() + n + TAG_LEN;
         let h = &mut buf[rec..start];
-        h[0] = APPLICATION_DATA;
+        h[0] = ct;
         h[1..3].copy_from_slice(&DTLS1_2.to_be_bytes());
         h[3..11].copy_from_slice(&es);
         h[11..13].copy_from_slice(&(fragment_len as u16).to_be_bytes());
@@ -374,7 +397,7 @@ impl RecordSealer {
             h[HEADER_LEN..].copy_from_slice(&es);
         }
         let nonce = self.prot.nonce(&es);
-        let aad = Aad::from(additional_data(self.epoch, seq, APPLICATION_DATA, n));
+        let aad = Aad::from(additional_data(self.epoch, seq, ct, n));
         let tag: Tag = self
             .prot
             .key
