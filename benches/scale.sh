@@ -12,7 +12,8 @@
 #          [--transport dtls|cstp] [--pps P] [--size B] [-t SECS] [--concurrency C]
 #          [--rate R] [--churn ROUNDS] [--churn-n N] [--ocserv-max N] [--burst]
 #   --burst: the traffic run is one ICMP echo per session, all sent at once once every
-#            session is up (TUN TX dropped of vpn0 is logged after each run)
+#            session is up (vpn0 TX dropped and the headend_dataplane_drops of /metrics
+#            are logged after each headend run)
 #   HEADEND_BIN, LOADGEN_BIN  binaries to use (default: target/release/*, built if missing)
 #
 # Needs root, ocserv/ocpasswd (netns/install-deps.sh) and jq. Everything it starts is
@@ -223,7 +224,12 @@ run() {
   fi
   jq -c --arg s "$server" --arg m "$mode" --arg l "$load" --argjson n "$n" \
     '{side: $s, n: $n, mode: $m, load: $l} + .' <<<"$json" >>"$RESULTS"
-  [ "$server" = headend ] && log "after $n $mode: $(ip -n "$NS_G" -s link show vpn0 2>/dev/null | tr -s ' \n' ' ')"
+  if [ "$server" = headend ]; then
+    log "after $n $mode: $(ip -n "$NS_G" -s link show vpn0 2>/dev/null | tr -s ' \n' ' ')"
+    # The headend's own drop counters (netns/lab.sh serves /metrics on port 9273).
+    log "after $n $mode: $(ip netns exec "$NS_G" curl -sf --max-time 5 "http://$OUTSIDE_IP:9273/metrics" |
+      grep '^headend_dataplane_drops' | tr '\n' ' ')"
+  fi
   # Every session must be gone before the next run.
   wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
     log "connections still open after the run"
@@ -245,6 +251,11 @@ series() {
 for server in "${SERVERS[@]}"; do
   case $server in
   headend)
+    # /metrics for the headend's drop counters, logged after each run.
+    case " ${HEADEND_ARGS:-} " in
+    *" --metrics-listen "*) ;;
+    *) export HEADEND_ARGS="${HEADEND_ARGS:-} --metrics-listen $OUTSIDE_IP:9273" ;;
+    esac
     bash "$LAB" start "$ID" >/dev/null || die "lab.sh start failed"
     HEADEND_RUNNING=1
     SERVER_PID=$(cat "$DIR/headend.pid")
