@@ -10,7 +10,10 @@
 #
 # Usage: sudo benches/scale.sh [-n "100 1000"] [--only headend|ocserv]
 #          [--transport dtls|cstp] [--pps P] [--size B] [-t SECS] [--concurrency C]
-#          [--rate R] [--churn ROUNDS] [--churn-n N] [--ocserv-max N]
+#          [--rate R] [--churn ROUNDS] [--churn-n N] [--ocserv-max N] [--burst]
+#   --burst: the traffic run is one ICMP echo per session, all sent at once once every
+#            session is up (vpn0 TX dropped and the headend_dataplane_drops of /metrics
+#            are logged after each headend run)
 #   HEADEND_BIN, LOADGEN_BIN  binaries to use (default: target/release/*, built if missing)
 #
 # Needs root, ocserv/ocpasswd (netns/install-deps.sh) and jq. Everything it starts is
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
   --churn) CHURN=$2; shift 2 ;;
   --churn-n) CHURN_N=$2; shift 2 ;;
   --ocserv-max) OCSERV_MAX=$2; shift 2 ;;
+  --burst) BURST=1; shift ;;
   -h | --help) usage ;;
   *) echo "scale.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -191,6 +195,10 @@ run() {
   local server=$1 n=$2 mode=$3; shift 3
   local pps=0 dur=3 load json m=$n held=0 parts rss0=0
   [ "$mode" = traffic ] && pps=$PPS && dur=$DURATION
+  # --burst: the traffic run is one echo per session, all sent at once when
+  # every session is up (where a loss is counted: loadgen's echo loss, the
+  # TUN's TX dropped below, the headend's drop counters in its log).
+  [ "$mode" = traffic ] && [ "${BURST:-0}" = 1 ] && set -- "$@" --burst --count 1 && pps=1
   load=$(loadavg)
   if [ "$n" -gt "$LG_CAP" ]; then
     [ -n "$SERVER_PID" ] || die "$n sessions need helper processes: only with the headend's pid"
@@ -216,6 +224,12 @@ run() {
   fi
   jq -c --arg s "$server" --arg m "$mode" --arg l "$load" --argjson n "$n" \
     '{side: $s, n: $n, mode: $m, load: $l} + .' <<<"$json" >>"$RESULTS"
+  if [ "$server" = headend ]; then
+    log "after $n $mode: $(ip -n "$NS_G" -s link show vpn0 2>/dev/null | tr -s ' \n' ' ')"
+    # The headend's own drop counters (netns/lab.sh serves /metrics on port 9273).
+    log "after $n $mode: $(ip netns exec "$NS_G" curl -sf --max-time 5 "http://$OUTSIDE_IP:9273/metrics" |
+      grep '^headend_dataplane_drops' | tr '\n' ' ')"
+  fi
   # Every session must be gone before the next run.
   wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
     log "connections still open after the run"
@@ -237,6 +251,11 @@ series() {
 for server in "${SERVERS[@]}"; do
   case $server in
   headend)
+    # /metrics for the headend's drop counters, logged after each run.
+    case " ${HEADEND_ARGS:-} " in
+    *" --metrics-listen "*) ;;
+    *) export HEADEND_ARGS="${HEADEND_ARGS:-} --metrics-listen $OUTSIDE_IP:9273" ;;
+    esac
     bash "$LAB" start "$ID" >/dev/null || die "lab.sh start failed"
     HEADEND_RUNNING=1
     SERVER_PID=$(cat "$DIR/headend.pid")

@@ -388,6 +388,17 @@ struct Inner {
     max_sessions: Option<usize>,
     /// Cluster work (issue 19): ended sessions, addresses to serve on the inside.
     cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterEvent>>,
+    /// The reaper's deadline queue (issue 12): (instant, index) of the next
+    /// moment one of a session's timers (session timeout, unused cookie,
+    /// disconnected grace, interim accounting) can be due, so that a tick
+    /// looks at the sessions that are due, not at every session.
+    wakeups: BTreeSet<(Instant, u64)>,
+    /// Each session's entry in `wakeups`.
+    wake_at: HashMap<u64, Instant>,
+    /// Sessions from this index on were inserted since the last tick and are
+    /// not scheduled yet (a login, or a cluster takeover: every path that
+    /// inserts one gets its first wake-up from [`SessionTable::reap`]).
+    unscheduled_from: u64,
 }
 
 /// Sessions by acct-session-id, audit-session-id and assigned IPv4 address.
@@ -490,6 +501,9 @@ impl SessionTable {
                 audit_counter: 0,
                 peak: 0,
                 cluster: None,
+                wakeups: BTreeSet::new(),
+                wake_at: HashMap::new(),
+                unscheduled_from: 1,
                 boot_id: SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as u32)
@@ -886,6 +900,7 @@ impl SessionTable {
                 });
                 s.control = None;
                 s.state = SessionState::Disconnected { since: now };
+                inner.reschedule(index);
             }
         }
     }
@@ -915,56 +930,53 @@ impl SessionTable {
         victims.len()
     }
 
-    /// Ends sessions whose time is up. Call about once a second.
+    /// Ends sessions whose time is up and sends due Interim-Updates. Call
+    /// about once a second. Looks only at the sessions whose wake-up is due
+    /// (and at those inserted since the last call), never at every session:
+    /// O(due · log N) under the lock, whatever N is (issue 12).
     pub fn reap(&self, now: Instant) -> usize {
-        let mut inner = self.lock();
-        let mut ended = Vec::new();
-        for s in inner.sessions.values() {
-            // As on ASA, a session whose tunnel dropped waits for its client to
-            // come back for the idle timeout, then goes.
-            let idle_grace = s
-                .policy
-                .vpn_idle_timeout
-                .unwrap_or(Duration::from_secs(1800));
-            let reason = match s.state {
-                _ if s
-                    .policy
-                    .vpn_session_timeout
-                    .is_some_and(|t| now.saturating_duration_since(s.login_instant) >= t) =>
-                {
-                    Some(EndReason::SessionTimeout)
-                }
-                SessionState::Authenticated { since }
-                    if now.saturating_duration_since(since) >= UNUSED_COOKIE_LIFETIME =>
-                {
-                    Some(EndReason::CookieUnused)
-                }
-                SessionState::Disconnected { since }
-                    if now.saturating_duration_since(since) >= idle_grace =>
-                {
-                    Some(EndReason::DisconnectedTimeout)
-                }
-                _ => None,
-            };
-            if let Some(r) = reason {
-                ended.push((s.index, r));
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let fresh: Vec<u64> = inner
+            .sessions
+            .range(inner.unscheduled_from..)
+            .map(|(i, _)| *i)
+            .collect();
+        inner.unscheduled_from = inner.next_index;
+        for i in fresh {
+            inner.reschedule(i);
+        }
+        // Collected first: a reschedule below can never be processed in this
+        // same tick, so the loop is bounded by the queue's length now.
+        let mut due = Vec::new();
+        while let Some(&(t, i)) = inner.wakeups.first()
+            && t <= now
+        {
+            inner.wakeups.pop_first();
+            if inner.wake_at.get(&i) == Some(&t) {
+                inner.wake_at.remove(&i);
+                due.push(i);
             }
         }
-        let n = ended.len();
-        for (i, r) in ended {
-            inner.end(i, r);
-        }
-        let Inner {
-            sessions,
-            events,
-            interim,
-            ..
-        } = &mut *inner;
-        for s in sessions.values_mut() {
-            let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone()) else {
+        let mut n = 0;
+        for i in due {
+            let Some(s) = inner.sessions.get(&i) else {
                 continue;
             };
-            if let Some(every) = interim.get(&group)
+            if let Some(r) = s.due_end(now) {
+                inner.end(i, r);
+                n += 1;
+                continue;
+            }
+            let Inner {
+                sessions,
+                events,
+                interim,
+                ..
+            } = &mut *inner;
+            if let Some(s) = sessions.get_mut(&i)
+                && let (Some(_), Some(group)) = (s.acct_started, s.authz.accounting_group.clone())
+                && let Some(every) = interim.get(&group)
                 && now.saturating_duration_since(s.last_interim) >= *every
             {
                 s.last_interim = now;
@@ -979,8 +991,18 @@ impl SessionTable {
                     let _ = tx.send(ev);
                 }
             }
+            inner.reschedule(i);
         }
         n
+    }
+
+    /// Entries in the reaper's deadline queue (tests: it holds only sessions
+    /// with a timer, one entry each).
+    #[cfg(test)]
+    fn pending_wakeups(&self) -> usize {
+        let inner = self.lock();
+        assert_eq!(inner.wakeups.len(), inner.wake_at.len());
+        inner.wakeups.len()
     }
 
     /// A RADIUS CoA or Disconnect-Request (RFC 5176): finds the session(s) its
@@ -1174,6 +1196,12 @@ impl SessionTable {
                 s.authz.filter.as_deref().unwrap_or("none")
             ));
         }
+        // Timeouts and interim periods may have changed (a reload walks every
+        // session anyway; the per-second reaper does not).
+        let all: Vec<u64> = inner.sessions.keys().copied().collect();
+        for i in all {
+            inner.reschedule(i);
+        }
         notes
     }
 
@@ -1223,6 +1251,8 @@ impl SessionTable {
             s.filter.set_acl(filter);
         }
         Inner::apply_coa(&mut inner, &[index], &changes);
+        // The new policy's session timeout may be due sooner.
+        inner.reschedule(index);
         true
     }
 
@@ -1361,7 +1391,85 @@ fn acct_event(
     }
 }
 
+impl Session {
+    /// Why the session must end at `now`, if it must. ASA semantics: the
+    /// session timeout counts from login whatever the state; an unused login
+    /// cookie lives [`UNUSED_COOKIE_LIFETIME`]; a session whose tunnel dropped
+    /// waits for its client for the idle timeout (default 30 min), then goes.
+    /// The idle timeout of a live tunnel and DPD are the tunnel task's timers.
+    fn due_end(&self, now: Instant) -> Option<EndReason> {
+        let idle_grace = self
+            .policy
+            .vpn_idle_timeout
+            .unwrap_or(Duration::from_secs(1800));
+        match self.state {
+            _ if self
+                .policy
+                .vpn_session_timeout
+                .is_some_and(|t| now.saturating_duration_since(self.login_instant) >= t) =>
+            {
+                Some(EndReason::SessionTimeout)
+            }
+            SessionState::Authenticated { since }
+                if now.saturating_duration_since(since) >= UNUSED_COOKIE_LIFETIME =>
+            {
+                Some(EndReason::CookieUnused)
+            }
+            SessionState::Disconnected { since }
+                if now.saturating_duration_since(since) >= idle_grace =>
+            {
+                Some(EndReason::DisconnectedTimeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest instant at which [`Session::due_end`] can say yes or an
+    /// Interim-Update is due (None: no timer runs, e.g. a connected session
+    /// without session timeout or interim accounting).
+    fn next_deadline(&self, interim: &BTreeMap<String, Duration>) -> Option<Instant> {
+        let idle_grace = self
+            .policy
+            .vpn_idle_timeout
+            .unwrap_or(Duration::from_secs(1800));
+        let session = self
+            .policy
+            .vpn_session_timeout
+            .and_then(|t| self.login_instant.checked_add(t));
+        let state = match self.state {
+            SessionState::Authenticated { since } => since.checked_add(UNUSED_COOKIE_LIFETIME),
+            SessionState::Disconnected { since } => since.checked_add(idle_grace),
+            SessionState::Connected { .. } => None,
+        };
+        let interim = match (self.acct_started, &self.authz.accounting_group) {
+            (Some(_), Some(g)) => interim
+                .get(g)
+                .and_then(|every| self.last_interim.checked_add(*every)),
+            _ => None,
+        };
+        [session, state, interim].into_iter().flatten().min()
+    }
+}
+
 impl Inner {
+    /// Puts session `index` in the reaper's queue at its next deadline (or
+    /// takes it out: no timer, or no such session). Called wherever a
+    /// deadline can move earlier; one that moves later only costs an early
+    /// wake-up, which reschedules.
+    fn reschedule(&mut self, index: u64) {
+        let next = self
+            .sessions
+            .get(&index)
+            .and_then(|s| s.next_deadline(&self.interim));
+        if let Some(old) = self.wake_at.remove(&index) {
+            self.wakeups.remove(&(old, index));
+        }
+        if let Some(t) = next {
+            self.wake_at.insert(index, t);
+            self.wakeups.insert((t, index));
+        }
+    }
+
     /// Indexes of the sessions all given selectors match (RFC 5176 section 3).
     fn select(&self, sel: &auth::radius::SessionSelectors) -> Vec<u64> {
         // Candidates from the most specific selector that has an index; each
@@ -1464,6 +1572,9 @@ impl Inner {
         let Some(s) = self.sessions.remove(&index) else {
             return;
         };
+        if let Some(t) = self.wake_at.remove(&index) {
+            self.wakeups.remove(&(t, index));
+        }
         self.by_cookie.remove(&s.cookie_hash);
         self.selectors.remove(&s);
         crate::metrics::ENDED_SESSIONS.add(&s.stats);
@@ -1780,6 +1891,100 @@ group-policy GP attributes
             Instant::now(),
         );
         assert_eq!(r.unwrap_err(), LoginError::LoginsDisabled);
+    }
+
+    const CFG_FREE: &str = "\
+ip local pool P 198.18.100.1-198.18.100.200 mask 255.255.255.0
+group-policy FREE internal
+group-policy FREE attributes
+ vpn-simultaneous-logins 3
+";
+
+    #[test]
+    fn reaper_queue_holds_only_sessions_whose_timer_runs() {
+        // Connected sessions without a session timeout have no timer of the
+        // reaper's: a tick does not look at them at all (issue 12).
+        let cfg = crate::config::parse_str(CFG_FREE, "test.cfg").expect("config");
+        let t = SessionTable::new(&cfg);
+        let t0 = Instant::now();
+        let new = |user: String| NewSession {
+            username: Box::leak(user.into_boxed_str()),
+            tunnel_group: "TG",
+            group_policy: "FREE",
+            policy: cfg.effective_policy("FREE"),
+            pools: vec!["P".into()],
+            public_ip: ip("198.18.0.2"),
+            authz: SessionAuthz::default(),
+            audit_session_id: t.new_audit_session_id(),
+        };
+        let mut live = Vec::new();
+        for n in 0..50 {
+            let (_, c) = t.login(new(format!("u{n}")), t0).unwrap();
+            live.push(t.attach(&c, ip("198.18.0.2"), None, false).unwrap());
+        }
+        t.login(new("unused".into()), t0).unwrap();
+        assert_eq!(t.reap(t0 + Duration::from_secs(1)), 0);
+        assert_eq!(t.pending_wakeups(), 1);
+        assert_eq!(t.reap(t0 + UNUSED_COOKIE_LIFETIME), 1);
+        assert_eq!(t.pending_wakeups(), 0);
+        assert_eq!(t.len(), 50);
+        // A lost tunnel starts the disconnected grace (idle timeout, 30 min by
+        // default): that session, and only it, is queued.
+        let t1 = t0 + Duration::from_secs(200);
+        let a = &live[7];
+        t.detach(a.index, a.generation, Detach::Lost("tcp".into()), t1);
+        assert_eq!(t.pending_wakeups(), 1);
+        let grace = cfg
+            .effective_policy("FREE")
+            .vpn_idle_timeout
+            .unwrap_or(Duration::from_secs(1800));
+        assert_eq!(t.reap(t1 + grace - Duration::from_secs(1)), 0);
+        assert_eq!(t.reap(t1 + grace), 1);
+        assert_eq!(t.len(), 49);
+        assert_eq!(t.pending_wakeups(), 0);
+        // Reconnecting before the grace ends takes the session out again.
+        let b = &live[8];
+        t.detach(b.index, b.generation, Detach::Lost("tcp".into()), t1);
+        assert_eq!(t.pending_wakeups(), 1);
+        assert_eq!(
+            t.logoff(LogoffSelector::Index(b.index), EndReason::AdminLogoff),
+            1
+        );
+        assert_eq!(t.pending_wakeups(), 0);
+    }
+
+    #[test]
+    fn reaper_follows_deadlines_that_move_earlier() {
+        let (t, cfg) = table();
+        let t0 = Instant::now();
+        // Connected, queued at its session timeout (10 min); the tunnel drops
+        // at 30 s: gone after the idle timeout (1 min), not at 10 min.
+        let (_, c) = login(&t, &cfg, "a", t0);
+        let a = t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
+        assert_eq!(t.reap(t0 + Duration::from_secs(30)), 0);
+        t.detach(
+            a.index,
+            a.generation,
+            Detach::Lost("tcp".into()),
+            t0 + Duration::from_secs(30),
+        );
+        assert_eq!(t.reap(t0 + Duration::from_secs(89)), 0);
+        assert_eq!(t.reap(t0 + Duration::from_secs(90)), 1);
+        // A reauthorization with a shorter session timeout (2 min).
+        let (_, c) = login(&t, &cfg, "b", t0);
+        let mut b = t.attach(&c, ip("198.18.0.2"), None, false).unwrap();
+        assert_eq!(t.reap(t0 + Duration::from_secs(100)), 0);
+        let mut short = cfg.effective_policy("GP");
+        short.vpn_session_timeout = Some(Duration::from_secs(120));
+        assert!(t.reauthorize(b.index, Some(("GP".into(), short)), None, None, None));
+        assert_eq!(t.reap(t0 + Duration::from_secs(119)), 0);
+        assert_eq!(t.reap(t0 + Duration::from_secs(120)), 1);
+        assert_eq!(
+            b.control.try_recv().unwrap(),
+            SessionCommand::Logoff(EndReason::SessionTimeout)
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.pending_wakeups(), 0);
     }
 
     #[test]

@@ -97,6 +97,11 @@ struct Args {
     /// instead of counting as lost (at most 16 times).
     #[arg(long)]
     reconnect_on_loss: bool,
+    /// Sessions send nothing while the others connect; once all are up, every
+    /// session sends at once (with `--count 1`: one packet to each session in
+    /// one burst, to see whether the server's downlink drops any).
+    #[arg(long)]
+    burst: bool,
     /// Seconds to hold the sessions with traffic once all are up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -247,7 +252,7 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     };
     let server0 = sample(args.server_pid);
     let t0 = Instant::now();
-    let (phase_tx, phase_rx) = watch::channel(Phase::Run);
+    let (phase_tx, phase_rx) = watch::channel(if args.burst { Phase::Ramp } else { Phase::Run });
     let sem = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let spawner = {
         let setup = setup.clone();
@@ -343,6 +348,9 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         }
     }
     let ramp_s = t0.elapsed().as_secs_f64();
+    if args.burst {
+        let _ = phase_tx.send(Phase::Run);
+    }
     let server_up = sample(args.server_pid);
     let traffic_start = (Instant::now(), snapshot(&stats), server_up);
     let hold_until = Instant::now() + Duration::from_secs_f64(args.duration);

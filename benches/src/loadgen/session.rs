@@ -25,6 +25,9 @@ use super::report::Stats;
 /// Where the run is; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Connect, but send nothing yet (`--burst`: every session's first packet
+    /// goes when all are up, at once).
+    Ramp,
     /// Connect and send traffic.
     Run,
     /// Stop sending; keep receiving (late echo replies).
