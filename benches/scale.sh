@@ -126,6 +126,8 @@ cleanup() {
   for p in "${HELPERS[@]}"; do stop_pid "$p"; done
   [ "$HEADEND_RUNNING" -eq 1 ] && stop_pid "$(cat "$DIR/headend.pid" 2>/dev/null)"
   [ -n "$OCSERV_PID" ] && stop_pid "$OCSERV_PID"
+  # The servers' logs stay with the results (why a login failed is in them).
+  for f in "$DIR/headend.log" "$DIR/ocserv.log"; do [ -s "$f" ] && cp "$f" "$WORK/"; done
   [ "$LAB_UP" -eq 1 ] && bash "$LAB" down "$ID" >/dev/null 2>&1
   log "results kept in $WORK"
   exit "$rc"
