@@ -18,6 +18,7 @@ pub mod nft;
 pub mod ocserv;
 pub mod probe;
 pub mod radius;
+pub mod saml_lab;
 pub mod service;
 pub mod sessiondb;
 pub mod sso;

@@ -24,6 +24,16 @@ pub fn session_of<'a>(sessions: &'a [Session], user: &str) -> Option<&'a Session
         .find(|s| s.get("Username").map(String::as_str) == Some(user))
 }
 
+/// The session of `user`; panics (showing every session) when there is none.
+pub fn expect_session<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
+    session_of(sessions, user).unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
+}
+
+/// Field `key` of `s`, if it has one.
+pub fn get<'a>(s: &'a Session, key: &str) -> Option<&'a str> {
+    s.get(key).map(String::as_str)
+}
+
 /// Field `key` of `s`; panics (showing the session) when it is missing.
 pub fn field<'a>(s: &'a Session, key: &str) -> &'a str {
     s.get(key)

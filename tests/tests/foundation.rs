@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP, SPLIT_INCLUDE};
+use e2e::sessiondb::expect_session;
 use e2e::{Client, Lab, Session, cmd, probe, wait_until};
 
 /// A lab with `clients` client namespaces and a running headend; `None` = skipped.
@@ -21,13 +22,6 @@ fn assert_pings(lab: &Lab, host: usize, what: &str) {
         "{what}: no ping reply from {INSIDE_HOST} through the tunnel from {} after {HANG_GUARD:?}",
         lab.client_host(host).ns
     );
-}
-
-fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
-    sessions
-        .iter()
-        .find(|s| s.get("Username").map(String::as_str) == Some(user))
-        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
 }
 
 /// (a) alice logs in with her password, gets a pool address and the split route, pings
@@ -81,7 +75,7 @@ fn connect_ping_and_show() {
     println!("headend show vpn-sessiondb:\n{raw}");
     let sessions = e2e::sessiondb::parse(&raw);
     assert_eq!(sessions.len(), 1, "one session expected:\n{raw}");
-    let s = session_of(&sessions, "alice");
+    let s = expect_session(&sessions, "alice");
     assert_eq!(s.get("Assigned IP"), Some(&addr.to_string()), "{s:?}");
     assert_eq!(
         s.get("Public IP"),
@@ -211,7 +205,7 @@ fn reconnect_after_tcp_kill_keeps_address() {
         "one session expected:\n{}",
         lab.show_sessions_raw()
     );
-    let s = session_of(&sessions, "alice");
+    let s = expect_session(&sessions, "alice");
     assert_eq!(s.get("Assigned IP"), Some(&addr.to_string()), "{s:?}");
     lab.assert_headend_running();
 }
@@ -227,7 +221,7 @@ fn logoff_index_ends_session() {
     let addr = client.tun_addr().expect("tunnel address");
     assert_pings(&lab, 0, "before logoff");
     let sessions = lab.show_sessions();
-    let index: u32 = session_of(&sessions, "alice")
+    let index: u32 = expect_session(&sessions, "alice")
         .get("Index")
         .and_then(|i| i.parse().ok())
         .unwrap_or_else(|| panic!("no numeric Index in {sessions:?}"));
@@ -271,7 +265,7 @@ fn two_clients_at_once() {
     let sessions = lab.show_sessions();
     assert_eq!(sessions.len(), 2, "{}", lab.show_sessions_raw());
     for (user, addr, host) in [("alice", a, 0), ("bob", b, 1)] {
-        let s = session_of(&sessions, user);
+        let s = expect_session(&sessions, user);
         assert_eq!(s.get("Assigned IP"), Some(&addr.to_string()), "{s:?}");
         assert_eq!(
             s.get("Public IP"),
@@ -393,7 +387,7 @@ fn garbage_on_tls_port_does_not_hurt_sessions() {
     let sessions = lab.show_sessions();
     assert_eq!(sessions.len(), 1, "{}", lab.show_sessions_raw());
     assert_eq!(
-        session_of(&sessions, "alice").get("Assigned IP"),
+        expect_session(&sessions, "alice").get("Assigned IP"),
         Some(&addr.to_string())
     );
     lab.assert_headend_running();

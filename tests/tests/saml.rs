@@ -18,70 +18,19 @@ use std::path::Path;
 
 use e2e::idp::{self, Idp};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP, SPLIT_INCLUDE};
+use e2e::saml_lab::{self, GP, SamlLabOptions, TG, idp_password};
+use e2e::sessiondb::{expect_session, get};
 use e2e::sso::{self, Outcome, SSO_GUARD, SsoClient};
 use e2e::{Lab, Session, cmd};
 
-/// The SAML tunnel group (seed-asa.cfg's name for it).
-const TG: &str = "company-vpn";
-/// Its group policy, from the lab config.
-const GP: &str = "GP-EMPLOYEES";
-
-/// A lab with `clients` client namespaces, the IdP (alice and bob, with IdP passwords
-/// of their own: [`idp_password`]), the SAML blocks appended to the config, and a
-/// running headend; `None` = skipped.
+/// A lab with `clients` client namespaces, the IdP and the SAML blocks
+/// (`e2e::saml_lab`), and a running headend; `None` = skipped.
 fn saml_lab(clients: usize) -> Option<(Lab, Idp)> {
-    saml_lab_with(clients, false)
+    saml_lab_with(clients, SamlLabOptions::default())
 }
 
-/// [`saml_lab`]; with `saml_first`, the SAML tunnel group comes before LOCAL-PW in the
-/// config, so it heads the group list and is the default (the headend then shows the
-/// group chooser before any form).
-fn saml_lab_with(clients: usize, saml_first: bool) -> Option<(Lab, Idp)> {
-    saml_lab_full(clients, saml_first, true)
-}
-
-/// [`saml_lab_with`]; `base_url` false leaves `base-url` out of `saml idp` (as seed
-/// guide 000 does): the lab has no `domain-name`, so the headend takes the base URL
-/// from the request's Host, `https://198.18.0.1` as the clients connect.
-fn saml_lab_full(clients: usize, saml_first: bool, base_url: bool) -> Option<(Lab, Idp)> {
-    let lab = Lab::with_clients(clients)?;
-    if !idp::available() {
-        return None;
-    }
-    let users = [
-        ("alice", idp_password(&lab, "alice")),
-        ("bob", idp_password(&lab, "bob")),
-    ];
-    let users: Vec<(&str, &str)> = users.iter().map(|(u, p)| (*u, p.as_str())).collect();
-    let idp = Idp::start(&lab, &users, &[TG]);
-    let mut config = std::fs::read_to_string(lab.config_path()).expect("read lab config");
-    let tunnel_group = idp.asa_tunnel_group_block(TG, GP);
-    if saml_first {
-        let at = config
-            .find(&format!("tunnel-group {} type", lab::AUTHGROUP))
-            .expect("LOCAL-PW in the lab config");
-        config.insert_str(at, &tunnel_group);
-    }
-    config.push_str("!\n! SAML (appended by tests/tests/saml.rs)\n");
-    let block = idp.asa_config_block(&format!("https://{OUTSIDE_IP}"));
-    let base_line = format!("  base-url https://{OUTSIDE_IP}\n");
-    assert!(block.contains(&base_line), "{block}");
-    if base_url {
-        config.push_str(&block);
-    } else {
-        config.push_str(&block.replace(&base_line, ""));
-    }
-    if !saml_first {
-        config.push_str(&tunnel_group);
-    }
-    std::fs::write(lab.config_path(), config).expect("write lab config");
-    lab.start_headend();
-    Some((lab, idp))
-}
-
-/// `user`'s password at the IdP: not their local (LOCAL-PW) password.
-fn idp_password(lab: &Lab, user: &str) -> String {
-    format!("idp-{}", lab.password(user))
+fn saml_lab_with(clients: usize, opts: SamlLabOptions) -> Option<(Lab, Idp)> {
+    saml_lab::start(Lab::with_clients(clients)?, opts, "saml.rs")
 }
 
 /// `--external-browser=WRAPPER` for `user` with `password` at the IdP.
@@ -119,17 +68,6 @@ fn connect_saml(lab: &Lab, idp: &Idp, host: usize, user: &str) -> (SsoClient, st
             client.report(lab, Some((idp, user)))
         ),
     }
-}
-
-fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
-    sessions
-        .iter()
-        .find(|s| s.get("Username").map(String::as_str) == Some(user))
-        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
-}
-
-fn field<'a>(s: &'a Session, key: &str) -> Option<&'a str> {
-    s.get(key).map(String::as_str)
 }
 
 fn assert_pings(ns: &str, what: &str) {
@@ -240,19 +178,19 @@ fn saml_login_tunnel_ping_and_session() {
     println!("headend show vpn-sessiondb:\n{raw}");
     let sessions = e2e::sessiondb::parse(&raw);
     assert_eq!(sessions.len(), 1, "one session expected:\n{raw}");
-    let s = session_of(&sessions, &email);
-    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
+    let s = expect_session(&sessions, &email);
+    assert_eq!(get(s, "Tunnel Group"), Some(TG), "{s:?}");
     assert_eq!(
-        field(s, "Assigned IP"),
+        get(s, "Assigned IP"),
         Some(addr.to_string().as_str()),
         "{s:?}"
     );
     assert_eq!(
-        field(s, "Public IP"),
+        get(s, "Public IP"),
         Some(lab.client_host(0).ip.to_string().as_str()),
         "{s:?}"
     );
-    assert_eq!(field(s, "Group Policy"), Some(GP), "{s:?}");
+    assert_eq!(get(s, "Group Policy"), Some(GP), "{s:?}");
     assert!(
         !log_lines(&lab, "SAML assertion accepted").is_empty(),
         "no \"SAML assertion accepted\" in the headend log:\n{}",
@@ -332,18 +270,15 @@ fn password_group_beside_saml() {
     assert_pings(pw_client.ns(), "LOCAL-PW session");
 
     let sessions = lab.wait_sessions("two sessions", |s| s.len() == 2);
-    let alice = session_of(&sessions, &idp::email_of("alice"));
-    assert_eq!(field(alice, "Tunnel Group"), Some(TG), "{alice:?}");
+    let alice = expect_session(&sessions, &idp::email_of("alice"));
+    assert_eq!(get(alice, "Tunnel Group"), Some(TG), "{alice:?}");
     assert_eq!(
-        field(alice, "Assigned IP"),
+        get(alice, "Assigned IP"),
         Some(saml_addr.to_string().as_str())
     );
-    let bob = session_of(&sessions, "bob");
-    assert_eq!(field(bob, "Tunnel Group"), Some(lab::AUTHGROUP), "{bob:?}");
-    assert_eq!(
-        field(bob, "Assigned IP"),
-        Some(pw_addr.to_string().as_str())
-    );
+    let bob = expect_session(&sessions, "bob");
+    assert_eq!(get(bob, "Tunnel Group"), Some(lab::AUTHGROUP), "{bob:?}");
+    assert_eq!(get(bob, "Assigned IP"), Some(pw_addr.to_string().as_str()));
 
     // A wrong local password is still refused on the password group.
     let mut wrong = lab.spawn_client(1, "alice", "not-the-password", &[]);
@@ -368,7 +303,13 @@ fn password_group_beside_saml() {
 /// `--non-inter` without `--authgroup` cannot answer any group list: it prompts.)
 #[test]
 fn chooser_first_when_saml_group_is_default() {
-    let Some((lab, idp)) = saml_lab_with(2, true) else {
+    let Some((lab, idp)) = saml_lab_with(
+        2,
+        SamlLabOptions {
+            saml_first: true,
+            ..Default::default()
+        },
+    ) else {
         return;
     };
     let pw_client = lab.connect_from(1, "bob", lab.password("bob"), &[]);
@@ -388,14 +329,14 @@ fn chooser_first_when_saml_group_is_default() {
     assert_pings(saml_client.ns(), "SAML session");
 
     let sessions = lab.wait_sessions("two sessions", |s| s.len() == 2);
-    let alice = session_of(&sessions, &idp::email_of("alice"));
-    assert_eq!(field(alice, "Tunnel Group"), Some(TG), "{alice:?}");
+    let alice = expect_session(&sessions, &idp::email_of("alice"));
+    assert_eq!(get(alice, "Tunnel Group"), Some(TG), "{alice:?}");
     assert_eq!(
-        field(alice, "Assigned IP"),
+        get(alice, "Assigned IP"),
         Some(saml_addr.to_string().as_str())
     );
-    let bob = session_of(&sessions, "bob");
-    assert_eq!(field(bob, "Tunnel Group"), Some(lab::AUTHGROUP), "{bob:?}");
+    let bob = expect_session(&sessions, "bob");
+    assert_eq!(get(bob, "Tunnel Group"), Some(lab::AUTHGROUP), "{bob:?}");
     lab.assert_headend_running();
 }
 
@@ -563,7 +504,13 @@ fn sp_metadata_and_acs_refusals() {
 /// login works as with it.
 #[test]
 fn saml_without_base_url_uses_the_request_host() {
-    let Some((lab, idp)) = saml_lab_full(1, false, false) else {
+    let Some((lab, idp)) = saml_lab_with(
+        1,
+        SamlLabOptions {
+            base_url: false,
+            ..Default::default()
+        },
+    ) else {
         return;
     };
     let log = lab.headend_log();

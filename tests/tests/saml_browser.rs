@@ -23,13 +23,11 @@ use e2e::aggauth::{Flavour, XmlClient};
 use e2e::browser::{self, Chromium};
 use e2e::idp::{self, Idp};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
+use e2e::saml_lab::{self, GP, SamlLabOptions, TG, idp_password};
+use e2e::sessiondb::{expect_session, get};
 use e2e::sso::{self, Outcome, SSO_GUARD, SsoClient};
 use e2e::{Lab, Session};
 
-/// The SAML tunnel group (seed-asa.cfg's name for it).
-const TG: &str = "company-vpn";
-/// Its group policy, from the lab config.
-const GP: &str = "GP-EMPLOYEES";
 /// Where the ACS sends an embedded browser (`<sso-v2-login-final>`).
 const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
 
@@ -38,21 +36,10 @@ const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
 /// does), a running headend, and Chromium in the client namespace; `None` = skipped.
 fn browser_lab(name: &str) -> Option<(Lab, Idp, Chromium)> {
     let lab = Lab::new()?;
-    if !idp::available() || !browser::available() {
+    if !browser::available() {
         return None;
     }
-    let users = [
-        ("alice", idp_password(&lab, "alice")),
-        ("bob", idp_password(&lab, "bob")),
-    ];
-    let users: Vec<(&str, &str)> = users.iter().map(|(u, p)| (*u, p.as_str())).collect();
-    let idp = Idp::start(&lab, &users, &[TG]);
-    let mut config = std::fs::read_to_string(lab.config_path()).expect("read lab config");
-    config.push_str("!\n! SAML (appended by tests/tests/saml_browser.rs)\n");
-    config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
-    config.push_str(&idp.asa_tunnel_group_block(TG, GP));
-    std::fs::write(lab.config_path(), config).expect("write lab config");
-    lab.start_headend();
+    let (lab, idp) = saml_lab::start(lab, SamlLabOptions::default(), "saml_browser.rs")?;
     let started = Instant::now();
     let chromium = Chromium::start(&lab, 0, name);
     println!(
@@ -60,22 +47,6 @@ fn browser_lab(name: &str) -> Option<(Lab, Idp, Chromium)> {
         started.elapsed()
     );
     Some((lab, idp, chromium))
-}
-
-/// `user`'s password at the IdP: not their local (LOCAL-PW) password.
-fn idp_password(lab: &Lab, user: &str) -> String {
-    format!("idp-{}", lab.password(user))
-}
-
-fn session_of<'a>(sessions: &'a [Session], user: &str) -> &'a Session {
-    sessions
-        .iter()
-        .find(|s| s.get("Username").map(String::as_str) == Some(user))
-        .unwrap_or_else(|| panic!("no session for {user} in {sessions:?}"))
-}
-
-fn field<'a>(s: &'a Session, key: &str) -> Option<&'a str> {
-    s.get(key).map(String::as_str)
 }
 
 /// Whether `url` is a page of the lab IdP.
@@ -162,11 +133,11 @@ fn chromium_external_browser_login_tunnel_and_session() {
     println!("headend show vpn-sessiondb:\n{raw}");
     let sessions = e2e::sessiondb::parse(&raw);
     assert_eq!(sessions.len(), 1, "one session expected:\n{raw}");
-    let s = session_of(&sessions, &idp::email_of("alice"));
-    assert_eq!(field(s, "Tunnel Group"), Some(TG), "{s:?}");
-    assert_eq!(field(s, "Group Policy"), Some(GP), "{s:?}");
+    let s = expect_session(&sessions, &idp::email_of("alice"));
+    assert_eq!(get(s, "Tunnel Group"), Some(TG), "{s:?}");
+    assert_eq!(get(s, "Group Policy"), Some(GP), "{s:?}");
     assert_eq!(
-        field(s, "Assigned IP"),
+        get(s, "Assigned IP"),
         Some(addr.to_string().as_str()),
         "{s:?}"
     );

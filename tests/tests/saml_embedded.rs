@@ -25,20 +25,11 @@ use e2e::Lab;
 use e2e::aggauth::{Curl, Flavour, Reply, XmlClient, element, jar_cookie, opaque_element};
 use e2e::idp::{self, Idp, SamlCapture};
 use e2e::lab::{self, HANG_GUARD, INSIDE_HOST, OUTSIDE_IP};
+use e2e::saml_lab::{self, GP, SamlLabOptions, TG, idp_password};
 use e2e::sso;
 
-/// The SAML tunnel group (seed-asa.cfg's name for it).
-const TG: &str = "company-vpn";
-/// Its group policy, from the lab config.
-const GP: &str = "GP-EMPLOYEES";
-/// Where the ACS sends an embedded browser; the client waits for this URL.
-const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
-/// The cookie the token travels in (`<sso-v2-token-cookie-name>`).
-const TOKEN_COOKIE: &str = "acSamlv2Token";
-
-/// A lab with the IdP (alice and bob, with IdP passwords of their own), the SAML blocks
-/// appended to the config as tests/tests/saml.rs does, and a running headend; `None` =
-/// skipped.
+/// A lab with the IdP and the SAML blocks (`e2e::saml_lab`), and a running headend;
+/// `None` = skipped.
 fn saml_lab() -> Option<(Lab, Idp)> {
     saml_lab_with(true)
 }
@@ -46,35 +37,17 @@ fn saml_lab() -> Option<(Lab, Idp)> {
 /// [`saml_lab`]; `external_browser` false leaves `saml external-browser enable` out
 /// of the tunnel group (ASA's default: the embedded browser only).
 fn saml_lab_with(external_browser: bool) -> Option<(Lab, Idp)> {
-    let lab = Lab::new()?;
-    if !idp::available() {
-        return None;
-    }
-    let users = [
-        ("alice", idp_password(&lab, "alice")),
-        ("bob", idp_password(&lab, "bob")),
-    ];
-    let users: Vec<(&str, &str)> = users.iter().map(|(u, p)| (*u, p.as_str())).collect();
-    let idp = Idp::start(&lab, &users, &[TG]);
-    let mut config = std::fs::read_to_string(lab.config_path()).expect("read lab config");
-    config.push_str("!\n! SAML (appended by tests/tests/saml_embedded.rs)\n");
-    config.push_str(&idp.asa_config_block(&format!("https://{OUTSIDE_IP}")));
-    let block = idp.asa_tunnel_group_block(TG, GP);
-    assert!(block.contains(" saml external-browser enable\n"), "{block}");
-    if external_browser {
-        config.push_str(&block);
-    } else {
-        config.push_str(&block.replace(" saml external-browser enable\n", ""));
-    }
-    std::fs::write(lab.config_path(), config).expect("write lab config");
-    lab.start_headend();
-    Some((lab, idp))
+    let opts = SamlLabOptions {
+        external_browser,
+        ..Default::default()
+    };
+    saml_lab::start(Lab::new()?, opts, "saml_embedded.rs")
 }
 
-/// `user`'s password at the IdP: not their local (LOCAL-PW) password.
-fn idp_password(lab: &Lab, user: &str) -> String {
-    format!("idp-{}", lab.password(user))
-}
+/// Where the ACS sends an embedded browser; the client waits for this URL.
+const FINAL_PATH: &str = "/+CSCOE+/saml_ac_login.html";
+/// The cookie the token travels in (`<sso-v2-token-cookie-name>`).
+const TOKEN_COOKIE: &str = "acSamlv2Token";
 
 /// What the SSO form of an init told the client.
 #[derive(Debug)]
