@@ -338,6 +338,11 @@ fn render_dtls_counters(c: &crate::dtls::DtlsCounters) -> String {
         ("dtls-drop-queue-full", &c.queue_full_drops),
         ("dtls-drop-record", &c.record_drops),
         ("dtls-tx-errors", &c.tx_errors),
+        // Sessions' own connected sockets (dtls_direct.rs).
+        ("dtls-direct-sockets", &c.direct_sockets),
+        ("dtls-direct-fallbacks", &c.direct_fallbacks),
+        ("dtls-rx-direct", &c.direct_rx_datagrams),
+        ("dtls-rx-stray", &c.stray_datagrams),
     ];
     let mut out = String::new();
     for (name, v) in rows {

@@ -70,13 +70,33 @@ pub struct DtlsCounters {
     /// Application-data records our record layer dropped: replayed, too old,
     /// wrong epoch, truncated, malformed or failing authentication.
     pub record_drops: AtomicU64,
+    /// Sessions' connected sockets open now (`dtls_direct.rs`).
+    pub direct_sockets: AtomicU64,
+    /// Associations left on the hub path because the fd budget for
+    /// connected sockets was spent (or creating one failed).
+    pub direct_fallbacks: AtomicU64,
+    /// Datagrams sessions read from their connected sockets (the rest of
+    /// `rx_datagrams` came through the hub).
+    pub direct_rx_datagrams: AtomicU64,
+    /// Datagrams a connected socket handed back to the hub's sorting.
+    pub stray_datagrams: AtomicU64,
+}
+
+/// A UDP socket with quinn-udp's batched I/O (recvmmsg/GRO, GSO): the hub's,
+/// or a session's connected one (`dtls_direct.rs`).
+pub struct UdpIo {
+    pub(crate) socket: UdpSocket,
+    pub(crate) state: UdpSocketState,
 }
 
 /// The UDP side shared by all sessions.
 pub struct DtlsHub {
-    socket: UdpSocket,
-    state: UdpSocketState,
+    pub(crate) io: UdpIo,
     pub port: u16,
+    /// The address the hub is bound to; sessions' connected sockets bind the same.
+    pub(crate) local: SocketAddr,
+    /// The fd budget for sessions' connected sockets; unset: none (hub only).
+    pub(crate) direct_slots: std::sync::OnceLock<crate::dtls_direct::DirectSlots>,
     server: DtlsServerContext,
     by_app_id: DashMap<AppId, Port>,
     by_peer: DashMap<SocketAddr, Port>,
@@ -94,19 +114,25 @@ pub struct DtlsHub {
 
 impl DtlsHub {
     pub fn bind(addr: SocketAddr) -> Result<Arc<Self>> {
-        let std_sock = std::net::UdpSocket::bind(addr)
+        // SO_REUSEADDR: each session's connected socket binds this address
+        // too (`dtls_direct.rs`); Linux allows that only if both set it. It
+        // does not share the port with another process's unconnected socket
+        // unless that one sets it as well; SO_REUSEPORT would also need the
+        // same effective uid, which a headend that drops root (--user) may
+        // not keep across a restart.
+        let std_sock = crate::dtls_direct::reusable_udp(addr)
             .with_context(|| format!("binding UDP {addr} for DTLS"))?;
-        std_sock.set_nonblocking(true)?;
         let state = UdpSocketState::new((&std_sock).into())?;
         // Room for bursts while a session task is busy.
         let _ = state.set_recv_buffer_size((&std_sock).into(), 8 << 20);
         let _ = state.set_send_buffer_size((&std_sock).into(), 8 << 20);
         let socket = UdpSocket::from_std(std_sock)?;
-        let port = socket.local_addr()?.port();
+        let local = socket.local_addr()?;
         Ok(Arc::new(Self {
-            socket,
-            state,
-            port,
+            io: UdpIo { socket, state },
+            port: local.port(),
+            local,
+            direct_slots: std::sync::OnceLock::new(),
             server: DtlsServerContext::new()?,
             by_app_id: DashMap::new(),
             by_peer: DashMap::new(),
@@ -122,7 +148,7 @@ impl DtlsHub {
     }
 
     pub fn gso_segments(&self) -> usize {
-        self.state.max_gso_segments()
+        self.io.state.max_gso_segments()
     }
 
     /// Registers a CONNECT's App-ID; datagrams for it go to `tx`.
@@ -235,7 +261,7 @@ impl DtlsHub {
     /// Receives forever, sorting datagrams to sessions.
     pub async fn run_receiver(self: Arc<Self>, pool: dataplane::BatchPool) -> io::Result<()> {
         let batch = quinn_udp::BATCH_SIZE.max(1);
-        let gro = self.state.gro_segments().max(1);
+        let gro = self.io.state.gro_segments().max(1);
         let mut storage: Vec<Vec<u8>> = (0..batch).map(|_| vec![0u8; 1500 * gro.max(1)]).collect();
         let mut meta = vec![RecvMeta::default(); batch];
         let mut pending: Pending = FxHashMap::default();
@@ -247,13 +273,14 @@ impl DtlsHub {
         // showed as 2 % of the headend in `perf` (BENCHMARKS.md).
         let mut seen: FxHashMap<SocketAddr, u64> = FxHashMap::default();
         loop {
-            self.socket.readable().await?;
+            self.io.socket.readable().await?;
             let n = {
                 let mut slices: Vec<IoSliceMut<'_>> =
                     storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                match self.socket.try_io(Interest::READABLE, || {
-                    self.state
-                        .recv((&self.socket).into(), &mut slices, &mut meta)
+                match self.io.socket.try_io(Interest::READABLE, || {
+                    self.io
+                        .state
+                        .recv((&self.io.socket).into(), &mut slices, &mut meta)
                 }) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -275,26 +302,45 @@ impl DtlsHub {
                 }
             }
             seen.clear();
-            for ((peer, _), (port, b, kind)) in pending.drain() {
-                let count = b.len() as u64;
+            self.dispatch(&mut pending, &pool);
+        }
+    }
+
+    /// Hands each session its sorted datagrams (one channel send per session
+    /// per receive batch).
+    fn dispatch(&self, pending: &mut Pending, pool: &dataplane::BatchPool) {
+        for ((peer, _), (port, b, kind)) in pending.drain() {
+            let count = b.len() as u64;
+            self.counters
+                .rx_datagrams
+                .fetch_add(count, Ordering::Relaxed);
+            let msg = DtlsDatagrams {
+                peer,
+                batch: b,
+                kind,
+            };
+            if let Err(e) = port.tx.try_send(msg) {
                 self.counters
-                    .rx_datagrams
+                    .queue_full_drops
                     .fetch_add(count, Ordering::Relaxed);
-                let msg = DtlsDatagrams {
-                    peer,
-                    batch: b,
-                    kind,
-                };
-                if let Err(e) = port.tx.try_send(msg) {
-                    self.counters
-                        .queue_full_drops
-                        .fetch_add(count, Ordering::Relaxed);
-                    let (mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
-                        e;
-                    pool.put(m.batch);
-                }
+                let (mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) = e;
+                pool.put(m.batch);
             }
         }
+    }
+
+    /// Sorts a datagram that a session's connected socket received but that
+    /// is not its business (a ClientHello, which goes by App-ID, or one from
+    /// another peer that arrived between its bind and its connect) as if the
+    /// hub had received it.
+    pub fn reinject(&self, peer: SocketAddr, dgram: &[u8], pool: &dataplane::BatchPool) {
+        self.counters
+            .stray_datagrams
+            .fetch_add(1, Ordering::Relaxed);
+        let mut pending = Pending::default();
+        let mut seen = FxHashMap::default();
+        self.sort(peer, dgram, &mut pending, &mut seen, pool);
+        self.dispatch(&mut pending, pool);
     }
 
     fn sort(
@@ -365,14 +411,27 @@ impl DtlsHub {
 
     /// Sends datagrams stored back to back, in GSO runs of equal size.
     pub async fn send(&self, peer: SocketAddr, out: &mut Outbound) {
+        self.io.send(&self.counters, peer, out).await;
+    }
+}
+
+impl UdpIo {
+    /// Sends datagrams stored back to back, in GSO runs of equal size.
+    pub async fn send(&self, counters: &DtlsCounters, peer: SocketAddr, out: &mut Outbound) {
         let n = out.len();
-        self.send_front(peer, out, n).await;
+        self.send_front(counters, peer, out, n).await;
     }
 
     /// Sends the first `count` unsent datagrams of `out` (a paced session's
     /// budget), in GSO runs of equal size; the rest stay queued. Returns the
     /// bytes sent.
-    pub async fn send_front(&self, peer: SocketAddr, out: &mut Outbound, count: usize) -> usize {
+    pub async fn send_front(
+        &self,
+        counters: &DtlsCounters,
+        peer: SocketAddr,
+        out: &mut Outbound,
+        count: usize,
+    ) -> usize {
         let max_segs = self.state.max_gso_segments().max(1);
         let lens = out.pending_lens();
         let lens = lens.get(..count.min(lens.len())).unwrap_or_default();
@@ -397,7 +456,7 @@ impl DtlsHub {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => {
-                        self.counters
+                        counters
                             .tx_errors
                             .fetch_add((j - i) as u64, Ordering::Relaxed);
                         tracing::debug!(%peer, "UDP send: {e}");
@@ -405,7 +464,7 @@ impl DtlsHub {
                     }
                 }
             }
-            self.counters
+            counters
                 .tx_datagrams
                 .fetch_add((j - i) as u64, Ordering::Relaxed);
             start += bytes;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod coa;
 pub mod config;
 pub mod dtls;
+pub mod dtls_direct;
 pub mod dtls_keys;
 pub mod dtls_pacing;
 pub mod dtls_resume;

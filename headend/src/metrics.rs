@@ -258,6 +258,22 @@ impl Collector for Sources {
                 .map(|(acl, line, v)| (vec![("acl", acl.as_str()), ("line", line.as_str())], *v)),
         )?;
 
+        if let Some(hub) = &self.dtls {
+            let d = &hub.counters;
+            gauge(
+                &mut enc,
+                "headend_dtls_connected_sockets",
+                "Sessions reading DTLS on their own connected UDP socket",
+                d.direct_sockets.load(Ordering::Relaxed),
+            )?;
+            family(
+                &mut enc,
+                "headend_dtls_connected_socket_fallbacks",
+                "DTLS associations left on the shared socket (fd budget spent)",
+                MetricType::Counter,
+                [(vec![], d.direct_fallbacks.load(Ordering::Relaxed))],
+            )?;
+        }
         gauge(
             &mut enc,
             "headend_sxp_bindings",

@@ -536,7 +536,17 @@ pub async fn run_with(
     );
     // Listeners bound, TUN up, admin socket served: ready for systemd.
     crate::service::notify_ready();
-    let accept = accept_loop(listener, live.clone());
+    // Connection slots: TLS connections and sessions' connected DTLS
+    // sockets (dtls_direct.rs) draw from the same fd budget.
+    let slot_count = connection_slots();
+    let slots = Arc::new(tokio::sync::Semaphore::new(slot_count));
+    if let Some(hub) = &headend.dtls {
+        hub.set_direct_slots(crate::dtls_direct::DirectSlots::new(
+            slots.clone(),
+            slot_count,
+        ));
+    }
+    let accept = accept_loop(listener, live.clone(), slots);
     let result = tokio::select! {
         r = accept => r,
         r = &mut downlink => match r {
@@ -667,8 +677,11 @@ fn connection_slots() -> usize {
         .clamp(64, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
-async fn accept_loop(listener: TcpListener, live: LiveHeadend) -> Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(connection_slots()));
+async fn accept_loop(
+    listener: TcpListener,
+    live: LiveHeadend,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Result<()> {
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             bail!("connection limiter closed");

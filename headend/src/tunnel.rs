@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, SplitTunnelPolicy};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsEvent, DtlsHub};
+use crate::dtls_direct::DirectSocket;
 use crate::dtls_pacing::{HrTimer, Pacer, PacingConfig};
 use crate::proto::cstp::{
     self, CstpConfig, CstpSession, FrameAction, FrameDecoder, FrameType, TimerAction,
@@ -472,7 +473,7 @@ async fn pump(
                     stats.dtls_active.store(false, Ordering::Relaxed);
                 }
             }
-            Some(msg) = recv_dtls(&mut dtls) => {
+            Some(msg) = recv_dtls(&mut dtls, &h.batch_pool) => {
                 if let Some(d) = dtls.as_mut()
                     && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, h).await
                     && !pace_armed
@@ -645,11 +646,44 @@ fn arm(timer: &mut Option<HrTimer>, after: Duration) -> bool {
     timer.as_ref().is_some_and(|t| t.arm(after).is_ok())
 }
 
-/// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise.
-async fn recv_dtls(dtls: &mut Option<DtlsPath>) -> Option<DtlsDatagrams> {
-    match dtls {
-        Some(d) => d.rx.recv().await,
-        None => std::future::pending().await,
+/// Waits for DTLS datagrams if this tunnel has a DTLS path; never otherwise:
+/// from the hub (handshakes, rebinding, sessions beyond the fd budget) or
+/// from the session's own connected socket.
+async fn recv_dtls(
+    dtls: &mut Option<DtlsPath>,
+    pool: &dataplane::BatchPool,
+) -> Option<DtlsDatagrams> {
+    let Some(d) = dtls else {
+        return std::future::pending().await;
+    };
+    let Some(direct) = d.direct.as_ref() else {
+        return d.rx.recv().await;
+    };
+    let peer = direct.peer();
+    tokio::select! {
+        m = d.rx.recv() => m,
+        r = direct.recv(pool) => match r {
+            Ok(batch) => Some(DtlsDatagrams { peer, batch, kind: DatagramKind::Known }),
+            Err(e) => {
+                // The hub still routes this peer: it serves the session again.
+                tracing::info!(%peer, "DTLS connected socket given up: {e}");
+                d.direct = None;
+                None
+            }
+        },
+    }
+}
+
+/// The socket a datagram to `peer` leaves from: the session's connected one
+/// if it is connected there, else the hub's.
+fn udp_for<'a>(
+    hub: &'a DtlsHub,
+    direct: &'a Option<DirectSocket>,
+    peer: SocketAddr,
+) -> &'a crate::dtls::UdpIo {
+    match direct {
+        Some(d) if d.peer() == peer => d.io(),
+        _ => &hub.io,
     }
 }
 
@@ -667,6 +701,9 @@ struct DtlsPath {
     mtu: u32,
     rx: mpsc::Receiver<DtlsDatagrams>,
     channel: Option<DtlsChannel>,
+    /// The session's own socket connected to the peer, while the association
+    /// is up and the fd budget allows (`dtls_direct.rs`).
+    direct: Option<DirectSocket>,
     link_cfg: DtlsLinkConfig,
     /// DPD/MTU probes to echo (rare; copied out of the read path).
     echoes: Vec<Vec<u8>>,
@@ -710,6 +747,7 @@ impl DtlsPath {
             mtu: base - 28,
             rx,
             channel: None,
+            direct: None,
             link_cfg: DtlsLinkConfig {
                 // The client sends a DPD or keepalive record at least this often
                 // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
@@ -740,7 +778,9 @@ impl DtlsPath {
         if let (Some(ch), Some(peer)) = (self.channel.as_mut(), peer)
             && ch.write_record(&[dtls_dpd::DPD_REQ])
         {
-            self.hub.send(peer, ch.outbound()).await;
+            udp_for(&self.hub, &self.direct, peer)
+                .send(&self.hub.counters, peer, ch.outbound())
+                .await;
         }
     }
 
@@ -782,6 +822,8 @@ impl DtlsPath {
                 Ok(c) => {
                     tracing::debug!(%peer, "DTLS ClientHello: new association");
                     self.channel = Some(c);
+                    // Connected again once this association is up.
+                    self.direct = None;
                     link.on_hello(peer);
                 }
                 Err(e) => {
@@ -828,6 +870,9 @@ impl DtlsPath {
                     tracing::info!(%peer, cipher = ch.cipher_name().unwrap_or("?"), "DTLS up");
                     *stats.dtls_cipher.lock().unwrap_or_else(|e| e.into_inner()) = ch.cipher_name();
                     self.hub.bind_peer(peer, self.generation, &self.app_id);
+                    // From now on the client's datagrams come to our own
+                    // socket (or, beyond the fd budget, still via the hub).
+                    self.direct = self.hub.connect_direct(peer);
                     link.on_established(now);
                     stats.dtls_active.store(true, Ordering::Relaxed);
                     stats.dtls_established();
@@ -853,6 +898,7 @@ impl DtlsPath {
         }
         if failed {
             self.channel = None;
+            self.direct = None;
             link.on_failed();
             stats.dtls_active.store(false, Ordering::Relaxed);
             return None;
@@ -864,6 +910,12 @@ impl DtlsPath {
                 tracing::info!(%old, %new, "DTLS peer address changed");
                 ch.peer = new;
                 self.hub.bind_peer(new, self.generation, &self.app_id);
+                if let Some(d) = self.direct.as_mut()
+                    && let Err(e) = d.reconnect(new)
+                {
+                    tracing::info!(%new, "DTLS connected socket given up: {e}");
+                    self.direct = None;
+                }
             }
             stats.dtls_active.store(link.active(), Ordering::Relaxed);
         }
@@ -910,7 +962,9 @@ impl DtlsPath {
             && !ch.outbound().is_empty()
         {
             let peer = ch.peer;
-            self.hub.send(peer, ch.outbound()).await;
+            udp_for(&self.hub, &self.direct, peer)
+                .send(&self.hub.counters, peer, ch.outbound())
+                .await;
         }
     }
 
@@ -942,7 +996,9 @@ impl DtlsPath {
             .fitting(usize::try_from(budget).unwrap_or(usize::MAX))
             .max(usize::from(budget >= pacer.config().burst));
         if n > 0 {
-            let sent = self.hub.send_front(peer, out, n).await;
+            let sent = udp_for(&self.hub, &self.direct, peer)
+                .send_front(&self.hub.counters, peer, out, n)
+                .await;
             pacer.spend(sent as u64);
         }
         if out.is_empty() {
