@@ -239,8 +239,8 @@ run() {
          sources: $sink.sources, per_source: $sink.per_source}
        else null end) as $up
     | (if $dir != "up" then
-        {offered: $snd.gbit_s, delivered: ($lg.rx.bytes * 8 / $snd.secs / 1e9),
-         sent_pkts: $snd.packets, got_pkts: $lg.rx.packets, gb: gb($lg.rx.bytes),
+        {offered: $snd.gbit_s, delivered: ($lg.rx.udp_bytes * 8 / $snd.secs / 1e9),
+         sent_pkts: $snd.packets, got_pkts: $lg.rx.udp_packets, gb: gb($lg.rx.udp_bytes),
          per_session: $lg.rx.per_session}
        else null end) as $down
     | (if $dir == "up" then $lg.server.hold_cpu_s else $srv_ticks / $hz end) as $srv_cpu

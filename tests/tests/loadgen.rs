@@ -597,7 +597,8 @@ fn throughput_mode_delivers_upstream_and_downstream_through_the_headend() {
         assert_eq!(got["per_source"]["max"], PER_SESSION, "{transport}: {got}");
         // Downstream: every datagram the sender handed to the kernel arrived,
         // spread round-robin over the sessions.
-        assert_eq!(r["rx"]["packets"], sent_pkts, "{transport}: {r} {sent}");
+        assert_eq!(r["rx"]["udp_packets"], sent_pkts, "{transport}: {r} {sent}");
+        assert_eq!(r["rx"]["udp_bytes"], sent_pkts * 1380, "{transport}: {r}");
         let per = &r["rx"]["per_session"];
         assert_eq!(per["sessions"], N, "{transport}: {r}");
         assert_eq!(per["none"], 0, "{transport}: {r}");

@@ -29,6 +29,9 @@ pub struct Stats {
     /// rate (loadgen, not the server, was the limit).
     pub tx_lagged: AtomicU64,
     pub other_rx: AtomicU64,
+    /// Inner UDP packets (and their bytes) to our port: what `tput send` sent.
+    pub rx_udp_pkts: AtomicU64,
+    pub rx_udp_bytes: AtomicU64,
     /// DTLS records from the server our record layer dropped (bad tag,
     /// replay, wrong epoch, truncated).
     pub rx_record_drops: AtomicU64,
@@ -39,7 +42,7 @@ pub struct Stats {
     failures: Mutex<BTreeMap<String, u64>>,
     /// Each session's tunnel address once up (`--addresses-out`).
     addresses: Mutex<Vec<std::net::Ipv4Addr>>,
-    /// Inner packets each session received, when it ended.
+    /// Inner UDP packets to our port each session received, when it ended.
     session_rx: Mutex<Vec<u64>>,
     connect_us: Mutex<Samples>,
     rtt_us: Mutex<Samples>,
@@ -369,6 +372,7 @@ pub fn summary_json(
                "gbit_s": g(&stats.rx_bytes) as f64 * 8.0 / secs / 1e9,
                "pps": g(&stats.rx_pkts) as f64 / secs, "unmatched": g(&stats.other_rx),
                "record_drops": g(&stats.rx_record_drops),
+               "udp_packets": g(&stats.rx_udp_pkts), "udp_bytes": g(&stats.rx_udp_bytes),
                "per_session": {"sessions": rx_n, "min": rx_min, "max": rx_max, "none": rx_zero}},
         "echo": {"sent": sent, "received": recv, "lost": sent.saturating_sub(recv),
                  "loss_pct": if sent > 0 { 100.0 * sent.saturating_sub(recv) as f64 / sent as f64 } else { 0.0 },

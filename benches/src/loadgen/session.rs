@@ -531,7 +531,7 @@ struct UpSession<'a> {
     ring: [(u64, Instant); RING],
     seq: u64,
     rtts: Vec<u32>,
-    /// Inner packets received (all kinds).
+    /// Inner UDP packets to our port received.
     rx: u64,
     /// Packets the pacer wrote off (this session could not keep its rate).
     lagged: u64,
@@ -751,19 +751,29 @@ impl UpSession<'_> {
 
     /// One inner packet from the server.
     fn inbound(&mut self, pkt: &[u8]) {
-        self.rx += 1;
         let stats = &self.setup.stats;
         stats.rx_pkts.fetch_add(1, Ordering::Relaxed);
         stats
             .rx_bytes
             .fetch_add(pkt.len() as u64, Ordering::Relaxed);
         let tr = &self.setup.traffic;
-        let seq = match packet::classify(
+        let class = packet::classify(
             pkt,
             self.tunnel.address,
             self.ident,
             self.setup.inner_udp_port,
-        ) {
+        );
+        // UDP to our port (`tput send`): counted apart from what else a
+        // server sends down a tunnel (ocserv's TUN sends IPv6 router
+        // solicitations, for one).
+        if let Inbound::Udp { .. } = class {
+            self.rx += 1;
+            stats.rx_udp_pkts.fetch_add(1, Ordering::Relaxed);
+            stats
+                .rx_udp_bytes
+                .fetch_add(pkt.len() as u64, Ordering::Relaxed);
+        }
+        let seq = match class {
             Inbound::EchoReply { seq } => seq,
             Inbound::Udp { seq } if tr.udp_echo => seq,
             _ => {
