@@ -176,3 +176,107 @@ pub fn pool_usage(lab: &Lab, pool: &str) -> (u64, u64) {
         _ => panic!("show ip local pool {pool}: unexpected\n{out}"),
     }
 }
+
+/// `target/<profile>/tput` (benches/src/bin/tput.rs), next to loadgen.
+pub fn tput_bin() -> PathBuf {
+    let p = headend_bin().with_file_name("tput");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build --workspace --bins`",
+        p.display()
+    );
+    p
+}
+
+/// A running `tput sink` on the lab's inside host: counts the UDP datagrams
+/// that arrive on `INSIDE_HOST:port` until [`Sink::finish`].
+pub struct Sink {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    pub stdout: Vec<String>,
+}
+
+impl Sink {
+    pub fn start(lab: &Lab, port: u16) -> Sink {
+        let bind = format!("{}:{port}", crate::lab::INSIDE_HOST);
+        let mut c = netns::exec(lab.inside_ns(), &[tput_bin().as_os_str()]);
+        c.args(["sink", "--bind", &bind, "--max-secs", "600"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("spawn tput sink");
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Sink {
+            child,
+            stdin,
+            lines,
+            stdout: Vec::new(),
+        };
+        assert!(
+            s.read_until("TPUT_SINK_READY").is_some(),
+            "tput sink never got ready: {:?}",
+            s.stdout
+        );
+        s
+    }
+
+    fn read_until(&mut self, prefix: &str) -> Option<String> {
+        // Bounded: each wait has the guard.
+        while let Ok(line) = self.lines.recv_timeout(HANG_GUARD) {
+            self.stdout.push(line.clone());
+            if line.starts_with(prefix) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Stops counting and returns the sink's `RESULT_JSON`.
+    pub fn finish(mut self) -> serde_json::Value {
+        drop(self.stdin.take());
+        let line = self
+            .read_until("RESULT_JSON ")
+            .unwrap_or_else(|| panic!("no RESULT_JSON from tput sink: {:?}", self.stdout));
+        let _ = crate::wait_until(HANG_GUARD, || self.child.try_wait().ok().flatten());
+        serde_json::from_str(line.trim_start_matches("RESULT_JSON ")).expect("sink RESULT_JSON")
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `tput send` from the lab's inside host to every address in `addresses`
+/// (loadgen `--addresses-out`); its `RESULT_JSON`.
+pub fn tput_send(lab: &Lab, addresses: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = netns::exec(lab.inside_ns(), &[tput_bin().as_os_str()])
+        .arg("send")
+        .arg("--addresses")
+        .arg(addresses)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tput send");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tput send failed: {text}");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT_JSON "))
+        .unwrap_or_else(|| panic!("no RESULT_JSON from tput send: {text}"));
+    serde_json::from_str(line).expect("send RESULT_JSON")
+}

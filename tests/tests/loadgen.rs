@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 
 use e2e::lab::{AUTHGROUP, HANG_GUARD, Lab, in_pool};
-use e2e::loadgen::{Loadgen, add_shared_user, add_users, append_config, pool_usage};
+use e2e::loadgen::{
+    Loadgen, Sink, add_shared_user, add_users, append_config, pool_usage, tput_send,
+};
 use e2e::sessiondb::field;
 
 const PASSWORD: &str = "Lg-Pass-4711";
@@ -499,5 +501,116 @@ fn sessions_cut_by_the_server_reconnect_with_their_addresses() {
     assert_eq!(r["logged_out"], SESSIONS, "{r}");
     lab.wait_sessions("empty after logout", |s| s.is_empty());
     assert_eq!(pool_usage(&lab, "VPN-POOL").1, 0);
+    lab.assert_headend_running();
+}
+
+/// The throughput mode of `benches/tput.sh` for a few sessions, over DTLS and
+/// over CSTP: loadgen's paced UDP (`--gbps`) reaches `tput sink` on the inside
+/// host, every datagram from its own session's address; `tput send` on the
+/// inside host reaches every session through the headend (`--addresses-out`).
+/// Asserts counts, never speed.
+#[test]
+fn throughput_mode_delivers_upstream_and_downstream_through_the_headend() {
+    const N: u64 = 4;
+    const PER_SESSION: u64 = 150;
+    let Some(lab) = Lab::new() else { return };
+    add_shared_user(&lab, "tp", PASSWORD, 2 * N as usize);
+    lab.start_headend();
+    for (transport, first) in [("dtls", "0"), ("cstp", "4")] {
+        let sink = Sink::start(&lab, 9);
+        let addrs = lab.dir().join(format!("tput-addresses-{transport}"));
+        let addrs_s = addrs.to_str().expect("utf-8 path");
+        let n = N.to_string();
+        let count = PER_SESSION.to_string();
+        let run = Loadgen::start(
+            &lab,
+            &format!("loadgen-tput-{transport}"),
+            &[
+                "--transport",
+                transport,
+                "--sessions",
+                &n,
+                "--first",
+                first,
+                "--user",
+                "tp",
+                "--password",
+                PASSWORD,
+                "--group",
+                AUTHGROUP,
+                "--concurrency",
+                "4",
+                "--traffic",
+                "udp",
+                "--target",
+                &e2e::lab::INSIDE_HOST.to_string(),
+                "--udp-port",
+                "9",
+                "--gbps",
+                "0.01",
+                "--size",
+                "1380",
+                "--count",
+                &count,
+                "--burst",
+                "--duration",
+                "0",
+                "--drain",
+                "5",
+                "--addresses-out",
+                addrs_s,
+                "--quiet",
+            ],
+        );
+        assert!(
+            run.ready.contains(&format!("up={N} failed=0")),
+            "{transport}: {}",
+            run.ready
+        );
+        let listed: BTreeSet<std::net::Ipv4Addr> = std::fs::read_to_string(&addrs)
+            .expect("addresses file")
+            .lines()
+            .map(|l| l.parse().expect("an address per line"))
+            .collect();
+        assert_eq!(listed.len() as u64, N, "{transport}: {listed:?}");
+        assert!(listed.iter().all(|a| in_pool(*a)), "{listed:?}");
+
+        // Downstream while the sessions are up: every session gets its share.
+        let sent = tput_send(
+            &lab,
+            &addrs,
+            &["--gbps", "0.005", "--size", "1380", "--duration", "1"],
+        );
+        let sent_pkts = sent["packets"].as_u64().expect("packets");
+        assert!(sent_pkts >= N, "{sent}");
+        assert_eq!(sent["send_errors"], 0, "{sent}");
+
+        let r = run.finish();
+        let got = sink.finish();
+        // Upstream: exactly what loadgen sent, PER_SESSION from each session.
+        assert_eq!(r["tx"]["packets"], N * PER_SESSION, "{transport}: {r}");
+        assert_eq!(r["tx"]["bytes"], N * PER_SESSION * 1380, "{transport}: {r}");
+        assert_eq!(got["packets"], N * PER_SESSION, "{transport}: {got}");
+        assert_eq!(got["bytes"], N * PER_SESSION * 1380, "{transport}: {got}");
+        assert_eq!(got["sources"], N, "{transport}: {got}");
+        assert_eq!(got["per_source"]["min"], PER_SESSION, "{transport}: {got}");
+        assert_eq!(got["per_source"]["max"], PER_SESSION, "{transport}: {got}");
+        // Downstream: every datagram the sender handed to the kernel arrived,
+        // spread round-robin over the sessions.
+        assert_eq!(r["rx"]["udp_packets"], sent_pkts, "{transport}: {r} {sent}");
+        assert_eq!(r["rx"]["udp_bytes"], sent_pkts * 1380, "{transport}: {r}");
+        let per = &r["rx"]["per_session"];
+        assert_eq!(per["sessions"], N, "{transport}: {r}");
+        assert_eq!(per["none"], 0, "{transport}: {r}");
+        assert!(
+            per["max"].as_u64().unwrap() - per["min"].as_u64().unwrap() <= 1,
+            "{transport}: round-robin share {per}"
+        );
+        assert_eq!(r["rx"]["record_drops"], 0, "{transport}: {r}");
+        let want_dtls = if transport == "dtls" { N } else { 0 };
+        assert_eq!(r["dtls_up"], want_dtls, "{transport}: {r}");
+        assert!(r["loadgen"]["hold_cpu_s"].is_number(), "{r}");
+        lab.wait_sessions("empty after the throughput run", |s| s.is_empty());
+    }
     lab.assert_headend_running();
 }

@@ -121,6 +121,11 @@ struct Args {
     /// Draw sessions, throughput and latency over time here (SVG).
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Once every session is up (or failed), write their tunnel addresses here,
+    /// one per line (written whole, then renamed into place), before the hold
+    /// starts: `tput send` sends to them from the server's side.
+    #[arg(long)]
+    addresses_out: Option<PathBuf>,
     /// Before logging out, print `LOADGEN_READY` and wait for a line (or EOF) on stdin.
     #[arg(long)]
     wait_stdin: bool,
@@ -348,10 +353,16 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         }
     }
     let ramp_s = t0.elapsed().as_secs_f64();
+    if let Some(p) = &args.addresses_out {
+        write_addresses(p, &stats.addresses())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
     if args.burst {
         let _ = phase_tx.send(Phase::Run);
     }
     let server_up = sample(args.server_pid);
+    let me = std::process::id();
+    let self_start = procstat::sample(me);
     let traffic_start = (Instant::now(), snapshot(&stats), server_up);
     let hold_until = Instant::now() + Duration::from_secs_f64(args.duration);
     // With --count the hold lasts until every live session sent its packets
@@ -369,6 +380,7 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     }
     let traffic_s = traffic_start.0.elapsed().as_secs_f64();
     let traffic_end = (snapshot(&stats), sample(args.server_pid));
+    let self_end = procstat::sample(me);
     let _ = phase_tx.send(Phase::Drain);
     let drain_until = Instant::now() + Duration::from_secs_f64(args.drain);
     while g(&stats.echo_recv) < g(&stats.echo_sent) && Instant::now() < drain_until {
@@ -387,6 +399,19 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
             let _ = std::io::stdin().read_line(&mut line);
         })
         .await;
+        // Packets sent to the sessions meanwhile (`tput send`) that are still
+        // in flight are counted: wait until nothing arrived for 200 ms, at
+        // most 5 s.
+        let quiet_deadline = Instant::now() + Duration::from_secs(5);
+        let mut rx = g(&stats.rx_pkts);
+        while Instant::now() < quiet_deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = g(&stats.rx_pkts);
+            if now == rx {
+                break;
+            }
+            rx = now;
+        }
     }
     let _ = phase_tx.send(Phase::Logout);
     let mut set = spawner.await.context("spawner")?;
@@ -419,6 +444,10 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
             "end": server_end.map(|s| json!({"rss_kib": s.rss_kib, "threads": s.threads, "fds": s.fds, "cpu_s": s.cpu_s})),
             "rss_kib_per_session": rss_per(server_up),
             "cpu_s_per_gb": cpu_per_gb,
+            "hold_cpu_s": match (traffic_start.2, traffic_end.1) {
+                (Some(a), Some(b)) => Some(b.cpu_s - a.cpu_s),
+                _ => None,
+            },
             "connect_cpu_s": server_up.map(|s| s.cpu_s - s0.cpu_s),
         })
     });
@@ -433,7 +462,20 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         "rx_gbit_s": (b.1 - a.1) as f64 * 8.0 / secs / 1e9,
         "tx_pps": (b.2 - a.2) as f64 / secs,
         "rx_pps": (b.3 - a.3) as f64 / secs,
+        "tx_bytes": b.0 - a.0,
+        "rx_bytes": b.1 - a.1,
+        "tx_packets": b.2 - a.2,
+        "rx_packets": b.3 - a.3,
     });
+    // loadgen's own CPU over the hold (100 % = one core): near 100 % per
+    // busy thread, the figures say more about loadgen than the server.
+    if let (Some(a), Some(b)) = (self_start, self_end) {
+        summary["loadgen"] = json!({
+            "hold_cpu_s": b.cpu_s - a.cpu_s,
+            "hold_cpu_pct": 100.0 * (b.cpu_s - a.cpu_s) / secs,
+            "threads": b.threads,
+        });
+    }
     print_human(&summary);
     println!("RESULT_JSON {summary}");
     if let Some(p) = &args.csv {
@@ -445,6 +487,18 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
     }
     let ok = stats.failed() == 0 && up == n;
     Ok(if ok { 0 } else { 1 })
+}
+
+fn write_addresses(path: &std::path::Path, addrs: &[Ipv4Addr]) -> std::io::Result<()> {
+    let mut text = String::with_capacity(addrs.len() * 16);
+    for a in addrs {
+        text.push_str(&a.to_string());
+        text.push('\n');
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn print_human(s: &serde_json::Value) {
@@ -484,6 +538,14 @@ fn print_human(s: &serde_json::Value) {
         println!(
             "reconnects after a cut TCP connection: {} ({} with another address)",
             s["reconnects"], s["reconnect_address_changed"]
+        );
+    }
+    if let Some(l) = s["loadgen"].as_object() {
+        println!(
+            "loadgen CPU during the hold: {} s ({} % of one core); pacer wrote off {} packets",
+            f(&l["hold_cpu_s"]),
+            f(&l["hold_cpu_pct"]),
+            s["tx"]["pacer_lagged"]
         );
     }
     let e = &s["echo"];

@@ -9,9 +9,19 @@
 //! (`openssl-dtls.c: generate_dtls_session`), we hand it a made-up session
 //! whose id is the App-ID and whose master key is random: the server does not
 //! know it and runs a full PSK handshake.
+//!
+//! Once the handshake is done with an AEAD suite, application-data records
+//! are sealed and opened by the headend's own record layer
+//! (`headend::proto::dtls_record`, keys from `headend::dtls_keys`), as the
+//! headend does on its side: OpenSSL's generic `SSL_write`/`SSL_read` per
+//! record would make the client, not the server, the limit of a throughput
+//! run. OpenSSL keeps alerts and anything else that is not application data.
 
 use foreign_types::{ForeignType, ForeignTypeRef};
 
+use headend::proto::dtls_record::{
+    FIRST_EPOCH, MAX_HEADROOM, Opened, RecordOpener, RecordSealer, TAILROOM,
+};
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslMethod, SslOptions, SslStream, SslVersion};
 
 /// Suites in openconnect's order that OpenSSL and the headend share.
@@ -86,6 +96,10 @@ impl DtlsClientContext {
         let mut c = DtlsClient {
             stream,
             established: false,
+            records: None,
+            scratch: vec![0; SCRATCH],
+            sealed: Vec::new(),
+            sealed_lens: Vec::new(),
         };
         c.drive()?;
         Ok(c)
@@ -124,10 +138,23 @@ fn set_resumption_id(ssl: &mut Ssl, app_id: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Room to seal one record in place: headroom, a payload up to a 1500-byte
+/// path's datagram, the tag.
+const SCRATCH: usize = MAX_HEADROOM + MAX_PAYLOAD + TAILROOM;
+/// Largest payload (type byte + packet) a record may carry.
+const MAX_PAYLOAD: usize = 1500;
+
 /// One client DTLS association.
 pub struct DtlsClient {
     stream: SslStream<Datagrams>,
     pub established: bool,
+    /// Our own sealer (client write keys) and opener (server write keys)
+    /// once established with an AEAD suite; `None`: OpenSSL per record.
+    records: Option<(RecordSealer, RecordOpener)>,
+    scratch: Vec<u8>,
+    /// Records we sealed, back to back, not sent yet (sent after OpenSSL's).
+    sealed: Vec<u8>,
+    sealed_lens: Vec<usize>,
 }
 
 impl DtlsClient {
@@ -135,6 +162,10 @@ impl DtlsClient {
         match self.stream.do_handshake() {
             Ok(()) => {
                 self.established = true;
+                // Not an AEAD suite (cannot happen with PSK_CIPHERS): stay
+                // on SSL_read/SSL_write.
+                self.records =
+                    headend::dtls_keys::client_record_layer(self.stream.ssl(), FIRST_EPOCH).ok();
                 Ok(())
             }
             Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => Ok(()),
@@ -142,9 +173,16 @@ impl DtlsClient {
         }
     }
 
-    /// Hands each datagram OpenSSL wants sent to `send`, then forgets them.
-    pub fn drain_out(&mut self, send: impl FnMut(&[u8])) {
-        self.stream.get_mut().out.drain(send);
+    /// Hands each datagram to send to `send`, then forgets them.
+    pub fn drain_out(&mut self, mut send: impl FnMut(&[u8])) {
+        self.stream.get_mut().out.drain(&mut send);
+        let mut off = 0;
+        for &l in &self.sealed_lens {
+            send(&self.sealed[off..off + l]);
+            off += l;
+        }
+        self.sealed.clear();
+        self.sealed_lens.clear();
     }
 
     /// The pending datagrams, copied (tests).
@@ -167,45 +205,153 @@ impl DtlsClient {
         }
     }
 
-    /// Feeds one datagram; decrypted records go to `on_record`. `Err` means
+    /// Feeds one datagram; decrypted records go to `on_record` (decrypted in
+    /// place in `dgram` once our record layer has taken over). `Err` means
     /// the association is dead.
     pub fn input(
         &mut self,
-        dgram: &[u8],
+        dgram: &mut [u8],
         rbuf: &mut [u8],
         mut on_record: impl FnMut(&[u8]),
     ) -> Result<(), String> {
-        let io = self.stream.get_mut();
-        io.set_inbound(dgram);
+        if let Some((_, opener)) = self.records.as_mut() {
+            let mut at = 0;
+            // Bounded: every step moves the cursor forward or ends the datagram.
+            while let Some(r) = opener.open_next(dgram, &mut at) {
+                match r {
+                    Opened::AppData(range) => on_record(&dgram[range]),
+                    // An alert (close_notify) or a retransmitted handshake
+                    // message: OpenSSL's read state still has the epoch.
+                    Opened::ForOpenssl(range) => {
+                        openssl_read(&mut self.stream, &dgram[range], rbuf, &mut on_record)?;
+                    }
+                    // Counted in the opener.
+                    Opened::Dropped(_) => {}
+                }
+            }
+            return Ok(());
+        }
         if !self.established {
+            self.stream.get_mut().set_inbound(dgram);
             self.drive()?;
             if !self.established {
+                self.stream.get_mut().clear_inbound();
                 return Ok(());
             }
+            // Records that came with the server's Finished.
+            read_all(&mut self.stream, rbuf, &mut on_record)?;
+            self.stream.get_mut().clear_inbound();
+            return Ok(());
         }
-        // Bounded: each read consumes the one datagram or fails.
-        for _ in 0..64 {
-            match self.stream.ssl_read(rbuf) {
-                Ok(0) => break,
-                Ok(n) => on_record(&rbuf[..n]),
-                Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
-                    return Err("server sent close_notify".into());
-                }
-                Err(_) => break,
+        openssl_read(&mut self.stream, dgram, rbuf, &mut on_record)
+    }
+
+    /// Records the server sent that our opener dropped (replayed, bad tag,
+    /// wrong epoch, truncated).
+    pub fn record_drops(&self) -> u64 {
+        self.records
+            .as_ref()
+            .map_or(0, |(_, o)| o.counters().dropped())
+    }
+
+    /// Seals one record whose payload (type byte + packet) `fill` writes into
+    /// the slice it gets and returns the length of, and queues it; false if
+    /// the association cannot send (not established, too long). With our
+    /// record layer the payload is built and sealed in place in the queue.
+    pub fn write_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        if !self.established {
+            return false;
+        }
+        let Some((sealer, _)) = self.records.as_mut() else {
+            let n = fill(&mut self.scratch[..MAX_PAYLOAD]);
+            return n <= MAX_PAYLOAD && self.stream.ssl_write(&self.scratch[..n]).is_ok();
+        };
+        let hr = sealer.headroom();
+        let start = self.sealed.len();
+        self.sealed.resize(start + hr + MAX_PAYLOAD + TAILROOM, 0);
+        let n = fill(&mut self.sealed[start + hr..start + hr + MAX_PAYLOAD]);
+        if n > MAX_PAYLOAD {
+            self.sealed.truncate(start);
+            return false;
+        }
+        match sealer.seal(&mut self.sealed[start..], hr..hr + n) {
+            Ok(rec) => {
+                self.sealed.truncate(start + rec.end);
+                self.sealed_lens.push(rec.len());
+                true
+            }
+            Err(_) => {
+                self.sealed.truncate(start);
+                false
             }
         }
-        self.stream.get_mut().clear_inbound();
-        Ok(())
+    }
+
+    /// Hands what is queued to `send` as (bytes, segment size): OpenSSL's
+    /// datagrams one by one, then our records in runs of equal size (the last
+    /// may be shorter) of at most `max_segs`, for one UDP GSO send each
+    /// (`bytes.len() == segment size`: a single datagram). Then forgets them.
+    pub fn drain_runs(&mut self, max_segs: usize, mut send: impl FnMut(&[u8], usize)) {
+        self.stream.get_mut().out.drain(|d| send(d, d.len()));
+        let mut off = 0;
+        for (i, j) in headend::dtls::gso_runs(&self.sealed_lens, max_segs) {
+            let bytes: usize = self.sealed_lens[i..j].iter().sum();
+            send(&self.sealed[off..off + bytes], self.sealed_lens[i]);
+            off += bytes;
+        }
+        self.sealed.clear();
+        self.sealed_lens.clear();
     }
 
     /// Encrypts one record (type byte + payload) into the outbound queue.
     pub fn write_record(&mut self, record: &[u8]) -> bool {
-        self.established && self.stream.ssl_write(record).is_ok()
+        self.write_with(|buf| {
+            let n = record.len().min(buf.len());
+            buf[..n].copy_from_slice(&record[..n]);
+            if n < record.len() { buf.len() + 1 } else { n }
+        })
+    }
+
+    /// Whether our record layer seals and opens the data records.
+    pub fn own_records(&self) -> bool {
+        self.records.is_some()
     }
 
     pub fn cipher(&self) -> Option<&'static str> {
         self.stream.ssl().current_cipher().map(|c| c.name())
     }
+}
+
+/// One datagram through OpenSSL's own read path.
+fn openssl_read(
+    stream: &mut SslStream<Datagrams>,
+    dgram: &[u8],
+    rbuf: &mut [u8],
+    on_record: &mut impl FnMut(&[u8]),
+) -> Result<(), String> {
+    stream.get_mut().set_inbound(dgram);
+    let r = read_all(stream, rbuf, on_record);
+    stream.get_mut().clear_inbound();
+    r
+}
+
+fn read_all(
+    stream: &mut SslStream<Datagrams>,
+    rbuf: &mut [u8],
+    on_record: &mut impl FnMut(&[u8]),
+) -> Result<(), String> {
+    // Bounded: each read consumes the one datagram or fails.
+    for _ in 0..64 {
+        match stream.ssl_read(rbuf) {
+            Ok(0) => break,
+            Ok(n) => on_record(&rbuf[..n]),
+            Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                return Err("server sent close_notify".into());
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,18 +388,42 @@ mod tests {
                 break;
             }
             let bytes = take_outbound(out);
-            for d in bytes {
-                c.input(&d, &mut rbuf, |_| {}).unwrap();
+            for mut d in bytes {
+                c.input(&mut d, &mut rbuf, |_| {}).unwrap();
             }
             to_server = c.take_out();
         }
         assert!(c.established && s.established);
         assert_eq!(c.cipher(), Some("PSK-AES256-GCM-SHA384"));
+        // Data records go through our record layer, and the headend opens them.
+        assert!(c.own_records());
         assert!(c.write_record(&[0, 0x45, 0, 1]));
+        assert!(c.write_with(|b| {
+            b[..3].copy_from_slice(&[0, 0x45, 2]);
+            3
+        }));
         for d in c.take_out() {
             s.input(&d, &mut rbuf, |r| server_got.push(r.to_vec()));
         }
-        assert_eq!(server_got, vec![vec![0, 0x45, 0, 1]]);
+        assert_eq!(server_got, vec![vec![0, 0x45, 0, 1], vec![0, 0x45, 2]]);
+        // A payload that does not fit is refused, not truncated.
+        assert!(!c.write_record(&[0u8; 4000]));
+
+        // The headend's records open in place on our side; a replay of one
+        // is dropped and counted.
+        assert!(s.write_record(&[0, 0x45, 9, 9]));
+        let down = take_outbound(s.outbound());
+        assert_eq!(down.len(), 1);
+        let mut got = Vec::new();
+        let mut d = down[0].clone();
+        c.input(&mut d, &mut rbuf, |r| got.push(r.to_vec()))
+            .unwrap();
+        assert_eq!(got, vec![vec![0, 0x45, 9, 9]]);
+        let mut again = down[0].clone();
+        c.input(&mut again, &mut rbuf, |r| got.push(r.to_vec()))
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(c.record_drops(), 1);
     }
 
     fn take_outbound(out: &mut headend::dtls::Outbound) -> Vec<Vec<u8>> {
@@ -266,7 +436,8 @@ mod tests {
         let mut c = ctx.connect([1; 32], &[1, 2, 3], 1400).unwrap();
         let mut rbuf = vec![0u8; 2048];
         for junk in [&b""[..], &[22u8; 13][..], &[0xff; 300][..]] {
-            let _ = c.input(junk, &mut rbuf, |_| panic!("no record from junk"));
+            let mut junk = junk.to_vec();
+            let _ = c.input(&mut junk, &mut rbuf, |_| panic!("no record from junk"));
         }
         assert!(!c.established);
         assert!(!c.write_record(&[0, 1]));

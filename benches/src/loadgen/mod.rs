@@ -6,12 +6,14 @@
 //! - [`tls`]: the control-channel TLS client with a certificate pin
 //! - [`dtls`]: the DTLS 1.2 PSK-NEGOTIATE client (OpenSSL, memory I/O)
 //! - [`packet`]: inner IPv4 ICMP/UDP packets and their replies
+//! - [`pace`]: how many packets are due at a constant offered rate
 //! - [`session`]: the task that runs one session
 //! - [`report`], [`procstat`]: counters, timeline, JSON/CSV/SVG, server samples
 
 pub mod auth;
 pub mod dtls;
 pub mod http;
+pub mod pace;
 pub mod packet;
 pub mod procstat;
 pub mod report;

@@ -25,12 +25,25 @@ pub struct Stats {
     pub echo_recv: AtomicU64,
     /// Packets we could not hand to the kernel (UDP send buffer full).
     pub tx_drops: AtomicU64,
+    /// Packets the pacers wrote off: the sessions could not keep the offered
+    /// rate (loadgen, not the server, was the limit).
+    pub tx_lagged: AtomicU64,
     pub other_rx: AtomicU64,
+    /// Inner UDP packets (and their bytes) to our port: what `tput send` sent.
+    pub rx_udp_pkts: AtomicU64,
+    pub rx_udp_bytes: AtomicU64,
+    /// DTLS records from the server our record layer dropped (bad tag,
+    /// replay, wrong epoch, truncated).
+    pub rx_record_drops: AtomicU64,
     /// Reconnects with the cookie after a cut TCP connection (--reconnects).
     pub reconnects: AtomicU64,
     /// Reconnects that came back with another address than before.
     pub address_changed: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
+    /// Each session's tunnel address once up (`--addresses-out`).
+    addresses: Mutex<Vec<std::net::Ipv4Addr>>,
+    /// Inner UDP packets to our port each session received, when it ended.
+    session_rx: Mutex<Vec<u64>>,
     connect_us: Mutex<Samples>,
     rtt_us: Mutex<Samples>,
 }
@@ -58,6 +71,27 @@ impl Stats {
 
     pub fn failed(&self) -> u64 {
         self.failures.lock().unwrap().values().sum()
+    }
+
+    pub fn add_address(&self, a: std::net::Ipv4Addr) {
+        self.addresses.lock().unwrap().push(a);
+    }
+
+    pub fn addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.addresses.lock().unwrap().clone()
+    }
+
+    pub fn add_session_rx(&self, packets: u64) {
+        self.session_rx.lock().unwrap().push(packets);
+    }
+
+    /// Packets received per session: (sessions reported, min, max, sessions
+    /// that received nothing).
+    pub fn session_rx_spread(&self) -> (usize, u64, u64, usize) {
+        let v = self.session_rx.lock().unwrap();
+        let min = v.iter().copied().min().unwrap_or(0);
+        let max = v.iter().copied().max().unwrap_or(0);
+        (v.len(), min, max, v.iter().filter(|&&x| x == 0).count())
     }
 
     pub fn add_connect(&self, us: u32) {
@@ -313,6 +347,7 @@ pub fn summary_json(
     let secs = run_s.max(1e-3);
     let sent = g(&stats.echo_sent);
     let recv = g(&stats.echo_recv);
+    let (rx_n, rx_min, rx_max, rx_zero) = stats.session_rx_spread();
     json!({
         "sessions": target,
         "transport": transport,
@@ -331,10 +366,14 @@ pub fn summary_json(
         "run_s": run_s,
         "tx": {"packets": g(&stats.tx_pkts), "bytes": g(&stats.tx_bytes),
                "gbit_s": g(&stats.tx_bytes) as f64 * 8.0 / secs / 1e9,
-               "pps": g(&stats.tx_pkts) as f64 / secs, "local_drops": g(&stats.tx_drops)},
+               "pps": g(&stats.tx_pkts) as f64 / secs, "local_drops": g(&stats.tx_drops),
+               "pacer_lagged": g(&stats.tx_lagged)},
         "rx": {"packets": g(&stats.rx_pkts), "bytes": g(&stats.rx_bytes),
                "gbit_s": g(&stats.rx_bytes) as f64 * 8.0 / secs / 1e9,
-               "pps": g(&stats.rx_pkts) as f64 / secs, "unmatched": g(&stats.other_rx)},
+               "pps": g(&stats.rx_pkts) as f64 / secs, "unmatched": g(&stats.other_rx),
+               "record_drops": g(&stats.rx_record_drops),
+               "udp_packets": g(&stats.rx_udp_pkts), "udp_bytes": g(&stats.rx_udp_bytes),
+               "per_session": {"sessions": rx_n, "min": rx_min, "max": rx_max, "none": rx_zero}},
         "echo": {"sent": sent, "received": recv, "lost": sent.saturating_sub(recv),
                  "loss_pct": if sent > 0 { 100.0 * sent.saturating_sub(recv) as f64 / sent as f64 } else { 0.0 },
                  "rtt_ms": {"p50": ms(rp[0]), "p90": ms(rp[1]), "p99": ms(rp[2]), "max": ms(rp[3])}},

@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 use super::auth::{Login, Step};
 use super::dtls::{DtlsClient, DtlsClientContext};
 use super::http::{self, AuthHeaders, ResponseHead, Tunnel};
+use super::pace::Pacer;
 use super::packet::{self, Inbound};
 use super::report::Stats;
 
@@ -99,6 +100,15 @@ const DTLS_MTU: u32 = 1472;
 /// Echo send times kept per session, for RTTs (older replies count, no RTT).
 const RING: usize = 64;
 const READ_BUF: usize = 4096;
+/// Datagrams read per wake-up of a session's UDP socket: the one that woke
+/// it and those already queued behind it (one task poll for a burst).
+const RECV_BATCH: usize = 64;
+/// Records per UDP GSO send (the kernel's limit is 64 segments).
+const GSO_SEGS: usize = 64;
+/// Timer granularity of a fast sender (tokio's timer resolution).
+const MIN_TICK: Duration = Duration::from_millis(1);
+/// Ticks of delay a sender absorbs before writing packets off as lagged.
+const SLACK_TICKS: f64 = 10.0;
 
 type Tls = TlsStream<TcpStream>;
 
@@ -163,6 +173,7 @@ pub async fn run(
     if dtls.is_some() {
         stats.dtls_up.fetch_add(1, Ordering::Relaxed);
     }
+    stats.add_address(tunnel.address);
     drop(permit);
     let mut t = UpSession {
         setup: &setup,
@@ -171,6 +182,8 @@ pub async fn run(
         ring: [(u64::MAX, started); RING],
         seq: 0,
         rtts: Vec::with_capacity(64),
+        rx: 0,
+        lagged: 0,
     };
     let mut end = t.run(&mut tls, dtls, leftover, phase.clone()).await;
     // --reconnect-on-loss: a connection lost without a DISCONNECT from the
@@ -214,6 +227,8 @@ pub async fn run(
         }
     }
     stats.add_rtts(&t.rtts);
+    stats.add_session_rx(t.rx);
+    stats.tx_lagged.fetch_add(t.lagged, Ordering::Relaxed);
     match end {
         Ok(()) => {
             stats.down.fetch_add(1, Ordering::Relaxed);
@@ -382,28 +397,76 @@ struct Dtls {
     client: DtlsClient,
 }
 
-/// Sends what OpenSSL produced. A plain non-blocking send(2): tokio's
-/// `try_send` refuses until the reactor has seen the socket writable, which
-/// would drop a fresh session's ClientHello. A full send buffer drops the
-/// datagram (counted), as a kernel queue would.
+/// Sends what is queued: a plain non-blocking send(2) per datagram, our own
+/// records in UDP GSO runs (one sendmsg for a burst of equal-size records).
+/// tokio's `try_send` refuses until the reactor has seen the socket writable,
+/// which would drop a fresh session's ClientHello. A full send buffer drops
+/// the datagrams (counted), as a kernel queue would.
 fn flush_dtls(udp: &UdpSocket, client: &mut DtlsClient, stats: &Stats) {
     use std::os::fd::AsRawFd;
     let fd = udp.as_raw_fd();
-    client.drain_out(|dgram| {
-        // SAFETY: `fd` is the live connected UDP socket owned by `udp`; the
-        // pointer/length pair is the borrowed datagram.
-        let n = unsafe {
-            libc::send(
-                fd,
-                dgram.as_ptr().cast(),
-                dgram.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            stats.tx_drops.fetch_add(1, Ordering::Relaxed);
+    client.drain_runs(GSO_SEGS, |bytes, seg| {
+        if bytes.len() <= seg || !send_gso(fd, bytes, seg) {
+            for d in bytes.chunks(seg.max(1)) {
+                if !send_one(fd, d) {
+                    stats.tx_drops.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     });
+}
+
+fn send_one(fd: std::os::fd::RawFd, d: &[u8]) -> bool {
+    // SAFETY: `fd` is a live connected UDP socket; the pointer/length pair is
+    // the borrowed datagram.
+    let n = unsafe {
+        libc::send(
+            fd,
+            d.as_ptr().cast(),
+            d.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    n >= 0
+}
+
+/// `UDP_SEGMENT` (linux/udp.h, since 4.18) at level `SOL_UDP`.
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// One sendmsg of `bytes` cut by the kernel into datagrams of `seg` bytes
+/// (the last may be shorter). False if it was not sent (the caller then
+/// sends them one by one: a kernel without GSO, a full buffer).
+fn send_gso(fd: std::os::fd::RawFd, bytes: &[u8], seg: usize) -> bool {
+    let Ok(seg16) = u16::try_from(seg) else {
+        return false;
+    };
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    let mut cbuf = [0u64; 4]; // 32 bytes, aligned for cmsghdr
+    debug_assert!(space <= std::mem::size_of_val(&cbuf));
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `cbuf`, large enough for one cmsg with a
+    // u16 (checked above); CMSG_FIRSTHDR/CMSG_DATA stay inside it. The iovec
+    // borrows `bytes`, which sendmsg only reads; `fd` is a live UDP socket.
+    let n = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg16);
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    n >= 0
 }
 
 async fn bring_up_dtls(
@@ -441,7 +504,7 @@ async fn bring_up_dtls(
         let wait = Duration::from_secs(1 << timeouts.min(3));
         match tokio::time::timeout(wait, d.udp.recv(&mut ubuf)).await {
             Ok(Ok(n)) => {
-                d.client.input(&ubuf[..n], &mut rbuf, |_| {})?;
+                d.client.input(&mut ubuf[..n], &mut rbuf, |_| {})?;
                 if d.client.established {
                     flush_dtls(&d.udp, &mut d.client, &setup.stats);
                     return Ok(d);
@@ -468,6 +531,10 @@ struct UpSession<'a> {
     ring: [(u64, Instant); RING],
     seq: u64,
     rtts: Vec<u32>,
+    /// Inner UDP packets to our port received.
+    rx: u64,
+    /// Packets the pacer wrote off (this session could not keep its rate).
+    lagged: u64,
 }
 
 impl UpSession<'_> {
@@ -493,7 +560,19 @@ impl UpSession<'_> {
         let mut pkt = [0u8; 2048];
         let mut wbuf: Vec<u8> = Vec::with_capacity(2048);
         let sending = tr.pps > 0.0;
-        let period = Duration::from_secs_f64(if sending { 1.0 / tr.pps } else { 3600.0 });
+        // One packet per tick up to 1,000 packets/s; above, 1 ms ticks that
+        // send what the pacer says is due (tokio's timer has 1 ms resolution).
+        let period = if sending {
+            Duration::from_secs_f64(1.0 / tr.pps).max(MIN_TICK)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let mut pacer = Pacer::new(
+            tr.pps,
+            Pacer::burst_for(tr.pps, period.as_secs_f64(), SLACK_TICKS),
+        );
+        let mut pace_origin: Option<Instant> = None;
+        let mut record_drops = 0u64;
         let mut send_tick = tokio::time::interval(period);
         send_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let keepalive = Duration::from_secs(self.tunnel.keepalive_secs.unwrap_or(20).max(1));
@@ -514,67 +593,107 @@ impl UpSession<'_> {
                     self.cstp_frames(&mut dec, tls).await?;
                 }
                 r = recv_opt(udp.as_ref(), &mut ubuf) => {
-                    let n = r.map_err(|e| format!("udp receive: {}", e.kind()))?;
+                    let mut n = r.map_err(|e| format!("udp receive: {}", e.kind()))?;
                     if let (Some(c), Some(u)) = (client.as_mut(), udp.as_ref()) {
-                        let mut dpd: Option<usize> = None;
                         let mut end = None;
-                        c.input(&ubuf[..n], &mut plain, |rec| match rec.first() {
-                            Some(0) => self.inbound(&rec[1..]),
-                            Some(3) => {
-                                // MTU probe / DPD: echo the record as a DPD-RESP.
-                                let l = rec.len().min(pkt.len());
-                                pkt[..l].copy_from_slice(&rec[..l]);
-                                pkt[0] = 4;
-                                dpd = Some(l);
+                        // Bounded: the datagram that woke us and at most
+                        // RECV_BATCH - 1 already queued behind it.
+                        for i in 0..RECV_BATCH {
+                            if i > 0 {
+                                match u.try_recv(&mut ubuf) {
+                                    Ok(m) => n = m,
+                                    Err(_) => break,
+                                }
                             }
-                            Some(5) | Some(9) => end = Some("server ended the session over DTLS"),
-                            _ => {}
-                        })?;
-                        if let Some(l) = dpd {
-                            c.write_record(&pkt[..l]);
+                            let mut dpd: Option<usize> = None;
+                            c.input(&mut ubuf[..n], &mut plain, |rec| match rec.first() {
+                                Some(0) => self.inbound(&rec[1..]),
+                                Some(3) => {
+                                    // MTU probe / DPD: echo the record as a DPD-RESP.
+                                    let l = rec.len().min(pkt.len());
+                                    pkt[..l].copy_from_slice(&rec[..l]);
+                                    pkt[0] = 4;
+                                    dpd = Some(l);
+                                }
+                                Some(5) | Some(9) => end = Some("server ended the session over DTLS"),
+                                _ => {}
+                            })?;
+                            if let Some(l) = dpd {
+                                c.write_record(&pkt[..l]);
+                            }
+                            if end.is_some() {
+                                break;
+                            }
                         }
                         flush_dtls(u, c, &stats);
+                        let d = c.record_drops();
+                        if d > record_drops {
+                            stats.rx_record_drops.fetch_add(d - record_drops, Ordering::Relaxed);
+                            record_drops = d;
+                        }
                         if let Some(why) = end {
                             return Err(why.into());
                         }
                     }
                 }
                 _ = send_tick.tick(), if want_send => {
-                    let seq = self.seq;
-                    self.seq += 1;
-                    let me = self.tunnel.address;
-                    // The record type byte goes in front of the packet.
-                    let n = match tr.kind {
-                        Kind::Icmp => packet::icmp_echo(&mut pkt[1..], size, me, tr.target, self.ident, seq),
-                        Kind::Udp => packet::udp(
-                            &mut pkt[1..],
-                            size,
-                            (me, self.setup.inner_udp_port),
-                            (tr.target, tr.udp_port),
-                            seq,
-                        ),
-                    };
-                    if tr.kind == Kind::Icmp || tr.udp_echo {
-                        self.ring[seq as usize % RING] = (seq, Instant::now());
-                        stats.echo_sent.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    let origin = *pace_origin.get_or_insert(now);
+                    let mut due = pacer.due(now.duration_since(origin).as_secs_f64());
+                    self.lagged = pacer.lagged();
+                    if tr.count > 0 {
+                        due = due.min(tr.count.saturating_sub(self.seq));
                     }
-                    stats.tx_pkts.fetch_add(1, Ordering::Relaxed);
-                    stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    match (client.as_mut(), udp.as_ref()) {
-                        (Some(c), Some(u)) => {
-                            pkt[0] = 0;
-                            if !c.write_record(&pkt[..=n]) {
-                                return Err("dtls write failed".into());
+                    let me = self.tunnel.address;
+                    wbuf.clear();
+                    // Bounded by the pacer's burst cap.
+                    for _ in 0..due {
+                        let seq = self.seq;
+                        self.seq += 1;
+                        let build = |buf: &mut [u8]| match tr.kind {
+                            Kind::Icmp => packet::icmp_echo(buf, size, me, tr.target, self.ident, seq),
+                            Kind::Udp => packet::udp(
+                                buf,
+                                size,
+                                (me, self.setup.inner_udp_port),
+                                (tr.target, tr.udp_port),
+                                seq,
+                            ),
+                        };
+                        let n = match client.as_mut() {
+                            Some(c) => {
+                                let mut n = 0;
+                                // The record type byte goes in front of the packet.
+                                if !c.write_with(|b| {
+                                    b[0] = 0;
+                                    n = build(&mut b[1..]);
+                                    n + 1
+                                }) {
+                                    return Err("dtls write failed".into());
+                                }
+                                n
                             }
-                            flush_dtls(u, c, &stats);
+                            None => {
+                                let n = build(&mut pkt[..]);
+                                let _ = cstp::encode_into(FrameType::Data, &pkt[..n], &mut wbuf);
+                                n
+                            }
+                        };
+                        if tr.kind == Kind::Icmp || tr.udp_echo {
+                            self.ring[seq as usize % RING] = (seq, Instant::now());
+                            stats.echo_sent.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => {
-                            wbuf.clear();
-                            let _ = cstp::encode_into(FrameType::Data, &pkt[1..=n], &mut wbuf);
+                        stats.tx_pkts.fetch_add(1, Ordering::Relaxed);
+                        stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    match (client.as_mut(), udp.as_ref()) {
+                        (Some(c), Some(u)) => flush_dtls(u, c, &stats),
+                        _ if !wbuf.is_empty() => {
                             tls.write_all(&wbuf)
                                 .await
                                 .map_err(|e| format!("tls write: {}", e.kind()))?;
                         }
+                        _ => {}
                     }
                 }
                 _ = ka_tick.tick() => {
@@ -638,12 +757,23 @@ impl UpSession<'_> {
             .rx_bytes
             .fetch_add(pkt.len() as u64, Ordering::Relaxed);
         let tr = &self.setup.traffic;
-        let seq = match packet::classify(
+        let class = packet::classify(
             pkt,
             self.tunnel.address,
             self.ident,
             self.setup.inner_udp_port,
-        ) {
+        );
+        // UDP to our port (`tput send`): counted apart from what else a
+        // server sends down a tunnel (ocserv's TUN sends IPv6 router
+        // solicitations, for one).
+        if let Inbound::Udp { .. } = class {
+            self.rx += 1;
+            stats.rx_udp_pkts.fetch_add(1, Ordering::Relaxed);
+            stats
+                .rx_udp_bytes
+                .fetch_add(pkt.len() as u64, Ordering::Relaxed);
+        }
+        let seq = match class {
             Inbound::EchoReply { seq } => seq,
             Inbound::Udp { seq } if tr.udp_echo => seq,
             _ => {

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Aggregate throughput with many sessions: `loadgen` (N AnyConnect sessions in one
+# process, DTLS by default) against this headend, then against ocserv (Debian, 1.1.6)
+# in its place, in one lab of netns/lab.sh (same address, port, certificate, pool
+# 198.18.64.0/18, user, tunnel MTU 1390). For each server, direction and offered rate:
+#   up    loadgen sends UDP (--gbps R in total, spread over the sessions) to
+#         `tput sink` on the inside host (198.18.1.10:9), which counts what arrives
+#   down  `tput send` on the inside host sends UDP at R in total round-robin to every
+#         session's tunnel address (loadgen --addresses-out); loadgen counts per session
+#   both  the two at once (R each way)
+# and prints per run: offered and delivered Gbit/s, loss, server CPU-seconds per GB
+# delivered (headend: its process; ocserv: every process of its namespace, main,
+# sec-mod and the workers, from /proc/PID/stat), loadgen's and the sender's own CPU
+# (100 % = one core: a saturated client caps the figure), the UDP receive-buffer
+# drops of the client namespace, and the load average. Then one side-by-side table
+# with the ratios and one RESULT_JSON line. It measures; it asserts nothing.
+#
+# Usage: sudo benches/tput.sh [-n SESSIONS] [--rates "0.5 1 2 4"] [--dirs "up down both"]
+#          [-t SECS] [--size BYTES] [--transport dtls|cstp] [--only headend|ocserv]
+#          [--sender-threads T]
+#   HEADEND_BIN, LOADGEN_BIN, TPUT_BIN  binaries (default: target/release/*, built if missing)
+#   HEADEND_ARGS  extra `headend run` arguments (through netns/lab.sh)
+#
+# Needs root, ocserv/ocpasswd (netns/install-deps.sh) and jq. Everything it starts is
+# stopped and the lab removed on exit, also on failure or Ctrl-C. Benchmarks on the
+# shared box take the lock: `flock -o /work/bench.lock benches/tput.sh ...`.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+LAB="$ROOT/netns/lab.sh"
+# shellcheck source=benches/bench-lib.sh
+. "$HERE/bench-lib.sh"
+N=100
+RATES="0.5 1 2 4"
+DIRS="up down both"
+DURATION=10
+SIZE=1380
+TRANSPORT=dtls
+ONLY=""
+SENDER_THREADS=1
+HANG=60
+OUTSIDE_IP=198.18.0.1
+INSIDE_HOST=198.18.1.10
+SINK_PORT=9
+USER_NAME=tp
+PASSWORD="Tput-$RANDOM-$RANDOM"
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+die() { echo "tput.sh: $*" >&2; exit 1; }
+log() { echo "tput.sh: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+  -n) N=$2; shift 2 ;;
+  --rates) RATES=$2; shift 2 ;;
+  --dirs) DIRS=$2; shift 2 ;;
+  -t) DURATION=$2; shift 2 ;;
+  --size) SIZE=$2; shift 2 ;;
+  --transport) TRANSPORT=$2; shift 2 ;;
+  --only) ONLY=$2; shift 2 ;;
+  --sender-threads) SENDER_THREADS=$2; shift 2 ;;
+  -h | --help) usage ;;
+  *) echo "tput.sh: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+case "$ONLY" in "") SERVERS=(headend ocserv) ;; headend | ocserv) SERVERS=("$ONLY") ;; *) die "--only headend|ocserv" ;; esac
+case "$TRANSPORT" in dtls | cstp) ;; *) die "--transport dtls|cstp" ;; esac
+[[ "$N" =~ ^[1-9][0-9]*$ ]] && [ "$N" -le 4000 ] || die "-n wants 1..4000 sessions"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "-t wants whole seconds"
+[[ "$SIZE" =~ ^[0-9]+$ ]] && [ "$SIZE" -ge 64 ] && [ "$SIZE" -le 1390 ] || die "--size: 64..1390 (the tunnel MTU)"
+for d in $DIRS; do case "$d" in up | down | both) ;; *) die "--dirs: up, down, both" ;; esac; done
+for r in $RATES; do [[ "$r" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--rates wants Gbit/s numbers, not '$r'"; done
+[ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces)"
+for p in ip jq ss awk column; do command -v "$p" >/dev/null || die "'$p' not found"; done
+CLK_TCK=$(getconf CLK_TCK)
+
+target=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ "$target" = /* ]] || target="$ROOT/$target"
+if [ -z "${HEADEND_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ] || [ -z "${TPUT_BIN:-}" ]; then
+  if [ ! -x "$target/release/headend" ] || [ ! -x "$target/release/loadgen" ] || [ ! -x "$target/release/tput" ]; then
+    log "building: cargo build --release -p headend -p benches --bins"
+    (cd "$ROOT" && cargo build --release -p headend -p benches --bins) || die "build failed"
+  fi
+fi
+export HEADEND_BIN=${HEADEND_BIN:-$target/release/headend}
+LOADGEN_BIN=${LOADGEN_BIN:-$target/release/loadgen}
+TPUT_BIN=${TPUT_BIN:-$target/release/tput}
+for b in "$HEADEND_BIN" "$LOADGEN_BIN" "$TPUT_BIN"; do [ -x "$b" ] || die "missing $b"; done
+
+ID="tput$$"
+NS_C="vpnc-$ID"
+NS_G="vpngw-$ID"
+NS_I="inside-$ID"
+DIR="/tmp/headend-lab-$ID"
+WORK=$(mktemp -d /tmp/headend-tput.XXXXXX)
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+LAB_UP=0
+OCSERV_PID=""
+HEADEND_RUNNING=0
+SINK_PID=""
+LG_PID=""
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  [ "$rc" -ne 0 ] && for f in "$DIR/headend.log" "$DIR/ocserv.log" "$WORK/loadgen.log"; do [ -s "$f" ] && tail -n 20 "$f" >&2; done
+  [ -n "$LG_PID" ] && stop_pid "$LG_PID"
+  [ -n "$SINK_PID" ] && stop_pid "$SINK_PID"
+  [ "$HEADEND_RUNNING" -eq 1 ] && stop_pid "$(cat "$DIR/headend.pid" 2>/dev/null)"
+  [ -n "$OCSERV_PID" ] && stop_pid "$OCSERV_PID"
+  for f in "$DIR/headend.log" "$DIR/ocserv.log"; do [ -s "$f" ] && cp "$f" "$WORK/"; done
+  [ "$LAB_UP" -eq 1 ] && bash "$LAB" down "$ID" >/dev/null 2>&1
+  log "results kept in $WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash "$LAB" up "$ID" >/dev/null || die "lab.sh up failed"
+LAB_UP=1
+PIN="pin-sha256:$(cat "$DIR/pin")"
+# A /18 pool (as scale.sh) and one user that may log in N times.
+sed -i 's/^ip local pool VPN-POOL .*/ip local pool VPN-POOL 198.18.64.10-198.18.127.250 mask 255.255.192.0/' "$DIR/headend.cfg"
+printf '!\ngroup-policy GP-EMPLOYEES attributes\n vpn-simultaneous-logins %s\nusername %s password %s\n' \
+  "$((N + 16))" "$USER_NAME" "$PASSWORD" >>"$DIR/headend.cfg"
+
+SERVER=""
+server_pids() {
+  case "$SERVER" in
+  headend) cat "$DIR/headend.pid" ;;
+  ocserv) ip netns pids "$NS_G" ;;
+  esac
+}
+server_sample_args() {
+  case "$SERVER" in
+  headend) echo "--server-pid $(cat "$DIR/headend.pid")" ;;
+  ocserv) echo "--server-netns $NS_G" ;;
+  esac
+}
+
+# The sink on the inside host; its RESULT_JSON goes to $WORK/sink.out.
+start_sink() {
+  rm -f "$WORK/sink.in" "$WORK/sink.out"
+  mkfifo "$WORK/sink.in"
+  ip netns exec "$NS_I" "$TPUT_BIN" sink --bind "$INSIDE_HOST:$SINK_PORT" --max-secs $((DURATION * 4 + 300)) \
+    <"$WORK/sink.in" >"$WORK/sink.out" 2>>"$WORK/tput.log" &
+  SINK_PID=$!
+  exec 9>"$WORK/sink.in"
+  wait_for "$HANG" grep -q TPUT_SINK_READY "$WORK/sink.out" || die "tput sink not ready"
+}
+stop_sink() {
+  echo >&9 || true
+  exec 9>&-
+  wait_for "$HANG" grep -q '^RESULT_JSON' "$WORK/sink.out" || log "sink gave no result"
+  wait "$SINK_PID" 2>/dev/null || true
+  SINK_PID=""
+  rm -f "$WORK/sink.in"
+}
+
+# run DIR RATE: one measured run; appends a JSON record to $RESULTS.
+run() {
+  local dir=$1 rate=$2 tag="$SERVER-$1-$2" load up_args=() lg_dur addrs sender_json="null" sink_json="null"
+  local s0 s1 l0 l1 crcv0 crcv1 win0 win1 srv_ticks=0 lg_ticks=0 lgjson
+  load=$(loadavg)
+  log "$tag: $N sessions (uptime:$(uptime | sed 's/.*load average/ load average/'))"
+  addrs="$WORK/$tag.addrs"
+  rm -f "$addrs"
+  lg_dur=$DURATION
+  if [ "$dir" != down ]; then
+    start_sink
+    # --burst: nothing is sent until every session is up, so the totals are the hold's.
+    up_args=(--traffic udp --target "$INSIDE_HOST" --udp-port "$SINK_PORT" --gbps "$rate" --size "$SIZE" --burst)
+  else
+    up_args=(--traffic udp --pps 0)
+    # The hold outlasts the sender (started once the addresses are written).
+    lg_dur=$((DURATION + 4))
+  fi
+  # shellcheck disable=SC2046
+  ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
+    --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$N" --concurrency 32 \
+    --transport "$TRANSPORT" "${up_args[@]}" --duration "$lg_dur" --drain 2 \
+    --addresses-out "$addrs" $(server_sample_args) --quiet \
+    >"$WORK/$tag.loadgen.out" 2>>"$WORK/loadgen.log" &
+  LG_PID=$!
+  wait_for 600 test -s "$addrs" || die "$tag: loadgen wrote no addresses (see $WORK/loadgen.log)"
+  [ "$(wc -l <"$addrs")" -eq "$N" ] || log "$tag: only $(wc -l <"$addrs") of $N sessions up"
+  if [ "$dir" != up ]; then
+    # The window is the sender's: server and loadgen CPU over it.
+    # shellcheck disable=SC2046
+    cpu_sample $(server_pids) >"$WORK/$tag.srv0"
+    cpu_sample "$LG_PID" >"$WORK/$tag.lg0"
+    crcv0=$(udp_counter "$NS_C" RcvbufErrors)
+    win0=$(date +%s.%N)
+    sender_json=$(ip netns exec "$NS_I" "$TPUT_BIN" send --addresses "$addrs" --gbps "$rate" --size "$SIZE" \
+      --duration "$DURATION" --threads "$SENDER_THREADS" 2>>"$WORK/tput.log" | sed -n 's/^RESULT_JSON //p')
+    win1=$(date +%s.%N)
+    crcv1=$(udp_counter "$NS_C" RcvbufErrors)
+    # shellcheck disable=SC2046
+    cpu_sample $(server_pids) >"$WORK/$tag.srv1"
+    cpu_sample "$LG_PID" >"$WORK/$tag.lg1"
+    srv_ticks=$(cpu_delta "$WORK/$tag.srv0" "$WORK/$tag.srv1" "$SERVER")
+    lg_ticks=$(cpu_delta "$WORK/$tag.lg0" "$WORK/$tag.lg1" loadgen)
+    [ -n "$sender_json" ] || sender_json=null
+  else
+    crcv0=$(udp_counter "$NS_C" RcvbufErrors)
+    win0=0
+    win1=0
+  fi
+  # Bounded: loadgen ends after its hold, drain and logout (its own deadlines).
+  wait "$LG_PID" || true
+  LG_PID=""
+  [ "$dir" = up ] && crcv1=$(udp_counter "$NS_C" RcvbufErrors)
+  lgjson=$(sed -n 's/^RESULT_JSON //p' "$WORK/$tag.loadgen.out")
+  [ -n "$lgjson" ] || die "$tag: loadgen gave no result ($WORK/loadgen.log)"
+  if [ "$dir" != down ]; then
+    stop_sink
+    sink_json=$(sed -n 's/^RESULT_JSON //p' "$WORK/sink.out")
+    [ -n "$sink_json" ] || sink_json=null
+  fi
+  jq -c -n --arg server "$SERVER" --arg dir "$dir" --argjson rate "$rate" --arg load "$load" \
+    --argjson lg "$lgjson" --argjson sink "$sink_json" --argjson snd "$sender_json" \
+    --argjson srv_ticks "$srv_ticks" --argjson lg_ticks "$lg_ticks" --argjson hz "$CLK_TCK" \
+    --argjson win "$(awk -v a="$win0" -v b="$win1" 'BEGIN { printf "%.3f", b - a }')" \
+    --argjson crcv "$((crcv1 - crcv0))" --argjson n "$N" '
+    def gb(b): b / 1e9;
+    ($lg.traffic_s) as $hold
+    | (if $dir != "down" then
+        {offered: ($lg.hold.tx_bytes * 8 / $hold / 1e9),
+         delivered: ($sink.bytes * 8 / $hold / 1e9),
+         sent_pkts: $lg.tx.packets, got_pkts: $sink.packets,
+         gb: gb($sink.bytes * (if $dir == "both" then $win / $hold else 1 end)),
+         sources: $sink.sources, per_source: $sink.per_source}
+       else null end) as $up
+    | (if $dir != "up" then
+        {offered: $snd.gbit_s, delivered: ($lg.rx.udp_bytes * 8 / $snd.secs / 1e9),
+         sent_pkts: $snd.packets, got_pkts: $lg.rx.udp_packets, gb: gb($lg.rx.udp_bytes),
+         per_session: $lg.rx.per_session}
+       else null end) as $down
+    | (if $dir == "up" then $lg.server.hold_cpu_s else $srv_ticks / $hz end) as $srv_cpu
+    | (if $dir == "up" then $hold else $win end) as $secs
+    | (if $dir == "up" then $lg.loadgen.hold_cpu_pct else 100 * $lg_ticks / $hz / $win end) as $lg_pct
+    | (($up.gb // 0) + ($down.gb // 0)) as $gb
+    | {side: $server, dir: $dir, asked_gbit_s: $rate, n: $n, load: $load,
+       sessions_up: $lg.up, dtls_up: $lg.dtls_up, transport: $lg.transport,
+       up: (if $up then $up + {loss_pct: (if $up.sent_pkts > 0 then 100 * (1 - $up.got_pkts / $up.sent_pkts) else null end)} else null end),
+       down: (if $down then $down + {loss_pct: (if $down.sent_pkts > 0 then 100 * (1 - $down.got_pkts / $down.sent_pkts) else null end)} else null end),
+       delivered_gbit_s: (($up.delivered // 0) + ($down.delivered // 0)),
+       window_s: $secs, server_cpu_s: $srv_cpu, server_cpu_pct: (100 * $srv_cpu / $secs),
+       server_cpu_s_per_gb: (if $gb > 0 then $srv_cpu / $gb else null end),
+       loadgen_cpu_pct: $lg_pct, loadgen_pacer_lagged: $lg.tx.pacer_lagged,
+       loadgen_record_drops: $lg.rx.record_drops, loadgen_local_drops: $lg.tx.local_drops,
+       sender_cpu_pct: $snd.cpu_pct, sender_errors: $snd.send_errors, sender_lagged: $snd.pacer_lagged,
+       sink_cpu_s: $sink.cpu_s, client_rcvbuf_errors: $crcv}' >>"$RESULTS"
+  log "$tag: $(tail -n 1 "$RESULTS" | jq -r '"delivered \(.delivered_gbit_s * 1000 | round / 1000) Gbit/s (up \(.up.delivered // "-"), down \(.down.delivered // "-")), server \(.server_cpu_pct | round) % CPU, \(.server_cpu_s_per_gb // "-") s/GB, loadgen \(.loadgen_cpu_pct // 0 | round) % CPU"')"
+  # Every session must be gone before the next run.
+  wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
+    log "connections still open after the run"
+}
+
+series() {
+  local d r
+  for d in $DIRS; do
+    for r in $RATES; do run "$d" "$r"; done
+  done
+}
+
+for SERVER in "${SERVERS[@]}"; do
+  case $SERVER in
+  headend)
+    bash "$LAB" start "$ID" >/dev/null || die "lab.sh start failed"
+    HEADEND_RUNNING=1
+    series
+    stop_pid "$(cat "$DIR/headend.pid")"
+    HEADEND_RUNNING=0
+    wait_for "$HANG" sh -c "! ip -n '$NS_G' link show vpn0 2>/dev/null" || true
+    ;;
+  ocserv)
+    for p in ocserv ocpasswd; do command -v "$p" >/dev/null || die "'$p' not found"; done
+    printf '%s\n%s\n' "$PASSWORD" "$PASSWORD" | ocpasswd -c "$DIR/ocpasswd" "$USER_NAME" >/dev/null
+    # mtu 1456: tunnel MTU 1390 over DTLS (1456 - 66), as the headend grants loadgen.
+    ocserv_conf "$DIR" "$OUTSIDE_IP" $((N + 16)) 198.18.64.0 255.255.192.0 1456 >"$DIR/ocserv.conf"
+    ip netns exec "$NS_G" ocserv -f -d 1 -c "$DIR/ocserv.conf" </dev/null >>"$DIR/ocserv.log" 2>&1 &
+    OCSERV_PID=$!
+    wait_for "$HANG" sh -c "ip netns exec '$NS_G' ss -Hltn 'sport = :443' | grep -q ." || die "ocserv not listening"
+    series
+    stop_pid "$OCSERV_PID"
+    OCSERV_PID=""
+    ;;
+  esac
+done
+
+echo
+echo "tput: $N $TRANSPORT sessions (loadgen), UDP ${SIZE} B IP packets, ${DURATION} s per run, $(nproc) CPUs"
+echo "Gbit/s delivered (sum of both directions for 'both'); CPU s/GB = server CPU-seconds per GB delivered;"
+echo "lg%/snd% = loadgen's / the sender's CPU (100 = one core); loss% up/down; load = load average at the start"
+jq -rs '
+  def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
+  def ratio(a; b): if a == null or b == null or b == 0 then "-" else r(a / b) end;
+  def loss(x): if x == null then "-" else r(x.loss_pct) end;
+  (group_by([.dir, .asked_gbit_s]) | .[]) as $g
+  | ($g | map(select(.side == "headend")) | .[0]) as $h
+  | ($g | map(select(.side == "ocserv")) | .[0]) as $o
+  | [$g[0].dir, $g[0].asked_gbit_s,
+     r($h.delivered_gbit_s), r($o.delivered_gbit_s), ratio($h.delivered_gbit_s; $o.delivered_gbit_s),
+     "\(loss($h.up))/\(loss($h.down))", "\(loss($o.up))/\(loss($o.down))",
+     r($h.server_cpu_s_per_gb), r($o.server_cpu_s_per_gb), ratio($h.server_cpu_s_per_gb; $o.server_cpu_s_per_gb),
+     r($h.server_cpu_pct), r($o.server_cpu_pct),
+     r($h.loadgen_cpu_pct), r($o.loadgen_cpu_pct), r($h.sender_cpu_pct // $o.sender_cpu_pct),
+     "\($h.load // "-") | \($o.load // "-")"]
+  | @tsv' "$RESULTS" |
+  { printf 'dir\tasked\tGbit/s h\tGbit/s o\th:o\tloss%% h up/down\tloss%% o up/down\tCPU s/GB h\tCPU s/GB o\tCPU/GB h:o\tsrv%% h\tsrv%% o\tlg%% h\tlg%% o\tsnd%%\tload h | o\n'; cat; } |
+  column -t -s $'\t'
+echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" \
+  '{sessions: $n, transport: $t, size: $size, duration_s: $d, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"
