@@ -177,6 +177,9 @@ run() {
     start_sink
     # --burst: nothing is sent until every session is up, so the totals are the hold's.
     up_args=(--traffic udp --target "$INSIDE_HOST" --udp-port "$SINK_PORT" --gbps "$rate" --size "$SIZE" --burst)
+    # both: the sessions (and ocserv's workers, whose CPU the window samples)
+    # outlast the sender; the upstream share of the window is scaled below.
+    [ "$dir" = both ] && lg_dur=$((DURATION + 4))
   else
     up_args=(--traffic udp --pps 0)
     # The hold outlasts the sender (started once the addresses are written).
