@@ -40,7 +40,18 @@ pub struct PacingConfig {
     /// for, so a 16 KiB bucket kept only ~40 % of its rate). Bounded, so a
     /// long stall never turns into a burst a client buffer cannot hold.
     pub catch_up: u64,
+    /// Bytes a session may send unpaced per [`SLOW_WINDOW`] while it sent
+    /// less than that in the previous window too (0: always paced). Pacing
+    /// protects the client buffer of one fast flow; a slow session whose
+    /// task ran late has a few dozen KiB queued for a client that is
+    /// idle, and holding them for timer wake-ups that come late on a busy
+    /// runtime starved 100 loadgen sessions of 20 Mbit/s each (11 ms late per
+    /// wake, 16 KiB per wake: 23 % loss; BENCHMARKS.md 15:32).
+    pub slow_free: u64,
 }
+
+/// The window of [`PacingConfig::slow_free`].
+pub const SLOW_WINDOW: Duration = Duration::from_millis(10);
 
 impl PacingConfig {
     /// Default rate: above what one stock openconnect decrypts on this class
@@ -53,17 +64,26 @@ impl PacingConfig {
     pub const DEFAULT_BURST: u64 = 16 * 1024;
     /// Default catch-up credit (`HEADEND_DTLS_PACE_CATCHUP`, bytes).
     pub const DEFAULT_CATCH_UP: u64 = 0;
+    /// Default unpaced allowance of a slow session (`HEADEND_DTLS_PACE_FREE`,
+    /// bytes per 10 ms): 128 KiB, ~105 Mbit/s, well inside a stock client's
+    /// 208 KiB socket buffer.
+    pub const DEFAULT_SLOW_FREE: u64 = 128 * 1024;
 
     pub fn from_mbit(mbit: u64, burst: u64) -> Option<Self> {
         (mbit > 0).then(|| Self {
             rate: mbit.saturating_mul(1_000_000 / 8),
             burst: burst.max(2048),
             catch_up: 0,
+            slow_free: 0,
         })
     }
 
     pub fn with_catch_up(self, catch_up: u64) -> Self {
         Self { catch_up, ..self }
+    }
+
+    pub fn with_slow_free(self, slow_free: u64) -> Self {
+        Self { slow_free, ..self }
     }
 
     /// The process-wide setting (read once).
@@ -78,7 +98,8 @@ impl PacingConfig {
             let mbit = env("HEADEND_DTLS_PACE_MBIT").unwrap_or(Self::DEFAULT_MBIT);
             let burst = env("HEADEND_DTLS_PACE_BURST").unwrap_or(Self::DEFAULT_BURST);
             let catch_up = env("HEADEND_DTLS_PACE_CATCHUP").unwrap_or(Self::DEFAULT_CATCH_UP);
-            Self::from_mbit(mbit, burst).map(|c| c.with_catch_up(catch_up))
+            let free = env("HEADEND_DTLS_PACE_FREE").unwrap_or(Self::DEFAULT_SLOW_FREE);
+            Self::from_mbit(mbit, burst).map(|c| c.with_catch_up(catch_up).with_slow_free(free))
         })
     }
 }
@@ -112,6 +133,12 @@ pub struct Pacer {
     last: Instant,
     /// When the caller was told to come back (data waits until then).
     wake_at: Option<Instant>,
+    /// The current [`SLOW_WINDOW`]: when it began and what was sent in it.
+    win_start: Instant,
+    win_bytes: u64,
+    /// What was sent in the window before (0 at first: a new session starts
+    /// as a slow one, its first burst leaves at once).
+    prev_win_bytes: u64,
     stats: PacerStats,
 }
 
@@ -123,6 +150,9 @@ impl Pacer {
             tokens: cfg.burst,
             last: now,
             wake_at: None,
+            win_start: now,
+            win_bytes: 0,
+            prev_win_bytes: 0,
             stats: PacerStats::default(),
         }
     }
@@ -160,21 +190,47 @@ impl Pacer {
         };
     }
 
+    fn roll_window(&mut self, now: Instant) {
+        let age = now.saturating_duration_since(self.win_start);
+        if age >= SLOW_WINDOW {
+            // A window with nothing after it (idle for two windows) counts
+            // as an empty one.
+            self.prev_win_bytes = if age < 2 * SLOW_WINDOW {
+                self.win_bytes
+            } else {
+                0
+            };
+            self.win_start = now;
+            self.win_bytes = 0;
+        }
+    }
+
+    /// What a slow session may still send unpaced in this window.
+    fn slow_allowance(&self) -> u64 {
+        let free = self.cfg.slow_free;
+        if self.prev_win_bytes >= free {
+            return 0;
+        }
+        free.saturating_sub(self.win_bytes)
+    }
+
     /// Bytes that may leave now.
     pub fn budget(&mut self, now: Instant) -> u64 {
         self.refill(now);
+        self.roll_window(now);
         if let Some(at) = self.wake_at.take() {
             let late = now.saturating_duration_since(at);
             self.stats.wakes += 1;
             self.stats.late_total += late;
             self.stats.late_max = self.stats.late_max.max(late);
         }
-        self.tokens
+        self.tokens.max(self.slow_allowance())
     }
 
     /// Counts bytes sent (at most the budget; more is clamped, never debt).
     pub fn spend(&mut self, bytes: u64) {
         self.tokens = self.tokens.saturating_sub(bytes);
+        self.win_bytes = self.win_bytes.saturating_add(bytes);
         self.stats.bytes += bytes;
     }
 
@@ -352,6 +408,48 @@ mod tests {
         assert!(elapsed >= Duration::from_micros(13_960), "{elapsed:?}");
         assert!(elapsed <= Duration::from_micros(14_100), "{elapsed:?}");
         assert_eq!(sent, 1_400_000);
+    }
+
+    #[test]
+    fn a_slow_session_sends_its_queue_at_once() {
+        let t0 = Instant::now();
+        // 100 bytes per microsecond, 4,000-byte bursts, 40,000 free per window.
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // 30,000 bytes every 10 ms (24 Mbit/s), each batch arriving at once
+        // as when the session's task ran late: never held back.
+        for i in 0..20u32 {
+            let now = t0 + SLOW_WINDOW * i;
+            let budget = p.budget(now);
+            assert!(budget >= 30_000, "window {i}: budget {budget}");
+            p.spend(30_000);
+        }
+        assert_eq!(p.stats().waits, 0);
+    }
+
+    #[test]
+    fn a_fast_session_is_paced_after_its_first_free_window() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // First window: the free allowance, then the bucket.
+        assert_eq!(p.budget(t0), 40_000);
+        p.spend(40_000);
+        assert_eq!(p.budget(t0), 0);
+        // It keeps sending more than the allowance per window: from the
+        // next window on, only the bucket (at most one burst at a time).
+        let mut now = t0;
+        for _ in 0..400 {
+            now += Duration::from_micros(50);
+            let b = p.budget(now);
+            assert!(
+                now < t0 + SLOW_WINDOW || b <= 4_000,
+                "budget {b} at {:?}",
+                now - t0
+            );
+            p.spend(b);
+        }
+        // And with the allowance off, a new session gets one burst only.
+        let mut q = Pacer::new(cfg(800, 4_000), t0);
+        assert_eq!(q.budget(t0), 4_000);
     }
 
     #[test]
