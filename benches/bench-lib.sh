@@ -1,6 +1,6 @@
 # Shell helpers for the benchmark scripts (sourced, not run): process
 # control, hang guards, CPU and UDP counters, the ocserv configuration.
-# tput.sh uses them; compare.sh and scale.sh still carry their own copies.
+# tput.sh and compare.sh use them; scale.sh and churn.sh still carry their own copies.
 # shellcheck shell=bash
 
 # TERM, up to 10 s grace, then KILL. Only pids the calling script started.

@@ -21,6 +21,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
+# shellcheck source=benches/bench-lib.sh
+. "$HERE/bench-lib.sh"
 LAB="$ROOT/netns/lab.sh"
 INSIDE_HOST=198.18.1.10
 OUTSIDE_IP=198.18.0.1
@@ -109,15 +111,6 @@ CEILING_ROUTE=0
 
 # ---------------------------------------------------------------- cleanup
 
-# TERM, up to 10 s grace, then KILL. Only pids this script started.
-stop_pid() {
-  local pid=$1 n=0
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 show_logs() {
   local f
@@ -156,41 +149,8 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
 
-# Wait up to $1 seconds for "$@" to succeed (a hang guard, not a speed check).
-wait_for() {
-  local secs=$1; shift
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$end" ] || return 1
-    sleep 0.1
-  done
-}
 
-# "pid:starttime ticks" for each pid (utime+stime of all its threads, in clock ticks).
-# starttime tells a reused pid from the one we saw before.
-cpu_sample() {
-  local pid stat rest
-  for pid in "$@"; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    rest=${stat##*) } # the fields after "(comm) "; comm may hold spaces
-    # shellcheck disable=SC2086
-    set -- $rest
-    # rest: $1 = state (field 3), so utime (14) is $12, stime (15) $13, starttime (22) $20.
-    echo "$pid:${20} $((${12} + ${13}))"
-  done
-}
 
-# CPU ticks used between two samples (files): processes that appeared count from 0;
-# processes that vanished are reported on stderr (their last ticks are lost).
-cpu_delta() {
-  awk -v tag="$3" '
-    FNR == NR { before[$1] = $2; next }
-    { d += $2 - (($1 in before) ? before[$1] : 0); seen[$1] = 1 }
-    END {
-      for (k in before) if (!(k in seen)) printf "compare.sh: %s process %s exited during the run; its CPU is not counted\n", tag, k > "/dev/stderr"
-      print d + 0
-    }' "$1" "$2"
-}
 
 server_pids() {
   case "$1" in
@@ -200,12 +160,6 @@ server_pids() {
   esac
 }
 
-# One counter of the "Udp:" line of /proc/net/snmp, as seen in namespace $1.
-udp_counter() {
-  ip netns exec "$1" awk -v want="$2" '
-    /^Udp:/ { if (!hdr) { for (i = 1; i <= NF; i++) if ($i == want) col = i; hdr = 1 } else { print (col ? $col : 0); exit } }
-  ' /proc/net/snmp
-}
 
 client_mtu() {
   ip -n "$NS_C" -o link show dev "$TUN_CLIENT" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'
@@ -356,8 +310,8 @@ measure() {
   cpu_sample "$oc_pid" >"$WORK/$tag.cli1"
   c_rcv1=$(udp_counter "$NS_C" RcvbufErrors); g_rcv1=$(udp_counter "$NS_G" RcvbufErrors)
   c_in1=$(udp_counter "$NS_C" InDatagrams); c_out1=$(udp_counter "$NS_C" OutDatagrams)
-  srv=$(cpu_delta "$WORK/$tag.srv0" "$WORK/$tag.srv1" "$server")
-  cli=$(cpu_delta "$WORK/$tag.cli0" "$WORK/$tag.cli1" openconnect)
+  srv=$(cpu_delta "$WORK/$tag.srv0" "$WORK/$tag.srv1" "compare.sh: $server")
+  cli=$(cpu_delta "$WORK/$tag.cli0" "$WORK/$tag.cli1" "compare.sh: openconnect")
   mtu=$(client_mtu)
   jq -c -n --slurpfile r "$WORK/$tag.json" \
     --arg server "$server" --arg transport "$transport" --arg dir "$dir" \

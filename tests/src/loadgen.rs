@@ -105,14 +105,7 @@ impl Loadgen {
         let mut child = c.spawn().expect("spawn loadgen");
         let stdin = child.stdin.take();
         let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(out);
         let mut l = Loadgen {
             child,
             stdin,
@@ -208,14 +201,7 @@ impl Sink {
         let mut child = c.spawn().expect("spawn tput sink");
         let stdin = child.stdin.take();
         let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(out);
         let mut s = Sink {
             child,
             stdin,
@@ -279,4 +265,18 @@ pub fn tput_send(lab: &Lab, addresses: &std::path::Path, args: &[&str]) -> serde
         .find_map(|l| l.strip_prefix("RESULT_JSON "))
         .unwrap_or_else(|| panic!("no RESULT_JSON from tput send: {text}"));
     serde_json::from_str(line).expect("send RESULT_JSON")
+}
+
+/// The lines a child prints on stdout, read by a thread of their own (it ends
+/// with the child's stdout or when the receiver is dropped).
+fn stdout_lines(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
