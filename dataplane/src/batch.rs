@@ -86,9 +86,12 @@ impl PacketBatch {
     }
 }
 
-/// A bounded free list of batches.
+/// A bounded free list of batches. Each worker has its own (issue 13 item 3),
+/// so the shared list's lock is taken by one thread only; a batch that a
+/// worker's downlink hands to another worker's session is put back into that
+/// session's worker's pool (bounded like the rest).
 ///
-/// Each worker thread keeps up to [`LOCAL_MAX`] batches of its own (no lock on
+/// Each thread keeps up to [`LOCAL_MAX`] batches of its own (no lock on
 /// the per-batch path in steady state: the batch a task takes is usually put
 /// back on the same thread); only past that does it touch the shared list,
 /// itself bounded by [`POOL_MAX`] (issue 12: memory held after a burst is

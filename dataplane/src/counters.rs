@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct DataplaneCounters {
     /// Packets read from TUN.
     pub tun_rx_packets: AtomicU64,
+    /// Packets read from a worker's TUN queue for a session another worker
+    /// owns (the kernel's queue steering missed; still delivered, through
+    /// the session's channel, one thread hop more).
+    pub tun_rx_cross_worker: AtomicU64,
     /// Packets written to TUN.
     pub tun_tx_packets: AtomicU64,
     /// Downlink packets whose destination belongs to no connected session.

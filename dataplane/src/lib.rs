@@ -1,9 +1,10 @@
 //! The batch packet path between the TUN device and VPN sessions.
 //!
-//! Downlink: one task reads the TUN device in batches, finds the session that owns
-//! each destination address, and hands each session one [`PacketBatch`] per batch.
-//! Uplink: each session checks that a packet's source is its own assigned address
-//! and writes its packets to TUN in a batch. Nothing on these paths allocates per
+//! Downlink: each worker's task reads its own TUN queue in batches, finds the
+//! session that owns each destination address, and hands each session one
+//! [`PacketBatch`] per batch. Uplink: each session checks that a packet's source
+//! is its own assigned address and writes its packets in a batch to its
+//! worker's TUN queue. Nothing on these paths allocates per
 //! packet: batches come from a pool and are reused; the routing table is read
 //! lock-free once per batch.
 

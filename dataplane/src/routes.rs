@@ -1,5 +1,6 @@
 //! Which session owns which tunnel address. Read lock-free once per batch by the
-//! downlink task; written (copy and swap) only when a session connects or leaves.
+//! workers' downlink tasks; written (copy and swap) only when a session connects
+//! or leaves.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,8 @@ pub struct SessionPort {
     pub index: u64,
     /// Identifies the connection, so a stale connection cannot remove its successor.
     pub generation: u64,
+    /// The worker that owns the session (the TUN queue its uplink writes to).
+    pub worker: usize,
     pub tx: mpsc::Sender<PacketBatch>,
 }
 
@@ -58,6 +61,22 @@ impl SessionRoutes {
         self.table.load().len()
     }
 
+    /// Connected sessions per worker (`workers` entries; a worker index past
+    /// them is not counted). A dual-stack session has two routes to one port.
+    pub fn sessions_per_worker(&self, workers: usize) -> Vec<usize> {
+        let table = self.table.load();
+        let mut ports: Vec<&Arc<SessionPort>> = table.values().collect();
+        ports.sort_unstable_by_key(|p| Arc::as_ptr(p));
+        ports.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let mut counts = vec![0; workers];
+        for p in ports {
+            if let Some(c) = counts.get_mut(p.worker) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -78,6 +97,7 @@ mod tests {
             Arc::new(SessionPort {
                 index: 1,
                 generation: 1,
+                worker: 0,
                 tx: tx1,
             }),
         );
@@ -86,6 +106,7 @@ mod tests {
             Arc::new(SessionPort {
                 index: 1,
                 generation: 2,
+                worker: 0,
                 tx: tx2,
             }),
         );
@@ -106,9 +127,11 @@ mod tests {
             Arc::new(SessionPort {
                 index: 1,
                 generation: 1,
+                worker: 0,
                 tx,
             }),
         );
+        assert_eq!(routes.sessions_per_worker(2), vec![1, 0]);
         let snap = routes.snapshot();
         assert_eq!(snap.get(&a6).map(|p| p.index), Some(1));
         assert!(Arc::ptr_eq(&snap[&a4], &snap[&a6]));

@@ -5,13 +5,24 @@
 //! packets (one syscall for dozens of packets), and on the way in tun-rs coalesces
 //! our packets (GRO) before writing. Without offload we still batch by draining
 //! the device with non-blocking reads up to a batch size.
+//!
+//! Per-core workers (issue 13 item 3): the device is opened with one queue per
+//! worker (IFF_MULTI_QUEUE). Each worker reads its own queue and its sessions
+//! write their uplink to it. The kernel steers a flow's packets to the queue
+//! its packets were last written from (`tun_flow_update` on write,
+//! `tun_automq_select_queue` on transmit, keyed by the symmetric flow hash), so
+//! a session's downlink comes back to the worker that owns it; a packet read on
+//! another worker still reaches the session through its channel, counted as
+//! `tun_rx_cross_worker`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::error::TrySendError;
-use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{
+    AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN,
+};
 
 use crate::batch::{BATCH_PACKETS, BatchPool, PacketBatch};
 use crate::counters::DataplaneCounters;
@@ -43,33 +54,97 @@ pub struct TunConfig {
 /// (a session's queue full) are `show counters` `drop-queue-full`.
 pub const TUN_TX_QUEUE_LEN: u32 = 16_384;
 
-/// An open TUN device shared by the downlink task and every session's uplink.
-#[derive(Clone)]
-pub struct Tun {
-    dev: Arc<AsyncDevice>,
-    pub mtu: u16,
-    pub offload: bool,
+/// One queue of the TUN device, not yet registered with an async runtime:
+/// made into a [`Tun`] by the worker thread that reads it, so its readiness
+/// events go to that worker's own reactor.
+pub struct TunQueue {
+    dev: SyncDevice,
+    index: usize,
+    mtu: u16,
+    offload: bool,
 }
 
-impl Tun {
-    pub fn open(cfg: &TunConfig) -> io::Result<Self> {
+impl TunQueue {
+    /// Creates the device with `queues` queues (at least one). More than one
+    /// sets IFF_MULTI_QUEUE; every queue keeps the device's offload settings
+    /// (tun-rs sets TUN_F_* again on each queue it attaches). Each queue must
+    /// be read by someone: the kernel steers packets to all of them.
+    pub fn open_all(cfg: &TunConfig, queues: usize) -> io::Result<Vec<TunQueue>> {
+        let queues = queues.max(1);
         let mut b = DeviceBuilder::new()
             .name(cfg.name.clone())
             .mtu(cfg.mtu)
             .tx_queue_len(TUN_TX_QUEUE_LEN)
-            .offload(cfg.offload);
+            .offload(cfg.offload)
+            .multi_queue(queues > 1);
         if let Some((addr, prefix)) = cfg.ipv4 {
             b = b.ipv4(addr, prefix, None);
         }
         for (addr, prefix) in &cfg.ipv6 {
             b = b.ipv6(*addr, *prefix);
         }
-        let dev = b.build_async()?;
-        Ok(Self {
-            dev: Arc::new(dev),
-            mtu: cfg.mtu,
-            offload: cfg.offload,
+        let first = b.build_sync()?;
+        let mut devs = Vec::with_capacity(queues);
+        for _ in 1..queues {
+            devs.push(first.try_clone()?);
+        }
+        devs.insert(0, first);
+        Ok(devs
+            .into_iter()
+            .enumerate()
+            .map(|(index, dev)| TunQueue {
+                dev,
+                index,
+                mtu: cfg.mtu,
+                offload: cfg.offload,
+            })
+            .collect())
+    }
+
+    /// Whether the kernel hands this queue TCP super-packets (TSO).
+    pub fn tcp_gso(&self) -> bool {
+        self.offload && self.dev.tcp_gso()
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Registers the queue with the current tokio runtime (must be called
+    /// inside one: the worker's own).
+    pub fn into_async(self) -> io::Result<Tun> {
+        Ok(Tun {
+            dev: Arc::new(AsyncDevice::new(self.dev)?),
+            queue: self.index,
+            rx_packets: Arc::default(),
+            mtu: self.mtu,
+            offload: self.offload,
         })
+    }
+}
+
+/// One open TUN queue, shared by its worker's downlink task and the uplink of
+/// every session that worker owns.
+#[derive(Clone)]
+pub struct Tun {
+    dev: Arc<AsyncDevice>,
+    /// The queue's index, which is also its worker's index.
+    queue: usize,
+    /// Packets read from this queue (written by its one reader).
+    rx_packets: Arc<std::sync::atomic::AtomicU64>,
+    pub mtu: u16,
+    pub offload: bool,
+}
+
+impl Tun {
+    /// The queue (worker) index.
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+
+    /// Packets read from this queue so far.
+    pub fn rx_packets(&self) -> u64 {
+        DataplaneCounters::get(&self.rx_packets)
     }
 
     pub fn tcp_gso(&self) -> bool {
@@ -87,7 +162,7 @@ impl Tun {
         let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
         let mut bufs: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE).map(|_| vec![0u8; seg]).collect();
         let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
-        let mut sorter = BatchSorter::new(pool);
+        let mut sorter = BatchSorter::new(pool, self.queue);
         let mut consecutive_errors = 0u32;
         loop {
             let n = match self
@@ -131,6 +206,7 @@ impl Tun {
                 }
             }
             DataplaneCounters::add(&counters.tun_rx_packets, total as u64);
+            DataplaneCounters::add(&self.rx_packets, total as u64);
             sorter.deliver(&counters);
         }
     }
@@ -169,14 +245,18 @@ fn is_fatal(e: &io::Error) -> bool {
 /// Groups one read's packets by destination session without allocating per packet.
 struct BatchSorter {
     pool: BatchPool,
+    /// The queue (worker) this sorter reads for: packets for sessions of other
+    /// workers are counted as crossing.
+    queue: usize,
     /// Sessions touched in this batch; a handful at most, so a linear scan wins.
     pending: Vec<(Arc<SessionPort>, PacketBatch)>,
 }
 
 impl BatchSorter {
-    fn new(pool: BatchPool) -> Self {
+    fn new(pool: BatchPool, queue: usize) -> Self {
         Self {
             pool,
+            queue,
             pending: Vec::with_capacity(16),
         }
     }
@@ -217,7 +297,11 @@ impl BatchSorter {
     }
 
     fn deliver(&mut self, counters: &DataplaneCounters) {
+        let mut cross = 0;
         for (port, batch) in self.pending.drain(..) {
+            if port.worker != self.queue {
+                cross += batch.len() as u64;
+            }
             match port.tx.try_send(batch) {
                 Ok(()) => {}
                 Err(TrySendError::Full(b)) | Err(TrySendError::Closed(b)) => {
@@ -226,6 +310,7 @@ impl BatchSorter {
                 }
             }
         }
+        DataplaneCounters::add(&counters.tun_rx_cross_worker, cross);
     }
 }
 
@@ -428,6 +513,46 @@ mod tests {
         p[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
         p[24..40].copy_from_slice(&"fd00:1::10".parse::<Ipv6Addr>().unwrap().octets());
         p
+    }
+
+    /// A worker's sorter delivers to every session, whichever worker owns it,
+    /// and counts the packets for other workers' sessions as crossing.
+    #[test]
+    fn packets_for_another_workers_session_are_delivered_and_counted() {
+        let port = |worker, index| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let p = Arc::new(SessionPort {
+                index,
+                generation: 1,
+                worker,
+                tx,
+            });
+            (p, rx)
+        };
+        let (own, mut own_rx) = port(1, 1);
+        let (other, mut other_rx) = port(0, 2);
+        let own_ip: IpAddr = "198.18.1.10".parse().unwrap();
+        let other_ip: IpAddr = "198.18.1.11".parse().unwrap();
+        let routes = std::collections::HashMap::from([(own_ip, own), (other_ip, other)]);
+        let to = |dst: [u8; 4]| {
+            let mut p = v4([198, 18, 0, 1]);
+            p[16..20].copy_from_slice(&dst);
+            p
+        };
+        let bufs = vec![
+            to([198, 18, 1, 10]),
+            to([198, 18, 1, 11]),
+            to([198, 18, 1, 11]),
+        ];
+        let sizes: Vec<usize> = bufs.iter().map(Vec::len).collect();
+        let counters = DataplaneCounters::default();
+        let mut sorter = BatchSorter::new(BatchPool::default(), 1);
+        sorter.sort(&bufs, &sizes, &routes, &counters);
+        sorter.deliver(&counters);
+        assert_eq!(own_rx.try_recv().map(|b| b.len()).ok(), Some(1));
+        assert_eq!(other_rx.try_recv().map(|b| b.len()).ok(), Some(2));
+        assert_eq!(DataplaneCounters::get(&counters.tun_rx_cross_worker), 2);
+        assert_eq!(DataplaneCounters::get(&counters.queue_full_drops), 0);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct AdminContext {
     pub live: crate::server::LiveHeadend,
     /// `reload` / SIGHUP: re-reads the whole config (`reload.rs`).
     pub reload: Arc<crate::reload::Reloader>,
+    /// Per-core workers (`show counters`: sessions and connections per worker).
+    pub workers: Arc<crate::workers::Workers>,
+    /// Which worker owns which session.
+    pub routes: Arc<dataplane::SessionRoutes>,
 }
 
 impl AdminContext {
@@ -203,8 +207,10 @@ pub fn execute(line: &str, ctx: &AdminContext) -> String {
             // Live async tasks: back to the idle count when every session
             // and login is gone (the churn checks of issue 17 compare it).
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let _ = writeln!(out, "{:<22}: {}", "tasks", rt.metrics().num_alive_tasks());
+                let tasks = rt.metrics().num_alive_tasks() + ctx.workers.alive_tasks();
+                let _ = writeln!(out, "{:<22}: {}", "tasks", tasks);
             }
+            out.push_str(&crate::workers::render_counters(&ctx.workers, &ctx.routes));
             out
         }
         _ => format!("ERROR: % Invalid input detected: {line}\n"),
@@ -322,6 +328,8 @@ fn render_counters(c: &dataplane::DataplaneCounters) -> String {
         ("drop-ipv6-link-local", &c.link_local_drops),
         ("tun-rx-errors", &c.tun_rx_errors),
         ("tun-tx-errors", &c.tun_tx_errors),
+        // Read on one worker's TUN queue for another worker's session.
+        ("tun-rx-cross-worker", &c.tun_rx_cross_worker),
     ];
     let mut out = String::new();
     for (name, v) in rows {

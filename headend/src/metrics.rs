@@ -248,6 +248,14 @@ impl Collector for Sources {
             drops.iter().map(|(r, v)| (vec![("reason", *r)], *v)),
         )?;
 
+        family(
+            &mut enc,
+            "headend_tun_rx_cross_worker_packets",
+            "Packets read on one worker's TUN queue for a session of another worker",
+            MetricType::Counter,
+            [(vec![], get(&c.tun_rx_cross_worker))],
+        )?;
+
         let hits = self.policy.acl_hits();
         family(
             &mut enc,

@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// SSH host key (OpenSSH format); generated (Ed25519) on first start.
     #[arg(long, default_value = crate::cli::ssh::DEFAULT_HOST_KEY)]
     pub ssh_host_key: PathBuf,
+    /// Per-core workers (issue 13): threads that each own their connections,
+    /// a TUN queue and a buffer pool. Default: `HEADEND_WORKERS`, else one per
+    /// core. 0: no worker threads, everything on the shared runtime with one
+    /// TUN queue (the layout before workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Cluster (issue 19): `--cluster redis://… --node-id NAME`.
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
@@ -87,9 +93,7 @@ pub struct Headend {
     pub users: Arc<auth::LocalUserDb>,
     pub sessions: Arc<SessionTable>,
     pub routes: Arc<dataplane::SessionRoutes>,
-    pub batch_pool: dataplane::BatchPool,
     pub counters: Arc<dataplane::DataplaneCounters>,
-    pub tun: dataplane::tun::Tun,
     /// The DTLS/UDP side; None when no group-policy enables DTLS.
     pub dtls: Option<Arc<crate::dtls::DtlsHub>>,
     /// Running `aaa-server` groups by name.
@@ -210,23 +214,29 @@ pub async fn run_with(
         ))
         .max()
         .unwrap_or(1406);
-    let tun = dataplane::tun::Tun::open(&dataplane::tun::TunConfig {
-        name: args.tun_name.clone(),
-        ipv4: Some((tun_addr, tun_prefix)),
-        ipv6: tun_v6.clone(),
-        mtu,
-        offload: args.tun_offload,
-    })
+    let worker_count = crate::workers::configured_count(args.workers)?;
+    // One TUN queue per worker; `--workers 0`: one queue on the shared runtime.
+    let tun_queues = dataplane::tun::TunQueue::open_all(
+        &dataplane::tun::TunConfig {
+            name: args.tun_name.clone(),
+            ipv4: Some((tun_addr, tun_prefix)),
+            ipv6: tun_v6.clone(),
+            mtu,
+            offload: args.tun_offload,
+        },
+        worker_count,
+    )
     .with_context(|| format!("creating TUN device {}", args.tun_name))?;
     tracing::info!(
-        "TUN {} up with {tun_addr}/{tun_prefix}{}, MTU {mtu}, offload {} (TSO {})",
+        "TUN {} up with {tun_addr}/{tun_prefix}{}, MTU {mtu}, offload {} (TSO {}), {} queue(s)",
         args.tun_name,
         tun_v6
             .iter()
             .map(|(a, l)| format!(" {a}/{l}"))
             .collect::<String>(),
         args.tun_offload,
-        tun.tcp_gso()
+        tun_queues.first().is_some_and(|q| q.tcp_gso()),
+        tun_queues.len()
     );
 
     let cluster = crate::cluster::Cluster::new(&args.cluster)?;
@@ -302,6 +312,8 @@ pub async fn run_with(
     };
     let counters = Arc::new(dataplane::DataplaneCounters::default());
     let routes = Arc::new(dataplane::SessionRoutes::default());
+    // The DTLS hub's own pool (its batches go to sessions on every worker,
+    // which put them into their worker's pool).
     let batch_pool = dataplane::BatchPool::default();
 
     let listener = crate::listen::bind_tls(args.listen)
@@ -379,9 +391,7 @@ pub async fn run_with(
         users,
         sessions: sessions.clone(),
         routes: routes.clone(),
-        batch_pool: batch_pool.clone(),
         counters: counters.clone(),
-        tun: tun.clone(),
         dtls,
         radius,
         saml,
@@ -442,6 +452,25 @@ pub async fn run_with(
         crate::dynauth_listener::spawn(dynauth_settings, apply, forward)
     };
 
+    // Each worker reads its own TUN queue; a read that fails for good (the
+    // device is gone) stops the server.
+    let (downlink_tx, mut downlink_stopped) = tokio::sync::mpsc::unbounded_channel();
+    let workers = Arc::new(crate::workers::start(
+        tun_queues,
+        worker_count > 0,
+        routes.clone(),
+        counters.clone(),
+        downlink_tx,
+    )?);
+    tracing::info!(
+        "{} worker(s){}",
+        workers.len(),
+        if workers.threaded() {
+            ", each with its own thread, TUN queue and buffer pool"
+        } else {
+            " (--workers 0): connections on the shared runtime"
+        }
+    );
     let admin_ctx = Arc::new(AdminContext {
         sessions: sessions.clone(),
         counters: counters.clone(),
@@ -457,6 +486,8 @@ pub async fn run_with(
                 .with_sxp(sxp.clone()),
         ),
         cluster: headend.cluster.clone(),
+        workers: workers.clone(),
+        routes: routes.clone(),
     });
     let mut metrics_task = match args.metrics_listen {
         Some(addr) => {
@@ -495,12 +526,6 @@ pub async fn run_with(
         admin_path,
         admin_ctx.clone(),
     ));
-
-    let mut downlink = {
-        let tun = tun.clone();
-        let (routes, pool, counters) = (routes.clone(), batch_pool.clone(), counters.clone());
-        tokio::spawn(async move { tun.run_downlink(routes, pool, counters).await })
-    };
 
     // SIGHUP re-reads the whole config, as `headend reload` does (reload.rs).
     let hup = {
@@ -546,14 +571,10 @@ pub async fn run_with(
             slot_count,
         ));
     }
-    let accept = accept_loop(listener, live.clone(), slots);
+    let accept = accept_loop(listener, live.clone(), slots, workers);
     let result = tokio::select! {
         r = accept => r,
-        r = &mut downlink => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::Error::from(e).context("dataplane stopped")),
-            Err(e) => Err(anyhow::Error::from(e).context("dataplane task")),
-        },
+        Some(e) = downlink_stopped.recv() => Err(anyhow::Error::from(e).context("dataplane stopped")),
         r = &mut dtls_rx => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("DTLS receiver stopped")),
@@ -681,6 +702,7 @@ async fn accept_loop(
     listener: TcpListener,
     live: LiveHeadend,
     slots: Arc<tokio::sync::Semaphore>,
+    workers: Arc<crate::workers::Workers>,
 ) -> Result<()> {
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -709,8 +731,21 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let (acceptor, live) = (h.tls.clone(), live.clone());
         drop(h);
-        tokio::spawn(async move {
-            if let Err(e) = connection(tcp, peer, acceptor, live, ticket).await {
+        // The connection lives on one worker from here to its close: the
+        // stream leaves this runtime's reactor and joins the worker's.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%peer, "handing the connection to a worker: {e}");
+                continue;
+            }
+        };
+        workers.spawn(move |lane, load| async move {
+            let result = match TcpStream::from_std(tcp) {
+                Ok(tcp) => connection(tcp, peer, acceptor, live, ticket, lane, load).await,
+                Err(e) => Err(anyhow::Error::from(e).context("registering the connection")),
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, "connection closed: {e:#}");
             }
             drop(permit);
@@ -726,6 +761,8 @@ async fn connection(
     acceptor: TlsAcceptor,
     live: LiveHeadend,
     mut ticket: crate::threat::admission::Ticket,
+    lane: crate::workers::Lane,
+    load: Arc<crate::workers::WorkerLoad>,
 ) -> Result<()> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
@@ -774,7 +811,9 @@ async fn connection(
                 // live in this future for the whole session (issue 12).
                 drop(parser);
                 drop(buf);
-                return tunnel::run(tls, leftover, req, peer, h).await;
+                // Counted on its worker while it lasts: placement balances tunnels.
+                let _tunnel = load.tunnel();
+                return tunnel::run(tls, leftover, req, peer, h, lane).await;
             }
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;
             return Ok(());

@@ -92,6 +92,7 @@ pub async fn run(
     req: Request,
     peer: SocketAddr,
     h: Arc<Headend>,
+    lane: crate::workers::Lane,
 ) -> Result<()> {
     let Some(cookie) = req.cookie("webvpn").filter(|c| !c.is_empty()) else {
         tracing::info!(%peer, "CONNECT without a webvpn cookie: 401");
@@ -180,11 +181,12 @@ pub async fn run(
         Arc::new(dataplane::SessionPort {
             index,
             generation,
+            worker: lane.index,
             tx,
         }),
     );
     let dtls_ids = dtls.as_ref().map(|d| (d.hub.clone(), d.app_id));
-    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h)
+    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h, &lane)
         .instrument(span.clone())
         .await;
     h.routes.remove(&addrs, generation);
@@ -394,7 +396,11 @@ async fn pump(
     mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
     mut dtls: Option<DtlsPath>,
     h: &Headend,
+    lane: &crate::workers::Lane,
 ) -> Outcome {
+    // The worker's own pool: batches go back where this session's worker
+    // takes them from.
+    let pool = &lane.pool;
     let p = &att.policy;
     let secs = |s: Option<u32>| {
         s.filter(|s| *s > 0)
@@ -418,13 +424,16 @@ async fn pump(
     let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
     decoder.feed(&leftover);
     let label = format!("{}@{}", att.username, att.address);
-    let mut uplink =
-        dataplane::tun::Uplink::new(h.tun.clone(), session_addresses(&att), h.counters.clone())
-            .with_enforcer(Enforcer::new(
-                h.policy.handle.clone(),
-                att.filter.clone(),
-                label.clone(),
-            ));
+    let mut uplink = dataplane::tun::Uplink::new(
+        lane.tun.clone(),
+        session_addresses(&att),
+        h.counters.clone(),
+    )
+    .with_enforcer(Enforcer::new(
+        h.policy.handle.clone(),
+        att.filter.clone(),
+        label.clone(),
+    ));
     let mut down_filter = Enforcer::new(h.policy.handle.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
     stats.set_tls_cipher(tls.get_ref().1.negotiated_cipher_suite());
@@ -473,9 +482,9 @@ async fn pump(
                     stats.dtls_active.store(false, Ordering::Relaxed);
                 }
             }
-            Some(msg) = recv_dtls(&mut dtls, &h.batch_pool) => {
+            Some(msg) = recv_dtls(&mut dtls, pool) => {
                 if let Some(d) = dtls.as_mut()
-                    && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, h).await
+                    && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, pool).await
                     && !pace_armed
                 {
                     pace_armed = arm(&mut pace_timer, wait);
@@ -511,13 +520,13 @@ async fn pump(
                     && let Some(d) = dtls.as_mut()
                 {
                     d.send_batch(&mut batch, &mut session.cstp, now, &stats);
-                    h.batch_pool.put(batch);
+                    pool.put(batch);
                     while d.queued_bytes() < PACED_QUEUE_BYTES
                         && let Ok(mut more) = downlink.try_recv()
                     {
                         filter_down(&mut down_filter, &mut more);
                         d.send_batch(&mut more, &mut session.cstp, now, &stats);
-                        h.batch_pool.put(more);
+                        pool.put(more);
                     }
                     if let Some(wait) = d.send_paced().await {
                         pace_armed = arm(&mut pace_timer, wait);
@@ -528,14 +537,14 @@ async fn pump(
                     continue;
                 }
                 let mut result = write_batch(tls, &mut batch, &mut session.cstp, now, &stats);
-                h.batch_pool.put(batch);
+                pool.put(batch);
                 // Drain what else is queued before one flush.
                 while result.is_ok() {
                     match downlink.try_recv() {
                         Ok(mut more) => {
                             filter_down(&mut down_filter, &mut more);
                             result = write_batch(tls, &mut more, &mut session.cstp, now, &stats);
-                            h.batch_pool.put(more);
+                            pool.put(more);
                         }
                         Err(_) => break,
                     }
@@ -799,7 +808,7 @@ impl DtlsPath {
         session: &mut TunnelSession,
         uplink: &mut dataplane::tun::Uplink,
         stats: &crate::sessions::SessionStats,
-        h: &Headend,
+        pool: &dataplane::BatchPool,
     ) -> Option<Duration> {
         let DtlsDatagrams {
             peer,
@@ -807,7 +816,7 @@ impl DtlsPath {
             kind,
         } = msg;
         let Some(link) = session.dtls.as_mut() else {
-            h.batch_pool.put(batch);
+            pool.put(batch);
             return None;
         };
         let cstp = &mut session.cstp;
@@ -828,13 +837,13 @@ impl DtlsPath {
                 }
                 Err(e) => {
                     tracing::warn!(%peer, "DTLS state: {e:#}");
-                    h.batch_pool.put(batch);
+                    pool.put(batch);
                     return None;
                 }
             }
         }
         let Some(ch) = self.channel.as_mut().filter(|_| link.admit(kind, peer)) else {
-            h.batch_pool.put(batch);
+            pool.put(batch);
             return None;
         };
         let now = Instant::now();
@@ -886,7 +895,7 @@ impl DtlsPath {
                 None => {}
             }
         }
-        h.batch_pool.put(batch);
+        pool.put(batch);
         self.hub
             .counters
             .record_drops
