@@ -261,18 +261,25 @@ pub fn start(
                 tun: tun.clone(),
                 pool: pool.clone(),
             };
+            let reader =
+                tokio::spawn(async move { tun.run_downlink(routes, pool, counters).await });
             tokio::spawn(async move {
-                let e = match tun.run_downlink(routes, pool, counters).await {
-                    Ok(()) => std::io::Error::other("TUN reader ended"),
-                    Err(e) => e,
-                };
-                let _ = stopped.send(e);
+                let _ = stopped.send(reader_ended(reader.await));
             });
             (Handle::current(), lane)
         };
         workers.push(w);
     }
     Ok(Workers::new(workers, threaded))
+}
+
+/// Why a worker's TUN reader stopped (it only returns on a fatal error).
+fn reader_ended(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {
+    match r {
+        Ok(Ok(())) => std::io::Error::other("TUN reader ended"),
+        Ok(Err(e)) => e,
+        Err(e) => std::io::Error::other(format!("TUN reader task: {e}")),
+    }
 }
 
 /// One worker thread: its runtime, its TUN queue registered there, its pool.
@@ -302,29 +309,37 @@ fn start_thread(
             };
             // The runtime is driven by this block_on: connections spawned on
             // its handle run while the downlink runs, i.e. for the process's
-            // life.
-            let e = rt.block_on(async move {
-                let tun = match queue.into_async() {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return None;
-                    }
-                };
-                let pool = BatchPool::default();
-                let lane = Lane {
-                    index,
-                    tun: tun.clone(),
-                    pool: pool.clone(),
-                };
-                let _ = ready_tx.send(Ok((Handle::current(), lane)));
-                Some(match tun.run_downlink(routes, pool, counters).await {
-                    Ok(()) => std::io::Error::other("TUN reader ended"),
-                    Err(e) => e,
+            // life. A panic there (a connection's own panic stays in its task)
+            // would leave this worker's sessions dead: it stops the server.
+            let run = std::panic::AssertUnwindSafe(|| {
+                rt.block_on(async move {
+                    let tun = match queue.into_async() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return None;
+                        }
+                    };
+                    let pool = BatchPool::default();
+                    let lane = Lane {
+                        index,
+                        tun: tun.clone(),
+                        pool: pool.clone(),
+                    };
+                    let _ = ready_tx.send(Ok((Handle::current(), lane)));
+                    Some(reader_ended(Ok(tun
+                        .run_downlink(routes, pool, counters)
+                        .await)))
                 })
             });
-            if let Some(e) = e {
-                let _ = stopped.send(e);
+            match std::panic::catch_unwind(run) {
+                Ok(Some(e)) => {
+                    let _ = stopped.send(e);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    let _ = stopped.send(std::io::Error::other(format!("worker {index} panicked")));
+                }
             }
         })
         .context("spawning the thread")?;
