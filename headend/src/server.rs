@@ -740,9 +740,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        workers.spawn(move |lane, load| async move {
+        workers.spawn(move |lane| async move {
             let result = match TcpStream::from_std(tcp) {
-                Ok(tcp) => connection(tcp, peer, acceptor, live, ticket, lane, load).await,
+                Ok(tcp) => connection(tcp, peer, acceptor, live, ticket, lane).await,
                 Err(e) => Err(anyhow::Error::from(e).context("registering the connection")),
             };
             if let Err(e) = result {
@@ -762,7 +762,6 @@ async fn connection(
     live: LiveHeadend,
     mut ticket: crate::threat::admission::Ticket,
     lane: crate::workers::Lane,
-    load: Arc<crate::workers::WorkerLoad>,
 ) -> Result<()> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
@@ -811,8 +810,6 @@ async fn connection(
                 // live in this future for the whole session (issue 12).
                 drop(parser);
                 drop(buf);
-                // Counted on its worker while it lasts: placement balances tunnels.
-                let _tunnel = load.tunnel();
                 return tunnel::run(tls, leftover, req, peer, h, lane).await;
             }
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;

@@ -65,42 +65,15 @@ pub fn configured_count(flag: Option<usize>) -> Result<usize> {
     }
 }
 
-/// Live connections of one worker (TLS connections: logins and tunnels), and
-/// how many of them are tunnels.
+/// Live connections of one worker (TLS connections: logins and tunnels).
 #[derive(Debug, Default)]
 pub struct WorkerLoad {
     connections: AtomicUsize,
-    tunnels: AtomicUsize,
 }
 
 impl WorkerLoad {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
-    }
-
-    pub fn tunnels(&self) -> usize {
-        self.tunnels.load(Ordering::Relaxed)
-    }
-
-    /// Counts a tunnel until the guard is dropped.
-    pub fn tunnel(self: &Arc<Self>) -> TunnelGuard {
-        self.tunnels.fetch_add(1, Ordering::Relaxed);
-        TunnelGuard(self.clone())
-    }
-
-    /// What placement compares: tunnels first (they carry the traffic and
-    /// live long), then connections (logins in progress).
-    fn key(&self) -> (usize, usize) {
-        (self.tunnels(), self.connections())
-    }
-}
-
-/// A tunnel counted on its worker ([`WorkerLoad::tunnel`]).
-pub struct TunnelGuard(Arc<WorkerLoad>);
-
-impl Drop for TunnelGuard {
-    fn drop(&mut self) {
-        self.0.tunnels.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -189,31 +162,30 @@ impl<L: Clone + Send + 'static> Workers<L> {
         self.workers.iter().map(|w| w.load.connections()).collect()
     }
 
-    /// The worker the next connection goes to: the fewest tunnels, then the
-    /// fewest connections (counting tunnels first keeps a client that logs in
-    /// on one connection and tunnels on the next from piling its tunnels onto
-    /// one worker).
+    /// The worker the next connection goes to: the fewest live connections.
+    /// A tunnel is a live connection, and a connection counts from the moment
+    /// it is placed: counting tunnels only once their CONNECT arrives sent a
+    /// burst of new connections all to the worker that had fewer (58 / 42 of
+    /// 100 loadgen sessions at 16 in flight).
     fn pick(&self) -> usize {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let loads: Vec<(usize, usize)> = self.workers.iter().map(|w| w.load.key()).collect();
-        least_loaded(&loads, start)
+        least_loaded(&self.connections(), start)
     }
 
     /// Runs the connection `job` makes from its worker's lane on the worker
-    /// [`pick`](Self::pick) chooses, and returns that worker's index. The
-    /// connection gets the worker's load to count itself as a tunnel.
+    /// [`pick`](Self::pick) chooses, and returns that worker's index.
     /// `job` is called here but its future runs there: anything bound to a
     /// runtime (the TCP stream's registration) must be made inside the future.
     /// If that worker's runtime is gone, the future is dropped unpolled and
     /// whatever it owns (connection slot, admission ticket) is released.
-    pub fn spawn<F>(&self, job: impl FnOnce(L, Arc<WorkerLoad>) -> F) -> Option<usize>
+    pub fn spawn<F>(&self, job: impl FnOnce(L) -> F) -> Option<usize>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let i = self.pick();
         let w = self.workers.get(i)?;
         let guard = LoadGuard::new(w.load.clone());
-        let fut = job(w.lane.clone(), w.load.clone());
+        let fut = job(w.lane.clone());
         drop(w.handle.spawn(async move {
             let _guard = guard;
             fut.await;
@@ -389,9 +361,7 @@ mod tests {
         assert_eq!(least_loaded(&[0, 0], 1), 1);
         assert_eq!(least_loaded(&[0, 0], 2), 0);
         assert_eq!(least_loaded::<usize>(&[], 5), 0);
-        // Tunnels count before connections.
         assert_eq!(least_loaded(&[(1, 1), (0, 5)], 0), 1);
-        assert_eq!(least_loaded(&[(1, 1), (1, 0)], 0), 1);
     }
 
     /// Runtimes on threads of their own, as the workers are; a connection
@@ -425,7 +395,7 @@ mod tests {
             let (mut release, ran) = (release_rx.clone(), ran_tx.clone());
             picked.push(
                 workers
-                    .spawn(move |lane, _| async move {
+                    .spawn(move |lane| async move {
                         let _ = ran.send(lane);
                         let _ = release.wait_for(|r| *r).await;
                     })
@@ -447,7 +417,7 @@ mod tests {
         );
         // The next one goes to a least-loaded worker.
         let min = *loads.iter().min().unwrap();
-        let next = workers.spawn(|_, _| async {}).unwrap();
+        let next = workers.spawn(|_| async {}).unwrap();
         assert_eq!(loads[next], min, "{loads:?} -> {next}");
         // Connections that end are no longer counted.
         release_tx.send(true).unwrap();
@@ -465,50 +435,52 @@ mod tests {
         let (_rts, handles) = runtimes(2);
         let workers = Workers::new(handles, true);
         let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-        let settle = |tunnels: usize| {
+        let settle = |live: usize| {
             let ok = (0..1000).any(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(2));
-                let t: usize = workers.workers.iter().map(|w| w.load.tunnels()).sum();
-                t == tunnels && workers.connections().iter().sum::<usize>() == tunnels
+                workers.connections().iter().sum::<usize>() == live
             });
             assert!(ok, "{:?}", workers.connections());
         };
         for k in 0..8 {
             // The login: over at once.
-            workers.spawn(|_, _| async {}).unwrap();
+            workers.spawn(|_| async {}).unwrap();
             settle(k);
             // The tunnel: stays up.
             let mut release = release_rx.clone();
             workers
-                .spawn(move |_, load| async move {
-                    let _tunnel = load.tunnel();
+                .spawn(move |_| async move {
                     let _ = release.wait_for(|r| *r).await;
                 })
                 .unwrap();
             settle(k + 1);
         }
-        let tunnels: Vec<usize> = workers.workers.iter().map(|w| w.load.tunnels()).collect();
-        assert_eq!(tunnels, vec![4, 4]);
+        assert_eq!(workers.connections(), vec![4, 4]);
         release_tx.send(true).unwrap();
     }
 
-    /// Logins in progress (short, their hashing on the blocking pool) weigh
-    /// less than a tunnel: the worker with fewer tunnels gets the connection.
+    /// A burst of new connections (none a tunnel yet) spreads at once: each
+    /// counts on its worker from the moment it is placed.
     #[test]
-    fn a_worker_busy_with_logins_still_gets_the_next_connection_over_one_with_more_tunnels() {
+    fn a_burst_of_new_connections_evens_out_the_workers() {
         let (_rts, handles) = runtimes(2);
         let workers = Workers::new(handles, true);
-        let tunnel = workers.workers[0].load.tunnel();
-        let _held = LoadGuard::new(workers.workers[0].load.clone());
-        let _logins: Vec<LoadGuard> = (0..3)
-            .map(|_| LoadGuard::new(workers.workers[1].load.clone()))
-            .collect();
-        for _ in 0..4 {
-            assert_eq!(workers.pick(), 1);
-        }
-        drop(tunnel);
-        // Equal tunnels: the fewer connections win.
-        assert_eq!(workers.pick(), 0);
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let hold = |workers: &Workers<usize>| {
+            let mut release = release_rx.clone();
+            workers.spawn(move |_| async move {
+                let _ = release.wait_for(|r| *r).await;
+            })
+        };
+        // Worker 0 already has two tunnels.
+        let _held = [
+            LoadGuard::new(workers.workers[0].load.clone()),
+            LoadGuard::new(workers.workers[0].load.clone()),
+        ];
+        let placed: Vec<usize> = (0..4).map(|_| hold(&workers).unwrap()).collect();
+        assert_eq!(placed.iter().filter(|&&w| w == 1).count(), 3, "{placed:?}");
+        assert_eq!(workers.connections(), vec![3, 3]);
+        release_tx.send(true).unwrap();
     }
 
     #[test]
@@ -526,7 +498,7 @@ mod tests {
         assert_ne!(admission.counts(ip), (0, 0));
         let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let p = polled.clone();
-        workers.spawn(move |_, _| async move {
+        workers.spawn(move |_| async move {
             p.store(true, Ordering::SeqCst);
             drop((permit, ticket));
         });
