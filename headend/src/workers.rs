@@ -10,7 +10,11 @@
 //! its worker's TUN queue, so the kernel steers its downlink back to the same
 //! worker (`dataplane::tun`), and its connected DTLS socket (`dtls_direct.rs`)
 //! is registered with that worker's reactor: a packet crosses no thread
-//! boundary and takes no lock shared with other workers.
+//! boundary and takes no lock shared with other workers. The kernel steers
+//! only flows the session also writes (a TCP download's ACKs); packets of a
+//! one-way downstream flow land on any queue by hash and cross to the session
+//! through its channel (`tun-rx-cross-worker`; exact steering would need a
+//! TUN steering eBPF program).
 //!
 //! What stays on the shared multi-thread runtime: the accept loop, the admin
 //! socket and SSH CLI (and `reload`, whose `block_in_place` needs that
