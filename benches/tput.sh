@@ -164,10 +164,34 @@ stop_sink() {
   rm -f "$WORK/sink.in"
 }
 
+# The counters along the downlink, prefixed by where they were read: i. the
+# inside host, g. the gateway namespace (veths, TUN, UDP), c. the client
+# namespace, h. the headend's `show counters` (headend runs only).
+path_snapshot() {
+  local ns p
+  for p in i g c; do
+    case $p in i) ns=$NS_I ;; g) ns=$NS_G ;; c) ns=$NS_C ;; esac
+    net_snapshot "$ns" | sed "s/^/$p./"
+  done
+  [ "$SERVER" = headend ] && headend_counters "$HEADEND_BIN" "$DIR/admin.sock" "$NS_G" | sed 's/^headend\./h./'
+  return 0
+}
+# One line of a run's down_path: each stage's packets, and what it dropped.
+# shellcheck disable=SC2016
+PATH_LINE='.down_path as $p | def n(x): (x // "-" | tostring);
+  "offered \(n($p.offered)) -> tput sent \(n($p.tput_sent)) (err \(n($p.tput_errors)), sndbuf \(n($p.i_sndbuf_errors)))"
+  + " -> inside veth \(n($p.g_inside_rx)) (drop \(n($p.g_inside_rx_drop)))"
+  + " -> TUN tx \(n($p.tun_tx)) (drop \(n($p.tun_tx_drop)), qdisc drop \(n($p.tun_qdisc_drop)))"
+  + " -> headend read \(n($p.h_tun_rx)) (queue-full \(n($p.h_queue_full)), no-session \(n($p.h_no_session)))"
+  + " -> DTLS sent \(n($p.h_dtls_tx)) (err \(n($p.h_dtls_tx_errors))) / gw UDP out \(n($p.g_udp_out)) (sndbuf \(n($p.g_sndbuf_errors)))"
+  + " -> c1 tx \(n($p.g_c1_tx)) (drop \(n($p.g_c1_tx_drop))) -> client eth0 rx \(n($p.c_eth0_rx)) (drop \(n($p.c_eth0_rx_drop)))"
+  + " -> client UDP in \(n($p.c_udp_in)) (rcvbuf \(n($p.c_rcvbuf_errors)), inerr \(n($p.c_in_errors)))"
+  + " -> loadgen decrypted \(n($p.lg_got)) (record drops \(n($p.lg_record_drops)))"'
+
 # run DIR RATE: one measured run; appends a JSON record to $RESULTS.
 run() {
   local dir=$1 rate=$2 tag="$SERVER-$1-$2" load up_args=() lg_dur addrs sender_json="null" sink_json="null"
-  local s0 s1 l0 l1 crcv0 crcv1 win0 win1 srv_ticks=0 lg_ticks=0 lgjson
+  local s0 s1 l0 l1 crcv0 crcv1 win0 win1 srv_ticks=0 lg_ticks=0 lgjson path_json="{}"
   load=$(loadavg)
   log "$tag: $N sessions (uptime:$(uptime | sed 's/.*load average/ load average/'))"
   addrs="$WORK/$tag.addrs"
@@ -200,11 +224,18 @@ run() {
     cpu_sample $(server_pids) >"$WORK/$tag.srv0"
     cpu_sample "$LG_PID" >"$WORK/$tag.lg0"
     crcv0=$(udp_counter "$NS_C" RcvbufErrors)
+    path_snapshot >"$WORK/$tag.path0"
     win0=$(date +%s.%N)
     sender_json=$(ip netns exec "$NS_I" "$TPUT_BIN" send --addresses "$addrs" --gbps "$rate" --size "$SIZE" \
       --duration "$DURATION" --threads "$SENDER_THREADS" 2>>"$WORK/tput.log" | sed -n 's/^RESULT_JSON //p')
     win1=$(date +%s.%N)
     crcv1=$(udp_counter "$NS_C" RcvbufErrors)
+    # What was still queued (session queues, sockets) lands first; the
+    # sessions outlast the sender by 4 s.
+    sleep 2
+    path_snapshot >"$WORK/$tag.path1"
+    path_json=$(net_delta "$WORK/$tag.path0" "$WORK/$tag.path1" |
+      jq -R -n '[inputs | split(" ") | select(length == 2) | {(.[0]): (.[1] | tonumber)}] | add // {}')
     # shellcheck disable=SC2046
     cpu_sample $(server_pids) >"$WORK/$tag.srv1"
     cpu_sample "$LG_PID" >"$WORK/$tag.lg1"
@@ -231,7 +262,7 @@ run() {
     --argjson lg "$lgjson" --argjson sink "$sink_json" --argjson snd "$sender_json" \
     --argjson srv_ticks "$srv_ticks" --argjson lg_ticks "$lg_ticks" --argjson hz "$CLK_TCK" \
     --argjson win "$(awk -v a="$win0" -v b="$win1" 'BEGIN { printf "%.3f", b - a }')" \
-    --argjson crcv "$((crcv1 - crcv0))" --argjson n "$N" '
+    --argjson crcv "$((crcv1 - crcv0))" --argjson n "$N" --argjson path "$path_json" --argjson size "$SIZE" '
     def gb(b): b / 1e9;
     ($lg.traffic_s) as $hold
     | (if $dir != "down" then
@@ -260,8 +291,31 @@ run() {
        loadgen_cpu_pct: $lg_pct, loadgen_pacer_lagged: $lg.tx.pacer_lagged,
        loadgen_record_drops: $lg.rx.record_drops, loadgen_local_drops: $lg.tx.local_drops,
        sender_cpu_pct: $snd.cpu_pct, sender_errors: $snd.send_errors, sender_lagged: $snd.pacer_lagged,
-       sink_cpu_s: $sink.cpu_s, client_rcvbuf_errors: $crcv}' >>"$RESULTS"
+       sink_cpu_s: $sink.cpu_s, client_rcvbuf_errors: $crcv,
+       down_path: (if $dir == "up" then null else
+         # Where the downlink went, stage by stage, over the sender window
+         # (+2 s): counters of the inside host (i.), the gateway (g.: its
+         # "inside" veth, the TUN device(s), the bridge port c1 to the
+         # client), the headend (h.), the client namespace (c.) and loadgen.
+         def p(k): $path[k] // 0;
+         def tun(f): [$path | to_entries[] | select(.key | test("^g\\.dev\\.vpns?[0-9]+\\." + f + "$")) | .value] | add // 0;
+         def tunq: [$path | to_entries[] | select(.key | test("^g\\.qdisc\\.vpns?[0-9]+\\.drop$")) | .value] | add // 0;
+         {offered: (($snd.asked_gbit_s // $rate) * 1e9 / 8 / $size * ($snd.secs // 0) | round),
+          tput_sent: $snd.packets, tput_errors: $snd.send_errors, i_sndbuf_errors: p("i.udp.SndbufErrors"),
+          i_eth0_tx: p("i.dev.eth0.tx_packets"), i_eth0_tx_drop: p("i.dev.eth0.tx_drop"),
+          g_inside_rx: p("g.dev.inside.rx_packets"), g_inside_rx_drop: p("g.dev.inside.rx_drop"),
+          tun_tx: tun("tx_packets"), tun_tx_drop: tun("tx_drop"), tun_qdisc_drop: tunq,
+          h_tun_rx: $path["h.tun-rx-packets"], h_queue_full: $path["h.drop-queue-full"],
+          h_no_session: $path["h.drop-no-session"],
+          h_dtls_tx: $path["h.dtls-tx-datagrams"], h_dtls_tx_errors: $path["h.dtls-tx-errors"],
+          g_udp_out: p("g.udp.OutDatagrams"), g_sndbuf_errors: p("g.udp.SndbufErrors"),
+          g_c1_tx: p("g.dev.c1.tx_packets"), g_c1_tx_drop: p("g.dev.c1.tx_drop"),
+          c_eth0_rx: p("c.dev.eth0.rx_packets"), c_eth0_rx_drop: p("c.dev.eth0.rx_drop"),
+          c_udp_in: p("c.udp.InDatagrams"), c_rcvbuf_errors: p("c.udp.RcvbufErrors"), c_in_errors: p("c.udp.InErrors"),
+          lg_got: $lg.rx.udp_packets, lg_record_drops: $lg.rx.record_drops}
+       end)}' >>"$RESULTS"
   log "$tag: $(tail -n 1 "$RESULTS" | jq -r '"delivered \(.delivered_gbit_s * 1000 | round / 1000) Gbit/s (up \(.up.delivered // "-"), down \(.down.delivered // "-")), server \(.server_cpu_pct | round) % CPU, \(.server_cpu_s_per_gb // "-") s/GB, loadgen \(.loadgen_cpu_pct // 0 | round) % CPU"')"
+  [ "$dir" != up ] && log "$tag: downlink path: $(tail -n 1 "$RESULTS" | jq -r "$PATH_LINE")"
   # Every session must be gone before the next run.
   wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
     log "connections still open after the run"
@@ -319,6 +373,14 @@ jq -rs '
      "\($h.load // "-") | \($o.load // "-")"]
   | @tsv' "$RESULTS" |
   { printf 'dir\tasked\tGbit/s h\tGbit/s o\th:o\tloss%% h up/down\tloss%% o up/down\tCPU s/GB h\tCPU s/GB o\tCPU/GB h:o\tsrv%% h\tsrv%% o\tlg%% h\tlg%% o\tsnd%%\tload h | o\n'; cat; } |
+  column -t -s $'\t'
+echo
+echo "Where the downlink went (packets over the sender's window; - = not measured for this server):"
+jq -r 'select(.down_path != null) | .down_path as $p | def n(x): (x // "-" | tostring);
+  [.side, .dir, .asked_gbit_s, n($p.offered), n($p.tput_sent), n($p.g_inside_rx), n($p.tun_tx),
+   "\(n($p.tun_tx_drop))+\(n($p.tun_qdisc_drop))", n($p.h_tun_rx), n($p.h_queue_full), n($p.h_dtls_tx),
+   n($p.g_udp_out), n($p.c_eth0_rx), n($p.c_udp_in), n($p.c_rcvbuf_errors), n($p.lg_got)] | @tsv' "$RESULTS" |
+  { printf 'server\tdir\tasked\toffered\ttput sent\tgw veth rx\tTUN tx\tTUN drop+qdisc\theadend read\tqueue-full\tDTLS sent\tgw UDP out\tclient rx\tclient UDP in\trcvbuf err\tloadgen got\n'; cat; } |
   column -t -s $'\t'
 echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" \
   '{sessions: $n, transport: $t, size: $size, duration_s: $d, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"
