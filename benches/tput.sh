@@ -17,7 +17,12 @@
 #
 # Usage: sudo benches/tput.sh [-n SESSIONS] [--rates "0.5 1 2 4"] [--dirs "up down both"]
 #          [-t SECS] [--size BYTES] [--transport dtls|cstp] [--only headend|ocserv]
-#          [--sender-threads T]
+#          [--sender-threads T] [--client-rcvbuf BYTES]
+#   --client-rcvbuf  loadgen's DTLS socket receive buffer (default 4194304; 0: the
+#                    kernel's 208 KiB, a stock client's). With traffic both ways the
+#                    box is full and a server serves each session in bursts; the
+#                    default buffer then drops there what loadgen has no CPU to read
+#                    yet (the "rcvbuf err" column), which measures loadgen.
 #   HEADEND_BIN, LOADGEN_BIN, TPUT_BIN  binaries (default: target/release/*, built if missing)
 #   HEADEND_ARGS  extra `headend run` arguments (through netns/lab.sh)
 #
@@ -39,6 +44,7 @@ SIZE=1380
 TRANSPORT=dtls
 ONLY=""
 SENDER_THREADS=1
+CLIENT_RCVBUF=4194304
 HANG=60
 OUTSIDE_IP=198.18.0.1
 INSIDE_HOST=198.18.1.10
@@ -63,6 +69,7 @@ while [ $# -gt 0 ]; do
   --transport) TRANSPORT=$2; shift 2 ;;
   --only) ONLY=$2; shift 2 ;;
   --sender-threads) SENDER_THREADS=$2; shift 2 ;;
+  --client-rcvbuf) CLIENT_RCVBUF=$2; shift 2 ;;
   -h | --help) usage ;;
   *) echo "tput.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -71,6 +78,7 @@ case "$ONLY" in "") SERVERS=(headend ocserv) ;; headend | ocserv) SERVERS=("$ONL
 case "$TRANSPORT" in dtls | cstp) ;; *) die "--transport dtls|cstp" ;; esac
 [[ "$N" =~ ^[1-9][0-9]*$ ]] && [ "$N" -le 4000 ] || die "-n wants 1..4000 sessions"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "-t wants whole seconds"
+[[ "$CLIENT_RCVBUF" =~ ^[0-9]+$ ]] || die "--client-rcvbuf wants bytes"
 [[ "$SIZE" =~ ^[0-9]+$ ]] && [ "$SIZE" -ge 64 ] && [ "$SIZE" -le 1390 ] || die "--size: 64..1390 (the tunnel MTU)"
 for d in $DIRS; do case "$d" in up | down | both) ;; *) die "--dirs: up, down, both" ;; esac; done
 for r in $RATES; do [[ "$r" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--rates wants Gbit/s numbers, not '$r'"; done
@@ -212,7 +220,7 @@ run() {
   # shellcheck disable=SC2046
   ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
     --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$N" --concurrency 32 \
-    --transport "$TRANSPORT" "${up_args[@]}" --duration "$lg_dur" --drain 2 \
+    --transport "$TRANSPORT" "${up_args[@]}" --duration "$lg_dur" --drain 2 --udp-rcvbuf "$CLIENT_RCVBUF" \
     --addresses-out "$addrs" $(server_sample_args) --quiet \
     >"$WORK/$tag.loadgen.out" 2>>"$WORK/loadgen.log" &
   LG_PID=$!
@@ -354,7 +362,7 @@ for SERVER in "${SERVERS[@]}"; do
 done
 
 echo
-echo "tput: $N $TRANSPORT sessions (loadgen), UDP ${SIZE} B IP packets, ${DURATION} s per run, $(nproc) CPUs"
+echo "tput: $N $TRANSPORT sessions (loadgen), UDP ${SIZE} B IP packets, ${DURATION} s per run, $(nproc) CPUs, loadgen UDP receive buffer ${CLIENT_RCVBUF} B (0: kernel default)"
 echo "Gbit/s delivered (sum of both directions for 'both'); CPU s/GB = server CPU-seconds per GB delivered;"
 echo "lg%/snd% = loadgen's / the sender's CPU (100 = one core); loss% up/down; load = load average at the start"
 jq -rs '
@@ -382,5 +390,5 @@ jq -r 'select(.down_path != null) | .down_path as $p | def n(x): (x // "-" | tos
    n($p.g_udp_out), n($p.c_eth0_rx), n($p.c_udp_in), n($p.c_rcvbuf_errors), n($p.lg_got)] | @tsv' "$RESULTS" |
   { printf 'server\tdir\tasked\toffered\ttput sent\tgw veth rx\tTUN tx\tTUN drop+qdisc\theadend read\tqueue-full\tDTLS sent\tgw UDP out\tclient rx\tclient UDP in\trcvbuf err\tloadgen got\n'; cat; } |
   column -t -s $'\t'
-echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" \
-  '{sessions: $n, transport: $t, size: $size, duration_s: $d, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"
+echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" --argjson rcvbuf "$CLIENT_RCVBUF" \
+  '{sessions: $n, transport: $t, size: $size, duration_s: $d, client_rcvbuf: $rcvbuf, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"

@@ -53,6 +53,17 @@ pub struct PacingConfig {
 /// The window of [`PacingConfig::slow_free`].
 pub const SLOW_WINDOW: Duration = Duration::from_millis(10);
 
+/// Windows of [`PacingConfig::slow_free`] a slow session may use at once
+/// after a gap (its task was not run for that long): 4 x 128 KiB by default.
+/// Why: with traffic both ways on a busy runtime a session's task ran every
+/// ~150 ms and found ~290 KB queued for its 20 Mbit/s; one window's 128 KiB
+/// left at once and the rest waited for a `timerfd` that came as late as the
+/// task (84-270 ms), while the downlink queue behind it overflowed
+/// (BENCHMARKS.md, issue 13 both ways). The credit is what the session was
+/// owed at the slow rate (at most `slow_free` per window), so the average
+/// stays below the slow rate; the cap bounds the burst a client buffer sees.
+pub const SLOW_CREDIT_WINDOWS: u32 = 4;
+
 impl PacingConfig {
     /// Default rate: above what one stock openconnect decrypts on this class
     /// of machine (BENCHMARKS.md), so pacing shapes bursts rather than
@@ -139,6 +150,9 @@ pub struct Pacer {
     /// What was sent in the window before (0 at first: a new session starts
     /// as a slow one, its first burst leaves at once).
     prev_win_bytes: u64,
+    /// What a slow session may send unpaced in this window: `slow_free`, or
+    /// up to [`SLOW_CREDIT_WINDOWS`] of it when the window began after a gap.
+    win_free: u64,
     stats: PacerStats,
 }
 
@@ -153,6 +167,7 @@ impl Pacer {
             win_start: now,
             win_bytes: 0,
             prev_win_bytes: 0,
+            win_free: cfg.slow_free,
             stats: PacerStats::default(),
         }
     }
@@ -200,6 +215,11 @@ impl Pacer {
             } else {
                 0
             };
+            // The windows that passed since this one began, each worth
+            // `slow_free` to a slow session, up to the cap.
+            let windows = (age.as_nanos() / SLOW_WINDOW.as_nanos().max(1))
+                .clamp(1, u128::from(SLOW_CREDIT_WINDOWS)) as u64;
+            self.win_free = self.cfg.slow_free.saturating_mul(windows);
             self.win_start = now;
             self.win_bytes = 0;
         }
@@ -207,11 +227,10 @@ impl Pacer {
 
     /// What a slow session may still send unpaced in this window.
     fn slow_allowance(&self) -> u64 {
-        let free = self.cfg.slow_free;
-        if self.prev_win_bytes >= free {
+        if self.prev_win_bytes >= self.cfg.slow_free {
             return 0;
         }
-        free.saturating_sub(self.win_bytes)
+        self.win_free.saturating_sub(self.win_bytes)
     }
 
     /// Bytes that may leave now.
@@ -424,6 +443,47 @@ mod tests {
             p.spend(30_000);
         }
         assert_eq!(p.stats().waits, 0);
+    }
+
+    #[test]
+    fn a_slow_session_served_late_sends_what_it_was_owed_at_once() {
+        let t0 = Instant::now();
+        // 100 bytes per microsecond, 4,000-byte bursts, 40,000 free per window.
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // Its task runs every 150 ms (a busy runtime) and finds 100,000
+        // bytes queued each time (5.3 Mbit/s): 2.5 windows' worth, under
+        // the cap of 4, leaves at once, every time.
+        for i in 1..=20u32 {
+            let now = t0 + Duration::from_millis(150) * i;
+            let budget = p.budget(now);
+            assert!(budget >= 100_000, "turn {i}: budget {budget}");
+            p.spend(100_000);
+        }
+        assert_eq!(p.stats().waits, 0);
+        // After any gap, at most SLOW_CREDIT_WINDOWS windows at once.
+        let late = t0 + Duration::from_secs(10);
+        assert_eq!(p.budget(late), 40_000 * u64::from(SLOW_CREDIT_WINDOWS));
+        p.spend(40_000 * u64::from(SLOW_CREDIT_WINDOWS));
+        // Right after, in the same window: only the bucket.
+        assert_eq!(p.budget(late), 0);
+    }
+
+    #[test]
+    fn a_gap_gives_no_credit_to_a_session_that_was_fast() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // Fast: sends its allowance and then the bucket every 50 us, for
+        // more than two windows.
+        let mut now = t0;
+        for _ in 0..500 {
+            now += Duration::from_micros(50);
+            let b = p.budget(now);
+            p.spend(b);
+        }
+        // The next window begins within 10-20 ms of the last one: it
+        // follows a fast window and gets no allowance, only the bucket.
+        now += Duration::from_millis(12);
+        assert!(p.budget(now) <= 4_000);
     }
 
     #[test]

@@ -33,3 +33,4 @@ pub mod threat;
 pub mod tls;
 pub mod tunnel;
 pub mod tunnel_session;
+pub mod turn_budget;
