@@ -44,6 +44,8 @@ SIZE=1380
 TRANSPORT=dtls
 ONLY=""
 SENDER_THREADS=1
+# Seconds loadgen's hold outlasts the sender's window (down, both).
+HOLD_MARGIN=10
 CLIENT_RCVBUF=4194304
 HANG=60
 OUTSIDE_IP=198.18.0.1
@@ -211,11 +213,13 @@ run() {
     up_args=(--traffic udp --target "$INSIDE_HOST" --udp-port "$SINK_PORT" --gbps "$rate" --size "$SIZE" --burst)
     # both: the sessions (and ocserv's workers, whose CPU the window samples)
     # outlast the sender; the upstream share of the window is scaled below.
-    [ "$dir" = both ] && lg_dur=$((DURATION + 4))
+    # The margin covers the samples taken before the sender starts (ocserv's
+    # 100+ processes on a busy box: several seconds) and the 2 s after it.
+    [ "$dir" = both ] && lg_dur=$((DURATION + HOLD_MARGIN))
   else
     up_args=(--traffic udp --pps 0)
     # The hold outlasts the sender (started once the addresses are written).
-    lg_dur=$((DURATION + 4))
+    lg_dur=$((DURATION + HOLD_MARGIN))
   fi
   # shellcheck disable=SC2046
   ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
@@ -237,9 +241,11 @@ run() {
     sender_json=$(ip netns exec "$NS_I" "$TPUT_BIN" send --addresses "$addrs" --gbps "$rate" --size "$SIZE" \
       --duration "$DURATION" --threads "$SENDER_THREADS" 2>>"$WORK/tput.log" | sed -n 's/^RESULT_JSON //p')
     win1=$(date +%s.%N)
+    kill -0 "$LG_PID" 2>/dev/null ||
+      log "$tag: loadgen ended before the sender's window closed: its CPU, the server's and the path counters miss the end"
     crcv1=$(udp_counter "$NS_C" RcvbufErrors)
     # What was still queued (session queues, sockets) lands first; the
-    # sessions outlast the sender by 4 s.
+    # sessions outlast the sender (HOLD_MARGIN).
     sleep 2
     path_snapshot >"$WORK/$tag.path1"
     path_json=$(net_delta "$WORK/$tag.path0" "$WORK/$tag.path1" |
