@@ -473,7 +473,7 @@ async fn pump(
                 if let Err(e) = tls.flush().await {
                     return Outcome::Lost(format!("TLS write: {e}"));
                 }
-                turn.uplink(session.cstp.counters().packets_in - data_before);
+                turn.uplink(session.cstp.counters().packets_in.saturating_sub(data_before));
                 // Data on CSTP means the client gave up on DTLS for now: answer
                 // on CSTP too until DTLS data flows again.
                 if session.cstp.counters().packets_in != data_before && session.on_cstp_data() {
