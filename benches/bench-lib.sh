@@ -98,3 +98,36 @@ route = 198.18.1.0/255.255.255.0
 mtu = $mtu
 EOF
 }
+
+# A snapshot of namespace $1's packet counters, one "key value" a line, for
+# net_delta: per interface (/proc/net/dev) rx/tx packets and drops, the
+# qdisc drops of each interface (`tc -s qdisc`: a TUN device's queue can
+# drop before the device counts it), and every field of the "Udp:" line of
+# /proc/net/snmp (InDatagrams, RcvbufErrors, SndbufErrors, ...).
+net_snapshot() {
+  ip netns exec "$1" awk '
+    FILENAME == "/proc/net/dev" && /:/ {
+      split($0, a, ":"); ifc = a[1]; gsub(/ /, "", ifc); n = split(a[2], f, " ")
+      printf "dev.%s.rx_packets %s\ndev.%s.rx_drop %s\ndev.%s.tx_packets %s\ndev.%s.tx_drop %s\n", ifc, f[2], ifc, f[4], ifc, f[10], ifc, f[12]
+    }
+    FILENAME == "/proc/net/snmp" && /^Udp:/ {
+      if (!hdr) { for (i = 2; i <= NF; i++) name[i] = $i; hdr = 1 }
+      else { for (i = 2; i <= NF; i++) printf "udp.%s %s\n", name[i], $i }
+    }' /proc/net/dev /proc/net/snmp
+  tc -n "$1" -s qdisc show 2>/dev/null | awk '
+    $1 == "qdisc" { for (i = 1; i <= NF; i++) if ($i == "dev") ifc = $(i + 1) }
+    /Sent .* dropped/ { for (i = 1; i <= NF; i++) if ($i == "(dropped") { d = $(i + 1); sub(/,/, "", d); q[ifc] += d } }
+    END { for (k in q) printf "qdisc.%s.drop %s\n", k, q[k] }'
+}
+
+# The headend's dataplane and DTLS counters (`show counters`) as "headend.NAME value".
+headend_counters() {
+  local bin=$1 sock=$2 ns=$3
+  ip netns exec "$ns" "$bin" show counters --admin-socket "$sock" 2>/dev/null |
+    awk -F: 'NF == 2 { k = $1; v = $2; gsub(/ /, "", k); gsub(/ /, "", v); if (v ~ /^[0-9]+$/) print "headend." k, v }'
+}
+
+# "key after-before" for every key of snapshot file $2 (keys missing in $1 count from 0).
+net_delta() {
+  awk 'FNR == NR { b[$1] = $2; next } { printf "%s %d\n", $1, $2 - (($1 in b) ? b[$1] : 0) }' "$1" "$2"
+}

@@ -17,7 +17,12 @@
 #
 # Usage: sudo benches/tput.sh [-n SESSIONS] [--rates "0.5 1 2 4"] [--dirs "up down both"]
 #          [-t SECS] [--size BYTES] [--transport dtls|cstp] [--only headend|ocserv]
-#          [--sender-threads T]
+#          [--sender-threads T] [--client-rcvbuf BYTES]
+#   --client-rcvbuf  loadgen's DTLS socket receive buffer (default 4194304; 0: the
+#                    kernel's 208 KiB, a stock client's). With traffic both ways the
+#                    box is full and a server serves each session in bursts; the
+#                    default buffer then drops there what loadgen has no CPU to read
+#                    yet (the "rcvbuf err" column), which measures loadgen.
 #   HEADEND_BIN, LOADGEN_BIN, TPUT_BIN  binaries (default: target/release/*, built if missing)
 #   HEADEND_ARGS  extra `headend run` arguments (through netns/lab.sh)
 #
@@ -39,6 +44,9 @@ SIZE=1380
 TRANSPORT=dtls
 ONLY=""
 SENDER_THREADS=1
+# Seconds loadgen's hold outlasts the sender's window (down, both).
+HOLD_MARGIN=10
+CLIENT_RCVBUF=4194304
 HANG=60
 OUTSIDE_IP=198.18.0.1
 INSIDE_HOST=198.18.1.10
@@ -63,6 +71,7 @@ while [ $# -gt 0 ]; do
   --transport) TRANSPORT=$2; shift 2 ;;
   --only) ONLY=$2; shift 2 ;;
   --sender-threads) SENDER_THREADS=$2; shift 2 ;;
+  --client-rcvbuf) CLIENT_RCVBUF=$2; shift 2 ;;
   -h | --help) usage ;;
   *) echo "tput.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -71,6 +80,7 @@ case "$ONLY" in "") SERVERS=(headend ocserv) ;; headend | ocserv) SERVERS=("$ONL
 case "$TRANSPORT" in dtls | cstp) ;; *) die "--transport dtls|cstp" ;; esac
 [[ "$N" =~ ^[1-9][0-9]*$ ]] && [ "$N" -le 4000 ] || die "-n wants 1..4000 sessions"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "-t wants whole seconds"
+[[ "$CLIENT_RCVBUF" =~ ^[0-9]+$ ]] || die "--client-rcvbuf wants bytes"
 [[ "$SIZE" =~ ^[0-9]+$ ]] && [ "$SIZE" -ge 64 ] && [ "$SIZE" -le 1390 ] || die "--size: 64..1390 (the tunnel MTU)"
 for d in $DIRS; do case "$d" in up | down | both) ;; *) die "--dirs: up, down, both" ;; esac; done
 for r in $RATES; do [[ "$r" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--rates wants Gbit/s numbers, not '$r'"; done
@@ -164,10 +174,34 @@ stop_sink() {
   rm -f "$WORK/sink.in"
 }
 
+# The counters along the downlink, prefixed by where they were read: i. the
+# inside host, g. the gateway namespace (veths, TUN, UDP), c. the client
+# namespace, h. the headend's `show counters` (headend runs only).
+path_snapshot() {
+  local ns p
+  for p in i g c; do
+    case $p in i) ns=$NS_I ;; g) ns=$NS_G ;; c) ns=$NS_C ;; esac
+    net_snapshot "$ns" | sed "s/^/$p./"
+  done
+  [ "$SERVER" = headend ] && headend_counters "$HEADEND_BIN" "$DIR/admin.sock" "$NS_G" | sed 's/^headend\./h./'
+  return 0
+}
+# One line of a run's down_path: each stage's packets, and what it dropped.
+# shellcheck disable=SC2016
+PATH_LINE='.down_path as $p | def n(x): (x // "-" | tostring);
+  "offered \(n($p.offered)) -> tput sent \(n($p.tput_sent)) (err \(n($p.tput_errors)), sndbuf \(n($p.i_sndbuf_errors)))"
+  + " -> inside veth \(n($p.g_inside_rx)) (drop \(n($p.g_inside_rx_drop)))"
+  + " -> TUN tx \(n($p.tun_tx)) (drop \(n($p.tun_tx_drop)), qdisc drop \(n($p.tun_qdisc_drop)))"
+  + " -> headend read \(n($p.h_tun_rx)) (queue-full \(n($p.h_queue_full)), no-session \(n($p.h_no_session)))"
+  + " -> DTLS sent \(n($p.h_dtls_tx)) (err \(n($p.h_dtls_tx_errors))) / gw UDP out \(n($p.g_udp_out)) (sndbuf \(n($p.g_sndbuf_errors)))"
+  + " -> c1 tx \(n($p.g_c1_tx)) (drop \(n($p.g_c1_tx_drop))) -> client eth0 rx \(n($p.c_eth0_rx)) (drop \(n($p.c_eth0_rx_drop)))"
+  + " -> client UDP in \(n($p.c_udp_in)) (rcvbuf \(n($p.c_rcvbuf_errors)), inerr \(n($p.c_in_errors)))"
+  + " -> loadgen decrypted \(n($p.lg_got)) (record drops \(n($p.lg_record_drops)))"'
+
 # run DIR RATE: one measured run; appends a JSON record to $RESULTS.
 run() {
   local dir=$1 rate=$2 tag="$SERVER-$1-$2" load up_args=() lg_dur addrs sender_json="null" sink_json="null"
-  local s0 s1 l0 l1 crcv0 crcv1 win0 win1 srv_ticks=0 lg_ticks=0 lgjson
+  local s0 s1 l0 l1 crcv0 crcv1 win0 win1 srv_ticks=0 lg_ticks=0 lgjson path_json="{}"
   load=$(loadavg)
   log "$tag: $N sessions (uptime:$(uptime | sed 's/.*load average/ load average/'))"
   addrs="$WORK/$tag.addrs"
@@ -179,16 +213,18 @@ run() {
     up_args=(--traffic udp --target "$INSIDE_HOST" --udp-port "$SINK_PORT" --gbps "$rate" --size "$SIZE" --burst)
     # both: the sessions (and ocserv's workers, whose CPU the window samples)
     # outlast the sender; the upstream share of the window is scaled below.
-    [ "$dir" = both ] && lg_dur=$((DURATION + 4))
+    # The margin covers the samples taken before the sender starts (ocserv's
+    # 100+ processes on a busy box: several seconds) and the 2 s after it.
+    [ "$dir" = both ] && lg_dur=$((DURATION + HOLD_MARGIN))
   else
     up_args=(--traffic udp --pps 0)
     # The hold outlasts the sender (started once the addresses are written).
-    lg_dur=$((DURATION + 4))
+    lg_dur=$((DURATION + HOLD_MARGIN))
   fi
   # shellcheck disable=SC2046
   ip netns exec "$NS_C" "$LOADGEN_BIN" --server "https://$OUTSIDE_IP/" --servercert "$PIN" \
     --user "$USER_NAME" --password "$PASSWORD" --group LOCAL-PW -n "$N" --concurrency 32 \
-    --transport "$TRANSPORT" "${up_args[@]}" --duration "$lg_dur" --drain 2 \
+    --transport "$TRANSPORT" "${up_args[@]}" --duration "$lg_dur" --drain 2 --udp-rcvbuf "$CLIENT_RCVBUF" \
     --addresses-out "$addrs" $(server_sample_args) --quiet \
     >"$WORK/$tag.loadgen.out" 2>>"$WORK/loadgen.log" &
   LG_PID=$!
@@ -200,11 +236,20 @@ run() {
     cpu_sample $(server_pids) >"$WORK/$tag.srv0"
     cpu_sample "$LG_PID" >"$WORK/$tag.lg0"
     crcv0=$(udp_counter "$NS_C" RcvbufErrors)
+    path_snapshot >"$WORK/$tag.path0"
     win0=$(date +%s.%N)
     sender_json=$(ip netns exec "$NS_I" "$TPUT_BIN" send --addresses "$addrs" --gbps "$rate" --size "$SIZE" \
       --duration "$DURATION" --threads "$SENDER_THREADS" 2>>"$WORK/tput.log" | sed -n 's/^RESULT_JSON //p')
     win1=$(date +%s.%N)
+    kill -0 "$LG_PID" 2>/dev/null ||
+      log "$tag: loadgen ended before the sender's window closed: its CPU, the server's and the path counters miss the end"
     crcv1=$(udp_counter "$NS_C" RcvbufErrors)
+    # What was still queued (session queues, sockets) lands first; the
+    # sessions outlast the sender (HOLD_MARGIN).
+    sleep 2
+    path_snapshot >"$WORK/$tag.path1"
+    path_json=$(net_delta "$WORK/$tag.path0" "$WORK/$tag.path1" |
+      jq -R -n '[inputs | split(" ") | select(length == 2) | {(.[0]): (.[1] | tonumber)}] | add // {}')
     # shellcheck disable=SC2046
     cpu_sample $(server_pids) >"$WORK/$tag.srv1"
     cpu_sample "$LG_PID" >"$WORK/$tag.lg1"
@@ -231,7 +276,7 @@ run() {
     --argjson lg "$lgjson" --argjson sink "$sink_json" --argjson snd "$sender_json" \
     --argjson srv_ticks "$srv_ticks" --argjson lg_ticks "$lg_ticks" --argjson hz "$CLK_TCK" \
     --argjson win "$(awk -v a="$win0" -v b="$win1" 'BEGIN { printf "%.3f", b - a }')" \
-    --argjson crcv "$((crcv1 - crcv0))" --argjson n "$N" '
+    --argjson crcv "$((crcv1 - crcv0))" --argjson n "$N" --argjson path "$path_json" --argjson size "$SIZE" '
     def gb(b): b / 1e9;
     ($lg.traffic_s) as $hold
     | (if $dir != "down" then
@@ -260,8 +305,31 @@ run() {
        loadgen_cpu_pct: $lg_pct, loadgen_pacer_lagged: $lg.tx.pacer_lagged,
        loadgen_record_drops: $lg.rx.record_drops, loadgen_local_drops: $lg.tx.local_drops,
        sender_cpu_pct: $snd.cpu_pct, sender_errors: $snd.send_errors, sender_lagged: $snd.pacer_lagged,
-       sink_cpu_s: $sink.cpu_s, client_rcvbuf_errors: $crcv}' >>"$RESULTS"
+       sink_cpu_s: $sink.cpu_s, client_rcvbuf_errors: $crcv,
+       down_path: (if $dir == "up" then null else
+         # Where the downlink went, stage by stage, over the sender window
+         # (+2 s): counters of the inside host (i.), the gateway (g.: its
+         # "inside" veth, the TUN device(s), the bridge port c1 to the
+         # client), the headend (h.), the client namespace (c.) and loadgen.
+         def p(k): $path[k] // 0;
+         def tun(f): [$path | to_entries[] | select(.key | test("^g\\.dev\\.vpns?[0-9]+\\." + f + "$")) | .value] | add // 0;
+         def tunq: [$path | to_entries[] | select(.key | test("^g\\.qdisc\\.vpns?[0-9]+\\.drop$")) | .value] | add // 0;
+         {offered: (($snd.asked_gbit_s // $rate) * 1e9 / 8 / $size * ($snd.secs // 0) | round),
+          tput_sent: $snd.packets, tput_errors: $snd.send_errors, i_sndbuf_errors: p("i.udp.SndbufErrors"),
+          i_eth0_tx: p("i.dev.eth0.tx_packets"), i_eth0_tx_drop: p("i.dev.eth0.tx_drop"),
+          g_inside_rx: p("g.dev.inside.rx_packets"), g_inside_rx_drop: p("g.dev.inside.rx_drop"),
+          tun_tx: tun("tx_packets"), tun_tx_drop: tun("tx_drop"), tun_qdisc_drop: tunq,
+          h_tun_rx: $path["h.tun-rx-packets"], h_queue_full: $path["h.drop-queue-full"],
+          h_no_session: $path["h.drop-no-session"],
+          h_dtls_tx: $path["h.dtls-tx-datagrams"], h_dtls_tx_errors: $path["h.dtls-tx-errors"],
+          g_udp_out: p("g.udp.OutDatagrams"), g_sndbuf_errors: p("g.udp.SndbufErrors"),
+          g_c1_tx: p("g.dev.c1.tx_packets"), g_c1_tx_drop: p("g.dev.c1.tx_drop"),
+          c_eth0_rx: p("c.dev.eth0.rx_packets"), c_eth0_rx_drop: p("c.dev.eth0.rx_drop"),
+          c_udp_in: p("c.udp.InDatagrams"), c_rcvbuf_errors: p("c.udp.RcvbufErrors"), c_in_errors: p("c.udp.InErrors"),
+          lg_got: $lg.rx.udp_packets, lg_record_drops: $lg.rx.record_drops}
+       end)}' >>"$RESULTS"
   log "$tag: $(tail -n 1 "$RESULTS" | jq -r '"delivered \(.delivered_gbit_s * 1000 | round / 1000) Gbit/s (up \(.up.delivered // "-"), down \(.down.delivered // "-")), server \(.server_cpu_pct | round) % CPU, \(.server_cpu_s_per_gb // "-") s/GB, loadgen \(.loadgen_cpu_pct // 0 | round) % CPU"')"
+  [ "$dir" != up ] && log "$tag: downlink path: $(tail -n 1 "$RESULTS" | jq -r "$PATH_LINE")"
   # Every session must be gone before the next run.
   wait_for "$HANG" sh -c "[ \"\$(ip netns exec '$NS_G' ss -Htn state established 'sport = :443' | wc -l)\" -eq 0 ]" ||
     log "connections still open after the run"
@@ -300,7 +368,7 @@ for SERVER in "${SERVERS[@]}"; do
 done
 
 echo
-echo "tput: $N $TRANSPORT sessions (loadgen), UDP ${SIZE} B IP packets, ${DURATION} s per run, $(nproc) CPUs"
+echo "tput: $N $TRANSPORT sessions (loadgen), UDP ${SIZE} B IP packets, ${DURATION} s per run, $(nproc) CPUs, loadgen UDP receive buffer ${CLIENT_RCVBUF} B (0: kernel default)"
 echo "Gbit/s delivered (sum of both directions for 'both'); CPU s/GB = server CPU-seconds per GB delivered;"
 echo "lg%/snd% = loadgen's / the sender's CPU (100 = one core); loss% up/down; load = load average at the start"
 jq -rs '
@@ -320,5 +388,13 @@ jq -rs '
   | @tsv' "$RESULTS" |
   { printf 'dir\tasked\tGbit/s h\tGbit/s o\th:o\tloss%% h up/down\tloss%% o up/down\tCPU s/GB h\tCPU s/GB o\tCPU/GB h:o\tsrv%% h\tsrv%% o\tlg%% h\tlg%% o\tsnd%%\tload h | o\n'; cat; } |
   column -t -s $'\t'
-echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" \
-  '{sessions: $n, transport: $t, size: $size, duration_s: $d, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"
+echo
+echo "Where the downlink went (packets over the sender's window; - = not measured for this server):"
+jq -r 'select(.down_path != null) | .down_path as $p | def n(x): (x // "-" | tostring);
+  [.side, .dir, .asked_gbit_s, n($p.offered), n($p.tput_sent), n($p.g_inside_rx), n($p.tun_tx),
+   "\(n($p.tun_tx_drop))+\(n($p.tun_qdisc_drop))", n($p.h_tun_rx), n($p.h_queue_full), n($p.h_dtls_tx),
+   n($p.g_udp_out), n($p.c_eth0_rx), n($p.c_udp_in), n($p.c_rcvbuf_errors), n($p.lg_got)] | @tsv' "$RESULTS" |
+  { printf 'server\tdir\tasked\toffered\ttput sent\tgw veth rx\tTUN tx\tTUN drop+qdisc\theadend read\tqueue-full\tDTLS sent\tgw UDP out\tclient rx\tclient UDP in\trcvbuf err\tloadgen got\n'; cat; } |
+  column -t -s $'\t'
+echo "RESULT_JSON $(jq -cs --argjson n "$N" --arg t "$TRANSPORT" --argjson size "$SIZE" --argjson d "$DURATION" --argjson rcvbuf "$CLIENT_RCVBUF" \
+  '{sessions: $n, transport: $t, size: $size, duration_s: $d, client_rcvbuf: $rcvbuf, nproc: '"$(nproc)"', runs: .}' "$RESULTS")"

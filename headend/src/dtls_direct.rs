@@ -43,6 +43,14 @@ const DIRECT_RCVBUF: usize = 4 << 20;
 /// One receive slot: a GRO train is at most 64 KiB.
 const RECV_SLOT: usize = 64 * 1024;
 
+/// Datagram trains (GRO'd reads, up to 64 KiB each) per receive call. One
+/// call is one uplink event of the session's task, which the task finishes
+/// before its downlink is served again (turn_budget.rs): 32 (quinn-udp's
+/// batch) made ~190 datagrams per event with 100 busy sessions, and their
+/// downlink queues overflowed between turns; 8 cut those drops 4-6x at the
+/// same CPU per GB (BENCHMARKS.md, issue 13 both ways).
+const RECV_MSGS: usize = 8;
+
 /// Consecutive receive errors (ICMP errors reported on a connected socket)
 /// before a session gives its socket up and stays on the hub.
 const MAX_RECV_ERRORS: u32 = 16;
@@ -200,7 +208,9 @@ impl DirectSocket {
             self.io.socket.readable().await?;
             let res = RECV.with_borrow_mut(|storage| {
                 if storage.is_empty() {
-                    storage.resize_with(quinn_udp::BATCH_SIZE.max(1), || vec![0u8; RECV_SLOT]);
+                    storage.resize_with(RECV_MSGS.clamp(1, quinn_udp::BATCH_SIZE), || {
+                        vec![0u8; RECV_SLOT]
+                    });
                 }
                 let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
                 let mut slices: Vec<IoSliceMut<'_>> =

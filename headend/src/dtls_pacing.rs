@@ -53,6 +53,23 @@ pub struct PacingConfig {
 /// The window of [`PacingConfig::slow_free`].
 pub const SLOW_WINDOW: Duration = Duration::from_millis(10);
 
+/// Windows of [`PacingConfig::slow_free`] a slow session may use at once
+/// after a gap (its task was not run for that long): 4 x 128 KiB by default.
+/// Why: with traffic both ways on a busy runtime a session's task ran every
+/// ~150 ms and found ~290 KB queued for its 20 Mbit/s; one window's 128 KiB
+/// left at once and the rest waited for a `timerfd` that came as late as the
+/// task (84-270 ms), while the downlink queue behind it overflowed
+/// (BENCHMARKS.md, issue 13 both ways). The credit is what the session was
+/// owed at the slow rate (at most `slow_free` per window), so the average
+/// stays below the slow rate; the cap bounds the burst a client buffer sees.
+/// Only a session slow over [`LONG_WINDOW`] too gets it: one fast download
+/// whose task was late by a few windows would otherwise burst 512 KiB into
+/// a stock client's 208 KiB buffer (compare.sh DTLS down: 9.5 % client drops).
+pub const SLOW_CREDIT_WINDOWS: u32 = 4;
+
+/// The horizon over which a session counts as slow for the gap credit.
+pub const LONG_WINDOW: Duration = Duration::from_millis(100);
+
 impl PacingConfig {
     /// Default rate: above what one stock openconnect decrypts on this class
     /// of machine (BENCHMARKS.md), so pacing shapes bursts rather than
@@ -139,6 +156,14 @@ pub struct Pacer {
     /// What was sent in the window before (0 at first: a new session starts
     /// as a slow one, its first burst leaves at once).
     prev_win_bytes: u64,
+    /// What a slow session may send unpaced in this window: `slow_free`, or
+    /// up to [`SLOW_CREDIT_WINDOWS`] of it when the window began after a gap.
+    win_free: u64,
+    /// The current [`LONG_WINDOW`]: when it began and what was sent in it.
+    long_start: Instant,
+    long_bytes: u64,
+    /// The last long window ended below the slow rate (true at first).
+    long_slow: bool,
     stats: PacerStats,
 }
 
@@ -153,6 +178,10 @@ impl Pacer {
             win_start: now,
             win_bytes: 0,
             prev_win_bytes: 0,
+            win_free: cfg.slow_free,
+            long_start: now,
+            long_bytes: 0,
+            long_slow: true,
             stats: PacerStats::default(),
         }
     }
@@ -200,6 +229,23 @@ impl Pacer {
             } else {
                 0
             };
+            let long_age = now.saturating_duration_since(self.long_start);
+            if long_age >= LONG_WINDOW {
+                // Below `slow_free` per window on average over the long window.
+                self.long_slow = u128::from(self.long_bytes) * SLOW_WINDOW.as_nanos()
+                    < u128::from(self.cfg.slow_free) * long_age.as_nanos();
+                self.long_start = now;
+                self.long_bytes = 0;
+            }
+            // The windows that passed since this one began, each worth
+            // `slow_free` to a session slow over the long window, up to the cap.
+            let windows = if self.long_slow {
+                (age.as_nanos() / SLOW_WINDOW.as_nanos().max(1))
+                    .clamp(1, u128::from(SLOW_CREDIT_WINDOWS)) as u64
+            } else {
+                1
+            };
+            self.win_free = self.cfg.slow_free.saturating_mul(windows);
             self.win_start = now;
             self.win_bytes = 0;
         }
@@ -207,11 +253,10 @@ impl Pacer {
 
     /// What a slow session may still send unpaced in this window.
     fn slow_allowance(&self) -> u64 {
-        let free = self.cfg.slow_free;
-        if self.prev_win_bytes >= free {
+        if self.prev_win_bytes >= self.cfg.slow_free {
             return 0;
         }
-        free.saturating_sub(self.win_bytes)
+        self.win_free.saturating_sub(self.win_bytes)
     }
 
     /// Bytes that may leave now.
@@ -229,6 +274,7 @@ impl Pacer {
 
     /// Counts bytes sent (at most the budget; more is clamped, never debt).
     pub fn spend(&mut self, bytes: u64) {
+        self.long_bytes = self.long_bytes.saturating_add(bytes);
         self.tokens = self.tokens.saturating_sub(bytes);
         self.win_bytes = self.win_bytes.saturating_add(bytes);
         self.stats.bytes += bytes;
@@ -424,6 +470,57 @@ mod tests {
             p.spend(30_000);
         }
         assert_eq!(p.stats().waits, 0);
+    }
+
+    #[test]
+    fn a_slow_session_served_late_sends_what_it_was_owed_at_once() {
+        let t0 = Instant::now();
+        // 100 bytes per microsecond, 4,000-byte bursts, 40,000 free per window.
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // Its task runs every 150 ms (a busy runtime) and finds 100,000
+        // bytes queued each time (5.3 Mbit/s): 2.5 windows' worth, under
+        // the cap of 4, leaves at once, every time.
+        for i in 1..=20u32 {
+            let now = t0 + Duration::from_millis(150) * i;
+            let budget = p.budget(now);
+            assert!(budget >= 100_000, "turn {i}: budget {budget}");
+            p.spend(100_000);
+        }
+        assert_eq!(p.stats().waits, 0);
+        // After any gap, at most SLOW_CREDIT_WINDOWS windows at once.
+        let late = t0 + Duration::from_secs(10);
+        assert_eq!(p.budget(late), 40_000 * u64::from(SLOW_CREDIT_WINDOWS));
+        p.spend(40_000 * u64::from(SLOW_CREDIT_WINDOWS));
+        // Right after, in the same window: only the bucket.
+        assert_eq!(p.budget(late), 0);
+    }
+
+    #[test]
+    fn a_gap_gives_no_credit_to_a_session_that_was_fast() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(800, 4_000).with_slow_free(40_000), t0);
+        // Fast: sends its allowance and then the bucket every 50 us, for
+        // more than two windows.
+        let mut now = t0;
+        for _ in 0..500 {
+            now += Duration::from_micros(50);
+            let b = p.budget(now);
+            p.spend(b);
+        }
+        // The next window begins within 10-20 ms of the last one: it
+        // follows a fast window and gets no allowance, only the bucket.
+        now += Duration::from_millis(12);
+        assert!(p.budget(now) <= 4_000);
+        // Its task then runs 50 ms late: one window's allowance (as for any
+        // session after a pause), not the credit of a slow one.
+        for _ in 0..3000 {
+            now += Duration::from_micros(50);
+            let b = p.budget(now);
+            p.spend(b);
+        }
+        now += Duration::from_millis(50);
+        let b = p.budget(now);
+        assert!(b <= 40_000 + 4_000, "budget {b}");
     }
 
     #[test]

@@ -33,4 +33,5 @@ pub mod threat;
 pub mod tls;
 pub mod tunnel;
 pub mod tunnel_session;
+pub mod turn_budget;
 pub mod workers;

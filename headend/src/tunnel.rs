@@ -32,6 +32,7 @@ use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
 use crate::tunnel_session::{
     Authentic, DtlsLink, DtlsLinkConfig, DtlsRecord, TunnelSession, TunnelTimer, Via,
 };
+use crate::turn_budget::TurnBudget;
 use dataplane::enforce::Enforcer;
 use dataplane::policy::Direction;
 
@@ -450,8 +451,14 @@ async fn pump(
     // Created when the pacer first makes the downlink wait; dropped when idle.
     let mut pace_timer: Option<HrTimer> = None;
     let mut pace_armed = false;
+    // Packets moved this turn; the task yields once its share is used
+    // (turn_budget.rs: the TUN reader and other sessions run in between).
+    let mut turn = TurnBudget::default();
 
     loop {
+        if turn.should_yield() {
+            tokio::task::yield_now().await;
+        }
         let deadline = session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -475,6 +482,7 @@ async fn pump(
                 if let Err(e) = tls.flush().await {
                     return Outcome::Lost(format!("TLS write: {e}"));
                 }
+                turn.uplink(session.cstp.counters().packets_in.saturating_sub(data_before));
                 // Data on CSTP means the client gave up on DTLS for now: answer
                 // on CSTP too until DTLS data flows again.
                 if session.cstp.counters().packets_in != data_before && session.on_cstp_data() {
@@ -483,6 +491,7 @@ async fn pump(
                 }
             }
             Some(msg) = recv_dtls(&mut dtls, pool) => {
+                turn.uplink(msg.batch.len() as u64);
                 if let Some(d) = dtls.as_mut()
                     && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, pool).await
                     && !pace_armed
@@ -515,19 +524,24 @@ async fn pump(
                     return Outcome::Lost("dataplane closed".into());
                 };
                 filter_down(&mut down_filter, &mut batch);
+                let mut drained = batch.len() as u64;
                 let now = Instant::now();
                 if session.downlink_via(now) == Via::Dtls
                     && let Some(d) = dtls.as_mut()
                 {
                     d.send_batch(&mut batch, &mut session.cstp, now, &stats);
                     pool.put(batch);
-                    while d.queued_bytes() < PACED_QUEUE_BYTES
+                    // At least as many packets as the uplink moved since the
+                    // last drain (turn_budget.rs: both directions share the turns).
+                    while turn.drain_more(drained, d.queued_bytes(), PACED_QUEUE_BYTES)
                         && let Ok(mut more) = downlink.try_recv()
                     {
                         filter_down(&mut down_filter, &mut more);
+                        drained += more.len() as u64;
                         d.send_batch(&mut more, &mut session.cstp, now, &stats);
                         pool.put(more);
                     }
+                    turn.drained(drained);
                     if let Some(wait) = d.send_paced().await {
                         pace_armed = arm(&mut pace_timer, wait);
                         if !pace_armed {
@@ -543,12 +557,14 @@ async fn pump(
                     match downlink.try_recv() {
                         Ok(mut more) => {
                             filter_down(&mut down_filter, &mut more);
+                            drained += more.len() as u64;
                             result = write_batch(tls, &mut more, &mut session.cstp, now, &stats);
                             pool.put(more);
                         }
                         Err(_) => break,
                     }
                 }
+                turn.drained(drained);
                 if let Err(e) = result {
                     return Outcome::Lost(format!("TLS write: {e}"));
                 }

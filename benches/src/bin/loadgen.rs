@@ -126,6 +126,13 @@ struct Args {
     /// starts: `tput send` sends to them from the server's side.
     #[arg(long)]
     addresses_out: Option<PathBuf>,
+    /// Receive buffer of each session's DTLS socket, bytes (SO_RCVBUFFORCE as
+    /// root, else SO_RCVBUF up to net.core.rmem_max); 0 keeps the kernel's
+    /// default (net.core.rmem_default, 208 KiB: a stock client's). A server
+    /// that serves 100 sessions in bursts overflows the default while loadgen's
+    /// tasks wait for the CPU; a larger buffer keeps the count on the server.
+    #[arg(long, default_value_t = 0)]
+    udp_rcvbuf: usize,
     /// Before logging out, print `LOADGEN_READY` and wait for a line (or EOF) on stdin.
     #[arg(long)]
     wait_stdin: bool,
@@ -236,6 +243,7 @@ async fn run(args: Args, nofile: u64) -> Result<i32> {
         inner_udp_port: 40000,
         reconnects: args.reconnects,
         reconnect_on_loss: args.reconnect_on_loss,
+        udp_rcvbuf: args.udp_rcvbuf,
     });
     let transport = format!("{:?}", args.transport).to_lowercase();
     eprintln!(

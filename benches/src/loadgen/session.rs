@@ -81,6 +81,8 @@ pub struct Setup {
     /// A connection lost without the server's DISCONNECT is reconnected with
     /// the cookie (openconnect's behaviour) instead of counting as lost.
     pub reconnect_on_loss: bool,
+    /// SO_RCVBUF of the DTLS sockets in bytes (0: the kernel's default).
+    pub udp_rcvbuf: usize,
 }
 
 /// Reconnect attempts per session with --reconnect-on-loss.
@@ -469,6 +471,29 @@ fn send_gso(fd: std::os::fd::RawFd, bytes: &[u8], seg: usize) -> bool {
     n >= 0
 }
 
+/// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE passes
+/// net.core.rmem_max as root; SO_RCVBUF is capped by it otherwise). Best
+/// effort: the report's RcvbufErrors (tput.sh) show what it was worth.
+fn set_rcvbuf(udp: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |opt| {
+        // SAFETY: a live socket; the pointer/length are of a local c_int.
+        unsafe {
+            libc::setsockopt(
+                udp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                std::ptr::from_ref(&v).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) {
+        set(libc::SO_RCVBUF);
+    }
+}
+
 async fn bring_up_dtls(
     ctx: &DtlsClientContext,
     setup: &Setup,
@@ -487,6 +512,9 @@ async fn bring_up_dtls(
     let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
         .await
         .map_err(|e| format!("dtls: udp bind: {}", e.kind()))?;
+    if setup.udp_rcvbuf > 0 {
+        set_rcvbuf(&udp, setup.udp_rcvbuf);
+    }
     udp.connect((setup.server.ip(), port))
         .await
         .map_err(|e| format!("dtls: udp connect: {}", e.kind()))?;
