@@ -147,10 +147,6 @@ impl Tun {
         DataplaneCounters::get(&self.rx_packets)
     }
 
-    pub fn tcp_gso(&self) -> bool {
-        self.offload && self.dev.tcp_gso()
-    }
-
     /// Downlink loop: TUN -> sessions. Runs until the device fails.
     pub async fn run_downlink(
         &self,

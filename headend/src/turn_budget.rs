@@ -48,8 +48,6 @@ pub struct TurnBudget {
     spent: u64,
     /// Uplink packets moved since the downlink last drained its queue.
     owed: u64,
-    /// Turns ended (times the caller was told to yield), for tests and logs.
-    yields: u64,
 }
 
 impl TurnBudget {
@@ -59,7 +57,6 @@ impl TurnBudget {
             per_turn: per_turn.max(1),
             spent: 0,
             owed: 0,
-            yields: 0,
         }
     }
 
@@ -96,12 +93,7 @@ impl TurnBudget {
             return false;
         }
         self.spent = 0;
-        self.yields += 1;
         true
-    }
-
-    pub fn yields(&self) -> u64 {
-        self.yields
     }
 }
 
@@ -128,7 +120,6 @@ mod tests {
         assert!(!t.should_yield());
         t.spend(63);
         assert!(!t.should_yield());
-        assert_eq!(t.yields(), 1);
     }
 
     #[test]
@@ -140,7 +131,6 @@ mod tests {
         assert!(t.should_yield());
         t.spend(10);
         assert!(!t.should_yield());
-        assert_eq!(t.yields(), 1);
     }
 
     #[test]
