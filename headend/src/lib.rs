@@ -32,6 +32,5 @@ pub mod syslog;
 pub mod threat;
 pub mod tls;
 pub mod tunnel;
-pub mod tunnel_session;
 pub mod turn_budget;
 pub mod workers;

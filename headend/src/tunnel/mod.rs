@@ -5,6 +5,8 @@
 //! so each frame is its own TLS record (openconnect reads one frame per record),
 //! and a batch of frames is flushed to the socket at once.
 
+pub mod session;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,7 +31,7 @@ use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
 use crate::sessions::{AttachError, Attached, Detach, EndReason, SessionCommand};
-use crate::tunnel_session::{
+use crate::tunnel::session::{
     Authentic, DtlsLink, DtlsLinkConfig, DtlsRecord, TunnelSession, TunnelTimer, Via,
 };
 use crate::turn_budget::TurnBudget;
@@ -873,7 +875,7 @@ impl DtlsPath {
             let event = SCRATCH.with_borrow_mut(|rbuf| {
                 ch.input_mut(dgram, rbuf, |record| {
                     authentic += 1;
-                    match crate::tunnel_session::classify(record) {
+                    match crate::tunnel::session::classify(record) {
                         DtlsRecord::Data(pkt) => {
                             if uplink.push(pkt) {
                                 bytes += pkt.len() as u64;
@@ -884,7 +886,7 @@ impl DtlsPath {
                             }
                         }
                         DtlsRecord::DpdReq => {
-                            echoes.push(crate::tunnel_session::probe_echo(record));
+                            echoes.push(crate::tunnel::session::probe_echo(record));
                         }
                         DtlsRecord::Other => {}
                     }

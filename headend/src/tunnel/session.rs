@@ -3,7 +3,7 @@
 //! events and `now` and answering with actions and the next timer.
 //!
 //! The shape follows quinn-proto / boringtun's `Tunn`: nothing here reads a
-//! clock, a socket or the TUN device; `tunnel.rs` moves the bytes and calls in.
+//! clock, a socket or the TUN device; `tunnel/` moves the bytes and calls in.
 //! OpenSSL's association (`dtls::DtlsChannel`) stays with the I/O side; this
 //! module decides what it may be fed and what the downlink uses.
 //!
