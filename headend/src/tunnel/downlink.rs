@@ -1,0 +1,166 @@
+//! TUN -> client: a downlink batch from the dataplane, in order:
+//! 1. the session's filter drops what the policy denies (`filter_down`);
+//! 2. the session picks the channel (`TunnelSession::downlink_via`);
+//! 3. DTLS: each packet is sealed into the outbound datagram queue
+//!    (`DtlsPath::send_batch`), then sent as the pacer allows (`send_paced`);
+//!    CSTP: each packet becomes one DATA frame, one TLS record (`write_batch`),
+//!    flushed once per drained queue.
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::dtls_path::{DtlsPath, udp_for};
+use crate::dtls_pacing::HrTimer;
+use crate::proto::cstp::{self, CstpSession, FrameType};
+use crate::server::Tls;
+use dataplane::enforce::Enforcer;
+use dataplane::policy::Direction;
+
+/// A paced session takes queued downlink batches until this much waits to be
+/// sent (a few bursts), so the queue, not the session, holds a long burst.
+pub(super) const PACED_QUEUE_BYTES: usize = 128 * 1024;
+
+/// Drops the packets of a downlink batch that the session's filter denies.
+pub(super) fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
+    let keep = enforcer.decide(batch.iter(), Direction::ToClient);
+    batch.retain_flags(keep);
+}
+
+/// Waits for the pacing timer (only polled while armed).
+pub(super) async fn fired(timer: &Option<HrTimer>) -> std::io::Result<()> {
+    match timer {
+        Some(t) => t.fired().await,
+        None => Ok(()),
+    }
+}
+
+/// Arms the pacing timer, creating it if needed; false if that failed (the
+/// caller then sends without pacing).
+pub(super) fn arm(timer: &mut Option<HrTimer>, after: Duration) -> bool {
+    if timer.is_none() {
+        match HrTimer::new() {
+            Ok(t) => *timer = Some(t),
+            Err(e) => {
+                tracing::debug!("pacing timer: {e}");
+                return false;
+            }
+        }
+    }
+    timer.as_ref().is_some_and(|t| t.arm(after).is_ok())
+}
+
+impl DtlsPath {
+    /// Encrypts a downlink batch (type byte 0 in the headroom before each packet).
+    pub(super) fn send_batch(
+        &mut self,
+        batch: &mut dataplane::PacketBatch,
+        cstp: &mut CstpSession,
+        now: Instant,
+        stats: &crate::sessions::SessionStats,
+    ) {
+        let Some(ch) = self.channel.as_mut() else {
+            return;
+        };
+        let (mut bytes, mut packets) = (0u64, 0u64);
+        batch.for_each_with_headroom(|frame| {
+            let Some(rec) = frame.get_mut(cstp::HEADER_LEN - 1..) else {
+                return;
+            };
+            rec[0] = 0;
+            if ch.write_record(rec) {
+                let len = rec.len() - 1;
+                cstp.on_data_sent(now, len, false);
+                bytes += len as u64;
+                packets += 1;
+            }
+        });
+        stats.bytes_tx.fetch_add(bytes, Ordering::Relaxed);
+        stats.packets_tx.fetch_add(packets, Ordering::Relaxed);
+    }
+
+    pub(super) async fn flush(&mut self) {
+        if let Some(ch) = self.channel.as_mut()
+            && !ch.outbound().is_empty()
+        {
+            let peer = ch.peer;
+            udp_for(&self.hub, &self.direct, peer)
+                .send(&self.hub.counters, peer, ch.outbound())
+                .await;
+        }
+    }
+
+    /// Unsent downlink datagrams (bytes), waiting for the pacer.
+    pub(super) fn queued_bytes(&mut self) -> usize {
+        self.channel
+            .as_mut()
+            .map_or(0, |ch| ch.outbound().pending_bytes())
+    }
+
+    /// Sends what the pacer allows now; returns how long until the rest may
+    /// go (None: nothing left, or no pacing and all sent).
+    pub(super) async fn send_paced(&mut self) -> Option<Duration> {
+        let Some(pacer) = self.pacer.as_mut() else {
+            self.flush().await;
+            return None;
+        };
+        let ch = self.channel.as_mut()?;
+        let peer = ch.peer;
+        let out = ch.outbound();
+        if out.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let budget = pacer.budget(now);
+        // A datagram larger than the whole burst still leaves, alone, once
+        // the bucket is full (jumbo MTUs).
+        let n = out
+            .fitting(usize::try_from(budget).unwrap_or(usize::MAX))
+            .max(usize::from(budget >= pacer.config().burst));
+        if n > 0 {
+            let sent = udp_for(&self.hub, &self.direct, peer)
+                .send_front(&self.hub.counters, peer, out, n)
+                .await;
+            pacer.spend(sent as u64);
+        }
+        if out.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let at = pacer.ready_at(now, out.pending_bytes() as u64);
+        Some(at.saturating_duration_since(now))
+    }
+}
+
+/// Writes each packet of a downlink batch as one DATA frame (one TLS record),
+/// using the batch's headroom for the 8-byte header. Not flushed.
+pub(super) fn write_batch(
+    tls: &mut Tls,
+    batch: &mut dataplane::PacketBatch,
+    cstp: &mut CstpSession,
+    now: Instant,
+    stats: &crate::sessions::SessionStats,
+) -> std::io::Result<()> {
+    let conn = tls.get_mut().1;
+    let mut res = Ok(());
+    let (mut bytes, mut packets) = (0u64, 0u64);
+    batch.for_each_with_headroom(|frame| {
+        if res.is_err() {
+            return;
+        }
+        let len = frame.len() - cstp::HEADER_LEN;
+        let Ok(len16) = u16::try_from(len) else {
+            return;
+        };
+        let mut hdr = [0u8; cstp::HEADER_LEN];
+        cstp::encode_header(FrameType::Data, len16, &mut hdr);
+        frame[..cstp::HEADER_LEN].copy_from_slice(&hdr);
+        res = conn.writer().write_all(frame);
+        cstp.on_data_sent(now, len, true);
+        bytes += len as u64;
+        packets += 1;
+    });
+    stats.bytes_tx.fetch_add(bytes, Ordering::Relaxed);
+    stats.packets_tx.fetch_add(packets, Ordering::Relaxed);
+    res
+}
