@@ -810,7 +810,10 @@ async fn connection(
                 // live in this future for the whole session (issue 12).
                 drop(parser);
                 drop(buf);
-                return tunnel::run(tls, leftover, req, peer, h, lane).await;
+                // The tunnel takes what it uses; the snapshot goes.
+                let cx = tunnel::TunnelContext::new(&h, lane);
+                drop(h);
+                return tunnel::run(tls, leftover, req, peer, cx).await;
             }
             write_response(&mut tls, &Response::new(404, "Not Found")).await?;
             return Ok(());

@@ -31,11 +31,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::config::Config;
+use crate::dtls::DtlsHub;
 use crate::proto::cstp;
 use crate::proto::dtls_resume::{self, DtlsMode};
 use crate::proto::http::Request;
 use crate::server::{Headend, Tls};
-use crate::sessions::{AttachError, Detach, EndReason};
+use crate::sessions::{AttachError, Detach, EndReason, SessionTable};
+use crate::workers::Lane;
 pub use connect::connect_reply;
 use connect::{client_does_ipv6, refuse, session_addresses, tunnel_mtu};
 use dtls_path::DtlsPath;
@@ -54,13 +57,52 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; SCRATCH_LEN]);
 }
 
+/// What a tunnel uses of the headend, taken once when the CONNECT arrives: the
+/// tunnel path never reaches for the whole [`Headend`] (logins, RADIUS, SAML
+/// stay with the HTTP side).
+pub struct TunnelContext {
+    /// Attach at CONNECT, detach when the tunnel ends.
+    pub sessions: Arc<SessionTable>,
+    /// The config snapshot the CONNECT saw: its reply headers and DTLS mode.
+    pub config: Arc<Config>,
+    /// Where the dataplane finds the session's downlink queue.
+    pub routes: Arc<dataplane::SessionRoutes>,
+    /// The DTLS hub; None when no group-policy enables DTLS.
+    pub dtls: Option<Arc<DtlsHub>>,
+    /// What the running tunnel's loops use.
+    pub packets: PacketPath,
+}
+
+/// What the running tunnel moves packets with: the worker's lane (TUN queue,
+/// batch pool), the dataplane's counters and the compiled ACLs.
+pub struct PacketPath {
+    pub lane: Lane,
+    pub counters: Arc<dataplane::DataplaneCounters>,
+    pub policy: Arc<dataplane::policy::PolicyHandle>,
+}
+
+impl TunnelContext {
+    pub fn new(h: &Headend, lane: Lane) -> Self {
+        Self {
+            sessions: h.sessions.clone(),
+            config: h.config.clone(),
+            routes: h.routes.clone(),
+            dtls: h.dtls.clone(),
+            packets: PacketPath {
+                lane,
+                counters: h.counters.clone(),
+                policy: h.policy.handle.clone(),
+            },
+        }
+    }
+}
+
 pub async fn run(
     mut tls: Tls,
     leftover: Vec<u8>,
     req: Request,
     peer: SocketAddr,
-    h: Arc<Headend>,
-    lane: crate::workers::Lane,
+    cx: TunnelContext,
 ) -> Result<()> {
     let Some(cookie) = req.cookie("webvpn").filter(|c| !c.is_empty()) else {
         tracing::info!(%peer, "CONNECT without a webvpn cookie: 401");
@@ -71,7 +113,7 @@ pub async fn run(
         .header("X-CSTP-Address")
         .and_then(|a| a.trim().parse::<Ipv4Addr>().ok());
     let want_v6 = client_does_ipv6(&req);
-    let att = match h.sessions.attach(cookie, peer.ip(), previous, want_v6) {
+    let att = match cx.sessions.attach(cookie, peer.ip(), previous, want_v6) {
         Ok(a) => a,
         Err(e @ AttachError::BadCookie) => {
             tracing::info!(%peer, "CONNECT refused: {e}");
@@ -87,8 +129,11 @@ pub async fn run(
     let span = tracing::info_span!("session", index = att.index, user = %att.username, tunnel_group = %att.tunnel_group, ip = %att.address);
     let (index, generation) = (att.index, att.generation);
     // PSK-NEGOTIATE or session-resume mode (proto/dtls_resume.rs).
-    let mode = dtls_resume::choose(&req, h.config.client_settings(&att.policy.name).dtls_resume);
-    let dtls = match (&h.dtls, &mode) {
+    let mode = dtls_resume::choose(
+        &req,
+        cx.config.client_settings(&att.policy.name).dtls_resume,
+    );
+    let dtls = match (&cx.dtls, &mode) {
         (Some(hub), DtlsMode::Psk | DtlsMode::Resume { .. }) if att.policy.anyconnect_dtls => {
             match DtlsPath::new(hub.clone(), &tls, generation, &req, &att.policy, &mode) {
                 Ok(d) => Some(d),
@@ -104,7 +149,7 @@ pub async fn run(
         .as_ref()
         .filter(|d| d.resume.is_none())
         .map(|d| (d.app_id, d.hub.port));
-    let mut reply = connect_reply(&h.config, &att, &req, dtls_offer.as_ref());
+    let mut reply = connect_reply(&cx.config, &att, &req, dtls_offer.as_ref());
     if let Some(d) = dtls.as_ref().filter(|d| d.resume.is_some()) {
         // Resume mode: its X-DTLS-* headers go before the blank line.
         let p = &att.policy;
@@ -130,7 +175,7 @@ pub async fn run(
         if let Some(d) = &dtls {
             d.hub.unregister(&d.app_id, generation);
         }
-        h.sessions.detach(
+        cx.sessions.detach(
             index,
             generation,
             Detach::Lost(e.to_string()),
@@ -144,20 +189,20 @@ pub async fn run(
 
     let addrs = session_addresses(&att);
     let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
-    h.routes.insert(
+    cx.routes.insert(
         &addrs,
         Arc::new(dataplane::SessionPort {
             index,
             generation,
-            worker: lane.index,
+            worker: cx.packets.lane.index,
             tx,
         }),
     );
     let dtls_ids = dtls.as_ref().map(|d| (d.hub.clone(), d.app_id));
-    let outcome = pump(&mut tls, leftover, att, rx, dtls, &h, &lane)
+    let outcome = pump(&mut tls, leftover, att, rx, dtls, &cx.packets)
         .instrument(span.clone())
         .await;
-    h.routes.remove(&addrs, generation);
+    cx.routes.remove(&addrs, generation);
     if let Some((hub, app_id)) = dtls_ids {
         hub.unregister(&app_id, generation);
     }
@@ -173,7 +218,8 @@ pub async fn run(
         }
     };
     tracing::info!(parent: &span, "tunnel down: {detach:?}");
-    h.sessions.detach(index, generation, detach, Instant::now());
+    cx.sessions
+        .detach(index, generation, detach, Instant::now());
     let _ = tls.shutdown().await;
     Ok(())
 }

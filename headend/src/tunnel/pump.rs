@@ -20,10 +20,10 @@ use super::downlink::{PACED_QUEUE_BYTES, arm, filter_down, fired, write_batch};
 use super::dtls_path::{DtlsPath, recv_dtls};
 use super::session::{DtlsLink, TunnelSession, TunnelTimer, Via};
 use super::uplink::{drain_ready, process_input};
-use super::{Outcome, end_reason};
+use super::{Outcome, PacketPath, end_reason};
 use crate::dtls_pacing::HrTimer;
 use crate::proto::cstp::{self, CstpConfig, CstpSession, FrameDecoder, FrameType, TimerAction};
-use crate::server::{Headend, Tls};
+use crate::server::Tls;
 use crate::sessions::{Attached, SessionCommand};
 use crate::turn_budget::TurnBudget;
 use dataplane::enforce::Enforcer;
@@ -44,9 +44,9 @@ pub(super) async fn pump(
     mut att: Attached,
     mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
     mut dtls: Option<DtlsPath>,
-    h: &Headend,
-    lane: &crate::workers::Lane,
+    packets: &PacketPath,
 ) -> Outcome {
+    let lane = &packets.lane;
     // The worker's own pool: batches go back where this session's worker
     // takes them from.
     let pool = &lane.pool;
@@ -76,14 +76,14 @@ pub(super) async fn pump(
     let mut uplink = dataplane::tun::Uplink::new(
         lane.tun.clone(),
         session_addresses(&att),
-        h.counters.clone(),
+        packets.counters.clone(),
     )
     .with_enforcer(Enforcer::new(
-        h.policy.handle.clone(),
+        packets.policy.clone(),
         att.filter.clone(),
         label.clone(),
     ));
-    let mut down_filter = Enforcer::new(h.policy.handle.clone(), att.filter.clone(), label);
+    let mut down_filter = Enforcer::new(packets.policy.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
     stats.set_tls_cipher(tls.get_ref().1.negotiated_cipher_suite());
     // Make sure rustls takes a whole frame per write (one frame = one record).
