@@ -10,7 +10,12 @@ use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+
+use super::Outcome;
 use super::dtls_path::{DtlsPath, udp_for};
+use super::pump::Tunnel;
+use super::session::Via;
 use crate::dtls_pacing::HrTimer;
 use crate::proto::cstp::{self, CstpSession, FrameType};
 use crate::server::Tls;
@@ -19,10 +24,89 @@ use dataplane::policy::Direction;
 
 /// A paced session takes queued downlink batches until this much waits to be
 /// sent (a few bursts), so the queue, not the session, holds a long burst.
-pub(super) const PACED_QUEUE_BYTES: usize = 128 * 1024;
+const PACED_QUEUE_BYTES: usize = 128 * 1024;
+
+impl Tunnel<'_> {
+    /// A batch from the dataplane (the stages at the head of this file), and
+    /// what else is queued behind it. Returns Some when the tunnel ends.
+    pub(super) async fn on_downlink(
+        &mut self,
+        mut batch: dataplane::PacketBatch,
+    ) -> Option<Outcome> {
+        let (tls, pool, stats) = (&mut *self.tls, self.pool, &self.stats);
+        let (session, downlink, down_filter) =
+            (&mut self.session, &mut self.downlink, &mut self.down_filter);
+        let turn = &mut self.turn;
+        filter_down(down_filter, &mut batch);
+        let mut drained = batch.len() as u64;
+        let now = Instant::now();
+        if session.downlink_via(now) == Via::Dtls
+            && let Some(d) = self.dtls.as_mut()
+        {
+            d.send_batch(&mut batch, &mut session.cstp, now, stats);
+            pool.put(batch);
+            // At least as many packets as the uplink moved since the
+            // last drain (turn_budget.rs: both directions share the turns).
+            while turn.drain_more(drained, d.queued_bytes(), PACED_QUEUE_BYTES)
+                && let Ok(mut more) = downlink.try_recv()
+            {
+                filter_down(down_filter, &mut more);
+                drained += more.len() as u64;
+                d.send_batch(&mut more, &mut session.cstp, now, stats);
+                pool.put(more);
+            }
+            turn.drained(drained);
+            if let Some(wait) = d.send_paced().await {
+                self.pace_armed = arm(&mut self.pace_timer, wait);
+                if !self.pace_armed {
+                    d.flush().await;
+                }
+            }
+            return None;
+        }
+        let mut result = write_batch(tls, &mut batch, &mut session.cstp, now, stats);
+        pool.put(batch);
+        // Drain what else is queued before one flush.
+        while result.is_ok() {
+            match downlink.try_recv() {
+                Ok(mut more) => {
+                    filter_down(down_filter, &mut more);
+                    drained += more.len() as u64;
+                    result = write_batch(tls, &mut more, &mut session.cstp, now, stats);
+                    pool.put(more);
+                }
+                Err(_) => break,
+            }
+        }
+        turn.drained(drained);
+        if let Err(e) = result {
+            return Some(Outcome::Lost(format!("TLS write: {e}")));
+        }
+        if let Err(e) = tls.flush().await {
+            return Some(Outcome::Lost(format!("TLS write: {e}")));
+        }
+        None
+    }
+
+    /// The pacing timer fired: the next share of the paced DTLS datagrams.
+    pub(super) async fn on_pace_timer(&mut self, fired: std::io::Result<()>) {
+        self.pace_armed = false;
+        if let Err(e) = fired {
+            tracing::debug!("pacing timer: {e}");
+        }
+        if let Some(d) = self.dtls.as_mut()
+            && let Some(wait) = d.send_paced().await
+        {
+            self.pace_armed = arm(&mut self.pace_timer, wait);
+            if !self.pace_armed {
+                d.flush().await;
+            }
+        }
+    }
+}
 
 /// Drops the packets of a downlink batch that the session's filter denies.
-pub(super) fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
+fn filter_down(enforcer: &mut Enforcer, batch: &mut dataplane::PacketBatch) {
     let keep = enforcer.decide(batch.iter(), Direction::ToClient);
     batch.retain_flags(keep);
 }
@@ -134,7 +218,7 @@ impl DtlsPath {
 
 /// Writes each packet of a downlink batch as one DATA frame (one TLS record),
 /// using the batch's headroom for the 8-byte header. Not flushed.
-pub(super) fn write_batch(
+fn write_batch(
     tls: &mut Tls,
     batch: &mut dataplane::PacketBatch,
     cstp: &mut CstpSession,

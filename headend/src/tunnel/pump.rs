@@ -9,6 +9,7 @@
 //! - a session command (logoff, superseded, new timeouts);
 //! - the session's next timer: DPD, keepalive, idle/session end (`session.rs`).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,40 +17,62 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::connect::session_addresses;
-use super::downlink::{PACED_QUEUE_BYTES, arm, filter_down, fired, write_batch};
+use super::downlink::fired;
 use super::dtls_path::{DtlsPath, recv_dtls};
-use super::session::{DtlsLink, TunnelSession, TunnelTimer, Via};
-use super::uplink::{drain_ready, process_input};
+use super::session::{DtlsLink, TunnelSession, TunnelTimer};
+use super::uplink::process_input;
 use super::{Outcome, PacketPath, end_reason};
 use crate::dtls_pacing::HrTimer;
 use crate::proto::cstp::{self, CstpConfig, CstpSession, FrameDecoder, FrameType, TimerAction};
 use crate::server::Tls;
-use crate::sessions::{Attached, SessionCommand};
+use crate::sessions::{Attached, SessionCommand, SessionStats};
 use crate::turn_budget::TurnBudget;
 use dataplane::enforce::Enforcer;
 
 /// What an idle session keeps for TLS reads: a small buffer. When a read fills
 /// it, the rest of what TLS has ready is drained at once through the worker
-/// thread's [`SCRATCH`] (issue 12: no 64 KiB per session while idle).
+/// thread's [`super::SCRATCH`] (issue 12: no 64 KiB per session while idle).
 const SESSION_READ_BUF: usize = 2048;
 
 /// A session without data for this long drops its uplink buffers and shrinks
 /// its CSTP decoder (at its next DPD/keepalive/idle timer).
 const IDLE_TRIM_AFTER: Duration = Duration::from_secs(5);
 
+/// One running tunnel: the sans-IO session and the I/O it drives. [`pump`] is
+/// its event loop; each direction's handlers are in `uplink.rs` and `downlink.rs`.
+pub(super) struct Tunnel<'a> {
+    pub(super) tls: &'a mut Tls,
+    pub(super) session: TunnelSession,
+    pub(super) dtls: Option<DtlsPath>,
+    /// CSTP frames from the client.
+    pub(super) decoder: FrameDecoder,
+    /// Client -> TUN: packets checked and batched for the worker's TUN queue.
+    pub(super) uplink: dataplane::tun::Uplink,
+    /// TUN -> client: the session's queue from the dataplane, and its filter.
+    pub(super) downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    pub(super) down_filter: Enforcer,
+    /// Created when the pacer first makes the downlink wait; dropped when idle.
+    pub(super) pace_timer: Option<HrTimer>,
+    pub(super) pace_armed: bool,
+    /// Packets moved this turn; the task yields once its share is used
+    /// (turn_budget.rs: the TUN reader and other sessions run in between).
+    pub(super) turn: TurnBudget,
+    pub(super) stats: Arc<SessionStats>,
+    /// The worker's own pool: batches go back where this session's worker
+    /// takes them from.
+    pub(super) pool: &'a dataplane::BatchPool,
+}
+
 /// Moves frames until the tunnel ends.
 pub(super) async fn pump(
     tls: &mut Tls,
     leftover: Vec<u8>,
     mut att: Attached,
-    mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
-    mut dtls: Option<DtlsPath>,
+    downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    dtls: Option<DtlsPath>,
     packets: &PacketPath,
 ) -> Outcome {
     let lane = &packets.lane;
-    // The worker's own pool: batches go back where this session's worker
-    // takes them from.
-    let pool = &lane.pool;
     let p = &att.policy;
     let secs = |s: Option<u32>| {
         s.filter(|s| *s > 0)
@@ -68,12 +91,11 @@ pub(super) async fn pump(
         now,
     );
     let link = dtls.as_ref().map(|d| DtlsLink::new(d.link_cfg, now));
-    let mut session = TunnelSession::new(cstp, link);
     // Big enough for a jumbo DATA frame; anything larger is a protocol error.
     let mut decoder = FrameDecoder::new(usize::from(u16::MAX));
     decoder.feed(&leftover);
     let label = format!("{}@{}", att.username, att.address);
-    let mut uplink = dataplane::tun::Uplink::new(
+    let uplink = dataplane::tun::Uplink::new(
         lane.tun.clone(),
         session_addresses(&att),
         packets.counters.clone(),
@@ -83,141 +105,73 @@ pub(super) async fn pump(
         att.filter.clone(),
         label.clone(),
     ));
-    let mut down_filter = Enforcer::new(packets.policy.clone(), att.filter.clone(), label);
+    let down_filter = Enforcer::new(packets.policy.clone(), att.filter.clone(), label);
     let stats = att.stats.clone();
     stats.set_tls_cipher(tls.get_ref().1.negotiated_cipher_suite());
     // Make sure rustls takes a whole frame per write (one frame = one record).
     tls.get_mut().1.set_buffer_limit(None);
     let mut rbuf = [0u8; SESSION_READ_BUF];
+    let mut t = Tunnel {
+        tls,
+        session: TunnelSession::new(cstp, link),
+        dtls,
+        decoder,
+        uplink,
+        downlink,
+        down_filter,
+        pace_timer: None,
+        pace_armed: false,
+        turn: TurnBudget::default(),
+        stats,
+        pool: &lane.pool,
+    };
 
     // Frames that arrived with the CONNECT request.
-    if let Some(o) = process_input(&mut decoder, &mut session.cstp, &mut uplink, tls, &stats).await
+    if let Some(o) = process_input(
+        &mut t.decoder,
+        &mut t.session.cstp,
+        &mut t.uplink,
+        t.tls,
+        &t.stats,
+    )
+    .await
     {
         return o;
     }
-    uplink.flush().await;
-    // Created when the pacer first makes the downlink wait; dropped when idle.
-    let mut pace_timer: Option<HrTimer> = None;
-    let mut pace_armed = false;
-    // Packets moved this turn; the task yields once its share is used
-    // (turn_budget.rs: the TUN reader and other sessions run in between).
-    let mut turn = TurnBudget::default();
+    t.uplink.flush().await;
 
     loop {
-        if turn.should_yield() {
+        if t.turn.should_yield() {
             tokio::task::yield_now().await;
         }
-        let deadline = session
+        let deadline = t
+            .session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            r = tls.read(&mut rbuf) => {
+            r = t.tls.read(&mut rbuf) => {
                 let n = match r {
                     Ok(0) => return Outcome::Lost("client closed the TLS connection".into()),
                     Ok(n) => n,
                     Err(e) => return Outcome::Lost(format!("TLS read: {e}")),
                 };
-                decoder.feed(rbuf.get(..n).unwrap_or_default());
-                if n == rbuf.len() {
-                    drain_ready(tls, &mut decoder);
-                }
-                let data_before = session.cstp.counters().packets_in;
-                if let Some(o) = process_input(&mut decoder, &mut session.cstp, &mut uplink, tls, &stats).await {
-                    uplink.flush().await;
+                // A full buffer: TLS may have more ready right now.
+                let full = n == rbuf.len();
+                if let Some(o) = t.on_tls_bytes(rbuf.get(..n).unwrap_or_default(), full).await {
                     return o;
                 }
-                uplink.flush().await;
-                if let Err(e) = tls.flush().await {
-                    return Outcome::Lost(format!("TLS write: {e}"));
-                }
-                turn.uplink(session.cstp.counters().packets_in.saturating_sub(data_before));
-                // Data on CSTP means the client gave up on DTLS for now: answer
-                // on CSTP too until DTLS data flows again.
-                if session.cstp.counters().packets_in != data_before && session.on_cstp_data() {
-                    tracing::info!("downlink now over CSTP (client sent data over CSTP)");
-                    stats.dtls_active.store(false, Ordering::Relaxed);
-                }
             }
-            Some(msg) = recv_dtls(&mut dtls, pool) => {
-                turn.uplink(msg.batch.len() as u64);
-                if let Some(d) = dtls.as_mut()
-                    && let Some(wait) = d.handle(msg, &mut session, &mut uplink, &stats, pool).await
-                    && !pace_armed
-                {
-                    pace_armed = arm(&mut pace_timer, wait);
-                    if !pace_armed {
-                        d.flush().await;
-                    }
-                }
-            }
+            Some(msg) = recv_dtls(&mut t.dtls, t.pool) => t.on_datagrams(msg).await,
             // Paced DTLS downlink: the next share of the queued datagrams.
-            r = fired(&pace_timer), if pace_armed => {
-                pace_armed = false;
-                if let Err(e) = r {
-                    tracing::debug!("pacing timer: {e}");
-                }
-                if let Some(d) = dtls.as_mut()
-                    && let Some(wait) = d.send_paced().await
-                {
-                    pace_armed = arm(&mut pace_timer, wait);
-                    if !pace_armed {
-                        d.flush().await;
-                    }
-                }
-            }
+            r = fired(&t.pace_timer), if t.pace_armed => t.on_pace_timer(r).await,
             // While paced datagrams wait, the next batches wait in the queue
             // (unencrypted; a full queue drops and counts, dataplane side).
-            batch = downlink.recv(), if !pace_armed => {
-                let Some(mut batch) = batch else {
+            batch = t.downlink.recv(), if !t.pace_armed => {
+                let Some(batch) = batch else {
                     return Outcome::Lost("dataplane closed".into());
                 };
-                filter_down(&mut down_filter, &mut batch);
-                let mut drained = batch.len() as u64;
-                let now = Instant::now();
-                if session.downlink_via(now) == Via::Dtls
-                    && let Some(d) = dtls.as_mut()
-                {
-                    d.send_batch(&mut batch, &mut session.cstp, now, &stats);
-                    pool.put(batch);
-                    // At least as many packets as the uplink moved since the
-                    // last drain (turn_budget.rs: both directions share the turns).
-                    while turn.drain_more(drained, d.queued_bytes(), PACED_QUEUE_BYTES)
-                        && let Ok(mut more) = downlink.try_recv()
-                    {
-                        filter_down(&mut down_filter, &mut more);
-                        drained += more.len() as u64;
-                        d.send_batch(&mut more, &mut session.cstp, now, &stats);
-                        pool.put(more);
-                    }
-                    turn.drained(drained);
-                    if let Some(wait) = d.send_paced().await {
-                        pace_armed = arm(&mut pace_timer, wait);
-                        if !pace_armed {
-                            d.flush().await;
-                        }
-                    }
-                    continue;
-                }
-                let mut result = write_batch(tls, &mut batch, &mut session.cstp, now, &stats);
-                pool.put(batch);
-                // Drain what else is queued before one flush.
-                while result.is_ok() {
-                    match downlink.try_recv() {
-                        Ok(mut more) => {
-                            filter_down(&mut down_filter, &mut more);
-                            drained += more.len() as u64;
-                            result = write_batch(tls, &mut more, &mut session.cstp, now, &stats);
-                            pool.put(more);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                turn.drained(drained);
-                if let Err(e) = result {
-                    return Outcome::Lost(format!("TLS write: {e}"));
-                }
-                if let Err(e) = tls.flush().await {
-                    return Outcome::Lost(format!("TLS write: {e}"));
+                if let Some(o) = t.on_downlink(batch).await {
+                    return o;
                 }
             }
             cmd = att.control.recv() => {
@@ -225,68 +179,80 @@ pub(super) async fn pump(
                     Some(SessionCommand::Logoff(reason)) => {
                         tracing::info!("logging off: {reason}");
                         let frame = cstp::disconnect_frame(&reason.to_string());
-                        let _ = tls.write_all(&frame).await;
-                        let _ = tls.flush().await;
+                        let _ = t.tls.write_all(&frame).await;
+                        let _ = t.tls.flush().await;
                         return Outcome::LoggedOff;
                     }
                     // A reload changed the group-policy's timeouts (reload.rs).
                     Some(SessionCommand::Timeouts { idle, session_deadline }) => {
-                        session.cstp.set_timeouts(idle, session_deadline);
+                        t.session.cstp.set_timeouts(idle, session_deadline);
                     }
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
-                // DPD/keepalive timers fire while a session is quiet: give
-                // back what a burst made it hold.
-                if session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
-                    if !pace_armed {
-                        pace_timer = None;
-                    }
-                    uplink.release_buffers();
-                    down_filter.release_buffers();
-                    decoder.shrink_if_empty();
-                    if let Some(ch) = dtls.as_mut().and_then(|d| d.channel.as_mut()) {
-                        ch.release_buffers();
-                    }
-                }
-                let now = Instant::now();
-                // Bounded: at most one action of each kind is due at once.
-                for _ in 0..4 {
-                    match session.on_timeout(now) {
-                        TunnelTimer::Cstp(TimerAction::Nothing) => break,
-                        TunnelTimer::Cstp(TimerAction::SendDpdReq) => {
-                            if let Err(e) = send_empty(tls, FrameType::DpdReq).await {
-                                return Outcome::Lost(format!("TLS write: {e}"));
-                            }
-                        }
-                        TunnelTimer::Cstp(TimerAction::SendKeepalive) => {
-                            if let Err(e) = send_empty(tls, FrameType::Keepalive).await {
-                                return Outcome::Lost(format!("TLS write: {e}"));
-                            }
-                        }
-                        TunnelTimer::Cstp(TimerAction::End(r)) => {
-                            let outcome = end_reason(r);
-                            if let Outcome::Ended(reason) = &outcome {
-                                let frame = cstp::disconnect_frame(&reason.to_string());
-                                let _ = tls.write_all(&frame).await;
-                                let _ = tls.flush().await;
-                            }
-                            return outcome;
-                        }
-                        TunnelTimer::DtlsDpdReq => {
-                            if let Some(d) = dtls.as_mut() {
-                                d.send_dpd_req(&session).await;
-                            }
-                        }
-                        TunnelTimer::DtlsDead => {
-                            tracing::info!("DTLS DPD: no answer from the client; downlink now over CSTP");
-                            stats.dtls_active.store(false, Ordering::Relaxed);
-                        }
-                    }
+                if let Some(o) = t.on_timers().await {
+                    return o;
                 }
             }
         }
+    }
+}
+
+impl Tunnel<'_> {
+    /// The session's timer: trims buffers after a burst, then runs what is due
+    /// (DPD and keepalive on CSTP and DTLS, the end of the session). Returns
+    /// Some when the tunnel ends.
+    async fn on_timers(&mut self) -> Option<Outcome> {
+        // DPD/keepalive timers fire while a session is quiet: give
+        // back what a burst made it hold.
+        if self.session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
+            if !self.pace_armed {
+                self.pace_timer = None;
+            }
+            self.uplink.release_buffers();
+            self.down_filter.release_buffers();
+            self.decoder.shrink_if_empty();
+            if let Some(ch) = self.dtls.as_mut().and_then(|d| d.channel.as_mut()) {
+                ch.release_buffers();
+            }
+        }
+        let now = Instant::now();
+        // Bounded: at most one action of each kind is due at once.
+        for _ in 0..4 {
+            match self.session.on_timeout(now) {
+                TunnelTimer::Cstp(TimerAction::Nothing) => break,
+                TunnelTimer::Cstp(TimerAction::SendDpdReq) => {
+                    if let Err(e) = send_empty(self.tls, FrameType::DpdReq).await {
+                        return Some(Outcome::Lost(format!("TLS write: {e}")));
+                    }
+                }
+                TunnelTimer::Cstp(TimerAction::SendKeepalive) => {
+                    if let Err(e) = send_empty(self.tls, FrameType::Keepalive).await {
+                        return Some(Outcome::Lost(format!("TLS write: {e}")));
+                    }
+                }
+                TunnelTimer::Cstp(TimerAction::End(r)) => {
+                    let outcome = end_reason(r);
+                    if let Outcome::Ended(reason) = &outcome {
+                        let frame = cstp::disconnect_frame(&reason.to_string());
+                        let _ = self.tls.write_all(&frame).await;
+                        let _ = self.tls.flush().await;
+                    }
+                    return Some(outcome);
+                }
+                TunnelTimer::DtlsDpdReq => {
+                    if let Some(d) = self.dtls.as_mut() {
+                        d.send_dpd_req(&self.session).await;
+                    }
+                }
+                TunnelTimer::DtlsDead => {
+                    tracing::info!("DTLS DPD: no answer from the client; downlink now over CSTP");
+                    self.stats.dtls_active.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        None
     }
 }
 

@@ -11,7 +11,11 @@ use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+
+use super::downlink::arm;
 use super::dtls_path::DtlsPath;
+use super::pump::Tunnel;
 use super::session::{Authentic, DtlsRecord, TunnelSession};
 use super::{Outcome, SCRATCH, end_reason};
 use crate::dtls::{DatagramKind, DtlsDatagrams, DtlsEvent};
@@ -20,7 +24,7 @@ use crate::server::Tls;
 
 /// Feeds what TLS has ready right now into `decoder`, without waiting.
 /// Errors and EOF are left for the next awaited read to report.
-pub(super) fn drain_ready(tls: &mut Tls, decoder: &mut FrameDecoder) {
+fn drain_ready(tls: &mut Tls, decoder: &mut FrameDecoder) {
     use std::task::{Context, Poll, Waker};
     use tokio::io::{AsyncRead, ReadBuf};
     // A no-op waker is fine: the caller's loop polls a real read next, which
@@ -42,6 +46,73 @@ pub(super) fn drain_ready(tls: &mut Tls, decoder: &mut FrameDecoder) {
             }
         }
     });
+}
+
+impl Tunnel<'_> {
+    /// TLS bytes from the client (`more_ready`: the read filled its buffer),
+    /// in order:
+    /// 1. the decoder frames them, with what else TLS has ready now;
+    /// 2. each frame goes through the session (`process_input`): packets to
+    ///    the uplink batch, DPD requests answered;
+    /// 3. the batch goes to TUN, the answers to TLS;
+    /// 4. data on CSTP moves the downlink off DTLS (the session decides).
+    ///
+    /// Returns Some when the tunnel ends.
+    pub(super) async fn on_tls_bytes(&mut self, bytes: &[u8], more_ready: bool) -> Option<Outcome> {
+        self.decoder.feed(bytes);
+        if more_ready {
+            drain_ready(self.tls, &mut self.decoder);
+        }
+        let data_before = self.session.cstp.counters().packets_in;
+        if let Some(o) = process_input(
+            &mut self.decoder,
+            &mut self.session.cstp,
+            &mut self.uplink,
+            self.tls,
+            &self.stats,
+        )
+        .await
+        {
+            self.uplink.flush().await;
+            return Some(o);
+        }
+        self.uplink.flush().await;
+        if let Err(e) = self.tls.flush().await {
+            return Some(Outcome::Lost(format!("TLS write: {e}")));
+        }
+        let data_now = self.session.cstp.counters().packets_in;
+        self.turn.uplink(data_now.saturating_sub(data_before));
+        // Data on CSTP means the client gave up on DTLS for now: answer
+        // on CSTP too until DTLS data flows again.
+        if data_now != data_before && self.session.on_cstp_data() {
+            tracing::info!("downlink now over CSTP (client sent data over CSTP)");
+            self.stats.dtls_active.store(false, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// DTLS datagrams for this tunnel (the stages: [`DtlsPath::handle`]); any
+    /// echoes and handshake replies leave behind paced downlink datagrams.
+    pub(super) async fn on_datagrams(&mut self, msg: DtlsDatagrams) {
+        self.turn.uplink(msg.batch.len() as u64);
+        if let Some(d) = self.dtls.as_mut()
+            && let Some(wait) = d
+                .handle(
+                    msg,
+                    &mut self.session,
+                    &mut self.uplink,
+                    &self.stats,
+                    self.pool,
+                )
+                .await
+            && !self.pace_armed
+        {
+            self.pace_armed = arm(&mut self.pace_timer, wait);
+            if !self.pace_armed {
+                d.flush().await;
+            }
+        }
+    }
 }
 
 impl DtlsPath {
