@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -121,25 +121,7 @@ impl DtlsPath {
             rx,
             channel: None,
             direct: None,
-            link_cfg: DtlsLinkConfig {
-                // The client sends a DPD or keepalive record at least this often
-                // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
-                // intervals mean it went away.
-                dead_after: Duration::from_secs(
-                    2 * u64::from(
-                        policy
-                            .anyconnect_dpd_client_secs
-                            .into_iter()
-                            .chain(policy.anyconnect_keepalive_secs)
-                            .max()
-                            .unwrap_or(30),
-                    ),
-                ),
-                gateway_dpd: policy
-                    .anyconnect_dpd_gateway_secs
-                    .filter(|s| *s > 0)
-                    .map(|s| Duration::from_secs(u64::from(s))),
-            },
+            link_cfg: DtlsLinkConfig::for_policy(policy),
             echoes: Vec::new(),
             pacer: PacingConfig::process_default().map(|c| Pacer::new(c, Instant::now())),
         })

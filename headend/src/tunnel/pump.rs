@@ -23,7 +23,7 @@ use super::session::{DtlsLink, TunnelSession, TunnelTimer};
 use super::uplink::process_input;
 use super::{Outcome, PacketPath, end_reason};
 use crate::dtls_pacing::HrTimer;
-use crate::proto::cstp::{self, CstpConfig, CstpSession, FrameDecoder, FrameType, TimerAction};
+use crate::proto::cstp::{self, CstpSession, FrameDecoder, FrameType, TimerAction};
 use crate::server::Tls;
 use crate::sessions::{Attached, SessionCommand, SessionStats};
 use crate::turn_budget::TurnBudget;
@@ -33,10 +33,6 @@ use dataplane::enforce::Enforcer;
 /// it, the rest of what TLS has ready is drained at once through the worker
 /// thread's [`super::SCRATCH`] (issue 12: no 64 KiB per session while idle).
 const SESSION_READ_BUF: usize = 2048;
-
-/// A session without data for this long drops its uplink buffers and shrinks
-/// its CSTP decoder (at its next DPD/keepalive/idle timer).
-const IDLE_TRIM_AFTER: Duration = Duration::from_secs(5);
 
 /// One running tunnel: the sans-IO session and the I/O it drives. [`pump`] is
 /// its event loop; each direction's handlers are in `uplink.rs` and `downlink.rs`.
@@ -73,21 +69,9 @@ pub(super) async fn pump(
     packets: &PacketPath,
 ) -> Outcome {
     let lane = &packets.lane;
-    let p = &att.policy;
-    let secs = |s: Option<u32>| {
-        s.filter(|s| *s > 0)
-            .map(|s| Duration::from_secs(u64::from(s)))
-    };
     let now = Instant::now();
     let cstp = CstpSession::new(
-        CstpConfig {
-            dpd_interval: secs(p.anyconnect_dpd_gateway_secs),
-            keepalive: None,
-            idle_timeout: p.vpn_idle_timeout,
-            session_timeout: att
-                .session_deadline
-                .map(|d| d.saturating_duration_since(now)),
-        },
+        TunnelSession::cstp_config(&att.policy, att.session_deadline, now),
         now,
     );
     let link = dtls.as_ref().map(|d| DtlsLink::new(d.link_cfg, now));
@@ -129,7 +113,7 @@ pub(super) async fn pump(
     // Frames that arrived with the CONNECT request.
     if let Some(o) = process_input(
         &mut t.decoder,
-        &mut t.session.cstp,
+        &mut t.session,
         &mut t.uplink,
         t.tls,
         &t.stats,
@@ -206,7 +190,7 @@ impl Tunnel<'_> {
     async fn on_timers(&mut self) -> Option<Outcome> {
         // DPD/keepalive timers fire while a session is quiet: give
         // back what a burst made it hold.
-        if self.session.cstp.last_data().elapsed() >= IDLE_TRIM_AFTER {
+        if self.session.quiet(Instant::now()) {
             if !self.pace_armed {
                 self.pace_timer = None;
             }

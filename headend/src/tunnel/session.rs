@@ -24,9 +24,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::config::EffectivePolicy;
 use crate::dtls::DatagramKind;
-use crate::proto::cstp::{CstpSession, TimerAction};
+use crate::proto::cstp::{CstpConfig, CstpSession, FrameAction, FrameType, TimerAction};
 use crate::proto::dtls_dpd::{DpdAction, DtlsDpd};
+
+/// A session without data for this long gives back what a burst made it hold
+/// (uplink buffers, the CSTP decoder, DTLS buffers) at its next timer (issue 12).
+pub const IDLE_TRIM_AFTER: Duration = Duration::from_secs(5);
 
 /// DTLS record types (the CSTP numbers, protocol.md section 3).
 pub const REC_DATA: u8 = 0;
@@ -76,6 +81,30 @@ pub struct DtlsLinkConfig {
     pub dead_after: Duration,
     /// `anyconnect dpd-interval gateway N` (None: off).
     pub gateway_dpd: Option<Duration>,
+}
+
+impl DtlsLinkConfig {
+    /// The group policy's DTLS timers.
+    pub fn for_policy(p: &EffectivePolicy) -> Self {
+        Self {
+            // The client sends a DPD or keepalive record at least this often
+            // while DTLS is alive (X-DTLS-DPD / X-DTLS-Keepalive); two missed
+            // intervals mean it went away.
+            dead_after: Duration::from_secs(
+                2 * u64::from(
+                    p.anyconnect_dpd_client_secs
+                        .into_iter()
+                        .chain(p.anyconnect_keepalive_secs)
+                        .max()
+                        .unwrap_or(30),
+                ),
+            ),
+            gateway_dpd: p
+                .anyconnect_dpd_gateway_secs
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,9 +281,57 @@ impl TunnelSession {
         }
     }
 
+    /// The CSTP timers of a group policy: the server's DPD (`anyconnect
+    /// dpd-interval gateway`; 0 is off), the idle timeout and what is left of
+    /// the session's lifetime. The server sends no CSTP keepalives.
+    pub fn cstp_config(
+        p: &EffectivePolicy,
+        session_deadline: Option<Instant>,
+        now: Instant,
+    ) -> CstpConfig {
+        CstpConfig {
+            dpd_interval: p
+                .anyconnect_dpd_gateway_secs
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+            keepalive: None,
+            idle_timeout: p.vpn_idle_timeout,
+            session_timeout: session_deadline.map(|d| d.saturating_duration_since(now)),
+        }
+    }
+
     /// Data arrived on CSTP. Returns whether the downlink left DTLS.
     pub fn on_cstp_data(&mut self) -> bool {
         self.dtls.as_mut().is_some_and(DtlsLink::on_cstp_data)
+    }
+
+    /// A CSTP frame from the client: what the CSTP session makes of it. DATA
+    /// on CSTP also means the client gave up on DTLS for now, so the downlink
+    /// answers on CSTP too until DTLS data flows again ([`Self::dtls_active`]
+    /// turns false).
+    pub fn on_cstp_frame<'a>(
+        &mut self,
+        now: Instant,
+        kind: FrameType,
+        payload: &'a [u8],
+    ) -> FrameAction<'a> {
+        let action = self.cstp.on_frame(now, kind, payload);
+        if matches!(action, FrameAction::Deliver(_)) {
+            self.on_cstp_data();
+        }
+        action
+    }
+
+    /// Whether the downlink prefers DTLS (before liveness; what `show`
+    /// reports as DTLS active).
+    pub fn dtls_active(&self) -> bool {
+        self.dtls.as_ref().is_some_and(DtlsLink::active)
+    }
+
+    /// Whether no data moved either way for [`IDLE_TRIM_AFTER`]: the session
+    /// may give back its burst buffers.
+    pub fn quiet(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.cstp.last_data()) >= IDLE_TRIM_AFTER
     }
 
     /// The earliest instant at which [`Self::on_timeout`] has work.
@@ -445,6 +522,90 @@ mod tests {
             s.on_timeout(t0 + 60 * S),
             TunnelTimer::Cstp(TimerAction::End(EndReason::DeadPeer))
         );
+    }
+
+    #[test]
+    fn cstp_data_moves_the_downlink_off_dtls_but_cstp_control_frames_do_not() {
+        let t0 = Instant::now();
+        let mut s = session(t0, None);
+        link(&mut s).on_hello(addr(1000));
+        link(&mut s).on_established(t0);
+        assert!(s.dtls_active());
+        // DPD and keepalives on CSTP are normal while DTLS carries the data.
+        assert_eq!(
+            s.on_cstp_frame(t0 + S, FrameType::DpdReq, &[]),
+            FrameAction::SendDpdResp
+        );
+        assert_eq!(
+            s.on_cstp_frame(t0 + S, FrameType::Keepalive, &[]),
+            FrameAction::Nothing
+        );
+        assert_eq!(s.downlink_via(t0 + S), Via::Dtls);
+        // A packet over CSTP: the client gave up on DTLS.
+        let pkt = [0x45, 0, 0, 20];
+        assert_eq!(
+            s.on_cstp_frame(t0 + 2 * S, FrameType::Data, &pkt),
+            FrameAction::Deliver(&pkt)
+        );
+        assert!(!s.dtls_active());
+        assert_eq!(s.downlink_via(t0 + 2 * S), Via::Cstp);
+    }
+
+    #[test]
+    fn a_session_is_quiet_after_five_seconds_without_data() {
+        let t0 = Instant::now();
+        let mut s = session(t0, None);
+        assert!(!s.quiet(t0 + 4 * S));
+        assert!(s.quiet(t0 + 5 * S));
+        // Data either way restarts the count; control frames do not.
+        s.cstp.on_data_received(t0 + 10 * S, 100);
+        assert!(!s.quiet(t0 + 14 * S));
+        s.on_cstp_frame(t0 + 15 * S, FrameType::Keepalive, &[]);
+        assert!(s.quiet(t0 + 15 * S));
+        s.cstp.on_data_sent(t0 + 15 * S, 100, true);
+        assert!(!s.quiet(t0 + 19 * S));
+        assert!(s.quiet(t0 + 20 * S));
+    }
+
+    fn policy() -> EffectivePolicy {
+        crate::config::parse_str("", "t.cfg")
+            .unwrap()
+            .effective_policy("DfltGrpPolicy")
+    }
+
+    #[test]
+    fn dtls_is_dead_after_two_of_the_clients_longest_intervals() {
+        let mut p = policy();
+        p.anyconnect_dpd_client_secs = Some(30);
+        p.anyconnect_keepalive_secs = Some(45);
+        p.anyconnect_dpd_gateway_secs = Some(20);
+        let c = DtlsLinkConfig::for_policy(&p);
+        assert_eq!(c.dead_after, 90 * S);
+        assert_eq!(c.gateway_dpd, Some(20 * S));
+        // Nothing configured: 30 s; gateway DPD 0 is off.
+        p.anyconnect_dpd_client_secs = None;
+        p.anyconnect_keepalive_secs = None;
+        p.anyconnect_dpd_gateway_secs = Some(0);
+        let c = DtlsLinkConfig::for_policy(&p);
+        assert_eq!(c.dead_after, 60 * S);
+        assert_eq!(c.gateway_dpd, None);
+    }
+
+    #[test]
+    fn cstp_timers_come_from_the_policy_and_the_session_deadline() {
+        let t0 = Instant::now();
+        let mut p = policy();
+        p.anyconnect_dpd_gateway_secs = Some(0);
+        p.vpn_idle_timeout = Some(600 * S);
+        let c = TunnelSession::cstp_config(&p, Some(t0 + 3600 * S), t0 + 100 * S);
+        assert_eq!(c.dpd_interval, None, "gateway DPD 0 is off");
+        assert_eq!(c.keepalive, None);
+        assert_eq!(c.idle_timeout, Some(600 * S));
+        assert_eq!(c.session_timeout, Some(3500 * S), "what is left of it");
+        p.anyconnect_dpd_gateway_secs = Some(30);
+        let c = TunnelSession::cstp_config(&p, None, t0);
+        assert_eq!(c.dpd_interval, Some(30 * S));
+        assert_eq!(c.session_timeout, None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Client -> TUN.
 //!
-//! CSTP (`process_input`): TLS bytes -> frame decoder -> `CstpSession::on_frame`
+//! CSTP (`process_input`): TLS bytes -> frame decoder -> `TunnelSession::on_cstp_frame`
 //! -> the uplink batch (source address check, policy) -> TUN; DPD requests are
 //! answered in the same TLS flush.
 //!
@@ -19,7 +19,7 @@ use super::pump::Tunnel;
 use super::session::{Authentic, DtlsRecord, TunnelSession};
 use super::{Outcome, SCRATCH, end_reason};
 use crate::dtls::{DatagramKind, DtlsDatagrams, DtlsEvent};
-use crate::proto::cstp::{self, CstpSession, FrameAction, FrameDecoder, FrameType};
+use crate::proto::cstp::{self, FrameAction, FrameDecoder, FrameType};
 use crate::server::Tls;
 
 /// Feeds what TLS has ready right now into `decoder`, without waiting.
@@ -64,9 +64,10 @@ impl Tunnel<'_> {
             drain_ready(self.tls, &mut self.decoder);
         }
         let data_before = self.session.cstp.counters().packets_in;
+        let dtls_before = self.session.dtls_active();
         if let Some(o) = process_input(
             &mut self.decoder,
-            &mut self.session.cstp,
+            &mut self.session,
             &mut self.uplink,
             self.tls,
             &self.stats,
@@ -82,9 +83,8 @@ impl Tunnel<'_> {
         }
         let data_now = self.session.cstp.counters().packets_in;
         self.turn.uplink(data_now.saturating_sub(data_before));
-        // Data on CSTP means the client gave up on DTLS for now: answer
-        // on CSTP too until DTLS data flows again.
-        if data_now != data_before && self.session.on_cstp_data() {
+        // The session moved the downlink to CSTP (data came over CSTP).
+        if dtls_before && !self.session.dtls_active() {
             tracing::info!("downlink now over CSTP (client sent data over CSTP)");
             self.stats.dtls_active.store(false, Ordering::Relaxed);
         }
@@ -265,7 +265,7 @@ impl DtlsPath {
 /// Handles every complete frame in the decoder. Returns Some when the tunnel ends.
 pub(super) async fn process_input(
     decoder: &mut FrameDecoder,
-    cstp: &mut CstpSession,
+    session: &mut TunnelSession,
     uplink: &mut dataplane::tun::Uplink,
     tls: &mut Tls,
     stats: &crate::sessions::SessionStats,
@@ -282,7 +282,7 @@ pub(super) async fn process_input(
                 break Some(Outcome::Lost(format!("bad CSTP frame: {e}")));
             }
         };
-        match cstp.on_frame(now, frame.kind, frame.payload) {
+        match session.on_cstp_frame(now, frame.kind, frame.payload) {
             FrameAction::Deliver(pkt) => {
                 if uplink.push(pkt) {
                     bytes += pkt.len() as u64;
