@@ -118,7 +118,8 @@ pub struct Headend {
 /// The current [`Headend`]. Each HTTP request loads it once, so a login step
 /// sees one consistent config, user list, RADIUS groups and SAML IdPs;
 /// `reload` (`reload.rs`) stores a new one built from the re-read config. A
-/// running tunnel keeps the snapshot it connected with; the session table,
+/// running tunnel keeps the config it connected with (`tunnel::TunnelContext`,
+/// not the whole snapshot); the session table,
 /// policy and dataplane are shared by all snapshots.
 pub type LiveHeadend = Arc<arc_swap::ArcSwap<Headend>>;
 
