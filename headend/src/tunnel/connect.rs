@@ -158,6 +158,18 @@ pub(super) fn tunnel_mtu(policy_mtu: u16, req: &Request) -> u16 {
     asked.map_or(policy_mtu, |a| a.min(policy_mtu))
 }
 
+/// The datagram size the client's UDP path carries: its `X-CSTP-Base-MTU` (the
+/// link MTU it measured; 1500 when absent or outside 576..=9000) minus the IPv4
+/// and UDP headers.
+pub(super) fn dtls_datagram_mtu(req: &Request) -> u32 {
+    let base = req
+        .header("X-CSTP-Base-MTU")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|m| (576..=9000).contains(m))
+        .unwrap_or(1500);
+    base - 28
+}
+
 fn header_safe(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
@@ -296,6 +308,30 @@ group-policy DUAL-EXCLUDE attributes
         // Nonsense MTU from the client is ignored.
         let reply = connect_reply(&cfg, &attached(&cfg, "FULL"), &connect_request("12"), None);
         assert!(lines(&reply).contains(&"X-CSTP-MTU: 1406"), "{reply}");
+    }
+
+    #[test]
+    fn dtls_datagrams_fit_the_clients_base_mtu() {
+        // request_with sends X-CSTP-Base-MTU: 1500.
+        assert_eq!(dtls_datagram_mtu(&request_with("")), 1472);
+        let no_base = RequestParser::new()
+            .parse(b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .expect("complete request");
+        assert_eq!(dtls_datagram_mtu(&no_base), 1472);
+        for (base, want) in [
+            ("9000", 8972),
+            ("576", 548),
+            ("575", 1472),
+            ("9001", 1472),
+            ("x", 1472),
+        ] {
+            let raw = format!(
+                "CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: h\r\nX-CSTP-Base-MTU: {base}\r\n\r\n"
+            );
+            let req = RequestParser::new().parse(raw.as_bytes()).unwrap().unwrap();
+            assert_eq!(dtls_datagram_mtu(&req), want, "base {base}");
+        }
     }
 
     #[test]

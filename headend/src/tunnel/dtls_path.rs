@@ -10,6 +10,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use super::DOWNLINK_QUEUE;
+use super::connect::dtls_datagram_mtu;
 use super::session::{DtlsLink, DtlsLinkConfig, TunnelSession};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsHub};
 use crate::dtls_direct::DirectSocket;
@@ -102,12 +103,6 @@ impl DtlsPath {
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut app_id);
         let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
         hub.register(app_id, generation, tx);
-        // Datagram size the path carries: base MTU minus IPv4 and UDP headers.
-        let base = req
-            .header("X-CSTP-Base-MTU")
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .filter(|m| (576..=9000).contains(m))
-            .unwrap_or(1500);
         Ok(Self {
             hub,
             app_id,
@@ -117,7 +112,7 @@ impl DtlsPath {
                 DtlsMode::Resume { suite, master, .. } => Some((*suite, *master)),
                 _ => None,
             },
-            mtu: base - 28,
+            mtu: dtls_datagram_mtu(req),
             rx,
             channel: None,
             direct: None,
