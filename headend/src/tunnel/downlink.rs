@@ -3,8 +3,11 @@
 //! 2. the session picks the channel (`TunnelSession::downlink_via`);
 //! 3. DTLS: each packet is sealed into the outbound datagram queue
 //!    (`DtlsPath::send_batch`), then sent as the pacer allows (`send_paced`);
-//!    CSTP: each packet becomes one DATA frame, one TLS record (`write_batch`),
-//!    flushed once per drained queue.
+//!    CSTP: each packet becomes one DATA frame, one TLS record (`write_batch`);
+//! 4. what else is queued follows in the same turn (DTLS: until
+//!    `PACED_QUEUE_BYTES` wait to be sent and at least as many packets as the
+//!    uplink moved, `turn_budget.rs`; CSTP: all of it), then one paced send or
+//!    one TLS flush.
 
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
