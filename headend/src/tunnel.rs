@@ -36,7 +36,8 @@ use crate::turn_budget::TurnBudget;
 use dataplane::enforce::Enforcer;
 use dataplane::policy::Direction;
 
-/// Downlink batches queued per session before the dataplane drops.
+/// Datagram batches from the DTLS hub queued per session before it drops
+/// (the downlink's queue is bounded in packets and bytes: dataplane `queue.rs`).
 const DOWNLINK_QUEUE: usize = 256;
 
 /// What an idle session keeps for TLS reads: a small buffer. When a read fills
@@ -176,7 +177,7 @@ pub async fn run(
         if dtls.is_some() { "offered" } else { "not offered" });
 
     let addrs = session_addresses(&att);
-    let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
+    let (tx, rx) = dataplane::downlink_queue(dataplane::QueueLimits::DEFAULT);
     h.routes.insert(
         &addrs,
         Arc::new(dataplane::SessionPort {
@@ -394,7 +395,7 @@ async fn pump(
     tls: &mut Tls,
     leftover: Vec<u8>,
     mut att: Attached,
-    mut downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    mut downlink: dataplane::DownlinkRx,
     mut dtls: Option<DtlsPath>,
     h: &Headend,
     lane: &crate::workers::Lane,
