@@ -45,16 +45,18 @@ pub struct QueueLimits {
 }
 
 impl QueueLimits {
-    /// 4,096 packets or 4 MiB of packets: ~24 ms at 1.4 Gbit/s for one
-    /// fast download, or ~1.6 s of a 20 Mbit/s session of 100, whatever
-    /// the batching; at least as much as the old 256 batches held for one
-    /// download (batches of ~45 packets: ~11,000 packets but only while
-    /// TCP's window allowed, 21 drops measured in a 10 s run). Capacity
-    /// backstop 16 MiB: 256 batches of 64 KiB, what the old bound could hold.
+    /// 1,024 packets or 1 MiB of packets: ~6 ms of one fast download at
+    /// 1.4 Gbit/s (TCP needs ~1 ms of it: the BDP through the tunnel), or
+    /// ~400 ms of one of 100 sessions at 20 Mbit/s whose task a busy runtime
+    /// reaches every ~150 ms (issue 13, both ways). The old 256 batches held
+    /// ~256 packets in the latter case. More only adds latency when the
+    /// headend is short of CPU, and memory: 100 overloaded sessions hold
+    /// 100 MiB. Capacity backstop 8 MiB: 128 batches of 64 KiB, a quarter
+    /// of what 256 batches could hold in recycled 128 KiB buffers.
     pub const DEFAULT: Self = Self {
-        packets: 4096,
-        bytes: 4 * 1024 * 1024,
-        capacity: 16 * 1024 * 1024,
+        packets: 1024,
+        bytes: 1024 * 1024,
+        capacity: 8 * 1024 * 1024,
     };
 
     /// How many of a batch's first packets fit after what is `queued`:
@@ -321,10 +323,10 @@ mod tests {
         assert_eq!(limits.admit(Occupancy::default(), [60], queued.capacity), 1);
         // ...a second does not: the buffers, not the 120 bytes, are the memory.
         assert_eq!(limits.admit(queued, [60], queued.capacity), 0);
-        // The default backstop holds 256 batches of 64 KiB.
+        // The default backstop holds 128 batches of 64 KiB.
         let full = 64 * 1024;
         let mut o = Occupancy::default();
-        for _ in 0..256 {
+        for _ in 0..128 {
             assert_eq!(QueueLimits::DEFAULT.admit(o, [1], full), 1);
             o.capacity += full;
             o.packets += 1;
