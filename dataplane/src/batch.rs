@@ -44,6 +44,31 @@ impl PacketBatch {
         self.packets.iter().map(|&(_, l)| l).sum()
     }
 
+    /// Whether a packet of `len` bytes can be pushed without the buffer
+    /// growing past what the pool keeps ([`KEEP_MAX_BYTES`]); a `Vec` grows
+    /// to twice its capacity (or to what is needed, if more).
+    pub fn fits_kept(&self, len: usize) -> bool {
+        let need = self.buf.len() + HEADROOM + len;
+        let cap = self.buf.capacity();
+        need <= cap || need.max(cap.saturating_mul(2)) <= KEEP_MAX_BYTES
+    }
+
+    /// Each packet's length, in order.
+    pub fn lens(&self) -> impl Iterator<Item = usize> + '_ {
+        self.packets.iter().map(|&(_, l)| l)
+    }
+
+    /// Keeps the first `n` packets (their bytes stay; only the index shrinks).
+    pub fn truncate(&mut self, n: usize) {
+        self.packets.truncate(n);
+    }
+
+    /// The memory the batch's buffers hold as allocated (at least what its
+    /// packets use: a recycled buffer keeps its capacity).
+    pub fn capacity_bytes(&self) -> usize {
+        self.buf.capacity() + self.packets.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
+
     /// Appends a copy of `pkt` after `HEADROOM` spare bytes.
     pub fn push(&mut self, pkt: &[u8]) {
         let start = self.buf.len() + HEADROOM;
@@ -112,7 +137,7 @@ const POOL_MAX: usize = 128;
 const NEW_BATCH_BYTES: usize = 2048;
 
 /// Larger batches (a burst of jumbo super-packets) are not kept.
-const KEEP_MAX_BYTES: usize = BATCH_PACKETS * 2048;
+pub const KEEP_MAX_BYTES: usize = BATCH_PACKETS * 2048;
 
 thread_local! {
     static LOCAL: std::cell::RefCell<Vec<PacketBatch>> = const { std::cell::RefCell::new(Vec::new()) };

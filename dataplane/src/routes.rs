@@ -7,9 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
 
-use crate::batch::PacketBatch;
+use crate::queue::DownlinkTx;
 
 /// The downlink end of one connected session.
 #[derive(Debug)]
@@ -20,7 +19,8 @@ pub struct SessionPort {
     pub generation: u64,
     /// The worker that owns the session (the TUN queue its uplink writes to).
     pub worker: usize,
-    pub tx: mpsc::Sender<PacketBatch>,
+    /// The session's downlink queue (`queue.rs`).
+    pub tx: DownlinkTx,
 }
 
 #[derive(Debug, Default)]
@@ -85,13 +85,14 @@ impl SessionRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{QueueLimits, downlink_queue};
 
     #[test]
     fn stale_generation_does_not_remove_successor() {
         let routes = SessionRoutes::default();
         let a: IpAddr = "198.18.100.10".parse().unwrap();
-        let (tx1, _rx1) = mpsc::channel(1);
-        let (tx2, _rx2) = mpsc::channel(1);
+        let (tx1, _rx1) = downlink_queue(QueueLimits::DEFAULT);
+        let (tx2, _rx2) = downlink_queue(QueueLimits::DEFAULT);
         routes.insert(
             &[a],
             Arc::new(SessionPort {
@@ -121,7 +122,7 @@ mod tests {
         let routes = SessionRoutes::default();
         let a4: IpAddr = "198.18.100.10".parse().unwrap();
         let a6: IpAddr = "fd00:100::10".parse().unwrap();
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = downlink_queue(QueueLimits::DEFAULT);
         routes.insert(
             &[a4, a6],
             Arc::new(SessionPort {

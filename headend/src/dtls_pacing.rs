@@ -139,6 +139,16 @@ pub struct PacerStats {
     pub bytes: u64,
     /// Most bytes seen waiting for the pacer (encrypted, in the session).
     pub max_queued: u64,
+    /// Wake-ups more than 1 ms late.
+    pub late_over_1ms: u64,
+    /// Sends (one `spend` each), and the largest: the biggest burst a
+    /// client buffer saw from this session.
+    pub sends: u64,
+    pub max_send: u64,
+    /// Sends, and their bytes, beyond what the bucket held: the slow
+    /// session's unpaced allowance at work.
+    pub free_sends: u64,
+    pub free_bytes: u64,
 }
 
 /// A token bucket in bytes, driven by `now` (sans-IO: no clock read here).
@@ -268,12 +278,22 @@ impl Pacer {
             self.stats.wakes += 1;
             self.stats.late_total += late;
             self.stats.late_max = self.stats.late_max.max(late);
+            if late > Duration::from_millis(1) {
+                self.stats.late_over_1ms += 1;
+            }
         }
         self.tokens.max(self.slow_allowance())
     }
 
     /// Counts bytes sent (at most the budget; more is clamped, never debt).
     pub fn spend(&mut self, bytes: u64) {
+        let free = bytes.saturating_sub(self.tokens);
+        if free > 0 {
+            self.stats.free_sends += 1;
+            self.stats.free_bytes += free;
+        }
+        self.stats.sends += 1;
+        self.stats.max_send = self.stats.max_send.max(bytes);
         self.long_bytes = self.long_bytes.saturating_add(bytes);
         self.tokens = self.tokens.saturating_sub(bytes);
         self.win_bytes = self.win_bytes.saturating_add(bytes);
@@ -312,14 +332,19 @@ impl Drop for Pacer {
             return;
         }
         tracing::info!(
-            "DTLS pacing: {} bytes, {} waits, {} wake-ups, late mean {} us max {} us, {} bytes of rate lost to late wake-ups, at most {} bytes waiting",
+            "DTLS pacing: {} bytes, {} waits, {} wake-ups, late mean {} us max {} us, {} over 1 ms, {} bytes of rate lost to late wake-ups, at most {} bytes waiting, {} sends, largest {} bytes, {} sends with {} bytes beyond the bucket",
             s.bytes,
             s.waits,
             s.wakes,
             s.late_total.as_micros() / u128::from(s.wakes.max(1)),
             s.late_max.as_micros(),
+            s.late_over_1ms,
             s.lost_bytes,
             s.max_queued,
+            s.sends,
+            s.max_send,
+            s.free_sends,
+            s.free_bytes,
         );
     }
 }

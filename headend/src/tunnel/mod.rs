@@ -28,7 +28,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -45,7 +44,8 @@ use dtls_path::DtlsPath;
 use pump::pump;
 use std::net::Ipv4Addr;
 
-/// Downlink batches queued per session before the dataplane drops.
+/// Datagram batches from the DTLS hub queued per session before it drops
+/// (the downlink's queue is bounded in packets and bytes: dataplane `queue.rs`).
 const DOWNLINK_QUEUE: usize = 256;
 
 /// Large enough for any TLS read or DTLS record (16 KiB plaintext max).
@@ -188,7 +188,7 @@ pub async fn run(
         if dtls.is_some() { "offered" } else { "not offered" });
 
     let addrs = session_addresses(&att);
-    let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
+    let (tx, rx) = dataplane::downlink_queue(dataplane::QueueLimits::DEFAULT);
     cx.routes.insert(
         &addrs,
         Arc::new(dataplane::SessionPort {

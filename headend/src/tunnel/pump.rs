@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::connect::session_addresses;
 use super::downlink::fired;
@@ -45,7 +44,7 @@ pub(super) struct Tunnel<'a> {
     /// Client -> TUN: packets checked and batched for the worker's TUN queue.
     pub(super) uplink: dataplane::tun::Uplink,
     /// TUN -> client: the session's queue from the dataplane, and its filter.
-    pub(super) downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    pub(super) downlink: dataplane::DownlinkRx,
     pub(super) down_filter: Enforcer,
     /// Created when the pacer first makes the downlink wait; dropped when idle.
     pub(super) pace_timer: Option<HrTimer>,
@@ -64,7 +63,7 @@ pub(super) async fn pump(
     tls: &mut Tls,
     leftover: Vec<u8>,
     mut att: Attached,
-    downlink: mpsc::Receiver<dataplane::PacketBatch>,
+    downlink: dataplane::DownlinkRx,
     dtls: Option<DtlsPath>,
     packets: &PacketPath,
 ) -> Outcome {
