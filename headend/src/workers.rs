@@ -208,10 +208,10 @@ impl<L: Clone + Send + 'static> Workers<L> {
 
 /// `fut` run with `guard` held. The future is boxed: an async block that
 /// owns a future and awaits it keeps two copies of its size in its state
-/// (the captured value and the awaited one, rust-lang/rust#62958), and a
-/// connection's future is ~20 KiB, so inline it cost every session ~20 KiB
-/// more than the task it wraps (idle RSS per DTLS session 48 -> 64 KiB at
-/// 1,000 sessions, BENCHMARKS.md). Boxed, the wrapper holds two pointers.
+/// (the captured value and the awaited one, rust-lang/rust#62958). Inline,
+/// that cost every session ~14 KiB, a second copy of its connection's
+/// future: idle RSS per DTLS session at 1,000 sessions was 63 KiB, boxed 50
+/// (BENCHMARKS.md). Boxed, the wrapper holds two pointers and the guard.
 fn guarded<F>(guard: LoadGuard, fut: F) -> impl Future<Output = ()> + Send + 'static
 where
     F: Future<Output = ()> + Send + 'static,
