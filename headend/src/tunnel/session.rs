@@ -99,12 +99,17 @@ impl DtlsLinkConfig {
                         .unwrap_or(30),
                 ),
             ),
-            gateway_dpd: p
-                .anyconnect_dpd_gateway_secs
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(u64::from(s))),
+            gateway_dpd: gateway_dpd(p),
         }
     }
+}
+
+/// The gateway's DPD interval (`anyconnect dpd-interval gateway`); 0 or
+/// unset: the gateway sends no DPD. One rule for CSTP and DTLS.
+fn gateway_dpd(p: &EffectivePolicy) -> Option<Duration> {
+    p.anyconnect_dpd_gateway_secs
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,10 +295,7 @@ impl TunnelSession {
         now: Instant,
     ) -> CstpConfig {
         CstpConfig {
-            dpd_interval: p
-                .anyconnect_dpd_gateway_secs
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(u64::from(s))),
+            dpd_interval: gateway_dpd(p),
             keepalive: None,
             idle_timeout: p.vpn_idle_timeout,
             session_timeout: session_deadline.map(|d| d.saturating_duration_since(now)),
