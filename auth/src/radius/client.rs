@@ -924,7 +924,13 @@ mod tests {
             c.on_datagram(now, "198.18.1.20:1813".parse().unwrap(), &good)
                 .is_none()
         );
-        assert!(c.on_datagram(now, tx.dest, &[1, 2]).is_none());
+        // Too short to be a reply, and with an identifier that is not the
+        // request's (the request's is random: a fixed one matched 1 run in 256).
+        let other_identifier = tx.bytes[1].wrapping_add(1);
+        assert!(
+            c.on_datagram(now, tx.dest, &[1, other_identifier])
+                .is_none()
+        );
         assert_eq!(c.stats().unmatched, 3);
         // Still waiting; the genuine reply completes it.
         let (got, result) = c.on_datagram(now, tx.dest, &good).unwrap();
