@@ -1,14 +1,16 @@
 # Shell helpers for the benchmark scripts (sourced, not run): process
 # control, hang guards, CPU and UDP counters, the ocserv configuration.
-# tput.sh and compare.sh use them; scale.sh and churn.sh still carry their own copies.
+# compare.sh, tput.sh, scale.sh and churn.sh source them.
 # shellcheck shell=bash
 
-# TERM, up to 10 s grace, then KILL. Only pids the calling script started.
+# TERM, up to $2 seconds of grace (default 10), then KILL. Only pids the calling
+# script started.
 stop_pid() {
-  local pid=$1 n=0
+  local pid=$1 grace=${2:-10} n=0
   [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  [[ "$grace" =~ ^[0-9]+$ ]] || grace=10
   kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt $((grace * 10)) ]; do sleep 0.1; n=$((n + 1)); done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }

@@ -32,6 +32,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/bench-lib.sh
+. "$ROOT/benches/bench-lib.sh"
 LAB="$ROOT/netns/lab.sh"
 ROUNDS=20
 N=500
@@ -101,15 +103,6 @@ LAB_UP=0
 RUN_PID=""
 HELPERS=()
 
-stop_pid() {
-  local pid=$1 n=0
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # heaptrack writes its file after the headend exits: up to 5 minutes.
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 3000 ]; do sleep 0.1; n=$((n + 1)); done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   set +e
@@ -119,7 +112,8 @@ cleanup() {
     log "kept: lab $ID, headend pid $(cat "$DIR/headend.pid" 2>/dev/null) (netns/lab.sh down $ID)"
   else
     for p in "${HELPERS[@]}"; do stop_pid "$p"; done
-    [ -n "$RUN_PID" ] && stop_pid "$RUN_PID"
+    # HEADEND_WRAP=heaptrack writes its file after the headend exits: up to 5 minutes.
+    [ -n "$RUN_PID" ] && stop_pid "$RUN_PID" 300
     [ "$LAB_UP" -eq 1 ] && bash "$LAB" down "$ID" >/dev/null 2>&1
   fi
   log "results kept in $WORK"
@@ -129,12 +123,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_for() {
-  local secs=$1; shift
-  local end=$((SECONDS + secs))
-  until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.2; done
-}
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 admin() { ip netns exec "$NS_G" "$HEADEND_BIN" "$@" --admin-socket "$DIR/admin.sock"; }
 
 bash "$LAB" up "$ID" >/dev/null || die "lab.sh up failed"

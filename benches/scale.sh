@@ -22,6 +22,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/bench-lib.sh
+. "$ROOT/benches/bench-lib.sh"
 LAB="$ROOT/netns/lab.sh"
 NS_LIST="100 1000"
 ONLY=""
@@ -110,14 +112,6 @@ HELPERS=()
 OCSERV_PID=""
 HEADEND_RUNNING=0
 
-stop_pid() {
-  local pid=$1 n=0
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   set +e
@@ -136,12 +130,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_for() {
-  local secs=$1; shift
-  local end=$((SECONDS + secs))
-  until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.2; done
-}
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 bash "$LAB" up "$ID" >/dev/null || die "lab.sh up failed"
 LAB_UP=1
