@@ -36,8 +36,11 @@ pub async fn run(
     while let Some(ev) = rx.recv().await {
         if let Some(j) = &journal {
             // A Stop is journaled before it is sent: after a crash, never a
-            // second Stop for this session (acct_journal.rs).
+            // second Stop for this session (acct_journal.rs). A Start was
+            // written by the session table; its sync may still be running
+            // there, and no Start leaves before it is on disk.
             let r = match ev.status {
+                AcctStatusType::Start => j.sync_written(),
                 AcctStatusType::Stop => j.ended(&ev.acct_session_id),
                 AcctStatusType::InterimUpdate => j.checkpoint(std::slice::from_ref(&ev)),
                 _ => Ok(()),

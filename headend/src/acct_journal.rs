@@ -2,7 +2,12 @@
 //! sessions that have an accounting Start and no Stop yet.
 //!
 //! - Every Start is appended and fsync'd (`fdatasync`) before the tunnel is up
-//!   (the session table writes it while attaching the first connection).
+//!   and before the Start is sent. The session table appends it while
+//!   attaching the first connection (so the journal's order is the table's)
+//!   and syncs it after releasing its lock: an fsync takes milliseconds on a
+//!   disk, and under the lock it held every login and lookup behind it. Syncs
+//!   are group commits ([`AcctJournal::sync_to`]): one `fdatasync` covers
+//!   every record written before it, so logins that wait together share it.
 //! - Counters are checkpointed now and then (every Interim-Update, and a
 //!   periodic snapshot of all sessions).
 //! - A session's end is appended and fsync'd *before* its Stop is sent: after a
@@ -23,7 +28,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth::radius::{AcctStatusType, Counters, TerminateCause};
@@ -323,19 +329,33 @@ fn start_record(ev: &AcctEvent) -> StartRecord {
 }
 
 struct JournalFile {
-    file: File,
+    /// Shared so a sync can run without holding the journal's lock.
+    file: Arc<File>,
     size: u64,
     /// Compact beyond this size.
     limit: u64,
     open: OpenSessions,
+    /// Sequence number of the last write ([`JournalSeq`]).
+    written: u64,
 }
 
+/// A write's place in the journal: durable once [`AcctJournal::sync_to`] it
+/// returned Ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalSeq(u64);
+
 /// The journal file. Writes are serialized; each is a single `write` of whole
-/// lines, followed by `fdatasync` where durability matters.
+/// lines. `fdatasync` runs outside the write lock, one for all that waits.
 pub struct AcctJournal {
     path: PathBuf,
     max_bytes: u64,
     inner: Mutex<JournalFile>,
+    /// The highest [`JournalSeq`] known to be on disk.
+    durable: AtomicU64,
+    /// One sync at a time: who waits here is covered by the next one.
+    sync_lock: Mutex<()>,
+    /// `fdatasync` calls made by [`AcctJournal::sync_to`] (tests).
+    syncs: AtomicU64,
 }
 
 impl std::fmt::Debug for AcctJournal {
@@ -373,11 +393,15 @@ impl AcctJournal {
             path: path.to_path_buf(),
             max_bytes,
             inner: Mutex::new(JournalFile {
-                file,
+                file: Arc::new(file),
                 size,
                 limit: max_bytes.max(2 * size),
                 open,
+                written: 0,
             }),
+            durable: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
+            syncs: AtomicU64::new(0),
         };
         Ok((j, stops))
     }
@@ -386,34 +410,83 @@ impl AcctJournal {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn append(&self, records: Vec<Record>, sync: bool) -> io::Result<()> {
+    /// Writes `records` (not yet durable: see [`AcctJournal::sync_to`]).
+    fn append(&self, records: Vec<Record>) -> io::Result<JournalSeq> {
         let mut j = self.lock();
         let mut buf = String::new();
         for r in records {
             buf.push_str(&r.encode());
             j.open.apply(r);
         }
+        j.written += 1;
+        let seq = JournalSeq(j.written);
         if j.open.0.is_empty() {
             // Nothing open: clear the journal instead of growing it.
             j.file.set_len(0)?;
             j.size = 0;
-            return if sync { j.file.sync_data() } else { Ok(()) };
+            return Ok(seq);
         }
-        j.file.write_all(buf.as_bytes())?;
+        (&*j.file).write_all(buf.as_bytes())?;
         j.size += buf.len() as u64;
         if j.size > j.limit {
+            // The compacted file is synced (and renamed over the old one)
+            // before it replaces it: everything written so far is durable.
             let file = write_compacted(&self.path, &j.open)?;
             j.size = file.metadata()?.len();
             j.limit = self.max_bytes.max(2 * j.size);
-            j.file = file;
+            j.file = Arc::new(file);
+            self.durable.fetch_max(j.written, Ordering::AcqRel);
+        }
+        Ok(seq)
+    }
+
+    /// Makes every write up to `seq` durable: returns at once if an earlier
+    /// sync covered it, else waits for the sync in progress and, if that did
+    /// not cover it, runs one `fdatasync` for all written so far. Holds
+    /// neither the journal's write lock nor the caller's.
+    pub fn sync_to(&self, seq: JournalSeq) -> io::Result<()> {
+        if self.durable.load(Ordering::Acquire) >= seq.0 {
             return Ok(());
         }
-        if sync { j.file.sync_data() } else { Ok(()) }
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.durable.load(Ordering::Acquire) >= seq.0 {
+            return Ok(());
+        }
+        let (file, upto) = {
+            let j = self.lock();
+            (j.file.clone(), j.written)
+        };
+        // A compaction meanwhile synced the new file itself (`append`); this
+        // one syncs the file the records up to `upto` were written to.
+        file.sync_data()?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Everything written so far, made durable (before a Start is sent).
+    pub fn sync_written(&self) -> io::Result<()> {
+        let upto = JournalSeq(self.lock().written);
+        self.sync_to(upto)
     }
 
     /// Journals a Start, durably; call before the tunnel is up.
     pub fn started(&self, ev: &AcctEvent) -> io::Result<()> {
-        self.append(vec![Record::Start(start_record(ev))], true)
+        let seq = self.started_unsynced(ev)?;
+        self.sync_to(seq)
+    }
+
+    /// Journals a Start without waiting for the disk: the session table
+    /// calls this under its lock (so the journal keeps the table's order)
+    /// and [`AcctJournal::sync_to`] the returned place after releasing it,
+    /// before the tunnel is up.
+    pub fn started_unsynced(&self, ev: &AcctEvent) -> io::Result<JournalSeq> {
+        self.append(vec![Record::Start(start_record(ev))])
+    }
+
+    /// `fdatasync` calls made so far for [`AcctJournal::sync_to`].
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Journals the counters of Interim-Updates or a periodic snapshot.
@@ -434,7 +507,8 @@ impl AcctJournal {
         if open.is_empty() {
             return Ok(());
         }
-        self.append(open, true)
+        let seq = self.append(open)?;
+        self.sync_to(seq)
     }
 
     /// Journals the end of a session, durably; call before its Stop is sent.
@@ -442,12 +516,10 @@ impl AcctJournal {
         if !self.lock().open.0.contains_key(acct_session_id) {
             return Ok(());
         }
-        self.append(
-            vec![Record::End {
-                id: acct_session_id.to_string(),
-            }],
-            true,
-        )
+        let seq = self.append(vec![Record::End {
+            id: acct_session_id.to_string(),
+        }])?;
+        self.sync_to(seq)
     }
 
     pub fn open_sessions(&self) -> usize {
@@ -601,6 +673,67 @@ mod tests {
         drop(j);
         let (_j, stops) = AcctJournal::open(&path, DEFAULT_MAX_BYTES).unwrap();
         assert!(stops.is_empty(), "a Stop sent twice: {stops:?}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn one_sync_covers_every_write_before_it() {
+        let path = tmp("group-commit");
+        let (j, _) = AcctJournal::open(&path, DEFAULT_MAX_BYTES).unwrap();
+        let a = j.started_unsynced(&ev("A", AcctStatusType::Start)).unwrap();
+        let b = j.started_unsynced(&ev("B", AcctStatusType::Start)).unwrap();
+        let c = j.started_unsynced(&ev("C", AcctStatusType::Start)).unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(j.syncs(), 0, "nothing synced under the writer's lock");
+        // The first waiter syncs all three; the others find theirs on disk.
+        j.sync_to(b).unwrap();
+        j.sync_to(a).unwrap();
+        j.sync_to(c).unwrap();
+        assert_eq!(j.syncs(), 1);
+        // A write after that sync needs one of its own.
+        let d = j.started_unsynced(&ev("D", AcctStatusType::Start)).unwrap();
+        j.sync_to(d).unwrap();
+        j.sync_written().unwrap();
+        assert_eq!(j.syncs(), 2);
+        // The durable calls sync too.
+        j.ended("A").unwrap();
+        assert_eq!(j.syncs(), 3);
+        let open = read_open_sessions(&path).unwrap();
+        assert_eq!(open.0.keys().collect::<Vec<_>>(), vec!["B", "C", "D"]);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_compaction_is_a_sync() {
+        let path = tmp("compaction-sync");
+        let (j, _) = AcctJournal::open(&path, 1024).unwrap();
+        j.started_unsynced(&ev("A", AcctStatusType::Start)).unwrap();
+        let checkpoint = || Record::Checkpoint {
+            id: "A".into(),
+            at: Checkpoint {
+                session_time: 1,
+                counters: Counters::default(),
+            },
+        };
+        // Checkpoints pile up until the file is compacted to the open set
+        // (it shrinks); nothing was synced by a caller meanwhile.
+        let mut last = None;
+        for _ in 0..100 {
+            let before = std::fs::metadata(&path).unwrap().len();
+            last = Some(j.append(vec![checkpoint()]).unwrap());
+            if std::fs::metadata(&path).unwrap().len() < before {
+                break;
+            }
+            last = None;
+        }
+        let last = last.expect("never compacted");
+        // The compacted file was synced before it replaced the old one.
+        j.sync_to(last).unwrap();
+        assert_eq!(j.syncs(), 0);
+        // The next write is not covered by it.
+        let next = j.append(vec![checkpoint()]).unwrap();
+        j.sync_to(next).unwrap();
+        assert_eq!(j.syncs(), 1);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

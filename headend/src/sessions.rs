@@ -815,6 +815,8 @@ impl SessionTable {
             }
         }
         let session_deadline = s.policy.vpn_session_timeout.map(|d| s.login_instant + d);
+        // The Start's journal write, made durable once the table is unlocked.
+        let mut start_to_sync = None;
         if s.acct_started.is_none()
             && let Some(group) = s.authz.accounting_group.clone()
         {
@@ -823,11 +825,24 @@ impl SessionTable {
             s.last_interim = now;
             let ev = acct_event(s, auth::radius::AcctStatusType::Start, None, group, now);
             // Durable before the tunnel is up: a crash from here on still
-            // gets its Stop at the next start (issue 17).
-            if let Some(j) = &inner.journal
-                && let Err(e) = j.started(&ev)
-            {
-                tracing::error!(user = %ev.username, session = %ev.acct_session_id, "accounting journal: {e}; a crash would lose this session's Stop");
+            // gets its Stop at the next start (issue 17). Written here, in
+            // the table's order; the fsync waits until the lock is released
+            // (acct_journal.rs), and the accounting task syncs before it
+            // sends the Start.
+            if let Some(j) = &inner.journal {
+                match j.started_unsynced(&ev) {
+                    Ok(seq) => {
+                        start_to_sync = Some((
+                            j.clone(),
+                            seq,
+                            ev.username.clone(),
+                            ev.acct_session_id.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(user = %ev.username, session = %ev.acct_session_id, "accounting journal: {e}; a crash would lose this session's Stop");
+                    }
+                }
             }
             if let Some(tx) = &inner.events {
                 let _ = tx.send(ev);
@@ -852,7 +867,7 @@ impl SessionTable {
                 v6: address6.map(|(a, _)| a),
             });
         }
-        Ok(Attached {
+        let attached = Attached {
             index,
             generation,
             username: s.username.clone(),
@@ -866,7 +881,14 @@ impl SessionTable {
             filter: s.filter.clone(),
             control: rx,
             session_deadline,
-        })
+        };
+        drop(guard);
+        if let Some((journal, seq, user, id)) = start_to_sync
+            && let Err(e) = journal.sync_to(seq)
+        {
+            tracing::error!(%user, session = %id, "accounting journal: {e}; a crash would lose this session's Stop");
+        }
+        Ok(attached)
     }
 
     /// A connection's task ended. Stale generations (superseded) change nothing.
@@ -1726,6 +1748,49 @@ group-policy GP attributes
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_start_is_on_disk_when_attach_returns_and_before_it_is_sent() {
+        let (t, cfg) = table();
+        let dir =
+            std::env::temp_dir().join(format!("headend-attach-journal-{}", std::process::id()));
+        let path = dir.join("accounting.journal");
+        let (j, _) = crate::acct_journal::AcctJournal::open(&path, 1 << 20).unwrap();
+        let j = Arc::new(j);
+        t.set_accounting_journal(j.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        t.set_accounting(tx, Ipv4Addr::new(198, 18, 1, 1));
+        let now = Instant::now();
+        let (_, cookie) = t
+            .login(
+                NewSession {
+                    username: "alice",
+                    tunnel_group: "TG",
+                    group_policy: "GP",
+                    policy: cfg.effective_policy("GP"),
+                    pools: vec!["P".into()],
+                    public_ip: ip("198.18.0.2"),
+                    authz: SessionAuthz {
+                        accounting_group: Some("ISE".into()),
+                        ..SessionAuthz::default()
+                    },
+                    audit_session_id: t.new_audit_session_id(),
+                },
+                now,
+            )
+            .expect("login");
+        t.attach(&cookie, ip("198.18.0.2"), None, false).unwrap();
+        // Synced by attach itself (after it released the table's lock).
+        assert_eq!(j.syncs(), 1);
+        let start = rx.try_recv().expect("a Start event");
+        assert_eq!(start.status, auth::radius::AcctStatusType::Start);
+        let open = crate::acct_journal::read_open_sessions(&path).unwrap();
+        assert!(open.0.contains_key(&start.acct_session_id), "{open:?}");
+        // The accounting task's sync before it sends finds it on disk.
+        j.sync_written().unwrap();
+        assert_eq!(j.syncs(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
