@@ -20,7 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use tun_rs::{
-    AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN,
+    AsyncDevice, DeviceBuilder, ExpandBuffer, GROTable, IDEAL_BATCH_SIZE, SyncDevice,
+    VIRTIO_NET_HDR_LEN,
 };
 
 use crate::batch::{BATCH_PACKETS, BatchPool, PacketBatch};
@@ -210,10 +211,10 @@ impl Tun {
 
     /// Writes a session's uplink packets to TUN. Each buffer holds one packet after
     /// `UPLINK_HEADROOM` bytes. Returns the number of packets handed to the kernel.
-    pub async fn send_batch(
+    pub async fn send_batch<B: ExpandBuffer>(
         &self,
         gro: &mut GROTable,
-        bufs: &mut [Vec<u8>],
+        bufs: &mut [B],
         counters: &DataplaneCounters,
     ) -> usize {
         if bufs.is_empty() {
@@ -417,12 +418,69 @@ impl GroPool {
     }
 }
 
+/// The most bytes after the headroom one uplink buffer may hold once GRO has
+/// appended packets to it: an IP packet's length field bounds a TUN write's
+/// super-packet to 64 KiB.
+pub const UPLINK_GRO_MAX: usize = u16::MAX as usize;
+
+/// One uplink packet buffer (headroom, then the packet) that GRO may grow into
+/// a super-packet.
+///
+/// Why not a plain `Vec<u8>`: tun-rs coalesces a packet into the previous
+/// one of its flow only when the target buffer's *capacity* already holds
+/// the result (`buf_capacity() >= 2 * offset + coalesced length`; "we don't
+/// want to allocate"), so buffers made for one packet (2 KiB) never
+/// coalesced: 1.2 packets per TUN write in DTLS upload, each one a trip
+/// through the kernel's forwarding and TCP receive path (BENCHMARKS.md,
+/// 2026-12-07 23:05). This buffer reports room for a whole super-packet and
+/// grows when GRO really appends (`buf_resize`), so only the buffers that
+/// head a flow in a write grow (to at most 64 KiB each), and an idle session
+/// frees them all ([`Uplink::release_buffers`]).
+#[derive(Debug, Default)]
+pub struct UplinkBuf(Vec<u8>);
+
+impl UplinkBuf {
+    fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+}
+
+impl AsRef<[u8]> for UplinkBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsMut<[u8]> for UplinkBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl ExpandBuffer for UplinkBuf {
+    fn buf_capacity(&self) -> usize {
+        // tun-rs asks for two offsets (its header room) on top of the
+        // coalesced packet; report exactly a 64 KiB packet's worth, whatever
+        // the Vec really holds (it may have grown past it), so no
+        // super-packet outgrows the IP length field.
+        2 * UPLINK_HEADROOM + UPLINK_GRO_MAX
+    }
+
+    fn buf_resize(&mut self, new_len: usize, value: u8) {
+        self.0.resize(new_len, value);
+    }
+
+    fn buf_extend_from_slice(&mut self, src: &[u8]) {
+        self.0.extend_from_slice(src);
+    }
+}
+
 /// Per-session uplink state: reusable packet buffers (a GRO table is lent for
 /// each write), so a session's packets reach TUN in one batch without
 /// allocation per packet.
 pub struct Uplink {
     tun: Tun,
-    bufs: Vec<Vec<u8>>,
+    bufs: Vec<UplinkBuf>,
     used: usize,
     /// The only source addresses this session may use (its IPv4 and IPv6 address).
     allowed_src: Vec<IpAddr>,
@@ -462,9 +520,10 @@ impl Uplink {
             return false;
         }
         if self.used == self.bufs.len() {
-            self.bufs.push(Vec::with_capacity(UPLINK_HEADROOM + 2048));
+            self.bufs
+                .push(UplinkBuf::with_capacity(UPLINK_HEADROOM + 2048));
         }
-        let b = &mut self.bufs[self.used];
+        let b = &mut self.bufs[self.used].0;
         b.clear();
         b.resize(UPLINK_HEADROOM, 0);
         b.extend_from_slice(pkt);
@@ -498,7 +557,7 @@ impl Uplink {
             let keep = e.decide(
                 self.bufs[..n]
                     .iter()
-                    .map(|b| b.get(UPLINK_HEADROOM..).unwrap_or_default()),
+                    .map(|b| b.0.get(UPLINK_HEADROOM..).unwrap_or_default()),
                 Direction::FromClient,
             );
             // Compact the permitted packets to the front, keeping their order.
@@ -545,6 +604,29 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// tun-rs appends a packet to the previous one of its flow only if the
+    /// target buffer's reported capacity holds the result plus two offsets;
+    /// an uplink buffer made for one packet must still take a 64 KiB
+    /// super-packet, and never more (the IP length field).
+    #[test]
+    fn an_uplink_buffer_has_room_for_one_super_packet_and_grows_on_demand() {
+        let mut b = UplinkBuf::with_capacity(UPLINK_HEADROOM + 2048);
+        b.0.resize(UPLINK_HEADROOM + 1390, 7);
+        let room = |b: &UplinkBuf| b.buf_capacity() - 2 * UPLINK_HEADROOM;
+        // What GRO checks before it appends 46 more 1,350-byte payloads.
+        assert!(room(&b) >= 1390 + 46 * 1350, "{}", room(&b));
+        assert_eq!(room(&b), UPLINK_GRO_MAX);
+        // Appending really grows the buffer, keeping what was there.
+        let len = b.as_ref().len();
+        b.buf_resize(len + 46 * 1350, 0);
+        b.buf_extend_from_slice(&[1, 2, 3]);
+        assert_eq!(b.as_ref().len(), len + 46 * 1350 + 3);
+        assert_eq!(b.as_ref()[UPLINK_HEADROOM], 7);
+        // Even once the Vec grew past it, the room stays one super-packet.
+        b.buf_resize(2 * UPLINK_GRO_MAX, 0);
+        assert_eq!(room(&b), UPLINK_GRO_MAX);
     }
 
     fn v4(src: [u8; 4]) -> Vec<u8> {

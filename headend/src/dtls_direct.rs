@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dtls::{DtlsHub, UdpIo};
 use crate::proto::dtls_hello;
+use crate::recv_budget::{MAX_SLOTS, RecvPlan};
 
 /// Receive buffer asked for a session's socket (the kernel caps it at
 /// `net.core.rmem_max`); charged only while datagrams wait in it, and all UDP
@@ -42,14 +43,6 @@ const DIRECT_RCVBUF: usize = 4 << 20;
 
 /// One receive slot: a GRO train is at most 64 KiB.
 const RECV_SLOT: usize = 64 * 1024;
-
-/// Datagram trains (GRO'd reads, up to 64 KiB each) per receive call. One
-/// call is one uplink event of the session's task, which the task finishes
-/// before its downlink is served again (turn_budget.rs): 32 (quinn-udp's
-/// batch) made ~190 datagrams per event with 100 busy sessions, and their
-/// downlink queues overflowed between turns; 8 cut those drops 4-6x at the
-/// same CPU per GB (BENCHMARKS.md, issue 13 both ways).
-const RECV_MSGS: usize = 8;
 
 /// Consecutive receive errors (ICMP errors reported on a connected socket)
 /// before a session gives its socket up and stays on the hub.
@@ -122,6 +115,9 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 pub struct DirectSocket {
     io: UdpIo,
     peer: SocketAddr,
+    /// Datagrams per message (GRO train) the last uplink event saw: how the
+    /// next one sizes its receive calls (`recv_budget.rs`).
+    per_msg: AtomicU32,
     hub: Arc<DtlsHub>,
     _slot: OwnedSemaphorePermit,
 }
@@ -148,6 +144,7 @@ impl DtlsHub {
                 Some(DirectSocket {
                     io,
                     peer,
+                    per_msg: AtomicU32::new(1),
                     hub: self.clone(),
                     _slot: slot,
                 })
@@ -196,51 +193,18 @@ impl DirectSocket {
     }
 
     /// Waits for datagrams from the peer and returns them as one batch (one
-    /// copy, out of the receive slots, as on the hub path). ClientHellos (a
-    /// new association goes by App-ID) and datagrams from anyone else go to
-    /// the hub's sorting. Cancel-safe: nothing is held across the await.
-    /// Errs after repeated receive errors: the caller drops the socket and
-    /// the hub serves the session again.
+    /// copy, out of the receive slots, as on the hub path). Once the socket
+    /// is readable it reads on while it still has datagrams, up to about one
+    /// TUN super-packet's worth (`recv_budget.rs`: the batch's packets go to
+    /// TUN in one write). ClientHellos (a new association goes by App-ID)
+    /// and datagrams from anyone else go to the hub's sorting. Cancel-safe:
+    /// nothing is held across the await. Errs after repeated receive errors:
+    /// the caller drops the socket and the hub serves the session again.
     pub async fn recv(&self, pool: &dataplane::BatchPool) -> io::Result<dataplane::PacketBatch> {
         let mut errors = 0u32;
-        let peer = canonical(self.peer);
         loop {
             self.io.socket.readable().await?;
-            let res = RECV.with_borrow_mut(|storage| {
-                if storage.is_empty() {
-                    storage.resize_with(RECV_MSGS.clamp(1, quinn_udp::BATCH_SIZE), || {
-                        vec![0u8; RECV_SLOT]
-                    });
-                }
-                let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                let n = self.io.socket.try_io(Interest::READABLE, || {
-                    self.io
-                        .state
-                        .recv((&self.io.socket).into(), &mut slices, &mut meta)
-                })?;
-                drop(slices);
-                let mut batch = pool.get();
-                for (m, buf) in meta.iter().zip(storage.iter()).take(n) {
-                    let data = buf.get(..m.len).unwrap_or_default();
-                    let stride = if m.stride == 0 {
-                        m.len.max(1)
-                    } else {
-                        m.stride
-                    };
-                    let ours = canonical(m.addr) == peer;
-                    for dgram in data.chunks(stride) {
-                        if ours && !dtls_hello::is_client_hello(dgram) {
-                            batch.push(dgram);
-                        } else {
-                            self.hub.reinject(m.addr, dgram, pool);
-                        }
-                    }
-                }
-                Ok::<_, io::Error>(batch)
-            });
-            match res {
+            match self.read_event(pool) {
                 Ok(batch) if batch.is_empty() => pool.put(batch),
                 Ok(batch) => {
                     let c = &self.hub.counters;
@@ -261,6 +225,94 @@ impl DirectSocket {
                 }
             }
         }
+    }
+
+    /// One uplink event's receive calls (the plan decides how many and how
+    /// large). Errs only if the first call does; an error after datagrams
+    /// came in ends the event with them (WouldBlock: the socket ran empty).
+    fn read_event(&self, pool: &dataplane::BatchPool) -> io::Result<dataplane::PacketBatch> {
+        let peer = canonical(self.peer);
+        RECV.with_borrow_mut(|storage| {
+            let slots = MAX_SLOTS.clamp(1, quinn_udp::BATCH_SIZE);
+            if storage.len() < slots {
+                storage.resize_with(slots, || vec![0u8; RECV_SLOT]);
+            }
+            let hint = self.per_msg.load(Ordering::Relaxed);
+            let mut plan = RecvPlan::with_hint(usize::try_from(hint).unwrap_or(1));
+            let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
+            let mut batch = pool.get();
+            // Bounded: the plan allows at most recv_budget::MAX_CALLS calls.
+            loop {
+                let asked = plan.slots().min(storage.len());
+                if asked == 0 {
+                    break;
+                }
+                let mut slices: Vec<IoSliceMut<'_>> = storage
+                    .iter_mut()
+                    .take(asked)
+                    .map(|b| IoSliceMut::new(b))
+                    .collect();
+                let mut short = None;
+                let got = self.io.socket.try_io(Interest::READABLE, || {
+                    let n = self
+                        .io
+                        .state
+                        .recv((&self.io.socket).into(), &mut slices, &mut meta)?;
+                    if n < asked {
+                        // A short read: the receive queue ran empty (a
+                        // non-blocking recvmmsg stops where a read would
+                        // block). Saying so (WouldBlock) clears tokio's
+                        // readiness, so the next event waits for the
+                        // socket's next edge instead of making a read that
+                        // fails: 48 % of the receive calls with 100 sessions
+                        // (BENCHMARKS.md, 2026-12-07 23:30). Edge-triggered
+                        // epoll reports any datagram that came after it.
+                        short = Some(n);
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+                drop(slices);
+                let n = match (got, short) {
+                    (_, Some(n)) | (Ok(n), None) => n,
+                    (Err(e), None) if plan.datagrams() == 0 => {
+                        pool.put(batch);
+                        return Err(e);
+                    }
+                    (Err(e), None) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            tracing::debug!(peer = %self.peer, "UDP receive: {e}");
+                        }
+                        plan.stop();
+                        break;
+                    }
+                };
+                let mut datagrams = 0;
+                for (m, buf) in meta.iter().zip(storage.iter()).take(n) {
+                    let data = buf.get(..m.len).unwrap_or_default();
+                    let stride = if m.stride == 0 {
+                        m.len.max(1)
+                    } else {
+                        m.stride
+                    };
+                    let ours = canonical(m.addr) == peer;
+                    for dgram in data.chunks(stride) {
+                        datagrams += 1;
+                        if ours && !dtls_hello::is_client_hello(dgram) {
+                            batch.push(dgram);
+                        } else {
+                            self.hub.reinject(m.addr, dgram, pool);
+                        }
+                    }
+                }
+                plan.record(asked, n, datagrams);
+            }
+            self.per_msg.store(
+                plan.per_msg().try_into().unwrap_or(u32::MAX),
+                Ordering::Relaxed,
+            );
+            Ok(batch)
+        })
     }
 }
 
@@ -380,6 +432,37 @@ mod tests {
         drop(direct);
         assert_eq!(hub.counters.direct_sockets.load(Ordering::Relaxed), 0);
         assert_eq!(sem.available_permits(), 8);
+    }
+
+    #[tokio::test]
+    async fn an_event_reads_on_while_the_socket_has_datagrams() {
+        let (hub, _sem) = hub_with_slots(8);
+        let pool = dataplane::BatchPool::default();
+        let a = client();
+        let direct = hub.connect_direct(a.local_addr().unwrap()).unwrap();
+        // 100 queued: one event takes one super-packet's worth (more than
+        // the 16 slots of one call), the rest waits for the next.
+        for i in 0..100u8 {
+            a.send_to(&[i; 100], hub.local).unwrap();
+        }
+        let recv = || async {
+            tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let first = recv().await;
+        assert_eq!(first.len(), crate::recv_budget::DEFAULT_EVENT_DATAGRAMS);
+        assert_eq!(first.iter().nth(20), Some(&[20u8; 100][..]));
+        let second = recv().await;
+        assert_eq!(
+            second.len(),
+            100 - crate::recv_budget::DEFAULT_EVENT_DATAGRAMS
+        );
+        assert_eq!(
+            hub.counters.direct_rx_datagrams.load(Ordering::Relaxed),
+            100
+        );
     }
 
     #[tokio::test]

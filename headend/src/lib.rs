@@ -21,6 +21,7 @@ pub mod policy_state;
 pub mod pool;
 pub mod proto;
 pub mod radius_io;
+pub mod recv_budget;
 pub mod reload;
 pub mod saml_web;
 pub mod server;

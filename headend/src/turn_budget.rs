@@ -5,8 +5,8 @@
 //! worker), while the uplink is spread over every session's own socket. A
 //! session whose socket always has datagrams ready handled them batch after
 //! batch in one poll, up to tokio's cooperative budget (128 socket readiness
-//! checks, each batch then up to 32 GRO'd reads, now 8:
-//! `dtls_direct::RECV_MSGS`): with 100 such sessions one round
+//! checks, each batch then up to 32 GRO'd reads, later 8, now about 64
+//! datagrams: `recv_budget.rs`): with 100 such sessions one round
 //! of the runtime took hundreds of milliseconds, the TUN reader ran once per
 //! round, and the kernel dropped what did not fit the device's 16,384-packet
 //! queue in the meantime (`ip -s link` TX dropped on the TUN: 55 % of the
@@ -17,7 +17,7 @@
 //! TUN reader, and every session's downlink, are served in each.
 //!
 //! Within a session the two directions share its turns too. An uplink event
-//! is one socket read: then up to 32 GRO'd reads (now 8), ~190 datagrams each in the
+//! is one socket read: then up to 32 GRO'd reads (later 8, now ~64 datagrams), ~190 datagrams each in the
 //! 100-session run (up to 2,048); a downlink event took queued batches only
 //! until 128 KiB (~93 packets) waited, and a paced session's downlink sat
 //! out whole turns. On a runtime that reaches each session every few hundred
