@@ -149,11 +149,15 @@ impl DtlsPath {
         let Some(ch) = self.channel.as_mut() else {
             return;
         };
+        let learnt = &mut self.learnt;
         let (mut bytes, mut packets) = (0u64, 0u64);
         batch.for_each_with_headroom(|frame| {
             let Some(rec) = frame.get_mut(cstp::HEADER_LEN - 1..) else {
                 return;
             };
+            if let Some(l) = learnt.as_mut() {
+                l.on_down(rec.get(1..).unwrap_or_default());
+            }
             rec[0] = 0;
             if ch.write_record(rec) {
                 let len = rec.len() - 1;
@@ -198,6 +202,9 @@ impl DtlsPath {
             return None;
         }
         let now = Instant::now();
+        if let Some(l) = self.learnt.as_mut() {
+            pacer.set_rate(now, l.rate(now));
+        }
         let budget = pacer.budget(now);
         // A datagram larger than the whole burst still leaves, alone, once
         // the bucket is full (jumbo MTUs).
