@@ -15,7 +15,8 @@
 //!   client's and change nothing;
 //! - on a client loss the cap drops to [`CUT`] of the delivery rate (the
 //!   client's acknowledged bytes per [`SAMPLE`], the most of the last
-//!   [`SAMPLES`], in wire bytes), at most once per [`ROUND`] and once per hole;
+//!   [`SAMPLES`], in wire bytes), at most once per [`ROUND`] and once per
+//!   loss episode (holes in data sent before the last cut are the same one);
 //! - each [`ROUND`] without one it grows by [`GROWTH`] of itself, back up to
 //!   the fixed pacer's rate (the ceiling), so a client that got its CPU back
 //!   gets its rate back in a few hundred ms.
@@ -44,10 +45,14 @@ pub const MAX_GROWTH_ROUNDS: u32 = 256;
 /// so one loss burst (one client stall) gives one cut.
 pub const ROUND: Duration = Duration::from_millis(20);
 
-/// Delivery-rate sample length, and how many are kept (the max of them is
-/// the client's rate: a stall in one sample must not set the cap).
+/// Delivery-rate sample length, and how many are kept: the most of them
+/// (160 ms) is the client's rate. Long, because the cumulative ACK stands
+/// still while TCP recovers a loss (the client SACKs instead), so samples
+/// right after a loss read low; with 8 samples (40 ms) cuts ratcheted the
+/// cap down to 416 Mbit/s for a client that took 1.4 Gbit/s (BENCHMARKS.md,
+/// issue 13 pace, round 3).
 pub const SAMPLE: Duration = Duration::from_millis(5);
-pub const SAMPLES: usize = 8;
+pub const SAMPLES: usize = 32;
 
 /// Flows tracked per session (the downloads' TCP connections); more are
 /// not learnt from (the cap follows the first ones).
@@ -59,6 +64,48 @@ pub const OWN_GAPS: usize = 8;
 /// header 13 + explicit nonce 8 + tag 16 + AnyConnect type byte 1 (RFC 6347
 /// §4.1, RFC 5288 §3). The rate is in UDP payload bytes, as the pacer's.
 const RECORD_OVERHEAD: u64 = 38;
+
+/// The two knobs of the rule, for measuring (`HEADEND_DTLS_PACE_LEARN_CUT`
+/// in sixteenths, `HEADEND_DTLS_PACE_LEARN_GROWTH` as the shift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnConfig {
+    /// The cap after a client loss, in sixteenths of the delivery rate.
+    pub cut_16ths: u64,
+    /// Growth per round: rate / 2^growth_shift.
+    pub growth_shift: u32,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        Self {
+            cut_16ths: CUT.0 * 16 / CUT.1,
+            growth_shift: GROWTH_SHIFT,
+        }
+    }
+}
+
+impl LearnConfig {
+    /// The process-wide setting (read once; out-of-range values are ignored).
+    pub fn process_default() -> Self {
+        static CFG: std::sync::OnceLock<LearnConfig> = std::sync::OnceLock::new();
+        *CFG.get_or_init(|| {
+            let env = |k: &str| {
+                std::env::var(k)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let d = Self::default();
+            Self {
+                cut_16ths: env("HEADEND_DTLS_PACE_LEARN_CUT")
+                    .filter(|c| (1..=16).contains(c))
+                    .unwrap_or(d.cut_16ths),
+                growth_shift: env("HEADEND_DTLS_PACE_LEARN_GROWTH")
+                    .filter(|g| (1..=16).contains(g))
+                    .map_or(d.growth_shift, |g| g as u32),
+            }
+        })
+    }
+}
 
 /// Never below this (bytes per second on the wire, 10 Mbit/s): a session
 /// whose client stalled for long must not be starved after it comes back.
@@ -74,8 +121,10 @@ struct Flow {
     gaps: usize,
     /// The highest cumulative ACK seen (None until the first).
     acked: Option<u32>,
-    /// The hole the last cut was for (one cut per hole).
-    cut_hole: Option<u32>,
+    /// After a client loss, `next_seq` then: holes below it belong to the
+    /// same loss episode (one cut per window of data, as TCP's own
+    /// recovery point, RFC 6582 §3.2).
+    recover: Option<u32>,
 }
 
 impl Flow {
@@ -102,6 +151,7 @@ pub struct LearntStats {
 /// The learnt cap of one session.
 #[derive(Debug, Clone)]
 pub struct LearntRate {
+    cfg: LearnConfig,
     /// The ceiling: the fixed pacer's rate (bytes per second).
     max: u64,
     rate: u64,
@@ -116,6 +166,10 @@ pub struct LearntRate {
     payload: u64,
     last_cut: Option<Instant>,
     grown_at: Instant,
+    /// The cap integrated over time (bytes), since `started`, for the mean.
+    area: u128,
+    area_at: Instant,
+    started: Instant,
     stats: LearntStats,
 }
 
@@ -124,6 +178,7 @@ impl LearntRate {
     pub fn new(max: u64, now: Instant) -> Self {
         let max = max.max(MIN_RATE);
         Self {
+            cfg: LearnConfig::default(),
             max,
             rate: max,
             flows: Vec::new(),
@@ -135,6 +190,9 @@ impl LearntRate {
             payload: 0,
             last_cut: None,
             grown_at: now,
+            area: 0,
+            area_at: now,
+            started: now,
             stats: LearntStats {
                 min_rate: max,
                 ..LearntStats::default()
@@ -142,8 +200,18 @@ impl LearntRate {
         }
     }
 
+    pub fn with_config(mut self, cfg: LearnConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
     /// The cap now (bytes per second on the wire).
     pub fn rate(&mut self, now: Instant) -> u64 {
+        let dt = now.saturating_duration_since(self.area_at);
+        self.area = self
+            .area
+            .saturating_add(u128::from(self.rate) * dt.as_nanos() / 1_000_000_000);
+        self.area_at = self.area_at.max(now);
         let rounds = now.saturating_duration_since(self.grown_at).as_nanos() / ROUND.as_nanos();
         if rounds == 0 {
             return self.rate;
@@ -157,7 +225,7 @@ impl LearntRate {
         for _ in 0..rounds {
             self.rate = self
                 .rate
-                .saturating_add((self.rate >> GROWTH_SHIFT).max(1))
+                .saturating_add((self.rate >> self.cfg.growth_shift).max(1))
                 .min(self.max);
         }
         self.grown_at += ROUND * rounds as u32;
@@ -178,7 +246,7 @@ impl LearntRate {
                     own_gaps: [(0, 0); OWN_GAPS],
                     gaps: 0,
                     acked: None,
-                    cut_hole: None,
+                    recover: None,
                 });
                 self.flows.len() - 1
             }
@@ -252,10 +320,11 @@ impl LearntRate {
         let loss = seg
             .sack
             .is_some_and(|left| left.wrapping_sub(seg.ack) as i32 > 0)
-            && f.cut_hole != Some(seg.ack);
+            && f.recover
+                .is_none_or(|r| seg.ack.wrapping_sub(r) as i32 >= 0);
         let own = loss && f.own_hole(seg.ack);
-        if loss {
-            f.cut_hole = Some(seg.ack);
+        if loss && !own {
+            f.recover = f.next_seq;
         }
         self.sample_acked = self.sample_acked.saturating_add(acked);
         if own {
@@ -300,7 +369,7 @@ impl LearntRate {
             0 => rate,
             d => d.min(rate),
         };
-        self.rate = (base / CUT.1 * CUT.0).max(MIN_RATE);
+        self.rate = (base / 16 * self.cfg.cut_16ths).max(MIN_RATE);
         self.last_cut = Some(now);
         self.grown_at = now;
         self.stats.cuts += 1;
@@ -316,12 +385,19 @@ impl Drop for LearntRate {
         if s.client_losses == 0 && s.own_losses == 0 {
             return;
         }
+        let secs = self
+            .area_at
+            .saturating_duration_since(self.started)
+            .as_secs_f64()
+            .max(1e-9);
         tracing::info!(
-            "DTLS learnt pacing: {} client losses, {} own losses, {} cuts, lowest {} Mbit/s, last {} Mbit/s",
+            "DTLS learnt pacing: {} client losses, {} own losses, {} cuts, lowest {} Mbit/s, mean {:.0} Mbit/s over {:.1} s, last {} Mbit/s",
             s.client_losses,
             s.own_losses,
             s.cuts,
             s.min_rate * 8 / 1_000_000,
+            self.area as f64 * 8.0 / 1e6 / secs,
+            secs,
             self.rate * 8 / 1_000_000,
         );
     }
@@ -393,6 +469,37 @@ mod tests {
     }
 
     #[test]
+    fn a_loss_during_recovery_does_not_ratchet_the_cap_down() {
+        let t0 = Instant::now();
+        let mut r = LearntRate::new(375_000_000, t0);
+        let mut now = t0;
+        let next = deliver(&mut r, &mut now, 0, 200, 50);
+        send(&mut r, next, next + 100, &[]);
+        r.on_up(now, &v4_up(next * MSS, Some((next + 1) * MSS)));
+        let first = r.rate(now);
+        // TCP recovers a burst of losses for 60 ms: the cumulative ACK moves
+        // from hole to hole (one segment every 10 ms), SACKing the rest.
+        for i in 1..=60 {
+            now += Duration::from_millis(1);
+            let ack = next + i / 10;
+            r.on_up(now, &v4_up(ack * MSS, Some((next + 50) * MSS)));
+        }
+        assert_eq!(r.stats().cuts, 1, "holes of one episode: one cut");
+        // Recovered; data sent after the cut is lost: a new episode.
+        send(&mut r, next + 100, next + 110, &[]);
+        r.on_up(now, &v4_up((next + 100) * MSS, Some((next + 101) * MSS)));
+        assert_eq!(r.stats().cuts, 2);
+        let second = r.rate(now);
+        // Cut from what the client took before the loss, not from the
+        // crawl of the recovery.
+        let want = (first + (first >> GROWTH_SHIFT) * 3) / 16 * 15;
+        assert!(
+            second.abs_diff(want) < want / 50,
+            "second cut to {second}, want ~{want}"
+        );
+    }
+
+    #[test]
     fn our_own_drops_do_not_cut() {
         let t0 = Instant::now();
         let mut r = LearntRate::new(375_000_000, t0);
@@ -433,11 +540,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = LearntRate::new(375_000_000, t0);
         let mut now = t0;
-        send(&mut r, 0, 100, &[]);
-        // A client that delivers almost nothing (10 bytes a ms) and reports
-        // a new hole every ms.
+        // A client that takes 10 bytes a ms and loses some of each: a new
+        // loss episode every ms.
         for i in 0..2000u32 {
-            r.on_up(now, &v4_up(i * 10, Some(50 * MSS)));
+            r.on_down(&v4(i * 10, 1, 0x10, &[], 10));
+            r.on_up(now, &v4_up(i * 10, Some(i * 10 + 5)));
             now += Duration::from_millis(1);
         }
         let s = r.stats();

@@ -14,7 +14,7 @@ use super::connect::dtls_datagram_mtu;
 use super::session::{DtlsLink, DtlsLinkConfig, TunnelSession};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsHub};
 use crate::dtls_direct::DirectSocket;
-use crate::dtls_pace_rate::LearntRate;
+use crate::dtls_pace_rate::{LearnConfig, LearntRate};
 use crate::dtls_pacing::{Pacer, PacingConfig};
 use crate::proto::dtls_dpd;
 use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
@@ -125,7 +125,10 @@ impl DtlsPath {
             pacer: PacingConfig::process_default().map(|c| Pacer::new(c, Instant::now())),
             learnt: PacingConfig::process_default()
                 .filter(|c| c.learn)
-                .map(|c| LearntRate::new(c.rate, Instant::now())),
+                .map(|c| {
+                    LearntRate::new(c.rate, Instant::now())
+                        .with_config(LearnConfig::process_default())
+                }),
         })
     }
 
