@@ -50,6 +50,9 @@ pub struct PacingConfig {
     pub slow_free: u64,
     /// Cap the rate per session by what the client takes, learnt from the
     /// inner TCP's ACKs (`dtls_pace_rate.rs`); the rate above is the ceiling.
+    /// On by default (`HEADEND_DTLS_PACE_LEARN=0` turns it off): client drops
+    /// in DTLS download 0.27-0.77 % vs 3.8-7.3 % at the same throughput in 4
+    /// of 5 back-to-back pairs (BENCHMARKS.md issue 13 pace).
     pub learn: bool,
 }
 
@@ -124,7 +127,7 @@ impl PacingConfig {
             let burst = env("HEADEND_DTLS_PACE_BURST").unwrap_or(Self::DEFAULT_BURST);
             let catch_up = env("HEADEND_DTLS_PACE_CATCHUP").unwrap_or(Self::DEFAULT_CATCH_UP);
             let free = env("HEADEND_DTLS_PACE_FREE").unwrap_or(Self::DEFAULT_SLOW_FREE);
-            let learn = env("HEADEND_DTLS_PACE_LEARN").unwrap_or(0) != 0;
+            let learn = env("HEADEND_DTLS_PACE_LEARN").unwrap_or(1) != 0;
             Self::from_mbit(mbit, burst).map(|c| {
                 c.with_catch_up(catch_up)
                     .with_slow_free(free)
@@ -343,6 +346,11 @@ impl Pacer {
             self.refill(now);
             self.cfg.rate = rate;
         }
+    }
+
+    /// Changes the catch-up credit (while a learnt cap binds).
+    pub fn set_catch_up(&mut self, catch_up: u64) {
+        self.cfg.catch_up = catch_up;
     }
 }
 

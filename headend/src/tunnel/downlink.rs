@@ -19,7 +19,7 @@ use super::Outcome;
 use super::dtls_path::{DtlsPath, udp_for};
 use super::pump::Tunnel;
 use super::session::Via;
-use crate::dtls_pacing::HrTimer;
+use crate::dtls_pacing::{HrTimer, PacingConfig};
 use crate::proto::cstp::{self, CstpSession, FrameType};
 use crate::server::Tls;
 use dataplane::enforce::Enforcer;
@@ -204,6 +204,12 @@ impl DtlsPath {
         let now = Instant::now();
         if let Some(l) = self.learnt.as_mut() {
             pacer.set_rate(now, l.rate(now));
+            let base = PacingConfig::process_default().map_or(0, |c| c.catch_up);
+            pacer.set_catch_up(if l.capped() {
+                base.max(l.catch_up())
+            } else {
+                base
+            });
         }
         let budget = pacer.budget(now);
         // A datagram larger than the whole burst still leaves, alone, once

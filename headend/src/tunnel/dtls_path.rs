@@ -85,7 +85,7 @@ pub(super) struct DtlsPath {
     /// Downlink pacing (`dtls_pacing.rs`); None: bursts leave at once.
     pub(super) pacer: Option<Pacer>,
     /// The pacer's rate learnt from the inner TCP (`dtls_pace_rate.rs`),
-    /// when `HEADEND_DTLS_PACE_LEARN` asks for it.
+    /// unless `HEADEND_DTLS_PACE_LEARN=0`.
     pub(super) learnt: Option<LearntRate>,
 }
 
