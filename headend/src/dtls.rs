@@ -423,8 +423,9 @@ impl UdpIo {
     }
 
     /// Sends the first `count` unsent datagrams of `out` (a paced session's
-    /// budget), in GSO runs of equal size; the rest stay queued. Returns the
-    /// bytes sent.
+    /// budget), in GSO runs of equal size; the rest stay queued. The ones a
+    /// send failed for are dropped (counted in `tx_errors`, not in
+    /// `tx_datagrams`). Returns the bytes sent.
     pub async fn send_front(
         &self,
         counters: &DtlsCounters,
@@ -436,6 +437,7 @@ impl UdpIo {
         let lens = out.pending_lens();
         let lens = lens.get(..count.min(lens.len())).unwrap_or_default();
         let mut start = out.head_off;
+        let mut sent = 0usize;
         for (i, j) in gso_runs(lens, max_segs) {
             let bytes: usize = lens[i..j].iter().sum();
             let contents = out.buf.get(start..start + bytes).unwrap_or_default();
@@ -446,32 +448,34 @@ impl UdpIo {
                 segment_size: (j - i > 1).then_some(lens[i]),
                 src_ip: None,
             };
-            loop {
-                if self.socket.writable().await.is_err() {
-                    break;
+            let result = loop {
+                if let Err(e) = self.socket.writable().await {
+                    break Err(e);
                 }
                 match self.socket.try_io(Interest::WRITABLE, || {
                     self.state.try_send((&self.socket).into(), &t)
                 }) {
-                    Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => {
-                        counters
-                            .tx_errors
-                            .fetch_add((j - i) as u64, Ordering::Relaxed);
-                        tracing::debug!(%peer, "UDP send: {e}");
-                        break;
-                    }
+                    r => break r,
                 }
-            }
-            counters
-                .tx_datagrams
-                .fetch_add((j - i) as u64, Ordering::Relaxed);
+            };
+            // Only what the kernel took counts as sent.
+            let counter = match result {
+                Ok(()) => {
+                    sent += bytes;
+                    &counters.tx_datagrams
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, "UDP send: {e}");
+                    &counters.tx_errors
+                }
+            };
+            counter.fetch_add((j - i) as u64, Ordering::Relaxed);
             start += bytes;
         }
         let (n, bytes) = (lens.len(), start - out.head_off);
         out.advance(n, bytes);
-        bytes
+        sent
     }
 }
 
@@ -1262,6 +1266,31 @@ mod tests {
         let r = runs(&big, 64);
         assert!(r.iter().all(|(i, j)| (j - i) * 1444 <= MAX_GSO_BYTES));
         assert_eq!(r.iter().map(|(i, j)| j - i).sum::<usize>(), 100);
+    }
+
+    #[tokio::test]
+    async fn only_datagrams_the_kernel_took_count_as_sent() {
+        let hub = DtlsHub::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut out = Outbound::default();
+        for _ in 0..3 {
+            out.push(&[0u8; 100]);
+        }
+        let sent = hub
+            .io
+            .send_front(&hub.counters, sink.local_addr().unwrap(), &mut out, 2)
+            .await;
+        assert_eq!(sent, 200);
+        assert_eq!(out.len(), 1);
+        // A send the kernel refuses (broadcast without SO_BROADCAST: EACCES)
+        // is an error, not a sent datagram.
+        let refused: SocketAddr = "255.255.255.255:9".parse().unwrap();
+        let sent = hub.io.send_front(&hub.counters, refused, &mut out, 1).await;
+        assert_eq!(sent, 0);
+        assert!(out.is_empty(), "a failed datagram is dropped, not retried");
+        let c = &hub.counters;
+        assert_eq!(c.tx_datagrams.load(Ordering::Relaxed), 2);
+        assert_eq!(c.tx_errors.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dtls;
 pub mod dtls_direct;
 pub mod dtls_keys;
+pub mod dtls_pace_rate;
 pub mod dtls_pacing;
 pub mod dtls_resume;
 pub mod dynauth_listener;

@@ -22,4 +22,5 @@ pub mod dtls_hello;
 pub mod dtls_record;
 pub mod dtls_resume;
 pub mod http;
+pub mod tcp_seg;
 pub mod xmlauth;

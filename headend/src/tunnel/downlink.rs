@@ -19,7 +19,7 @@ use super::Outcome;
 use super::dtls_path::{DtlsPath, udp_for};
 use super::pump::Tunnel;
 use super::session::Via;
-use crate::dtls_pacing::HrTimer;
+use crate::dtls_pacing::{HrTimer, PacingConfig};
 use crate::proto::cstp::{self, CstpSession, FrameType};
 use crate::server::Tls;
 use dataplane::enforce::Enforcer;
@@ -149,11 +149,15 @@ impl DtlsPath {
         let Some(ch) = self.channel.as_mut() else {
             return;
         };
+        let learnt = &mut self.learnt;
         let (mut bytes, mut packets) = (0u64, 0u64);
         batch.for_each_with_headroom(|frame| {
             let Some(rec) = frame.get_mut(cstp::HEADER_LEN - 1..) else {
                 return;
             };
+            if let Some(l) = learnt.as_mut() {
+                l.on_down(rec.get(1..).unwrap_or_default());
+            }
             rec[0] = 0;
             if ch.write_record(rec) {
                 let len = rec.len() - 1;
@@ -198,6 +202,15 @@ impl DtlsPath {
             return None;
         }
         let now = Instant::now();
+        if let Some(l) = self.learnt.as_mut() {
+            pacer.set_rate(now, l.rate(now));
+            let base = PacingConfig::process_default().map_or(0, |c| c.catch_up);
+            pacer.set_catch_up(if l.capped() {
+                base.max(l.catch_up())
+            } else {
+                base
+            });
+        }
         let budget = pacer.budget(now);
         // A datagram larger than the whole burst still leaves, alone, once
         // the bucket is full (jumbo MTUs).

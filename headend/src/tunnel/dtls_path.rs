@@ -14,6 +14,7 @@ use super::connect::dtls_datagram_mtu;
 use super::session::{DtlsLink, DtlsLinkConfig, TunnelSession};
 use crate::dtls::{AppId, DatagramKind, DtlsChannel, DtlsDatagrams, DtlsHub};
 use crate::dtls_direct::DirectSocket;
+use crate::dtls_pace_rate::{LearnConfig, LearntRate};
 use crate::dtls_pacing::{Pacer, PacingConfig};
 use crate::proto::dtls_dpd;
 use crate::proto::dtls_resume::{self, DtlsMode, ResumeSuite};
@@ -83,6 +84,9 @@ pub(super) struct DtlsPath {
     pub(super) echoes: Vec<Vec<u8>>,
     /// Downlink pacing (`dtls_pacing.rs`); None: bursts leave at once.
     pub(super) pacer: Option<Pacer>,
+    /// The pacer's rate learnt from the inner TCP (`dtls_pace_rate.rs`),
+    /// unless `HEADEND_DTLS_PACE_LEARN=0`.
+    pub(super) learnt: Option<LearntRate>,
 }
 
 impl DtlsPath {
@@ -119,6 +123,12 @@ impl DtlsPath {
             link_cfg: DtlsLinkConfig::for_policy(policy),
             echoes: Vec::new(),
             pacer: PacingConfig::process_default().map(|c| Pacer::new(c, Instant::now())),
+            learnt: PacingConfig::process_default()
+                .filter(|c| c.learn)
+                .map(|c| {
+                    LearntRate::new(c.rate, Instant::now())
+                        .with_config(LearnConfig::process_default())
+                }),
         })
     }
 

@@ -172,6 +172,8 @@ impl DtlsPath {
         let now = Instant::now();
         let (mut bytes, mut packets, mut authentic) = (0u64, 0u64, 0u64);
         let echoes = &mut self.echoes;
+        // The learnt pacing rate reads the inner TCP's ACKs (downlink.rs).
+        let learnt = &mut self.learnt;
         let mut failed = false;
         for i in 0..batch.len() {
             let Some(dgram) = batch.get_mut(i) else {
@@ -183,6 +185,9 @@ impl DtlsPath {
                     match crate::tunnel::session::classify(record) {
                         DtlsRecord::Data(pkt) => {
                             if uplink.push(pkt) {
+                                if let Some(l) = learnt.as_mut() {
+                                    l.on_up(now, pkt);
+                                }
                                 bytes += pkt.len() as u64;
                                 packets += 1;
                                 cstp.on_data_received(now, pkt.len());
