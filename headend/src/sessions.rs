@@ -1730,6 +1730,17 @@ group-policy GP attributes
     }
 
     fn login(t: &SessionTable, cfg: &Config, user: &str, now: Instant) -> (u64, String) {
+        login_with(t, cfg, user, SessionAuthz::default(), now)
+    }
+
+    /// A login to GP / pool P with what RADIUS authorized.
+    fn login_with(
+        t: &SessionTable,
+        cfg: &Config,
+        user: &str,
+        authz: SessionAuthz,
+        now: Instant,
+    ) -> (u64, String) {
         t.login(
             NewSession {
                 username: user,
@@ -1738,7 +1749,7 @@ group-policy GP attributes
                 policy: cfg.effective_policy("GP"),
                 pools: vec!["P".into()],
                 public_ip: "198.18.0.2".parse().unwrap(),
-                authz: SessionAuthz::default(),
+                authz,
                 audit_session_id: t.new_audit_session_id(),
             },
             now,
@@ -1761,25 +1772,11 @@ group-policy GP attributes
         t.set_accounting_journal(j.clone());
         let (tx, mut rx) = mpsc::unbounded_channel();
         t.set_accounting(tx, Ipv4Addr::new(198, 18, 1, 1));
-        let now = Instant::now();
-        let (_, cookie) = t
-            .login(
-                NewSession {
-                    username: "alice",
-                    tunnel_group: "TG",
-                    group_policy: "GP",
-                    policy: cfg.effective_policy("GP"),
-                    pools: vec!["P".into()],
-                    public_ip: ip("198.18.0.2"),
-                    authz: SessionAuthz {
-                        accounting_group: Some("ISE".into()),
-                        ..SessionAuthz::default()
-                    },
-                    audit_session_id: t.new_audit_session_id(),
-                },
-                now,
-            )
-            .expect("login");
+        let authz = SessionAuthz {
+            accounting_group: Some("ISE".into()),
+            ..SessionAuthz::default()
+        };
+        let (_, cookie) = login_with(&t, &cfg, "alice", authz, Instant::now());
         t.attach(&cookie, ip("198.18.0.2"), None, false).unwrap();
         // Synced by attach itself (after it released the table's lock).
         assert_eq!(j.syncs(), 1);
