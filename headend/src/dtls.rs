@@ -123,6 +123,7 @@ impl DtlsHub {
         let std_sock = crate::dtls_direct::reusable_udp(addr)
             .with_context(|| format!("binding UDP {addr} for DTLS"))?;
         let state = UdpSocketState::new((&std_sock).into())?;
+        crate::dtls_direct::drop_unread_ancillary(&std_sock, addr);
         // Room for bursts while a session task is busy.
         let _ = state.set_recv_buffer_size((&std_sock).into(), 8 << 20);
         let _ = state.set_send_buffer_size((&std_sock).into(), 8 << 20);

@@ -68,6 +68,49 @@ pub fn reusable_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
+/// Turns off the receive-side control messages quinn-udp switches on that the
+/// headend never reads: IP_PKTINFO/IPV6_RECVPKTINFO (the local address of each
+/// datagram: the hub answers from its bound address and a connected socket
+/// knows its own), IP_RECVTOS/IPV6_RECVTCLASS (ECN: DTLS carries none) and
+/// SO_TIMESTAMPNS (nobody reads the receive time). Each costs a `put_cmsg`
+/// per datagram (~4 % of the samples in a one-client upload, BENCHMARKS.md
+/// 2026-12-07 23:05), and while any socket asks for timestamps the kernel
+/// stamps every packet it receives. UDP_GRO stays on: the receive path reads
+/// its segment size. Best effort: a socket that keeps one still works.
+pub(crate) fn drop_unread_ancillary(sock: &std::net::UdpSocket, local: SocketAddr) {
+    use std::os::fd::AsRawFd as _;
+    let fd = sock.as_raw_fd();
+    let v4 = [
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS),
+        (libc::IPPROTO_IP, libc::IP_PKTINFO),
+        (libc::IPPROTO_IP, libc::IP_RECVTOS),
+    ];
+    let v6 = [
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS),
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS),
+        // quinn-udp sets it on dual-stack sockets too.
+        (libc::IPPROTO_IP, libc::IP_RECVTOS),
+    ];
+    let off: &[(libc::c_int, libc::c_int)] = if local.is_ipv4() { &v4 } else { &v6 };
+    for &(level, name) in off {
+        let zero: libc::c_int = 0;
+        // SAFETY: a valid fd and a c_int option value of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&zero as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(level, name, error = %io::Error::last_os_error(), "UDP option left on");
+        }
+    }
+}
+
 /// The connection slots connected sockets draw from (see the module docs).
 pub struct DirectSlots {
     slots: Arc<Semaphore>,
@@ -169,6 +212,7 @@ fn open(local: SocketAddr, peer: SocketAddr) -> io::Result<UdpIo> {
     // hands such strays back to the hub.
     socket2::SockRef::from(&std_sock).connect(&connect_addr(local, peer).into())?;
     let state = UdpSocketState::new((&std_sock).into())?;
+    drop_unread_ancillary(&std_sock, local);
     let _ = state.set_recv_buffer_size((&std_sock).into(), DIRECT_RCVBUF);
     let socket = UdpSocket::from_std(std_sock)?;
     Ok(UdpIo { socket, state })
@@ -521,5 +565,56 @@ mod tests {
         // Without a budget (no accept loop): never.
         let bare = DtlsHub::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(bare.connect_direct(peers[0]).is_none());
+    }
+
+    fn option(
+        fd: &impl std::os::fd::AsRawFd,
+        level: libc::c_int,
+        name: libc::c_int,
+    ) -> libc::c_int {
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid fd, a c_int buffer and its length.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt({level}, {name})");
+        v
+    }
+
+    #[tokio::test]
+    async fn no_control_message_is_asked_for_that_nobody_reads() {
+        let (hub, _sem) = hub_with_slots(8);
+        let pool = dataplane::BatchPool::default();
+        let a = client();
+        let direct = hub.connect_direct(a.local_addr().unwrap()).unwrap();
+        for (what, sock) in [("hub", &hub.io.socket), ("session", &direct.io.socket)] {
+            for (level, name, label) in [
+                (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, "SO_TIMESTAMPNS"),
+                (libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO"),
+                (libc::IPPROTO_IP, libc::IP_RECVTOS, "IP_RECVTOS"),
+            ] {
+                assert_eq!(option(sock, level, name), 0, "{what}: {label}");
+            }
+            // Still on: the receive path splits GRO trains by it.
+            assert_eq!(
+                option(sock, libc::SOL_UDP, libc::UDP_GRO),
+                1,
+                "{what}: UDP_GRO"
+            );
+        }
+        // And datagrams still arrive, with their sender.
+        a.send_to(b"quiet", hub.local).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.iter().collect::<Vec<_>>(), vec![&b"quiet"[..]]);
     }
 }
