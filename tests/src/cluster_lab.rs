@@ -442,6 +442,72 @@ impl ClusterLab {
     }
 
     /// `headend ARGS` against node B's admin socket.
+    /// The MAC address of `dev` in namespace `ns`.
+    pub fn mac(ns: &str, dev: &str) -> String {
+        let out = cmd::must(&mut cmd::command(
+            "ip",
+            &["-n", ns, "-o", "link", "show", "dev", dev],
+        ));
+        let text = out;
+        let mut words = text.split_whitespace();
+        // `... link/ether 02:..:.. brd ff:ff:ff:ff:ff:ff ...`
+        words
+            .by_ref()
+            .find(|w| *w == "link/ether")
+            .and_then(|_| words.next())
+            .unwrap_or_else(|| panic!("no MAC for {dev} in {ns}: {text}"))
+            .to_owned()
+    }
+
+    /// Node A's and node B's MACs on the inside segment (what their ARP answers
+    /// and announcements carry).
+    pub fn inside_macs(&self) -> (String, String) {
+        (
+            Self::mac(self.lab.gw_ns(), "inbr"),
+            Self::mac(&self.b_ns, "inside"),
+        )
+    }
+
+    /// The inside host's neighbour entry for `addr`: its MAC, if it has one.
+    pub fn inside_host_neigh(&self, addr: Ipv4Addr) -> Option<String> {
+        let a = addr.to_string();
+        let out = cmd::must(&mut cmd::command(
+            "ip",
+            &[
+                "-n",
+                self.lab.inside_ns(),
+                "neigh",
+                "show",
+                &a,
+                "dev",
+                "eth0",
+            ],
+        ));
+        let text = out;
+        let mut words = text.split_whitespace();
+        words.by_ref().find(|w| *w == "lladdr")?;
+        words.next().map(str::to_owned)
+    }
+
+    /// Points the inside host's entry for `addr` at `mac` (state STALE: nothing
+    /// re-resolves it until traffic goes there or an announcement arrives).
+    pub fn set_inside_host_neigh(&self, addr: Ipv4Addr, mac: &str) {
+        let a = addr.to_string();
+        ip(&[
+            "-n",
+            self.lab.inside_ns(),
+            "neigh",
+            "replace",
+            &a,
+            "lladdr",
+            mac,
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ]);
+    }
+
     pub fn b_cli(&self, args: &[&str]) -> Output {
         let (first, rest) = args.split_first().expect("a command");
         let mut c = Command::new(headend_bin());

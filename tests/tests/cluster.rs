@@ -614,6 +614,21 @@ fn a_hung_node_that_comes_back_drops_the_session_it_lost() {
         session_of(s, "alice").is_some_and(|x| field(x, "Cluster Node") == "B")
     });
     assert_eq!(on_a.len(), 1, "A holds no copy of its own: {on_a:#?}");
+    // B repeats its takeover announcement over half a minute
+    // (headend/src/cluster/announce.rs): an inside host that still names A for
+    // alice's address (A's kernel answered ARP for it while A hung) moves to B
+    // with no traffic to alice that would make it re-resolve.
+    let (a_mac, b_mac) = cl.inside_macs();
+    assert_ne!(a_mac, b_mac);
+    cl.set_inside_host_neigh(addr, &a_mac);
+    assert!(
+        wait_until(HANG_GUARD, || (cl.inside_host_neigh(addr).as_deref()
+            == Some(b_mac.as_str()))
+        .then_some(()))
+        .is_some(),
+        "the inside host still sends alice's traffic to {:?}, not B ({b_mac}): no repeated announcement",
+        cl.inside_host_neigh(addr)
+    );
     // B forwards again once the inside host resolves alice's address to B:
     // while A hung, A's kernel kept answering ARP for it (README, cluster
     // limitations), so the inside host may still send to A's MAC until its

@@ -20,6 +20,7 @@
 //! empty store after a restart without persistence; allocations wait two leases
 //! for that, see `keys::REFILL_GRACE_LEASES`).
 
+pub mod announce;
 pub mod keys;
 pub mod lb;
 pub mod neigh;
@@ -89,8 +90,9 @@ pub enum ClusterEvent {
         acct_session_id: String,
         addr_keys: Vec<String>,
     },
-    /// Answer ARP for this address on the inside segment (and announce it).
-    Serve(Ipv4Addr),
+    /// Answer ARP for this address on the inside segment (and announce it;
+    /// after a takeover, repeatedly: `announce.rs`).
+    Serve { addr: Ipv4Addr, takeover: bool },
     /// Stop answering for it.
     Unserve(Ipv4Addr),
 }
@@ -599,7 +601,7 @@ impl Cluster {
                     self.set_healthy(false);
                 }
             }
-            ClusterEvent::Serve(a) => {
+            ClusterEvent::Serve { addr: a, .. } => {
                 if let Some(i) = &self.inside {
                     if let Err(e) = i.proxy(true, a) {
                         tracing::warn!("cluster: proxy ARP for {a} on {}: {e}", i.name);
@@ -632,12 +634,44 @@ impl Cluster {
     ) {
         let mut tick = tokio::time::interval(self.lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Repeats of the takeover announcements (announce.rs), only with an
+        // inside segment to announce on.
+        let mut repeats = announce::Announcements::default();
+        let mut due = Vec::new();
         loop {
+            let next_repeat = repeats.next_due();
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
+                    Some(ev) => {
+                        if self.inside.is_some() {
+                            match ev {
+                                ClusterEvent::Serve { addr, takeover: true } => {
+                                    repeats.serve(addr, Instant::now())
+                                }
+                                ClusterEvent::Unserve(a) => repeats.unserve(a),
+                                _ => {}
+                            }
+                        }
+                        self.handle(ev).await
+                    }
                     None => return,
                 },
+                _ = async {
+                    match next_repeat {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    repeats.due(Instant::now(), &mut due);
+                    if let Some(i) = &self.inside {
+                        for a in due.drain(..) {
+                            if let Err(e) = i.announce(a) {
+                                tracing::debug!("cluster: repeated gratuitous ARP for {a} on {}: {e}", i.name);
+                            }
+                        }
+                    }
+                    due.clear();
+                }
                 _ = tick.tick() => {
                     match self.write_back(&sessions).await {
                         Ok(()) => {

@@ -191,7 +191,13 @@ impl SessionTable {
         s.cluster_fence = fence;
         let addr = s.assigned_v4.as_ref().map(|a| a.0);
         if let Some(a) = addr {
-            Self::cluster_send(&inner, ClusterEvent::Serve(a));
+            Self::cluster_send(
+                &inner,
+                ClusterEvent::Serve {
+                    addr: a,
+                    takeover: false,
+                },
+            );
         }
     }
 
@@ -346,7 +352,13 @@ impl SessionTable {
             }
         }
         if let Some((a, _, _)) = &s.assigned_v4 {
-            Self::cluster_send(inner, ClusterEvent::Serve(*a));
+            Self::cluster_send(
+                inner,
+                ClusterEvent::Serve {
+                    addr: *a,
+                    takeover: true,
+                },
+            );
         }
         tracing::info!(
             user = %s.username,
@@ -500,7 +512,14 @@ group-policy GP attributes
                 Instant::now(),
             )
             .unwrap();
-        assert_eq!(rx.try_recv().ok(), Some(ClusterEvent::Serve(ip)));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(ClusterEvent::Serve {
+                addr: ip,
+                takeover: true
+            }),
+            "an adopted session's address is announced as a takeover"
+        );
         let att = b
             .attach(&cookie, "198.18.0.2".parse().unwrap(), Some(ip), false)
             .unwrap();
@@ -552,7 +571,14 @@ group-policy GP attributes
             .attach(&cookie, "198.18.0.2".parse().unwrap(), None, false)
             .unwrap();
         assert!(arx.try_recv().is_ok(), "Start");
-        assert_eq!(rx.try_recv().ok(), Some(ClusterEvent::Serve(ip)));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(ClusterEvent::Serve {
+                addr: ip,
+                takeover: false
+            }),
+            "a new login's address is no takeover"
+        );
         assert!(a.drop_taken_over(index));
         assert_eq!(
             att.control.try_recv().ok(),
