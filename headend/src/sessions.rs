@@ -323,6 +323,9 @@ pub enum AttachError {
     NoPool(String),
     #[error("Framed-IP-Address {0} is already in use")]
     FramedIpInUse(Ipv4Addr),
+    /// The attach could not run to its end (the runtime is shutting down).
+    #[error("the headend is shutting down")]
+    ShuttingDown,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -550,6 +553,11 @@ impl SessionTable {
     /// Every Start is journaled (fsync'd) before its tunnel comes up.
     pub fn set_accounting_journal(&self, journal: Arc<crate::acct_journal::AcctJournal>) {
         self.lock().journal = Some(journal);
+    }
+
+    /// Whether [`Self::attach`] may wait for the disk (a Start to journal).
+    pub fn journals_starts(&self) -> bool {
+        self.lock().journal.is_some()
     }
 
     /// Interim-style records of every session with a Start: the counters the

@@ -97,6 +97,28 @@ impl TunnelContext {
     }
 }
 
+/// `SessionTable::attach`, which makes the session's accounting Start durable
+/// (fdatasync) before it returns when Starts are journaled: then on the blocking
+/// pool, not on this worker's thread, whose other sessions' packets would wait
+/// for the disk (milliseconds per login), and so that concurrent logins share
+/// one sync (acct_journal.rs group commits). The tunnel still comes up only
+/// after the Start is on disk.
+async fn attach(
+    sessions: &Arc<SessionTable>,
+    cookie: &str,
+    public_ip: std::net::IpAddr,
+    previous: Option<Ipv4Addr>,
+    want_v6: bool,
+) -> Result<crate::sessions::Attached, AttachError> {
+    if !sessions.journals_starts() {
+        return sessions.attach(cookie, public_ip, previous, want_v6);
+    }
+    let (sessions, cookie) = (sessions.clone(), cookie.to_owned());
+    tokio::task::spawn_blocking(move || sessions.attach(&cookie, public_ip, previous, want_v6))
+        .await
+        .unwrap_or(Err(AttachError::ShuttingDown))
+}
+
 pub async fn run(
     mut tls: Tls,
     leftover: Vec<u8>,
@@ -113,7 +135,7 @@ pub async fn run(
         .header("X-CSTP-Address")
         .and_then(|a| a.trim().parse::<Ipv4Addr>().ok());
     let want_v6 = client_does_ipv6(&req);
-    let att = match cx.sessions.attach(cookie, peer.ip(), previous, want_v6) {
+    let att = match attach(&cx.sessions, cookie, peer.ip(), previous, want_v6).await {
         Ok(a) => a,
         Err(e @ AttachError::BadCookie) => {
             tracing::info!(%peer, "CONNECT refused: {e}");
