@@ -16,6 +16,7 @@
 # Usage: sudo benches/compare.sh [-t SECONDS] [--only headend|ocserv] [--keep]
 #   HEADEND_BIN   headend binary (default: `cargo build --release -p headend` here)
 #   HEADEND_ARGS  extra `headend run` arguments (passed through netns/lab.sh)
+#   --keep        keep iperf3's JSON and the headend's and ocserv's logs
 #   TRANSPORTS    which of "dtls dtls-resume cstp" to run (default: all three)
 set -euo pipefail
 
@@ -132,6 +133,8 @@ cleanup() {
   [ "$CEILING_ROUTE" -eq 1 ] && ip -n "$NS_C" route del "198.18.1.0/24" 2>/dev/null
   disconnect_client
   [ "$HEADEND_RUNNING" -eq 1 ] && stop_headend
+  # The servers' logs (the headend's `DTLS pacing:` lines) go with the lab.
+  [ "$KEEP" -eq 1 ] && cp "$DIR"/headend.log "$DIR"/ocserv.log "$WORK"/ 2>/dev/null
   [ -n "$OCSERV_PID" ] && stop_ocserv
   [ -n "$IPERF_PID" ] && stop_pid "$IPERF_PID"
   # lab.sh down stops whatever is left in the three namespaces, deletes them and $DIR.

@@ -13,6 +13,10 @@
 #   HEADEND_BIN  headend binary (default target/release/headend)
 #   HEADEND_DTLS_PACE_MBIT / HEADEND_DTLS_PACE_BURST / … reach the headend unchanged.
 #   --samples    print every sample, not only the summary.
+#   PIN=1        a diagnostic, not the benchmark's setting: the headend and the
+#                iperf3 sender on CPU 0, openconnect and the iperf3 receiver on
+#                CPU 1 (`taskset`), so that the scheduler cannot queue the client
+#                behind the server that woke it.
 # Take the benchmark lock: flock -o /work/bench.lock benches/downlink-probe.sh
 set -euo pipefail
 
@@ -62,6 +66,11 @@ PIDS+=($!)
 IPERF_S=$!
 sleep 1
 HEADEND=$(cat "$DIR/headend.pid"); OC=$(cat "$DIR/oc-$USER_NAME.pid")
+if [ "${PIN:-0}" = 1 ]; then
+  taskset -a -cp 0 "$HEADEND" >/dev/null
+  taskset -a -cp 0 "$IPERF_S" >/dev/null
+  taskset -a -cp 1 "$OC" >/dev/null
+fi
 ping_idle=$(ip netns exec "$NS_C" ping -q -c 10 -i 0.05 "$INSIDE_HOST" | sed -n 's/^rtt.* = //p')
 
 c_rcv0=$(udp "$NS_C" RcvbufErrors); c_in0=$(udp "$NS_C" InDatagrams)
@@ -70,6 +79,7 @@ h0=$(ticks "$HEADEND"); o0=$(ticks "$OC")
 ip netns exec "$NS_C" iperf3 -c "$INSIDE_HOST" -R -t "$DURATION" -J >"$WORK/iperf.json" 2>&1 &
 IPERF_C=$!
 PIDS+=($IPERF_C)
+if [ "${PIN:-0}" = 1 ]; then taskset -a -cp 1 "$IPERF_C" >/dev/null || true; fi
 sleep 1
 ip netns exec "$NS_C" ping -q -c $(((DURATION - 2) * 10)) -i 0.1 "$INSIDE_HOST" >"$WORK/ping" 2>&1 &
 PIDS+=($!)
@@ -102,7 +112,7 @@ awk '
 ' "$WORK/ss" >"$WORK/ss.data"
 field() { sed -n "s/.*[ ]$1:\([0-9.\/]*\).*/\1/p" "$WORK/ss.data"; }
 stats() { awk '{ split($1, a, "/"); v = a[1] + 0; s += v; n++; if (n == 1 || v < mn) mn = v; if (v > mx) mx = v } END { if (n) printf "mean %.1f min %.1f max %.1f (n=%d)", s / n, mn, mx, n; else print "-" }'; }
-echo "downlink-probe: $(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg), HEADEND_DTLS_PACE_MBIT=${HEADEND_DTLS_PACE_MBIT:-default} HEADEND_DTLS_PACE_BURST=${HEADEND_DTLS_PACE_BURST:-default}"
+echo "downlink-probe: $(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg), HEADEND_DTLS_PACE_MBIT=${HEADEND_DTLS_PACE_MBIT:-default} HEADEND_DTLS_PACE_BURST=${HEADEND_DTLS_PACE_BURST:-default}${PIN:+ PIN=$PIN}"
 jq -r '"iperf3 -R: \(.end.sum_received.bits_per_second / 1e9 * 100 | round / 100) Gbit/s, retransmits \(.end.sum_sent.retransmits)"' "$WORK/iperf.json"
 echo "sender TCP rtt ms: $(field rtt | stats)"
 echo "sender cwnd (segments): $(field cwnd | stats)"
