@@ -123,14 +123,32 @@ pub(super) async fn pump(
     }
     t.uplink.flush().await;
 
+    let mut timer_at = t.session.poll_timeout();
+    let timer = tokio::time::sleep_until(
+        timer_at
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+            .into(),
+    );
+    tokio::pin!(timer);
     loop {
         if t.turn.should_yield() {
             tokio::task::yield_now().await;
         }
-        let deadline = t
-            .session
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // One timer entry for the tunnel's life, moved when the session's
+        // next timer moves: a new `sleep_until` per loop registered a new
+        // entry each time, and one earlier than the driver's next wake-up
+        // wrote the runtime's eventfd (`Waker::wake`) and cost an extra
+        // `epoll_wait` return, every few uplink events (BENCHMARKS.md,
+        // 2026-12-08 02:20-02:40). A later deadline only extends the entry.
+        let next = t.session.poll_timeout();
+        // Also after it fired: a completed `Sleep` is ready at once, so it
+        // is re-armed even when the session's next timer did not move
+        // (none at all for an hour: the old deadline would spin this loop).
+        if next != timer_at || timer.is_elapsed() {
+            timer_at = next;
+            let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             r = t.tls.read(&mut rbuf) => {
                 let n = match r {
@@ -173,7 +191,7 @@ pub(super) async fn pump(
                     Some(SessionCommand::Superseded) | None => return Outcome::Superseded,
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            () = &mut timer => {
                 if let Some(o) = t.on_timers().await {
                     return o;
                 }
