@@ -37,25 +37,13 @@ import subprocess
 import sys
 import time
 
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
+from procfs import cmdline, netns, read
 
 
-def cmdline(pid):
-    s = read(f"/proc/{pid}/cmdline")
-    return s.split("\0") if s else []
 
 
-def netns(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
+
+
 
 
 def procs():
