@@ -376,6 +376,18 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::mpsc;
 
+    /// The next batch the session's socket reads (bounded wait: a test that
+    /// gets nothing fails instead of hanging).
+    async fn recv_within(
+        direct: &DirectSocket,
+        pool: &dataplane::BatchPool,
+    ) -> dataplane::PacketBatch {
+        tokio::time::timeout(Duration::from_secs(5), direct.recv(pool))
+            .await
+            .expect("a datagram within 5 s")
+            .expect("receive")
+    }
+
     #[test]
     fn connected_sockets_keep_half_the_slots_free() {
         assert!(may_open(10, 10));
@@ -453,10 +465,7 @@ mod tests {
         let hub_addr = hub.local;
         a.send_to(b"from a", hub_addr).unwrap();
         b.send_to(b"from b", hub_addr).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = recv_within(&direct, &pool).await;
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![&b"from a"[..]]);
         assert_eq!(hub.counters.direct_rx_datagrams.load(Ordering::Relaxed), 1);
         // b's datagram went to the hub's socket.
@@ -522,10 +531,7 @@ mod tests {
         // A re-handshake (or a reconnect's first datagram) from the same port.
         a.send_to(&hello(&app_id), hub.local).unwrap();
         a.send_to(b"data", hub.local).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = recv_within(&direct, &pool).await;
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![&b"data"[..]]);
         let DtlsDatagrams { peer, batch, kind } = rx.try_recv().expect("hello sorted by App-ID");
         assert_eq!((peer, kind, batch.len()), (a_addr, DatagramKind::Hello, 1));
@@ -540,10 +546,7 @@ mod tests {
         let mut direct = hub.connect_direct(a.local_addr().unwrap()).unwrap();
         direct.reconnect(a2.local_addr().unwrap()).unwrap();
         a2.send_to(b"new port", hub.local).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = recv_within(&direct, &pool).await;
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![&b"new port"[..]]);
         assert_eq!(direct.peer(), a2.local_addr().unwrap());
     }
@@ -611,10 +614,7 @@ mod tests {
         }
         // And datagrams still arrive, with their sender.
         a.send_to(b"quiet", hub.local).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), direct.recv(&pool))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = recv_within(&direct, &pool).await;
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![&b"quiet"[..]]);
     }
 }
