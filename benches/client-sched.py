@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from procfs import cmdline, netns, read
+from procfs import cmdline, netns, read, sched, udp
 
 
 
@@ -39,27 +39,8 @@ def pids_named(name, prefix=False):
 
 
 
-def sched(pid):
-    """(on-CPU ns, run-queue wait ns, slices) summed over the threads."""
-    run = wait = n = 0
-    for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        s = read(f)
-        if s:
-            a = s.split()
-            run += int(a[0])
-            wait += int(a[1])
-            n += int(a[2])
-    return run, wait, n
 
 
-def udp(pid):
-    s = read(f"/proc/{pid}/net/snmp")
-    if not s:
-        return 0, 0
-    lines = [line.split() for line in s.splitlines() if line.startswith("Udp:")]
-    h, v = lines[0], lines[1]
-    d = dict(zip(h[1:], map(int, v[1:])))
-    return d.get("InDatagrams", 0), d.get("RcvbufErrors", 0)
 
 
 def idle():

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from procfs import cmdline, netns, read
+from procfs import cmdline, netns, read, sched, udp
 
 
 
@@ -58,16 +58,6 @@ def procs():
     return out
 
 
-def sched(pid):
-    """(on-CPU ns, run-queue wait ns) summed over the threads."""
-    run = wait = 0
-    for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        s = read(f)
-        if s:
-            a = s.split()
-            run += int(a[0])
-            wait += int(a[1])
-    return run, wait
 
 
 def reaped(pid):
@@ -86,13 +76,6 @@ def stat():
     return list(map(int, a))
 
 
-def udp(pid):
-    s = read(f"/proc/{pid}/net/snmp")
-    if not s:
-        return 0, 0
-    lines = [line.split() for line in s.splitlines() if line.startswith("Udp:")]
-    d = dict(zip(lines[0][1:], map(int, lines[1][1:])))
-    return d.get("InDatagrams", 0), d.get("RcvbufErrors", 0)
 
 
 def ss_sample(ns_pid):
@@ -185,7 +168,7 @@ def find_client():
 def snapshot():
     t = time.monotonic()
     ps = procs()
-    per = {p: sched(p) + (reaped(p),) for p in ps}
+    per = {p: sched(p)[:2] + (reaped(p),) for p in ps}
     return t, ps, per, stat()
 
 

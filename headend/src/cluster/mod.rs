@@ -670,7 +670,6 @@ impl Cluster {
                             }
                         }
                     }
-                    due.clear();
                 }
                 _ = tick.tick() => {
                     match self.write_back(&sessions).await {
